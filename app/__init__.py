@@ -1,0 +1,61 @@
+"""pgconsole: back up one PostgreSQL database to S3 and restore it safely, from a browser."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from app.extensions import csrf, db, login_manager
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the web app. `config` overrides environment variables (tests use it)."""
+    config = dict(config or {})
+    settings = Settings.from_env({**os.environ, **{k: str(v) for k, v in config.items()}})
+    app = Flask(
+        __name__,
+        instance_path=settings.instance_path,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.console_database_url,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=settings.session_cookie_secure,
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        SETTINGS=settings,
+    )
+    app.config.update({k: v for k, v in config.items() if k in ("TESTING", "WTF_CSRF_ENABLED")})
+
+    db.init_app(app)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from app import services
+
+    services.init_app(app)
+
+    from app.web import register_blueprints
+
+    register_blueprints(app)
+
+    from app.cli import register_commands
+
+    register_commands(app)
+
+    with app.app_context():
+        db.create_all()
+    return app

@@ -1,0 +1,31 @@
+"""One place that writes the audit log. Callers pass facts; secrets are never among them."""
+
+from __future__ import annotations
+
+from app.extensions import db
+from app.models import AuditEvent
+
+
+def record(
+    action: str,
+    outcome: str,
+    *,
+    username: str | None = None,
+    target: str | None = None,
+    detail: str | None = None,
+    job_id: str | None = None,
+    address: str | None = None,
+) -> AuditEvent:
+    """Append one event and commit it at once, so it survives whatever fails next."""
+    event = AuditEvent(
+        action=action,
+        outcome=outcome,
+        username=username,
+        target=target,
+        detail=(detail or None) and detail[:4000],
+        job_id=job_id,
+        address=address,
+    )
+    db.session.add(event)
+    db.session.commit()
+    return event

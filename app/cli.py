@@ -1,0 +1,151 @@
+"""`flask --app wsgi …` commands: people, tokens, the worker and backups from the shell."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import timedelta
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from app import audit
+from app.clients import redis_for
+from app.extensions import db
+from app.models import ApiToken, User, utcnow
+from app.settings import ROLES
+
+MIN_PASSWORD_LENGTH = 10
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(users_cli)
+    app.cli.add_command(tokens_cli)
+    app.cli.add_command(backup_cli)
+    app.cli.add_command(worker)
+
+
+def fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(2)
+
+
+def check_password(password: str) -> str | None:
+    """The one password rule, for the CLI and the pages."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
+    return None
+
+
+def create_user(username: str, role: str, password: str, created_by: str) -> User:
+    user = User(username=username, role=role)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    audit.record("user.create", "ok", username=created_by, target=username, detail=f"role {role}")
+    return user
+
+
+users_cli = AppGroup("users", help="Manage the people who may use the console.")
+
+
+@users_cli.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_create(username: str, role: str, password_stdin: bool) -> None:
+    """Create a user. The password is read from stdin or prompted for, never taken as an argument."""
+    username = username.strip()
+    if not username or len(username) > 64 or any(c.isspace() or ord(c) < 32 for c in username):
+        fail("the username must be 1 to 64 characters without spaces")
+    if db.session.execute(db.select(User).where(User.username == username)).scalar_one_or_none():
+        fail(f"a user named {username!r} already exists")
+    if password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    problem = check_password(password)
+    if problem:
+        fail(problem)
+    create_user(username, role, password, created_by="cli")
+    click.echo(f"Created {role} {username}.")
+
+
+tokens_cli = AppGroup("tokens", help="API tokens for scripts (Authorization: Bearer …).")
+
+
+@tokens_cli.command("create")
+@click.argument("username")
+@click.option("--name", default="", help="What the token is for.")
+@click.option("--expires-days", type=click.IntRange(min=1), default=None, help="Expire after N days.")
+def tokens_create(username: str, name: str, expires_days: int | None) -> None:
+    """Print a new token for USERNAME, once; only its hash is stored."""
+    user = db.session.execute(db.select(User).where(User.username == username)).scalar_one_or_none()
+    if user is None:
+        fail(f"no user named {username!r}")
+    if not user.active:
+        fail(f"{username} is disabled")
+    expires = utcnow() + timedelta(days=expires_days) if expires_days else None
+    token, plain = ApiToken.issue(user, name=name, expires_at=expires)
+    db.session.add(token)
+    db.session.commit()
+    audit.record("token.create", "ok", username="cli", target=username, detail=name or None)
+    click.echo(plain)
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+def worker(burst: bool) -> None:
+    """Run an RQ worker for this console's queue, with the app's settings."""
+    from rq import Worker
+
+    from app.jobs import runtime
+    from app.jobs.queue import queue_for
+
+    settings = current_app.config["SETTINGS"]
+    runtime.configure(settings)
+    # Each job runs in a forked work horse: it must not share the parent's database connections.
+    db.engine.dispose()
+    os.register_at_fork(after_in_child=lambda: db.engine.dispose(close=False))
+    redis = redis_for(settings)
+    Worker(
+        [queue_for(settings, redis)],
+        connection=redis,
+        maintenance_interval=30,  # finds jobs of a dead worker within about two minutes
+        job_monitoring_interval=10,
+    ).work(burst=burst)
+
+
+backup_cli = AppGroup("backup", help="Backups from the shell.")
+
+
+@backup_cli.command("create")
+@click.option("--wait", is_flag=True, help="Wait for the backup to finish and print its result.")
+@click.option("--as", "as_user", default="cli", help="Name recorded in the audit log.")
+def backup_create(wait: bool, as_user: str) -> None:
+    """Enqueue a backup of this console's database (a worker must be running)."""
+    from app.jobs.queue import JobRefused, job_status, start_job
+
+    settings = current_app.config["SETTINGS"]
+    redis = redis_for(settings)
+    try:
+        job_id = start_job(settings, redis, "backup", as_user)
+    except JobRefused as exc:
+        fail(str(exc))
+    audit.record("backup", "requested", username=as_user, job_id=job_id, detail="from the command line")
+    click.echo(f"Backup job {job_id} enqueued.")
+    if not wait:
+        return
+    deadline = time.monotonic() + settings.job_timeout_seconds + 300
+    while time.monotonic() < deadline:
+        status = job_status(redis, job_id)
+        if status and status["status"] == "finished":
+            result = status["result"]
+            click.echo(f"Backup finished: {result['filename']} ({result['size']} bytes, sha256 {result['sha256']})")
+            return
+        if status and status["status"] == "failed":
+            fail(f"backup failed: {status['error']}")
+        time.sleep(0.5)
+    fail("gave up waiting; is a worker running? (flask --app wsgi worker)")

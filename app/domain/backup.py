@@ -1,0 +1,208 @@
+"""Taking a backup: pg_dump → sha256 → upload, streamed, with nothing left behind on failure."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from app.domain import pgtools
+from app.domain.catalog import list_backups, write_manifest
+from app.domain.naming import backup_filename
+from app.domain.retention import expired_backups
+from app.domain.storage import MiB, Storage, StorageError, part_size_for
+from app.settings import TargetDatabase
+
+READ_SIZE = MiB
+
+
+class BackupError(Exception):
+    """The dump failed; the message carries pg_dump's own last error lines."""
+
+
+@dataclass(frozen=True)
+class BackupPlan:
+    filename: str
+    dump: pgtools.ClientTool
+    server_version: str
+    compression: list[str]
+    expected_bytes: int  # the previous backup's size, for the progress bar (0 when unknown)
+    database_bytes: int
+
+
+@dataclass
+class BackupResult:
+    filename: str
+    size: int
+    sha256: str
+    started_at: str
+    finished_at: str
+    seconds: float
+    deleted: list[str] = field(default_factory=list)
+    delete_failures: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def plan_backup(
+    target: TargetDatabase,
+    storage: Storage,
+    *,
+    app_name: str,
+    environment: str,
+    zone: ZoneInfo,
+    compression: str,
+    now: datetime | None = None,
+) -> BackupPlan:
+    """Pick the tools and the name; fail early (before any upload) on a version mismatch."""
+    server_major, server_full = pgtools.server_version(target)
+    dump = pgtools.pick_client("pg_dump", server_major)
+    args = pgtools.compression_args(compression, dump.major)
+    now = now or datetime.now(UTC)
+    filename = backup_filename(app_name, environment, now, zone)
+    while storage.stat(filename) is not None:  # two backups within one second: never overwrite
+        time.sleep(1)
+        filename = backup_filename(app_name, environment, datetime.now(UTC), zone)
+    previous = [b for b in list_backups(storage, zone) if b.environment == environment and b.app_name == app_name]
+    return BackupPlan(
+        filename=filename,
+        dump=dump,
+        server_version=server_full,
+        compression=args,
+        expected_bytes=previous[0].size if previous else 0,
+        database_bytes=pgtools.database_size(target),
+    )
+
+
+def stream_backup(
+    plan: BackupPlan,
+    target: TargetDatabase,
+    storage: Storage,
+    *,
+    on_upload_started: Callable[[str], None] = lambda upload_id: None,
+    on_progress: Callable[[int], None] = lambda done: None,
+) -> BackupResult:
+    """Run pg_dump into the store. On any failure (timeout included) the upload is aborted."""
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    argv = [plan.dump.path, "--format=custom", "--no-password", *plan.compression]
+    upload = storage.begin_upload(plan.filename, part_size_for(plan.database_bytes))
+    on_upload_started(getattr(upload, "upload_id", ""))
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=pgtools.child_env(target), bufsize=0
+    )
+    errors = _tail(proc.stderr)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        assert proc.stdout is not None
+        while block := proc.stdout.read(READ_SIZE):
+            digest.update(block)
+            upload.write(block)
+            size += len(block)
+            on_progress(size)
+        code = proc.wait()
+        errors.join(timeout=5)
+        if code != 0:
+            raise BackupError(f"pg_dump failed (exit {code}): {' '.join(errors.lines) or 'no message'}")
+        if size == 0:
+            raise BackupError("pg_dump wrote nothing")
+        upload.complete()
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        upload.abort()
+        raise
+    finally:
+        if proc.stdout:
+            proc.stdout.close()
+    return BackupResult(
+        filename=plan.filename,
+        size=size,
+        sha256=digest.hexdigest(),
+        started_at=started.isoformat(),
+        finished_at=datetime.now(UTC).isoformat(),
+        seconds=round(time.monotonic() - clock, 3),
+    )
+
+
+def manifest_for(
+    plan: BackupPlan,
+    result: BackupResult,
+    *,
+    target: TargetDatabase,
+    environment: str,
+    app_name: str,
+    requested_by: str,
+) -> dict:
+    return {
+        "format": 1,
+        "filename": result.filename,
+        "sha256": result.sha256,
+        "size": result.size,
+        "app_name": app_name,
+        "environment": environment,
+        "database": target.dbname,
+        "server_version": plan.server_version,
+        "pg_dump_version": plan.dump.version,
+        "pg_dump_major": plan.dump.major,
+        "compression": " ".join(plan.compression),
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "requested_by": requested_by,
+    }
+
+
+def publish_manifest(storage: Storage, result: BackupResult, manifest: dict) -> None:
+    """Write the manifest; if that fails the dump goes too, so no half-recorded backup remains."""
+    try:
+        write_manifest(storage, result.filename, manifest)
+    except BaseException:
+        with contextlib.suppress(StorageError):
+            storage.delete(result.filename)
+        raise
+
+
+def apply_retention(
+    storage: Storage, zone: ZoneInfo, *, app_name: str, environment: str, keep: int, just_made: str
+) -> tuple[list[str], dict[str, str]]:
+    """Delete expired backups (and their manifests); one failed delete does not stop the rest."""
+    deleted, failures = [], {}
+    for backup in expired_backups(list_backups(storage, zone), app_name, environment, keep, just_made):
+        try:
+            storage.delete(backup.filename)
+            storage.delete(backup.filename + ".json")
+            deleted.append(backup.filename)
+        except StorageError as exc:
+            failures[backup.filename] = str(exc)
+    return deleted, failures
+
+
+class _tail(threading.Thread):
+    """Drain a pipe in the background (so the child never blocks on it), keeping the last lines."""
+
+    def __init__(self, pipe, keep: int = 8):
+        super().__init__(daemon=True)
+        self.pipe = pipe
+        self.buffer: deque[str] = deque(maxlen=keep)
+        self.start()
+
+    def run(self) -> None:
+        for raw in iter(self.pipe.readline, b""):
+            line = raw.decode(errors="replace").strip()
+            if line:
+                self.buffer.append(line)
+        self.pipe.close()
+
+    @property
+    def lines(self) -> list[str]:
+        return list(self.buffer)

@@ -1,0 +1,60 @@
+"""Backup file names in the seed's format, and reading them back.
+
+`{APP_NAME}-{APP_ENV}-on-YYYY-MM-DD-at-HH-MM-SS-AM|PM-IST.dump`, on a 12-hour clock in the
+display time zone, whose abbreviation replaces `IST` when another zone is configured.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+DUMP_SUFFIX = ".dump"
+MANIFEST_SUFFIX = ".dump.json"
+
+_NAME = re.compile(
+    r"^(?P<app>.+)-(?P<env>[A-Za-z0-9_]+)-on-(?P<date>\d{4}-\d{2}-\d{2})"
+    r"-at-(?P<time>\d{2}-\d{2}-\d{2})-(?P<ampm>AM|PM)-(?P<tz>[A-Za-z0-9+\-]{1,10})\.dump$"
+)
+# Abbreviations the seed and common zones use, so a name made under another setting still reads.
+_KNOWN_ABBREVIATIONS = {"IST": "Asia/Kolkata", "UTC": "UTC", "GMT": "UTC"}
+
+
+def backup_filename(app_name: str, environment: str, at: datetime, zone: ZoneInfo) -> str:
+    local = at.astimezone(zone)
+    abbreviation = local.strftime("%Z") or "UTC"
+    return f"{app_name}-{environment}-on-{local:%Y-%m-%d}-at-{local:%I-%M-%S-%p}-{abbreviation}{DUMP_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class BackupName:
+    app_name: str
+    environment: str
+    local_time: datetime  # naive, as written in the name
+    zone_abbreviation: str
+
+    def created_at(self, zone: ZoneInfo) -> datetime | None:
+        """The moment the name records, in UTC; None when its zone cannot be told."""
+        for candidate in (zone, ZoneInfo(_KNOWN_ABBREVIATIONS.get(self.zone_abbreviation, "UTC"))):
+            aware = self.local_time.replace(tzinfo=candidate)
+            if aware.strftime("%Z") == self.zone_abbreviation:
+                return aware.astimezone(UTC)
+        return None
+
+
+def parse_backup_name(filename: str) -> BackupName | None:
+    """Read app, environment and time back from a name; None for names of another form."""
+    match = _NAME.match(filename)
+    if not match:
+        return None
+    try:
+        local = datetime.strptime(f"{match['date']} {match['time']} {match['ampm']}", "%Y-%m-%d %I-%M-%S %p")
+    except ValueError:
+        return None
+    return BackupName(match["app"], match["env"], local, match["tz"])
+
+
+def manifest_name(filename: str) -> str:
+    return filename + ".json"

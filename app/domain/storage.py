@@ -1,0 +1,474 @@
+"""Where backups live: an S3 bucket (or S3-compatible store) or a local folder, behind one interface.
+
+Both adapters make a file visible under its final name only when it is complete: S3 through
+a multipart upload that is completed last (or aborted), the folder through an atomic rename
+of a hidden partial file. `tests/test_storage.py` runs one contract suite against both.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import unquote, urlsplit
+
+MiB = 1024 * 1024
+MIN_PART_SIZE = 8 * MiB
+MAX_PARTS = 10_000
+PARTIAL_PREFIX = ".partial-"
+
+
+class StorageError(Exception):
+    """Storage failed; the message says why in words a person can act on."""
+
+
+class InvalidName(StorageError):
+    """A file name that could escape the storage root or is otherwise unusable."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    name: str
+    size: int
+    last_modified: datetime  # aware, UTC
+
+
+def check_name(name: str) -> str:
+    """Refuse names that are not a single plain file name (path traversal, hidden, control chars)."""
+    if (
+        not name
+        or len(name) > 255
+        or name in (".", "..")
+        or name.startswith(".")
+        or any(c in name for c in "/\\")
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+    ):
+        raise InvalidName(f"{name[:80]!r} is not a valid backup file name")
+    return name
+
+
+def part_size_for(expected_bytes: int) -> int:
+    """A part size that keeps a stream of about `expected_bytes` well under S3's 10,000 parts."""
+    wanted = -(-expected_bytes // (MAX_PARTS // 2))  # aim for at most 5,000 parts
+    return max(MIN_PART_SIZE, -(-wanted // MiB) * MiB)
+
+
+class Upload(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def complete(self) -> int: ...
+    def abort(self) -> None: ...
+
+
+class Storage(Protocol):
+    description: str
+
+    def check(self) -> None: ...
+    def list_objects(self) -> list[StoredObject]: ...
+    def begin_upload(self, name: str, part_size: int = MIN_PART_SIZE) -> Upload: ...
+    def put_bytes(self, name: str, data: bytes) -> None: ...
+    def get_bytes(self, name: str) -> bytes: ...
+    def stat(self, name: str) -> StoredObject | None: ...
+    def read_range(self, name: str, start: int, end: int) -> bytes: ...
+    def open_stream(self, name: str) -> Iterator[bytes]: ...
+    def delete(self, name: str) -> None: ...
+    def download_url(self, name: str, seconds: int = 300) -> str | None: ...
+    def abort_stale_uploads(self, older_than: timedelta) -> int: ...
+    def abort_upload(self, name: str, upload_id: str) -> None: ...
+
+
+def open_storage(
+    url: str,
+    *,
+    region: str = "ap-south-1",
+    endpoint_url: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+) -> Storage:
+    parts = urlsplit(url)
+    if parts.scheme == "s3":
+        return S3Storage(
+            parts.netloc,
+            parts.path.strip("/"),
+            region=region,
+            endpoint_url=endpoint_url,
+            access_key=access_key,
+            secret_key=secret_key,
+        )
+    if parts.scheme == "file":
+        return LocalStorage(Path(unquote(parts.path)))
+    raise StorageError(f"unsupported storage URL {url!r}: use s3://bucket[/prefix] or file:///folder")
+
+
+# --------------------------------------------------------------------------- local folder
+
+
+class LocalStorage:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.description = f"folder {folder}"
+
+    def _path(self, name: str) -> Path:
+        return self.folder / check_name(name)
+
+    def check(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create backup folder {self.folder}: {exc.strerror}") from None
+        if not os.access(self.folder, os.W_OK | os.X_OK):
+            raise StorageError(f"backup folder {self.folder} is not writable")
+
+    def list_objects(self) -> list[StoredObject]:
+        if not self.folder.is_dir():
+            return []
+        found = []
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                    continue
+                st = entry.stat()
+                found.append(StoredObject(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
+        return found
+
+    def begin_upload(self, name: str, part_size: int = MIN_PART_SIZE) -> Upload:
+        self.check()
+        return _LocalUpload(self._path(name))
+
+    def put_bytes(self, name: str, data: bytes) -> None:
+        upload = self.begin_upload(name)
+        upload.write(data)
+        upload.complete()
+
+    def get_bytes(self, name: str) -> bytes:
+        try:
+            return self._path(name).read_bytes()
+        except FileNotFoundError:
+            raise StorageError(f"{name} does not exist in {self.description}") from None
+
+    def stat(self, name: str) -> StoredObject | None:
+        try:
+            st = self._path(name).stat()
+        except FileNotFoundError:
+            return None
+        return StoredObject(name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def read_range(self, name: str, start: int, end: int) -> bytes:
+        with open(self._path(name), "rb") as fh:
+            fh.seek(start)
+            return fh.read(end - start)
+
+    def open_stream(self, name: str) -> Iterator[bytes]:
+        path = self._path(name)
+        if not path.is_file():
+            raise StorageError(f"{name} does not exist in {self.description}")
+
+        def chunks() -> Iterator[bytes]:
+            with open(path, "rb") as fh:
+                while block := fh.read(MiB):
+                    yield block
+
+        return chunks()
+
+    def delete(self, name: str) -> None:
+        try:
+            self._path(name).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot delete {name}: {exc.strerror}") from None
+
+    def download_url(self, name: str, seconds: int = 300) -> str | None:
+        return None  # the web layer streams local files itself
+
+    def abort_upload(self, name: str, upload_id: str) -> None:
+        (self.folder / upload_id).unlink(missing_ok=True)
+
+    def abort_stale_uploads(self, older_than: timedelta) -> int:
+        if not self.folder.is_dir():
+            return 0
+        cutoff = (datetime.now(UTC) - older_than).timestamp()
+        removed = 0
+        for path in self.folder.glob(PARTIAL_PREFIX + "*"):
+            if path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+class _LocalUpload:
+    def __init__(self, final: Path):
+        self.final = final
+        self.upload_id = f"{PARTIAL_PREFIX}{final.name}-{uuid.uuid4().hex}"
+        self.partial = final.parent / self.upload_id
+        self.fh: BinaryIO | None = open(self.partial, "xb")  # noqa: SIM115 - closed in complete/abort
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        assert self.fh is not None
+        self.fh.write(data)
+        self.size += len(data)
+
+    def complete(self) -> int:
+        assert self.fh is not None
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        self.fh = None
+        os.replace(self.partial, self.final)
+        return self.size
+
+    def abort(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+        self.partial.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- S3
+
+
+class S3Storage:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        region: str,
+        endpoint_url: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        concurrency: int = 2,
+    ):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = f"{prefix}/" if prefix else ""
+        self.region = region
+        self.concurrency = concurrency
+        self.description = f"s3://{bucket}/{self.prefix}"
+        self.client = boto3.client(
+            "s3",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            config=Config(
+                retries={"max_attempts": 5, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+                max_pool_connections=max(10, concurrency * 2),
+            ),
+        )
+
+    def _key(self, name: str) -> str:
+        return self.prefix + check_name(name)
+
+    def explain(self, exc: Exception, action: str) -> StorageError:
+        """Turn a boto error into words a person can act on (no secret ever appears in them)."""
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+        if isinstance(exc, NoCredentialsError):
+            return StorageError(
+                f"cannot {action}: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY and AWS_SECRET_KEY)"
+            )
+        if isinstance(exc, EndpointConnectionError):
+            endpoint = exc.kwargs.get("endpoint_url")
+            return StorageError(f"cannot {action}: the S3 endpoint cannot be reached ({endpoint})")
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "NoSuchBucket" or (code == "404" and action.startswith("reach bucket")):
+                return StorageError(
+                    f"bucket {self.bucket!r} does not exist in region {self.region}; create it with: "
+                    f"aws s3 mb s3://{self.bucket} --region {self.region}"
+                )
+            if code in ("NoSuchKey", "404"):
+                return StorageError(f"cannot {action}: it does not exist in {self.description}")
+            if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
+                return StorageError(f"cannot {action}: S3 refused the credentials ({code}); check the AWS keys")
+            return StorageError(f"cannot {action}: S3 answered {code or 'an error'}")
+        return StorageError(f"cannot {action}: {type(exc).__name__}: {exc}")
+
+    def _call(self, action: str, fn, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(**kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise self.explain(exc, action) from None
+
+    def check(self) -> None:
+        self._call(f"reach bucket {self.bucket}", self.client.head_bucket, Bucket=self.bucket)
+
+    def list_objects(self) -> list[StoredObject]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        found = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    name = item["Key"][len(self.prefix) :]
+                    if name and not name.startswith("."):
+                        found.append(StoredObject(name, item["Size"], item["LastModified"].astimezone(UTC)))
+        except (BotoCoreError, ClientError) as exc:
+            raise self.explain(exc, "list backups") from None
+        return found
+
+    def begin_upload(self, name: str, part_size: int = MIN_PART_SIZE) -> Upload:
+        key = self._key(name)
+        response = self._call(
+            f"start uploading {name}", self.client.create_multipart_upload, Bucket=self.bucket, Key=key
+        )
+        return _S3Upload(self, key, response["UploadId"], part_size)
+
+    def put_bytes(self, name: str, data: bytes) -> None:
+        self._call(f"write {name}", self.client.put_object, Bucket=self.bucket, Key=self._key(name), Body=data)
+
+    def get_bytes(self, name: str) -> bytes:
+        response = self._call(f"read {name}", self.client.get_object, Bucket=self.bucket, Key=self._key(name))
+        return response["Body"].read()
+
+    def stat(self, name: str) -> StoredObject | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(name))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self.explain(exc, f"look up {name}") from None
+        return StoredObject(name, head["ContentLength"], head["LastModified"].astimezone(UTC))
+
+    def read_range(self, name: str, start: int, end: int) -> bytes:
+        response = self._call(
+            f"download {name}",
+            self.client.get_object,
+            Bucket=self.bucket,
+            Key=self._key(name),
+            Range=f"bytes={start}-{end - 1}",
+        )
+        return response["Body"].read()
+
+    def open_stream(self, name: str) -> Iterator[bytes]:
+        response = self._call(f"download {name}", self.client.get_object, Bucket=self.bucket, Key=self._key(name))
+        return response["Body"].iter_chunks(MiB)
+
+    def delete(self, name: str) -> None:
+        self._call(f"delete {name}", self.client.delete_object, Bucket=self.bucket, Key=self._key(name))
+
+    def download_url(self, name: str, seconds: int = 300) -> str | None:
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self._key(name), "ResponseContentDisposition": "attachment"},
+            ExpiresIn=seconds,
+        )
+
+    def abort_upload(self, name: str, upload_id: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(name), UploadId=upload_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise self.explain(exc, f"abort the upload of {name}") from None
+
+    def abort_stale_uploads(self, older_than: timedelta) -> int:
+        cutoff = datetime.now(UTC) - older_than
+        response = self._call(
+            "list unfinished uploads", self.client.list_multipart_uploads, Bucket=self.bucket, Prefix=self.prefix
+        )
+        aborted = 0
+        for upload in response.get("Uploads", []):
+            if upload["Initiated"] < cutoff:
+                self._call(
+                    "abort a stale upload",
+                    self.client.abort_multipart_upload,
+                    Bucket=self.bucket,
+                    Key=upload["Key"],
+                    UploadId=upload["UploadId"],
+                )
+                aborted += 1
+        return aborted
+
+
+class _S3Upload:
+    """Parts go up on a small thread pool while the caller keeps writing.
+
+    Memory stays near part_size × (concurrency + 1): `write` waits for a free slot before it
+    starts buffering a part beyond that.
+    """
+
+    def __init__(self, storage: S3Storage, key: str, upload_id: str, part_size: int):
+        self.storage = storage
+        self.key = key
+        self.upload_id = upload_id
+        self.part_size = part_size
+        self.size = 0
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._parts: list[Future] = []
+        self._slots = threading.Semaphore(storage.concurrency)
+        self._pool = ThreadPoolExecutor(max_workers=storage.concurrency, thread_name_prefix="s3-part")
+
+    def write(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        self.size += len(data)
+        if self._buffered >= self.part_size:
+            self._send_part()
+
+    def _send_part(self) -> None:
+        body = b"".join(self._chunks)
+        self._chunks, self._buffered = [], 0
+        number = len(self._parts) + 1
+        if number > MAX_PARTS:
+            raise StorageError("the backup is larger than S3's 10,000-part limit allows at this part size")
+        for done in self._parts:  # surface an earlier part's failure now, not at the end
+            if done.done() and done.exception():
+                raise done.exception()  # type: ignore[misc]
+        self._slots.acquire()
+        self._parts.append(self._pool.submit(self._upload_part, number, body))
+
+    def _upload_part(self, number: int, body: bytes) -> dict:
+        try:
+            response = self.storage._call(
+                f"upload part {number}",
+                self.storage.client.upload_part,
+                Bucket=self.storage.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=body,
+            )
+            return {"PartNumber": number, "ETag": response["ETag"]}
+        finally:
+            self._slots.release()
+
+    def complete(self) -> int:
+        if self._buffered or not self._parts:
+            self._send_part()
+        parts = [future.result() for future in self._parts]
+        self._pool.shutdown()
+        self.storage._call(
+            "finish the upload",
+            self.storage.client.complete_multipart_upload,
+            Bucket=self.storage.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": parts},
+        )
+        return self.size
+
+    def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.storage.abort_upload(self.key[len(self.storage.prefix) :], self.upload_id)

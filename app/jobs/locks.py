@@ -1,0 +1,26 @@
+"""One backup or restore at a time per target database: a Redis key with an expiry."""
+
+from __future__ import annotations
+
+from redis import Redis
+
+# Delete the key only if it still names this job, so a late finisher never frees another's lock.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
+"""
+
+
+class DatabaseLock:
+    def __init__(self, redis: Redis, namespace: str, dbname: str):
+        self.redis = redis
+        self.key = f"{namespace}:lock:database:{dbname}"
+
+    def acquire(self, job_id: str, ttl_seconds: int) -> bool:
+        return bool(self.redis.set(self.key, job_id, nx=True, ex=ttl_seconds))
+
+    def holder(self) -> str | None:
+        value = self.redis.get(self.key)
+        return value.decode() if value else None
+
+    def release(self, job_id: str) -> bool:
+        return bool(self.redis.eval(_RELEASE, 1, self.key, job_id))

@@ -1,0 +1,93 @@
+"""Starting jobs and reading their state: what the web layer and the CLI call."""
+
+from __future__ import annotations
+
+import uuid
+
+from redis import Redis
+from rq import Callback, Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from app.jobs.locks import DatabaseLock
+from app.jobs.progress import percent
+from app.settings import Settings
+
+LOCK_GRACE_SECONDS = 120  # the lock outlives the job's timeout a little, then frees itself
+
+
+class JobRefused(Exception):
+    """A job was not started; `status` is the HTTP code to answer with."""
+
+    def __init__(self, message: str, status: int = 409):
+        super().__init__(message)
+        self.status = status
+
+
+def queue_for(settings: Settings, redis: Redis) -> Queue:
+    return Queue(settings.redis_namespace, connection=redis)
+
+
+def start_job(settings: Settings, redis: Redis, kind: str, requested_by: str, **names: str) -> str:
+    """Take the database lock, then enqueue; refuse (409) while another job holds it."""
+    from app.jobs import tasks
+
+    function = {"backup": tasks.backup_job}[kind]
+    job_id = uuid.uuid4().hex
+    lock = DatabaseLock(redis, settings.redis_namespace, settings.target.dbname)
+    if not lock.acquire(job_id, settings.job_timeout_seconds + LOCK_GRACE_SECONDS):
+        raise JobRefused(
+            f"another backup or restore of {settings.target.dbname} is running (job {lock.holder()}); "
+            "wait for it to finish"
+        )
+    try:
+        queue_for(settings, redis).enqueue(
+            function,
+            kwargs={"requested_by": requested_by, **names},
+            job_id=job_id,
+            job_timeout=settings.job_timeout_seconds,
+            result_ttl=7 * 24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            on_failure=Callback(tasks.on_failure),
+            meta={"kind": kind, "requested_by": requested_by, **names},
+            description=f"{kind} of {settings.target.dbname}",
+        )
+    except BaseException:
+        lock.release(job_id)
+        raise
+    return job_id
+
+
+def job_status(redis: Redis, job_id: str) -> dict | None:
+    """The job as the API and the job page show it; None for an unknown id."""
+    try:
+        job = Job.fetch(job_id, connection=redis)
+    except (NoSuchJobError, ValueError):
+        return None
+    status = job.get_status()
+    state = {
+        JobStatus.QUEUED: "queued",
+        JobStatus.DEFERRED: "queued",
+        JobStatus.SCHEDULED: "queued",
+        JobStatus.STARTED: "started",
+        JobStatus.FINISHED: "finished",
+    }.get(status, "failed")
+    meta = job.get_meta()
+    progress = dict(meta.get("progress") or {"phase": "queued", "bytes_done": 0, "bytes_total": None})
+    progress["percent"] = percent(progress, state == "finished")
+    error = None
+    if state == "failed":
+        error = meta.get("error") or f"the job ended as {status}"
+    return {
+        "id": job.id,
+        "kind": meta.get("kind"),
+        "status": state,
+        "progress": progress,
+        "result": job.return_value() if state == "finished" else None,
+        "error": error,
+        "requested_by": meta.get("requested_by"),
+        "filename": meta.get("filename"),
+        "enqueued_at": job.enqueued_at.isoformat() if job.enqueued_at else None,
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "ended_at": job.ended_at.isoformat() if job.ended_at else None,
+    }

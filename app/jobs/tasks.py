@@ -1,0 +1,116 @@
+"""The RQ job functions. Each gets plain names, runs domain steps, and reports progress.
+
+Failure handling lives in one place, `on_failure`, which RQ calls for every failure: an
+exception, a timeout, or a worker that died (RQ's abandoned-job cleanup). It records the
+reason in words, cleans up what the job left (upload, scratch database), frees the lock and
+writes the audit record. The job itself never marks a failure as done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from rq import get_current_job
+from rq.exceptions import AbandonedJobError
+from rq.job import Job
+from rq.timeouts import JobTimeoutException
+
+from app import audit
+from app.domain import backup as backups
+from app.domain import pgtools
+from app.domain.pgtools import PgToolError
+from app.domain.storage import StorageError
+from app.jobs import runtime
+from app.jobs.locks import DatabaseLock
+from app.jobs.progress import Progress
+
+
+def backup_job(requested_by: str) -> dict:
+    job = get_current_job()
+    settings = runtime.settings()
+    storage = runtime.storage()
+    progress = Progress(job)
+    progress.phase("preparing")
+    storage.check()
+    # Uploads left by killed jobs (here or in another environment's console) cost money: sweep.
+    storage.abort_stale_uploads(older_than=timedelta(seconds=max(6 * 3600, 2 * settings.job_timeout_seconds)))
+    plan = backups.plan_backup(
+        settings.target,
+        storage,
+        app_name=settings.app_name,
+        environment=settings.app_env,
+        zone=settings.zone,
+        compression=settings.backup_compression,
+    )
+    progress.remember(filename=plan.filename)
+    progress.phase("dumping", bytes_total=plan.expected_bytes or None)
+    result = backups.stream_backup(
+        plan,
+        settings.target,
+        storage,
+        on_upload_started=lambda upload_id: progress.remember(upload_id=upload_id),
+        on_progress=progress.advance,
+    )
+    progress.phase("recording")
+    manifest = backups.manifest_for(
+        plan,
+        result,
+        target=settings.target,
+        environment=settings.app_env,
+        app_name=settings.app_name,
+        requested_by=requested_by,
+    )
+    backups.publish_manifest(storage, result, manifest)
+    progress.remember(upload_id=None)
+    progress.phase("retention")
+    result.deleted, result.delete_failures = backups.apply_retention(
+        storage,
+        settings.zone,
+        app_name=settings.app_name,
+        environment=settings.app_env,
+        keep=settings.max_backup_files,
+        just_made=result.filename,
+    )
+    progress.phase("done", bytes_total=result.size)
+    progress.advance(result.size)
+    detail = f"{result.size} bytes, sha256 {result.sha256}"
+    if result.delete_failures:
+        detail += f"; retention could not delete {len(result.delete_failures)} file(s)"
+    _finish(job, "backup", "ok", requested_by, result.filename, detail)
+    return result.to_json()
+
+
+def _finish(job: Job | None, action: str, outcome: str, username: str, target: str | None, detail: str) -> None:
+    settings = runtime.settings()
+    if job is not None:
+        DatabaseLock(runtime.redis(), settings.redis_namespace, settings.target.dbname).release(job.id)
+    audit.record(action, outcome, username=username, target=target, detail=detail, job_id=job.id if job else None)
+
+
+def describe_failure(exc_type: type | None, value: BaseException | None, timeout: int) -> str:
+    """The reason a person reads on the job page and in the API's `error`."""
+    if exc_type is not None and issubclass(exc_type, JobTimeoutException):
+        return f"timed out after {timeout} s (JOB_TIMEOUT_SECONDS); nothing was kept"
+    if exc_type is not None and issubclass(exc_type, AbandonedJobError):
+        return "the worker running this job stopped (killed or lost) before it finished; nothing was kept"
+    if isinstance(value, StorageError | PgToolError | backups.BackupError):
+        return str(value)
+    if value is not None and type(value).__module__.startswith("psycopg"):
+        return f"database error: {str(value).strip().splitlines()[0] if str(value).strip() else type(value).__name__}"
+    return f"{exc_type.__name__ if exc_type else 'error'}: {value}"
+
+
+def on_failure(job: Job, connection, exc_type=None, value=None, traceback=None) -> None:
+    settings = runtime.settings()
+    job.meta["error"] = describe_failure(exc_type, value, job.timeout or settings.job_timeout_seconds)
+    job.save_meta()
+    upload_id, filename = job.meta.get("upload_id"), job.meta.get("filename")
+    if upload_id and filename:
+        with contextlib.suppress(StorageError):  # else the next backup's stale-upload sweep removes it
+            runtime.storage().abort_upload(filename, upload_id)
+    scratch = job.meta.get("scratch_database")
+    if scratch:
+        with pgtools.admin_connect(settings.target) as conn:
+            pgtools.drop_database(conn, scratch)
+    _finish(job, job.meta.get("kind", "job"), "failed", job.meta.get("requested_by", "?"), filename, job.meta["error"])

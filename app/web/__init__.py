@@ -1,0 +1,76 @@
+"""The web layer: blueprints by feature, the sign-in rules they share, and security headers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from app import services
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+
+def register_blueprints(app: Flask) -> None:
+    from app.web import auth
+    from app.web.api.views import bp as api_bp
+    from app.web.auth.views import bp as auth_bp
+    from app.web.backups.views import bp as backups_bp
+    from app.web.health.views import bp as health_bp
+    from app.web.jobs.views import bp as jobs_bp
+
+    auth.init_app(app)
+    for blueprint in (auth_bp, backups_bp, jobs_bp, api_bp, health_bp):
+        app.register_blueprint(blueprint)
+
+    @app.context_processor
+    def inject_environment() -> dict:
+        settings = services.settings()
+        return {"app_env": settings.app_env, "target_db": settings.target.dbname}
+
+    @app.template_filter("filesize")
+    def filesize(size: int | None) -> str:
+        return human_size(size)
+
+    @app.template_filter("localtime")
+    def localtime(moment) -> str:
+        if moment is None:
+            return ""
+        if isinstance(moment, str):
+            moment = datetime.fromisoformat(moment)
+        return moment.astimezone(services.settings().zone).strftime("%Y-%m-%d %I:%M:%S %p %Z")
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.path != "/healthz" and "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if wants_json():
+            return jsonify(error=exc.description), exc.code
+        return render_template("error.html", error=exc), exc.code
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/healthz"

@@ -1,0 +1,57 @@
+"""The seed's JSON endpoints, plus job status. Bearer tokens; a browser session works too."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, g, jsonify, request, url_for
+from flask_login import current_user
+
+from app import services
+from app.domain.catalog import list_backups
+from app.domain.storage import StorageError
+from app.extensions import csrf
+from app.jobs.queue import JobRefused, job_status
+from app.web.auth import role_required
+from app.web.backups.views import start_backup_for
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+csrf.exempt(bp)
+
+
+@bp.before_request
+def csrf_for_sessions():
+    # A token is not sent by the browser on its own, so CSRF only matters for cookie sessions.
+    current_user.is_authenticated  # noqa: B018 - loads the user, which tells how they signed in
+    if request.method not in ("GET", "HEAD", "OPTIONS") and not g.get("auth_via_token"):
+        csrf.protect()
+
+
+def accepted(job_id: str):
+    return jsonify(job_id=job_id, status_url=url_for("api.job", job_id=job_id)), 202
+
+
+@bp.route("/setting/backup", methods=["POST"])
+@role_required("operator")
+def create_backup():
+    try:
+        return accepted(start_backup_for(current_user.username))
+    except JobRefused as exc:
+        return jsonify(error=str(exc)), exc.status
+
+
+@bp.route("/setting/backups")
+@role_required("viewer")
+def backups():
+    try:
+        found = list_backups(services.storage(), services.settings().zone)
+    except StorageError as exc:
+        return jsonify(error=str(exc)), 503
+    return jsonify([b.to_json() for b in found])
+
+
+@bp.route("/jobs/<job_id>")
+@role_required("viewer")
+def job(job_id: str):
+    status = job_status(services.redis(), job_id)
+    if status is None:
+        abort(404, "no such job")
+    return jsonify(status)

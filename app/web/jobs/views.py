@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template
+
+from app import services
+from app.jobs.queue import job_status
+from app.web.auth import role_required
+
+bp = Blueprint("jobs", __name__)
+
+
+@bp.route("/jobs/<job_id>")
+@role_required("viewer")
+def show(job_id: str):
+    job = job_status(services.redis(), job_id)
+    if job is None:
+        abort(404, "no such job (jobs are kept for 7 days)")
+    return render_template("jobs/show.html", job=job)

@@ -1,0 +1,12 @@
+"""Entry point for gunicorn (`gunicorn wsgi:app`) and the CLI (`flask --app wsgi …`)."""
+
+import sys
+
+from app import create_app
+from app.settings import ConfigError
+
+try:
+    app = create_app()
+except ConfigError as exc:
+    # One line naming the variable, never a traceback.
+    sys.exit(f"pgconsole: configuration error: {exc}")
