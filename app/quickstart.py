@@ -1,0 +1,146 @@
+"""`bin/console`: the console on this machine's PostgreSQL and Redis, with a demo database.
+
+Defaults (each overridable by the environment): target database `pgconsole_demo` on
+127.0.0.1:5432 (created with sample rows if missing), Redis on 127.0.0.1:6379, backups in
+`instance/backups`, and a secret key and restore passkey generated once into
+`instance/quickstart.env` (mode 0600). When the console has no users yet, an admin is created
+and its password printed once. The web server and one worker start together and stop
+together on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DATABASE = "pgconsole_demo"
+
+
+def load_or_create_secrets(path: Path) -> dict[str, str]:
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key and value:
+                values[key.strip()] = value.strip()
+    changed = False
+    for key in ("SECRET_KEY", "RESTORE_PASSKEY"):
+        if key not in values:
+            values[key] = secrets.token_urlsafe(24 if key == "RESTORE_PASSKEY" else 32)
+            changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        path.chmod(0o600)
+    return values
+
+
+def ensure_demo_database(url: str) -> None:
+    from app.settings import Settings
+
+    target = Settings.from_env({"DATABASE_URL": url}, instance_path=str(ROOT / "instance")).target
+    with psycopg.connect(**target.conninfo("postgres"), autocommit=True) as admin:
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.dbname,)).fetchone():
+            return
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target.dbname)))
+    with psycopg.connect(**target.conninfo(), autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE products (id serial PRIMARY KEY, name text NOT NULL, price numeric(10,2), stock int)"
+        )
+        conn.execute(
+            "INSERT INTO products (name, price, stock) "
+            "SELECT 'Product ' || g, round((random() * 500)::numeric, 2), (random() * 100)::int "
+            "FROM generate_series(1, 5000) g"
+        )
+        conn.execute(
+            "CREATE TABLE orders (id serial PRIMARY KEY, product_id int REFERENCES products(id), "
+            "quantity int, ordered_at timestamptz DEFAULT now() - random() * interval '90 days')"
+        )
+        conn.execute(
+            "INSERT INTO orders (product_id, quantity) "
+            "SELECT 1 + (random() * 4999)::int, 1 + (random() * 9)::int FROM generate_series(1, 20000)"
+        )
+    print(f"Created the demo database {target.dbname} with sample products and orders.")
+
+
+def ensure_admin() -> None:
+    from app import create_app
+    from app.cli import create_user
+    from app.extensions import db
+    from app.models import User
+
+    app = create_app()
+    with app.app_context():
+        if db.session.execute(db.select(User).limit(1)).first() is not None:
+            return
+        password = secrets.token_urlsafe(12)
+        create_user("admin", "admin", password, created_by="quickstart")
+    print("\n  First run: created the user 'admin' with the password\n")
+    print(f"      {password}\n")
+    print("  It is shown only this once. Sign in and keep it safe.\n")
+
+
+def main() -> int:
+    instance = Path(os.environ.get("INSTANCE_PATH", ROOT / "instance"))
+    generated = load_or_create_secrets(instance / "quickstart.env")
+    defaults = {
+        "INSTANCE_PATH": str(instance),
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{DEMO_DATABASE}",
+        "APP_ENV": "development",
+        **generated,
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    from app.settings import ConfigError
+
+    try:
+        ensure_demo_database(os.environ["DATABASE_URL"]) if "DB_DATABASE" not in os.environ else None
+        ensure_admin()
+    except ConfigError as exc:
+        sys.exit(f"pgconsole: configuration error: {exc}")
+    except psycopg.OperationalError as exc:
+        sys.exit(f"pgconsole: cannot reach PostgreSQL ({str(exc).strip().splitlines()[0]}); is it running?")
+
+    port = os.environ.get("PORT", "5000")
+    python = sys.executable
+    procs = [
+        subprocess.Popen(
+            [python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "wsgi:app"], cwd=ROOT
+        ),
+        subprocess.Popen([python, "-m", "flask", "--app", "wsgi", "worker"], cwd=ROOT),
+    ]
+    print(f"pgconsole is starting on http://127.0.0.1:{port}/  (restore passkey: see {instance / 'quickstart.env'})")
+    print("Press Ctrl-C to stop the web server and the worker.")
+
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(p.poll() is None for p in procs):
+        time.sleep(0.3)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return 0 if stopping else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
