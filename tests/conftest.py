@@ -374,8 +374,8 @@ class Processes:
             argv,
             cwd=ROOT,
             env=child_env(env),
-            stdout=open(log, "ab"),
-            stderr=subprocess.STDOUT,  # noqa: SIM115
+            stdout=open(log, "ab"),  # noqa: SIM115 - the child owns it
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs.append((proc, log))
