@@ -57,5 +57,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_commands(app)
 
     with app.app_context():
-        db.create_all()
+        create_tables()
     return app
+
+
+def create_tables() -> None:
+    """Create the console store's tables; tolerate another process doing it at the same moment."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    try:
+        db.create_all()
+    except (OperationalError, ProgrammingError) as exc:
+        if "already exists" not in str(exc):
+            raise
+        db.session.rollback()
+        db.create_all()

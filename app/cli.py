@@ -99,10 +99,9 @@ def tokens_create(username: str, name: str, expires_days: int | None) -> None:
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 def worker(burst: bool) -> None:
     """Run an RQ worker for this console's queue, with the app's settings."""
-    from rq import Worker
-
     from app.jobs import runtime
     from app.jobs.queue import queue_for
+    from app.jobs.worker import ConsoleWorker
 
     settings = current_app.config["SETTINGS"]
     runtime.configure(settings)
@@ -110,10 +109,11 @@ def worker(burst: bool) -> None:
     db.engine.dispose()
     os.register_at_fork(after_in_child=lambda: db.engine.dispose(close=False))
     redis = redis_for(settings)
-    Worker(
+    ConsoleWorker(
         [queue_for(settings, redis)],
         connection=redis,
-        maintenance_interval=30,  # finds jobs of a dead worker within about two minutes
+        worker_ttl=60,  # an idle worker wakes at least every 45 s to run maintenance
+        maintenance_interval=30,  # so jobs of a worker on another host are failed within ~2 minutes
         job_monitoring_interval=10,
     ).work(burst=burst)
 

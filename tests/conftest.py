@@ -7,6 +7,7 @@ and its own bucket or folder, and removes them afterwards. A missing service fai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -397,8 +398,15 @@ class Processes:
 
     @staticmethod
     def kill(proc: subprocess.Popen) -> None:
-        """SIGKILL the process and everything it started (worker, work horse, pg_dump)."""
-        os.killpg(proc.pid, signal.SIGKILL)
+        """SIGKILL the process and everything below it, as when a host is lost.
+
+        RQ's work horse runs in a session of its own, so killing the worker's process group
+        alone would leave the horse (and its pg_dump) running: walk the tree instead.
+        """
+        victims = [proc.pid, *descendants(proc.pid)]
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
     def log(self, name: str) -> str:
@@ -414,6 +422,15 @@ class Processes:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found += [int(child), *descendants(int(child))]
+    return found
 
 
 def wait_for_http(url: str, timeout: float = 20) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import subprocess
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -96,8 +97,13 @@ def stream_backup(
     argv = [plan.dump.path, "--format=custom", "--no-password", *plan.compression]
     upload = storage.begin_upload(plan.filename, part_size_for(plan.database_bytes))
     on_upload_started(getattr(upload, "upload_id", ""))
+    session = f"pgconsole-backup-{uuid.uuid4().hex[:12]}"
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=pgtools.child_env(target), bufsize=0
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=pgtools.child_env(target, application_name=session),
+        bufsize=0,
     )
     errors = _tail(proc.stderr)
     digest = hashlib.sha256()
@@ -120,6 +126,8 @@ def stream_backup(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+            with contextlib.suppress(Exception):
+                pgtools.terminate_sessions(target, session)
         upload.abort()
         raise
     finally:

@@ -16,10 +16,11 @@ MANIFEST_SUFFIX = ".dump.json"
 
 _NAME = re.compile(
     r"^(?P<app>.+)-(?P<env>[A-Za-z0-9_]+)-on-(?P<date>\d{4}-\d{2}-\d{2})"
-    r"-at-(?P<time>\d{2}-\d{2}-\d{2})-(?P<ampm>AM|PM)-(?P<tz>[A-Za-z0-9+\-]{1,10})\.dump$"
+    r"-at-(?P<time>\d{2}-\d{2}-\d{2})-(?P<ampm>AM|PM)-(?P<tz>[A-Za-z0-9+\-]{1,10})\.dump\Z",
+    re.ASCII,
 )
 # Abbreviations the seed and common zones use, so a name made under another setting still reads.
-_KNOWN_ABBREVIATIONS = {"IST": "Asia/Kolkata", "UTC": "UTC", "GMT": "UTC"}
+_KNOWN_ABBREVIATIONS = {"IST": "Asia/Kolkata", "UTC": "UTC", "GMT": "GMT"}
 
 
 def backup_filename(app_name: str, environment: str, at: datetime, zone: ZoneInfo) -> str:
@@ -38,9 +39,10 @@ class BackupName:
     def created_at(self, zone: ZoneInfo) -> datetime | None:
         """The moment the name records, in UTC; None when its zone cannot be told."""
         for candidate in (zone, ZoneInfo(_KNOWN_ABBREVIATIONS.get(self.zone_abbreviation, "UTC"))):
-            aware = self.local_time.replace(tzinfo=candidate)
-            if aware.strftime("%Z") == self.zone_abbreviation:
-                return aware.astimezone(UTC)
+            for fold in (0, 1):  # the repeated hour when clocks go back: the abbreviation tells which
+                aware = self.local_time.replace(tzinfo=candidate, fold=fold)
+                if aware.strftime("%Z") == self.zone_abbreviation:
+                    return aware.astimezone(UTC)
         return None
 
 

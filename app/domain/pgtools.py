@@ -91,12 +91,23 @@ def compression_args(setting: str, client_major: int) -> list[str]:
     return [f"--compress={method}:{level}" if level else f"--compress={method}"]
 
 
-def child_env(target: TargetDatabase, dbname: str | None = None) -> dict[str, str]:
+def child_env(target: TargetDatabase, dbname: str | None = None, application_name: str = "") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update(target.libpq_env())
     env["PGDATABASE"] = dbname or target.dbname
     env["PGCONNECT_TIMEOUT"] = "10"
+    if application_name:
+        env["PGAPPNAME"] = application_name
     return env
+
+
+def terminate_sessions(target: TargetDatabase, application_name: str) -> None:
+    """End server sessions a killed client left behind (a backend waiting on a lock lingers)."""
+    with admin_connect(target) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,),
+        )
 
 
 def ping(target: TargetDatabase) -> None:

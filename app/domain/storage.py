@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -47,7 +48,7 @@ def check_name(name: str) -> str:
         or name in (".", "..")
         or name.startswith(".")
         or any(c in name for c in "/\\")
-        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+        or any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name)
     ):
         raise InvalidName(f"{name[:80]!r} is not a valid backup file name")
     return name
@@ -159,9 +160,12 @@ class LocalStorage:
         return StoredObject(name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def read_range(self, name: str, start: int, end: int) -> bytes:
-        with open(self._path(name), "rb") as fh:
-            fh.seek(start)
-            return fh.read(end - start)
+        try:
+            with open(self._path(name), "rb") as fh:
+                fh.seek(start)
+                return fh.read(end - start)
+        except FileNotFoundError:
+            raise StorageError(f"{name} does not exist in {self.description}") from None
 
     def open_stream(self, name: str) -> Iterator[bytes]:
         path = self._path(name)
@@ -187,6 +191,9 @@ class LocalStorage:
         return None  # the web layer streams local files itself
 
     def abort_upload(self, name: str, upload_id: str) -> None:
+        check_name(name)
+        if not upload_id.startswith(PARTIAL_PREFIX) or any(c in upload_id for c in "/\\\0"):
+            raise InvalidName(f"{upload_id[:80]!r} is not an upload of this store")
         (self.folder / upload_id).unlink(missing_ok=True)
 
     def abort_stale_uploads(self, older_than: timedelta) -> int:
@@ -204,7 +211,8 @@ class LocalStorage:
 class _LocalUpload:
     def __init__(self, final: Path):
         self.final = final
-        self.upload_id = f"{PARTIAL_PREFIX}{final.name}-{uuid.uuid4().hex}"
+        # Not named after the file: a 255-byte name plus a prefix would pass the filesystem's limit.
+        self.upload_id = f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
         self.partial = final.parent / self.upload_id
         self.fh: BinaryIO | None = open(self.partial, "xb")  # noqa: SIM115 - closed in complete/abort
         self.size = 0
@@ -383,21 +391,24 @@ class S3Storage:
                 raise self.explain(exc, f"abort the upload of {name}") from None
 
     def abort_stale_uploads(self, older_than: timedelta) -> int:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         cutoff = datetime.now(UTC) - older_than
-        response = self._call(
-            "list unfinished uploads", self.client.list_multipart_uploads, Bucket=self.bucket, Prefix=self.prefix
-        )
         aborted = 0
-        for upload in response.get("Uploads", []):
-            if upload["Initiated"] < cutoff:
-                self._call(
-                    "abort a stale upload",
-                    self.client.abort_multipart_upload,
-                    Bucket=self.bucket,
-                    Key=upload["Key"],
-                    UploadId=upload["UploadId"],
-                )
-                aborted += 1
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
+            stale = [u for page in pages for u in page.get("Uploads", []) if u["Initiated"] < cutoff]
+        except (BotoCoreError, ClientError) as exc:
+            raise self.explain(exc, "list unfinished uploads") from None
+        for upload in stale:
+            self._call(
+                "abort a stale upload",
+                self.client.abort_multipart_upload,
+                Bucket=self.bucket,
+                Key=upload["Key"],
+                UploadId=upload["UploadId"],
+            )
+            aborted += 1
         return aborted
 
 

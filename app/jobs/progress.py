@@ -17,8 +17,8 @@ class Progress:
         self.meta: dict[str, Any] = job.meta if job else {}
         self.meta.setdefault("progress", {"phase": "queued", "bytes_done": 0, "bytes_total": None})
 
-    def phase(self, name: str, bytes_total: int | None = None) -> None:
-        self.meta["progress"] = {"phase": name, "bytes_done": 0, "bytes_total": bytes_total}
+    def phase(self, name: str, bytes_total: int | None = None, bytes_done: int = 0) -> None:
+        self.meta["progress"] = {"phase": name, "bytes_done": bytes_done, "bytes_total": bytes_total}
         self.save(force=True)
 
     def advance(self, bytes_done: int) -> None:

@@ -72,8 +72,7 @@ def backup_job(requested_by: str) -> dict:
         keep=settings.max_backup_files,
         just_made=result.filename,
     )
-    progress.phase("done", bytes_total=result.size)
-    progress.advance(result.size)
+    progress.phase("done", bytes_total=result.size, bytes_done=result.size)
     detail = f"{result.size} bytes, sha256 {result.sha256}"
     if result.delete_failures:
         detail += f"; retention could not delete {len(result.delete_failures)} file(s)"

@@ -1,0 +1,67 @@
+# One image for both processes:
+#   web (default):  gunicorn … wsgi:app
+#   worker:         flask --app wsgi worker
+FROM python:3.11-slim-bookworm
+
+# pg_dump must be at least the server's major version; pg_dump 17 dumps servers 9.2 to 17.
+ARG PG_MAJOR=17
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    FLASK_APP=wsgi \
+    INSTANCE_PATH=/var/lib/pgconsole
+
+# Debian 12 only ships the PostgreSQL 15 client, so get it from the PostgreSQL project's
+# own repository (pgdg). curl is only needed to fetch the signing key. tzdata backs
+# DISPLAY_TIMEZONE.
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends ca-certificates curl tzdata; \
+    install -d /usr/share/postgresql-common/pgdg; \
+    curl -fsSL -o /usr/share/postgresql-common/pgdg/apt.postgresql.org.asc \
+        https://www.postgresql.org/media/keys/ACCC4CF8.asc; \
+    echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main" \
+        > /etc/apt/sources.list.d/pgdg.list; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}"; \
+    apt-get purge -y --auto-remove curl; \
+    rm -rf /var/lib/apt/lists/*; \
+    "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_dump" --version; \
+    "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_restore" --version
+
+# A fixed uid so the volume's ownership is predictable across rebuilds.
+RUN set -eux; \
+    groupadd --system --gid 10001 pgconsole; \
+    useradd --system --uid 10001 --gid pgconsole --no-create-home \
+        --home-dir /var/lib/pgconsole --shell /usr/sbin/nologin pgconsole; \
+    install -d -o pgconsole -g pgconsole -m 0750 /var/lib/pgconsole
+
+WORKDIR /srv/pgconsole
+
+# Dependencies first, in their own layer, so a code change does not reinstall them.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# The app finds templates/ and static/ beside app/, so it must be imported from this
+# directory (gunicorn and `flask --app` put the working directory first on sys.path;
+# PYTHONPATH makes that hold for any other entry point too).
+COPY app/ app/
+COPY templates/ templates/
+COPY static/ static/
+COPY wsgi.py README.md ./
+RUN pip install --no-cache-dir . && rm -rf build ./*.egg-info
+ENV PYTHONPATH=/srv/pgconsole
+
+# The code stays root-owned and read-only to the process; only the instance path is writable.
+USER pgconsole
+VOLUME ["/var/lib/pgconsole"]
+EXPOSE 8000
+
+# No curl in the slim image; urlopen raises (exit 1) on a 503 or no answer.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-", "wsgi:app"]

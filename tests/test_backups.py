@@ -1,0 +1,428 @@
+"""Backups end to end: create, stream, list, retention, the lock, and failures that leave nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+from app.domain.naming import backup_filename, parse_backup_name
+from tests.conftest import PG, ROOT, AuthActions, child_env, new_name, wait_for
+
+
+@pytest.fixture
+def operator(make_user, token_for):
+    make_user("olga", "operator")
+    return token_for("olga")
+
+
+def start_backup(client, headers) -> str:
+    response = client.post("/api/setting/backup", headers=headers)
+    assert response.status_code == 202, response.get_json()
+    body = response.get_json()
+    assert body["status_url"] == f"/api/jobs/{body['job_id']}"
+    return body["job_id"]
+
+
+def job(client, headers, job_id) -> dict:
+    response = client.get(f"/api/jobs/{job_id}", headers=headers)
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def storage_of(app):
+    from app.clients import storage_for
+
+    return storage_for(app.config["SETTINGS"])
+
+
+def leftovers(app) -> dict:
+    """Anything a failed backup could have left: objects, partial files, unfinished uploads, the lock."""
+    from app.jobs.locks import DatabaseLock
+    from app.services import redis
+
+    settings = app.config["SETTINGS"]
+    storage = storage_of(app)
+    found = {"objects": [o.name for o in storage.list_objects()]}
+    if hasattr(storage, "client"):
+        found["uploads"] = storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", [])
+    else:
+        found["uploads"] = [p.name for p in Path(storage.folder).glob(".partial-*")] if storage.folder.exists() else []
+    with app.app_context():
+        found["lock"] = DatabaseLock(redis(), settings.redis_namespace, settings.target.dbname).holder()
+    return found
+
+
+NOTHING_LEFT = {"objects": [], "uploads": [], "lock": None}
+
+
+def pg_restore_list(data: bytes, tmp_path: Path) -> str:
+    archive = tmp_path / "check.dump"
+    archive.write_bytes(data)
+    return subprocess.run(["pg_restore", "--list", str(archive)], capture_output=True, text=True, check=True).stdout
+
+
+def operator_headers(app, username: str = "olga") -> dict[str, str]:
+    from app.cli import create_user
+    from app.extensions import db
+    from app.models import ApiToken
+
+    with app.app_context():
+        user = create_user(username, "operator", "x" * 12, created_by="test")
+        token, plain = ApiToken.issue(user)
+        db.session.add(token)
+        db.session.commit()
+    return {"Authorization": f"Bearer {plain}"}
+
+
+@pytest.mark.parametrize("where", ["s3", "folder"])
+def test_a_backup_is_a_plain_archive_whose_sha256_matches_its_manifest(where, request, make_app, tmp_path, target_db):
+    overrides = {"BACKUP_STORAGE_URL": request.getfixturevalue("s3_inprocess")} if where == "s3" else {}
+    app = make_app(**overrides)
+    client = app.test_client()
+    operator = operator_headers(app)
+    job_id = start_backup(client, operator)
+    assert job(client, operator, job_id)["status"] == "queued"
+    run_jobs_for(app)
+    done = job(client, operator, job_id)
+    assert done["status"] == "finished", done["error"]
+    assert done["progress"]["percent"] == 100
+    result = done["result"]
+    filename = result["filename"]
+    parsed = parse_backup_name(filename)
+    assert (parsed.app_name, parsed.environment) == ("pharmatracker", "staging")
+
+    storage = storage_of(app)
+    data = storage.get_bytes(filename)
+    manifest = json.loads(storage.get_bytes(filename + ".json"))
+    assert hashlib.sha256(data).hexdigest() == result["sha256"] == manifest["sha256"]
+    assert len(data) == result["size"] == manifest["size"]
+    assert manifest["database"] == target_db and manifest["environment"] == "staging"
+    assert manifest["requested_by"] == "olga"
+    listing = pg_restore_list(data, tmp_path)
+    assert "TABLE public customers" in listing and "TABLE DATA public orders" in listing
+
+    listed = client.get("/api/setting/backups", headers=operator).get_json()
+    assert [b["filename"] for b in listed] == [filename]
+    assert listed[0]["environment"] == "staging" and listed[0]["size"] == len(data)
+
+    with app.app_context():
+        from app.models import AuditEvent
+
+        events = [(e.action, e.outcome, e.job_id) for e in AuditEvent.query.filter_by(action="backup")]
+        assert ("backup", "requested", job_id) in events and ("backup", "ok", job_id) in events
+
+
+def test_create_backup_from_the_page_leads_to_its_job(client, auth, make_user, run_jobs):
+    make_user("olga", "operator")
+    auth.login("olga")
+    response = client.post("/backups", data={"csrf_token": auth.csrf_token("/")})
+    assert response.status_code == 303
+    job_url = response.headers["Location"]
+    assert job_url.startswith("/jobs/")
+    assert "queued" in client.get(job_url).get_data(as_text=True)
+    run_jobs()
+    page = client.get(job_url).get_data(as_text=True)
+    assert "finished" in page and "Finished." in page
+    home = client.get("/").get_data(as_text=True)
+    assert "pharmatracker-staging-on-" in home
+
+
+def test_a_second_backup_is_refused_while_one_runs(client, auth, make_user, operator, run_jobs):
+    first = start_backup(client, operator)
+    refused = client.post("/api/setting/backup", headers=operator)
+    assert refused.status_code == 409
+    assert "another backup or restore" in refused.get_json()["error"] and first in refused.get_json()["error"]
+
+    make_user("page-op", "operator")
+    browser = client.application.test_client()
+    page_auth = AuthActions(browser)
+    page_auth.login("page-op")
+    page = browser.post("/backups", data={"csrf_token": page_auth.csrf_token("/")}, follow_redirects=True)
+    assert "another backup or restore" in page.get_data(as_text=True)
+
+    run_jobs()  # the first finishes and frees the lock
+    assert job(client, operator, first)["status"] == "finished"
+    start_backup(client, operator)
+
+
+def test_backups_of_every_environment_are_listed_newest_first(app, client, operator):
+    storage = storage_of(app)
+    zone = ZoneInfo("Asia/Kolkata")
+    now = datetime.now(UTC)
+    names = [
+        backup_filename("pharmatracker", "production", now - timedelta(hours=1), zone),
+        backup_filename("pharmatracker", "staging", now - timedelta(hours=2), zone),
+        "legacy-export.dump",
+    ]
+    for name in names:
+        storage.put_bytes(name, b"x")
+    listed = client.get("/api/setting/backups", headers=operator).get_json()
+    # A name that does not parse sorts by the store's time (just now): newest.
+    assert [b["filename"] for b in listed] == ["legacy-export.dump", names[0], names[1]]
+    assert {b["filename"]: b["environment"] for b in listed} == {
+        names[0]: "production",
+        names[1]: "staging",
+        "legacy-export.dump": None,
+    }
+    page = client.application.test_client()
+    assert page.get("/").status_code == 302  # pages need a session
+
+
+def test_retention_keeps_the_newest_of_this_environment_only(make_app, run_jobs, make_user, token_for):
+    app = make_app(MAX_BACKUP_FILES="3")
+    storage = storage_of(app)
+    zone = ZoneInfo("Asia/Kolkata")
+    now = datetime.now(UTC)
+    staging_old = [backup_filename("pharmatracker", "staging", now - timedelta(days=d), zone) for d in (1, 2, 3, 4)]
+    production = [backup_filename("pharmatracker", "production", now - timedelta(days=d), zone) for d in (5, 6, 7, 8)]
+    other_app = backup_filename("billing", "staging", now - timedelta(days=9), zone)
+    for name in [*staging_old, *production, other_app]:
+        storage.put_bytes(name, b"old")
+        storage.put_bytes(name + ".json", b"{}")
+
+    result = backup_run_in_process(app)["result"]
+    kept = {o.name for o in storage.list_objects()}
+    assert sorted(result["deleted"]) == sorted(staging_old[2:])  # the new one + the 2 newest old = 3
+    assert result["delete_failures"] == {}
+    assert {result["filename"], *staging_old[:2], *production, other_app} <= kept
+    assert not any(name.startswith(tuple(staging_old[2:])) for name in kept)  # manifests went too
+
+
+def backup_run_in_process(app) -> dict:
+    """Enqueue a backup through the jobs layer, run it with SimpleWorker, return its final status."""
+    from app.jobs.queue import job_status, start_job
+    from app.services import redis, settings
+
+    with app.app_context():
+        job_id = start_job(settings(), redis(), "backup", "olga")
+    run_jobs_for(app)
+    with app.app_context():
+        return job_status(redis(), job_id)
+
+
+def run_jobs_for(app):
+    from rq import SimpleWorker
+
+    from app.jobs import runtime
+    from app.jobs.queue import queue_for
+    from app.services import redis, settings
+
+    with app.app_context():
+        runtime.configure(settings())
+        SimpleWorker([queue_for(settings(), redis())], connection=redis()).work(burst=True)
+
+
+def test_retention_reports_a_failed_delete_and_goes_on(app, tmp_path):
+    from app.domain.backup import apply_retention
+
+    storage = storage_of(app)
+    storage.check()
+    zone = ZoneInfo("Asia/Kolkata")
+    now = datetime.now(UTC)
+    names = [backup_filename("pharmatracker", "staging", now - timedelta(days=d), zone) for d in range(5)]
+    for name in names:
+        storage.put_bytes(name, b"x")
+    stuck = Path(storage.folder, names[3])
+    subprocess.run(["chattr", "+i", str(stuck)], check=True)  # a real EPERM, even for root
+    try:
+        deleted, failures = apply_retention(
+            storage, zone, app_name="pharmatracker", environment="staging", keep=2, just_made=names[0]
+        )
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
+    assert deleted == [names[2], names[4]]
+    assert list(failures) == [names[3]] and "cannot delete" in failures[names[3]]
+    assert sorted(o.name for o in storage.list_objects()) == sorted([names[0], names[1], names[3]])
+
+
+@pytest.fixture
+def limited_role(pg_admin, target_db):
+    """A role that may connect but not read the tables: pg_dump fails for real."""
+    role = new_name("pgct_role")
+    pg_admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    yield role
+    with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
+        conn.execute(f'DROP OWNED BY "{role}"')
+    pg_admin.execute(f'DROP ROLE "{role}"')
+
+
+@pytest.mark.parametrize("where", ["s3", "folder"])
+def test_a_failed_pg_dump_leaves_nothing_and_says_why(where, request, make_app, limited_role, target_db, run_jobs):
+    overrides = {"BACKUP_STORAGE_URL": request.getfixturevalue("s3_inprocess")} if where == "s3" else {}
+    app = make_app(DATABASE_URL=f"postgresql://{limited_role}@127.0.0.1:5432/{target_db}", **overrides)
+    status = backup_run_in_process(app)
+    job_id = status["id"]
+    assert status["status"] == "failed"
+    assert "pg_dump failed" in status["error"] and "permission denied" in status["error"]
+    assert status["progress"]["percent"] != 100
+    assert leftovers(app) == NOTHING_LEFT
+    with app.app_context():
+        from app.models import AuditEvent
+
+        failed = AuditEvent.query.filter_by(action="backup", outcome="failed").one()
+        assert failed.job_id == job_id and "permission denied" in failed.detail
+
+
+def test_a_backup_that_runs_past_its_timeout_is_stopped_and_leaves_nothing(make_app, target_db, pg_admin):
+    app = make_app(JOB_TIMEOUT_SECONDS="5")
+    blocker = psycopg.connect(**{**PG, "dbname": target_db})
+    blocker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # pg_dump waits on it forever
+    try:
+        status = backup_run_in_process(app)
+        assert status["status"] == "failed"
+        assert status["error"] == "timed out after 5 s (JOB_TIMEOUT_SECONDS); nothing was kept"
+        assert leftovers(app) == NOTHING_LEFT
+        dumps = pg_admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name LIKE 'pgconsole-backup-%%'",
+            (target_db,),
+        ).fetchone()[0]
+        assert dumps == 0  # the pg_dump child was killed, not left waiting
+    finally:
+        blocker.close()
+
+
+def test_a_missing_bucket_fails_with_the_seeds_helpful_message(make_app, s3_inprocess, run_jobs):
+    app = make_app(BACKUP_STORAGE_URL="s3://pgct-no-such-bucket")
+    error = backup_run_in_process(app)["error"]
+    assert "pgct-no-such-bucket" in error and "ap-south-1" in error and "aws s3 mb" in error
+
+
+def test_pg_dump_older_than_the_server_is_refused_by_name():
+    from app.domain.pgtools import PgToolError, installed_clients, pick_client
+
+    newest = max(tool.major for tool in installed_clients("pg_dump"))
+    with pytest.raises(PgToolError) as caught:
+        pick_client("pg_dump", newest + 1)
+    message = str(caught.value)
+    assert f"PostgreSQL {newest + 1}" in message and f"{newest} (" in message
+    assert f"postgresql-client-{newest + 1}" in message
+    assert pick_client("pg_dump", newest).major == newest
+
+
+def test_download(app, client, auth, make_user, run_jobs, operator):
+    job_id = start_backup(client, operator)
+    run_jobs()
+    filename = job(client, operator, job_id)["result"]["filename"]
+    make_user("vic", "viewer")
+    auth.login("vic")
+    assert client.get(f"/backups/{filename}/download").status_code == 403
+    auth.logout()
+    auth.login("olga")
+    response = client.get(f"/backups/{filename}/download")
+    assert response.status_code == 200
+    assert response.data == storage_of(app).get_bytes(filename)
+    assert filename in response.headers["Content-Disposition"]
+    for bad in ("../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "nope.dump", ".partial-x"):
+        assert client.get(f"/backups/{bad}/download").status_code == 404
+
+
+# --------------------------------------------------------------------------- real worker processes
+
+
+@pytest.fixture
+def worker_env(app_env, s3_server):
+    return {**app_env, **s3_server}
+
+
+def test_backup_from_the_shell_with_a_real_worker(worker_env, processes, tmp_path):
+    processes.worker(worker_env)
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "backup", "create", "--wait"],
+        cwd=ROOT,
+        env=child_env(worker_env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr + processes.log("worker")
+    assert "Backup finished: pharmatracker-staging-on-" in done.stdout
+
+
+def test_progress_moves_while_a_backup_runs(worker_env, processes, pg_admin, target_db):
+    with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE blobs AS SELECT g, md5(random()::text) || md5(random()::text) || md5(random()::text) AS v "
+            "FROM generate_series(1, 1500000) g"
+        )
+    env = {**worker_env, "BACKUP_COMPRESSION": "gzip:9"}  # slow enough to watch
+    from app.clients import redis_for
+    from app.jobs.queue import job_status, start_job
+    from app.settings import Settings
+
+    settings = Settings.from_env(env)
+    redis = redis_for(settings)
+    processes.worker(env)
+    job_id = start_job(settings, redis, "backup", "olga")
+    seen = []
+
+    def sample():
+        status = job_status(redis, job_id)
+        if status["status"] == "started" and status["progress"]["phase"] == "dumping":
+            seen.append(status["progress"]["bytes_done"])
+        return status["status"] in ("finished", "failed")
+
+    wait_for(sample, timeout=120, interval=0.05, message="the backup to end")
+    final = job_status(redis, job_id)
+    assert final["status"] == "finished", final["error"]
+    moving = sorted(set(seen))
+    assert len([b for b in moving if b > 0]) >= 3, moving
+    assert seen == sorted(seen)  # never goes backwards
+    assert final["progress"]["percent"] == 100 and final["progress"]["bytes_done"] == final["result"]["size"]
+
+
+def test_a_killed_worker_is_reported_and_its_upload_aborted(worker_env, processes, target_db):
+    from app.clients import redis_for, storage_for
+    from app.jobs.locks import DatabaseLock
+    from app.jobs.queue import job_status, start_job
+    from app.settings import Settings
+
+    settings = Settings.from_env(worker_env)
+    redis = redis_for(settings)
+    storage = storage_for(settings)
+    blocker = psycopg.connect(**{**PG, "dbname": target_db})
+    blocker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # holds the job mid-dump
+    try:
+        first = processes.worker(worker_env, name="worker-1")
+        job_id = start_job(settings, redis, "backup", "olga")
+        wait_for(
+            lambda: job_status(redis, job_id)["progress"]["phase"] == "dumping", timeout=60, message="the dump to start"
+        )
+        wait_for(
+            lambda: storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads"),
+            timeout=10,
+            message="the upload to start",
+        )
+        processes.kill(first)
+    finally:
+        blocker.close()
+    assert job_status(redis, job_id)["status"] == "started"  # nobody knows yet
+    processes.worker(worker_env, name="worker-2")
+    final = wait_for(
+        lambda: (s := job_status(redis, job_id))["status"] == "failed" and s,
+        timeout=240,
+        interval=1,
+        message="the abandoned job to be reported",
+    )
+    assert "worker running this job stopped" in final["error"]
+    assert storage.list_objects() == []
+    assert storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", []) == []
+    assert DatabaseLock(redis, settings.redis_namespace, settings.target.dbname).holder() is None
+
+
+def test_page_and_api_agree_on_a_job_seen_from_two_clients(client, auth, make_user, operator):
+    job_id = start_backup(client, operator)
+    make_user("vic", "viewer")
+    second = client.application.test_client()
+    AuthActions(second).login("vic")
+    assert job_id in second.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert second.get(f"/api/jobs/{job_id}").get_json()["status"] == "queued"
+    assert second.get("/jobs/does-not-exist").status_code == 404
+    assert second.get("/api/jobs/does-not-exist").status_code == 404

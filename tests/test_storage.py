@@ -1,0 +1,504 @@
+"""One contract suite for both storage adapters: a local folder and S3 (moto, in process).
+
+Every test that takes `storage` runs twice, once per adapter, and asserts only what a caller
+of the `Storage` interface (and so, in the end, a user) can see. The few checks that need
+to peek behind the interface (hidden files, unfinished uploads, the bucket itself) go
+through the small helpers below, which know where each adapter keeps things.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from app.domain.storage import (
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    PARTIAL_PREFIX,
+    InvalidName,
+    LocalStorage,
+    S3Storage,
+    StorageError,
+    check_name,
+    open_storage,
+    part_size_for,
+)
+
+MiB = 1024 * 1024
+GB = 1000**3
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request, tmp_path):
+    """The adapter under test; moto is only started for the S3 case."""
+    if request.param == "local":
+        return LocalStorage(tmp_path / "store")
+    return open_storage(request.getfixturevalue("s3_inprocess"), region="ap-south-1")
+
+
+@pytest.fixture
+def s3_storage(s3_inprocess) -> S3Storage:
+    return open_storage(s3_inprocess, region="ap-south-1")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def plant(storage, key: str, data: bytes) -> None:
+    """Write a file behind the adapter's back; `key` is relative to the storage root ("../x" is outside)."""
+    if isinstance(storage, LocalStorage):
+        path = storage.folder / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    else:
+        storage.client.put_object(Bucket=storage.bucket, Key=_s3_key(storage, key), Body=data)
+
+
+def peek(storage, key: str) -> bytes | None:
+    """Read a file behind the adapter's back (None when it is not there)."""
+    if isinstance(storage, LocalStorage):
+        path = storage.folder / key
+        return path.read_bytes() if path.is_file() else None
+    try:
+        return storage.client.get_object(Bucket=storage.bucket, Key=_s3_key(storage, key))["Body"].read()
+    except storage.client.exceptions.NoSuchKey:
+        return None
+
+
+def _s3_key(storage: S3Storage, key: str) -> str:
+    # "../x" means "the same name one level above the prefix", as for the folder.
+    if key.startswith("../"):
+        parent = storage.prefix.rstrip("/").rpartition("/")[0]
+        return f"{parent}/{key[3:]}" if parent else key[3:]
+    return storage.prefix + key
+
+
+def unfinished_uploads(storage) -> list[str]:
+    """Uploads begun but neither completed nor aborted (partial files / multipart uploads)."""
+    if isinstance(storage, LocalStorage):
+        if not storage.folder.is_dir():
+            return []
+        return sorted(p.name for p in storage.folder.iterdir() if p.name.startswith(PARTIAL_PREFIX))
+    uploads = storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", [])
+    return sorted(u["Key"] for u in uploads)
+
+
+def everything_stored(storage) -> list[str]:
+    """Every file or object there is, hidden or not, anywhere under the root / in the bucket."""
+    if isinstance(storage, LocalStorage):
+        if not storage.folder.is_dir():
+            return []
+        return sorted(str(p.relative_to(storage.folder)) for p in storage.folder.rglob("*") if p.is_file())
+    pages = storage.client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def names(storage) -> list[str]:
+    return sorted(o.name for o in storage.list_objects())
+
+
+# --------------------------------------------------------------------------- basic round trip
+
+
+def test_put_get_stat_delete_round_trip(storage):
+    data = b"PGDMP pretend archive \x00\x01\x02" * 100
+    name = "pharmatracker-production-on-2025-01-15-at-02-30-23-PM-IST.dump"
+    assert storage.stat(name) is None
+
+    storage.put_bytes(name, data)
+
+    assert storage.get_bytes(name) == data
+    found = storage.stat(name)
+    assert found is not None
+    assert (found.name, found.size) == (name, len(data))
+    assert found.last_modified.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - found.last_modified) < timedelta(minutes=2)
+
+    storage.put_bytes(name, b"replaced")
+    assert storage.get_bytes(name) == b"replaced"
+    assert storage.stat(name).size == len(b"replaced")
+
+    storage.delete(name)
+    assert storage.stat(name) is None
+    assert name not in names(storage)
+    storage.delete(name)  # deleting what is already gone is not an error
+
+
+def test_a_missing_file_reads_as_a_storage_error_not_a_crash(storage):
+    storage.check()
+    assert storage.stat("nothing-here.dump") is None
+    for read in (
+        lambda: storage.get_bytes("nothing-here.dump"),
+        lambda: storage.read_range("nothing-here.dump", 0, 10),
+        lambda: b"".join(storage.open_stream("nothing-here.dump")),
+    ):
+        with pytest.raises(StorageError):
+            read()
+
+
+def test_list_objects_reports_name_size_and_aware_utc_time(storage):
+    storage.put_bytes("a.dump", b"12345")
+    storage.put_bytes("a.dump.json", b"{}")
+    storage.put_bytes("notes.txt", b"")
+    before = datetime.now(UTC) - timedelta(minutes=2)
+
+    listed = {o.name: o for o in storage.list_objects()}
+
+    assert sorted(listed) == ["a.dump", "a.dump.json", "notes.txt"]
+    assert (listed["a.dump"].size, listed["a.dump.json"].size, listed["notes.txt"].size) == (5, 2, 0)
+    for obj in listed.values():
+        assert obj.last_modified.tzinfo is not None
+        assert obj.last_modified.utcoffset() == timedelta(0)
+        assert before <= obj.last_modified <= datetime.now(UTC) + timedelta(minutes=2)
+
+
+def test_list_objects_hides_only_hidden_and_partial_files(storage):
+    storage.put_bytes("visible.dump", b"v")
+    storage.put_bytes("visible.dump.json", b"{}")
+    storage.put_bytes("README", b"r")
+    plant(storage, ".hidden", b"h")
+    plant(storage, f"{PARTIAL_PREFIX}visible.dump-0123", b"p")
+    unfinished = storage.begin_upload("in-progress.dump")
+    unfinished.write(b"not yet")
+    try:
+        assert names(storage) == ["README", "visible.dump", "visible.dump.json"]
+    finally:
+        unfinished.abort()
+
+
+def test_an_empty_store_lists_nothing(storage):
+    assert storage.list_objects() == []
+
+
+# --------------------------------------------------------------------------- streaming uploads
+
+
+def test_upload_is_invisible_until_complete_then_has_the_exact_bytes(storage):
+    name = "streamed.dump"
+    chunks = [b"PGDMP", b"\x00" * 1000, os.urandom(70_000), b"", b"tail"]
+    upload = storage.begin_upload(name)
+    for chunk in chunks:
+        upload.write(chunk)
+
+    assert storage.stat(name) is None
+    assert name not in names(storage)
+    assert len(unfinished_uploads(storage)) == 1
+
+    size = upload.complete()
+
+    expected = b"".join(chunks)
+    assert size == len(expected)
+    assert storage.get_bytes(name) == expected
+    assert storage.stat(name).size == len(expected)
+    assert names(storage) == [name]
+    assert unfinished_uploads(storage) == []
+
+
+def test_replacing_a_file_keeps_the_old_one_until_the_new_one_completes(storage):
+    storage.put_bytes("same.dump", b"old contents")
+    upload = storage.begin_upload("same.dump")
+    upload.write(b"new contents, longer")
+    assert storage.get_bytes("same.dump") == b"old contents"
+    upload.complete()
+    assert storage.get_bytes("same.dump") == b"new contents, longer"
+
+
+def test_an_empty_upload_completes_as_an_empty_file(storage):
+    upload = storage.begin_upload("empty.dump")
+    assert upload.complete() == 0
+    assert storage.get_bytes("empty.dump") == b""
+    assert storage.stat("empty.dump").size == 0
+
+
+def test_abort_leaves_no_object_and_no_unfinished_upload(storage):
+    upload = storage.begin_upload("aborted.dump")
+    upload.write(os.urandom(MIN_PART_SIZE + 1024))  # at least one part is already on its way (S3)
+    upload.write(b"more")
+    upload.abort()
+
+    assert storage.stat("aborted.dump") is None
+    assert storage.list_objects() == []
+    assert unfinished_uploads(storage) == []
+    assert everything_stored(storage) == []
+
+
+def test_a_large_upload_in_several_parts_round_trips(storage):
+    data = os.urandom(20 * MiB + 12_345)
+    name = "large.dump"
+    upload = storage.begin_upload(name, part_size=MIN_PART_SIZE)
+    for offset in range(0, len(data), MiB):
+        upload.write(data[offset : offset + MiB])
+        if offset == 17 * MiB:  # two parts sent, the third still buffering
+            assert storage.stat(name) is None
+            assert name not in names(storage)
+
+    assert upload.complete() == len(data)
+
+    assert storage.stat(name).size == len(data)
+    digest = hashlib.sha256()
+    for block in storage.open_stream(name):
+        digest.update(block)
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert unfinished_uploads(storage) == []
+    if isinstance(storage, S3Storage):
+        # A multipart object's ETag ends in "-<number of parts>": 8 MiB + 8 MiB + the rest.
+        head = storage.client.head_object(Bucket=storage.bucket, Key=storage.prefix + name)
+        assert head["ETag"].strip('"').endswith("-3")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def test_read_range_returns_the_requested_slice(storage):
+    data = bytes(range(256)) * 40
+    storage.put_bytes("ranged.dump", data)
+    assert storage.read_range("ranged.dump", 0, 5) == data[:5]
+    assert storage.read_range("ranged.dump", 1000, 1234) == data[1000:1234]
+    assert storage.read_range("ranged.dump", len(data) - 3, len(data)) == data[-3:]
+    assert storage.read_range("ranged.dump", 0, len(data)) == data
+
+
+def test_open_stream_yields_the_whole_content(storage):
+    data = os.urandom(3 * MiB + 17)
+    storage.put_bytes("streamed-out.dump", data)
+    blocks = list(storage.open_stream("streamed-out.dump"))
+    assert len(blocks) > 1
+    assert b"".join(blocks) == data
+
+
+# --------------------------------------------------------------------------- names
+
+
+BAD_NAMES = [
+    "../x",
+    "..",
+    ".",
+    "a/b",
+    "/etc/passwd",
+    ".hidden",
+    "",
+    "a\\b",
+    "..\\x",
+    "a\x00b",
+    "line\nbreak.dump",
+    "carriage\rreturn",
+    "esc\x1b[31m.dump",
+    "del\x7f.dump",
+    "x" * 256,
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_check_name_refuses_unsafe_names(name):
+    with pytest.raises(InvalidName):
+        check_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["pharmatracker-production-on-2025-01-15-at-02-30-23-PM-IST.dump", "backup.sql", "a", "x" * 255, "naïve é.dump"],
+)
+def test_check_name_accepts_plain_file_names(name):
+    assert check_name(name) == name
+
+
+def test_check_name_refuses_c1_control_characters():
+    # U+0080..U+009F are control characters too (Unicode category Cc): U+009B is the 8-bit
+    # terminal CSI, U+0085 a line break for str.splitlines() (and so for log and audit lines).
+    for name in ("csi\x9b31m.dump", "next\x85line.dump"):
+        with pytest.raises(InvalidName):
+            check_name(name)
+
+
+CALLS = {
+    "begin_upload": lambda s, n: s.begin_upload(n),
+    "put_bytes": lambda s, n: s.put_bytes(n, b"overwritten"),
+    "get_bytes": lambda s, n: s.get_bytes(n),
+    "stat": lambda s, n: s.stat(n),
+    "read_range": lambda s, n: s.read_range(n, 0, 4),
+    "open_stream": lambda s, n: b"".join(s.open_stream(n)),
+    "delete": lambda s, n: s.delete(n),
+    "abort_upload": lambda s, n: s.abort_upload(n, f"{PARTIAL_PREFIX}x-0123"),
+}
+
+
+@pytest.mark.parametrize("method", sorted(CALLS))
+def test_every_method_refuses_an_unsafe_name_and_touches_nothing_outside(storage, method):
+    plant(storage, "../x", b"outside the storage root")
+    plant(storage, "inside.dump", b"inside")
+    not_refused = []
+    for name in BAD_NAMES:
+        try:
+            result = CALLS[method](storage, name)
+        except InvalidName:
+            continue
+        except StorageError as exc:
+            not_refused.append(f"{name[:20]!r}: StorageError but not InvalidName: {exc}")
+            continue
+        if hasattr(result, "abort"):
+            result.abort()
+        not_refused.append(f"{name[:20]!r}: accepted")
+
+    assert not_refused == []
+    assert peek(storage, "../x") == b"outside the storage root"
+    assert peek(storage, "inside.dump") == b"inside"
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", ".hidden", "a\\b"])
+def test_download_url_never_points_at_an_unsafe_name(storage, name):
+    # The folder adapter hands out no URLs at all (the web layer streams the file itself),
+    # so "no URL" is as good as a refusal there; S3 must refuse to sign one.
+    try:
+        url = storage.download_url(name)
+    except InvalidName:
+        return
+    assert url is None
+
+
+def test_abort_upload_never_deletes_outside_the_root(storage):
+    # The upload id comes back from job.meta in Redis after a worker died; it must not be
+    # able to name a file outside the storage root.
+    plant(storage, "../victim.txt", b"keep me")
+    with contextlib.suppress(StorageError):  # refusing is fine; deleting it is not
+        storage.abort_upload("victim.dump", "../victim.txt")
+    assert peek(storage, "../victim.txt") == b"keep me"
+
+
+def test_the_longest_valid_name_can_be_stored(storage):
+    # check_name accepts up to 255 characters, so every adapter must store such a name
+    # (or refuse it with a StorageError a person can read, never an OSError).
+    for name in ("n" * 255, "é" * 120 + ".dump"):
+        check_name(name)
+        try:
+            storage.put_bytes(name, b"long")
+        except StorageError:
+            continue
+        assert storage.get_bytes(name) == b"long"
+        storage.delete(name)
+    assert unfinished_uploads(storage) == []
+
+
+# --------------------------------------------------------------------------- stale uploads
+
+
+def test_abort_stale_uploads_removes_only_uploads_older_than_the_cutoff(storage):
+    fresh = storage.begin_upload("fresh.dump")
+    fresh.write(b"still being written")
+
+    if isinstance(storage, LocalStorage):
+        stale = storage.begin_upload("stale.dump")
+        stale.write(b"left by a killed worker")
+        two_hours_ago = time.time() - 2 * 3600
+        os.utime(stale.partial, (two_hours_ago, two_hours_ago))
+        assert len(unfinished_uploads(storage)) == 2
+
+        assert storage.abort_stale_uploads(timedelta(hours=1)) == 1
+
+        assert unfinished_uploads(storage) == [fresh.upload_id]
+    else:
+        # moto reports every multipart upload as initiated at one fixed moment in 2010
+        # (moto/s3/responses.py), so "an hour" cannot tell a fresh upload from a stale one
+        # there. Measure the age the store reports and put the cutoff an hour either side.
+        uploads = storage.client.list_multipart_uploads(Bucket=storage.bucket)["Uploads"]
+        age = datetime.now(UTC) - uploads[0]["Initiated"]
+
+        assert storage.abort_stale_uploads(age + timedelta(hours=1)) == 0
+        assert unfinished_uploads(storage) == [storage.prefix + "fresh.dump"]
+
+        assert storage.abort_stale_uploads(max(age - timedelta(hours=1), timedelta(0))) == 1
+        assert unfinished_uploads(storage) == []
+        assert storage.abort_stale_uploads(timedelta(0)) == 0
+        return
+
+    # The fresh upload was left alone and still completes.
+    fresh.complete()
+    assert storage.get_bytes("fresh.dump") == b"still being written"
+    assert names(storage) == ["fresh.dump"]
+
+
+def test_abort_stale_uploads_on_an_empty_store_is_zero(storage):
+    assert storage.abort_stale_uploads(timedelta(0)) == 0
+
+
+# --------------------------------------------------------------------------- S3 specifics
+
+
+def test_s3_listing_pages_past_a_thousand_objects(s3_storage):
+    wanted = [f"tiny-{i:04d}.dump" for i in range(1005)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda name: s3_storage.put_bytes(name, b"x"), wanted))
+
+    listed = s3_storage.list_objects()
+
+    assert len(listed) == 1005
+    assert sorted(o.name for o in listed) == wanted
+
+
+def test_s3_lists_only_its_own_prefix(s3_storage):
+    s3_storage.put_bytes("mine.dump", b"m")
+    client, bucket = s3_storage.client, s3_storage.bucket
+    client.put_object(Bucket=bucket, Key="elsewhere.dump", Body=b"e")
+    client.put_object(Bucket=bucket, Key=s3_storage.prefix.rstrip("/") + "-old/theirs.dump", Body=b"t")
+    client.put_object(Bucket=bucket, Key=s3_storage.prefix + "sub/nested.dump", Body=b"n")
+    assert names(s3_storage) == ["mine.dump"]
+
+
+def test_s3_missing_bucket_says_how_to_create_it(s3_inprocess):
+    missing = open_storage("s3://pgct-missing-bucket-xyz", region="ap-south-1")
+    for action in (missing.check, missing.list_objects):
+        with pytest.raises(StorageError) as caught:
+            action()
+        message = str(caught.value)
+        assert "pgct-missing-bucket-xyz" in message
+        assert "ap-south-1" in message
+        assert "aws s3 mb s3://pgct-missing-bucket-xyz --region ap-south-1" in message
+
+
+def test_s3_unreachable_endpoint_is_explained_without_a_traceback(monkeypatch):
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    closed = open_storage(
+        "s3://some-bucket/backups",
+        region="ap-south-1",
+        endpoint_url="http://127.0.0.1:9",  # the discard port: nothing listens there
+        access_key="AKIATESTING",
+        secret_key="s3cr3t-never-shown",
+    )
+    for action in (closed.check, closed.list_objects, lambda: closed.put_bytes("a.dump", b"a")):
+        with pytest.raises(StorageError) as caught:
+            action()
+        message = str(caught.value)
+        assert "cannot be reached" in message
+        assert "127.0.0.1:9" in message
+        assert "\n" not in message
+        for noise in ("Traceback", 'File "', "botocore", "urllib3", "Exception", "s3cr3t"):
+            assert noise not in message
+        assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+# --------------------------------------------------------------------------- part sizes
+
+
+def test_part_size_for_is_at_least_the_minimum_and_stays_under_the_part_limit():
+    assert part_size_for(0) == 8 * MiB
+    for expected in (0, 1, 10 * MiB, 40 * GB, 500 * GB, 5 * 1024**4):
+        size = part_size_for(expected)
+        assert size >= MIN_PART_SIZE
+        assert size % MiB == 0
+        assert size <= 5 * 1024**3  # S3's largest part
+        assert -(-expected // size) < MAX_PARTS
+    assert -(-500 * GB // part_size_for(500 * GB)) < 10_000
+
+
+def test_open_storage_reads_both_url_forms(tmp_path):
+    local = open_storage((tmp_path / "backups folder").as_uri())
+    assert isinstance(local, LocalStorage)
+    assert local.folder == tmp_path / "backups folder"
+    with pytest.raises(StorageError) as caught:
+        open_storage("ftp://host/x")
+    assert "s3://bucket" in str(caught.value)
