@@ -55,3 +55,24 @@ def test_sign_in_through_the_real_page(page, live):
     page.get_by_role("heading", name="Backups").wait_for()
     assert page.locator(".env").first.inner_text().lower() == "staging"
     assert "admin (admin)" in page.locator("nav").inner_text()
+
+
+def test_create_backup_and_watch_it_finish(page, live):
+    sign_in(page, live)
+    page.get_by_role("button", name="Create backup").click()
+    page.wait_for_url("**/jobs/*")
+    job_url = page.url
+    page.locator("#job-status", has_text="finished").wait_for(timeout=60000)
+    assert page.locator("#job-bar").get_attribute("value") == "100"
+    assert page.locator("#job-phase").inner_text() == "done"
+    filename = page.locator("#job-file").inner_text().removeprefix("File: ").strip()
+    assert filename.startswith("pharmatracker-staging-on-") and filename.endswith("-IST.dump")
+
+    page.reload()  # the job page is tied to the job id, not to the tab that started it
+    assert page.locator("#job-status").inner_text() == "finished"
+    assert page.url == job_url
+
+    page.get_by_role("link", name="Back to backups").click()
+    first_row = page.locator("table.backups tbody tr").first
+    assert filename in first_row.inner_text()
+    assert "staging" in first_row.inner_text().lower()
