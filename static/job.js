@@ -30,6 +30,7 @@
     $("job-elapsed").textContent = s == null ? "" : s.toFixed(0) + " s";
     $("job-rate").textContent = s ? "· " + size(job.progress.bytes_done / s) + "/s" : "";
     if (job.filename) { $("job-file").textContent = "File: " + job.filename; }
+    if (job.warning) { $("job-warning").textContent = job.warning; $("job-warning").hidden = false; }
     if (job.error) { $("job-error").textContent = job.error; $("job-error").hidden = false; }
     $("job-done").hidden = job.status !== "finished";
   }
@@ -41,6 +42,7 @@
         if (!job) { setTimeout(poll, 2000); return; }
         render(job);
         if (job.status === "queued" || job.status === "started") { setTimeout(poll, 700); }
+        else if (job.status === "finished" && box.dataset.next) { window.location.assign(box.dataset.next); }
       })
       .catch(function () { setTimeout(poll, 2000); });
   }

@@ -342,19 +342,34 @@ def token_for(app):
 @pytest.fixture
 def run_jobs(app):
     """Run every queued job to completion in this process (RQ's SimpleWorker, burst mode)."""
+    from app.jobs import runtime
+
+    yield lambda: run_jobs_for(app)
+    runtime.configure(None)  # type: ignore[arg-type]
+
+
+def backup_run_in_process(app) -> dict:
+    """Enqueue a backup through the jobs layer, run it with SimpleWorker, return its final status."""
+    from app.jobs.queue import job_status, start_job
+    from app.services import redis, settings
+
+    with app.app_context():
+        job_id = start_job(settings(), redis(), "backup", "olga")
+    run_jobs_for(app)
+    with app.app_context():
+        return job_status(redis(), job_id)
+
+
+def run_jobs_for(app):
     from rq import SimpleWorker
 
     from app.jobs import runtime
     from app.jobs.queue import queue_for
     from app.services import redis, settings
 
-    def run() -> None:
-        with app.app_context():
-            runtime.configure(settings())
-            SimpleWorker([queue_for(settings(), redis())], connection=redis()).work(burst=True)
-
-    yield run
-    runtime.configure(None)  # type: ignore[arg-type]
+    with app.app_context():
+        runtime.configure(settings())
+        SimpleWorker([queue_for(settings(), redis())], connection=redis()).work(burst=True)
 
 
 def child_env(env: dict[str, str]) -> dict[str, str]:
@@ -408,6 +423,12 @@ class Processes:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+    @staticmethod
+    def stop(proc: subprocess.Popen) -> None:
+        """A clean stop (SIGTERM: RQ finishes the current job first)."""
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
 
     def log(self, name: str) -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
@@ -465,6 +486,19 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.2, message: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def wait_for_job(redis, job_id: str, state: str = "finished", timeout: float = 120) -> dict:
+    """Poll the job's status (as the API shows it) until it reaches `state`; fail on the other end."""
+    from app.jobs.queue import job_status
+
+    def reached():
+        status = job_status(redis, job_id)
+        if status["status"] in ("finished", "failed") and status["status"] != state:
+            raise AssertionError(f"job {job_id} ended {status['status']}: {status['error']}")
+        return status if status["status"] == state else None
+
+    return wait_for(reached, timeout=timeout, interval=0.2, message=f"job {job_id} to be {state}")
 
 
 # --------------------------------------------------------------------------- browser

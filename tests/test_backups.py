@@ -14,7 +14,17 @@ import psycopg
 import pytest
 
 from app.domain.naming import backup_filename, parse_backup_name
-from tests.conftest import PG, ROOT, AuthActions, child_env, new_name, wait_for
+from tests.conftest import (
+    PG,
+    ROOT,
+    AuthActions,
+    backup_run_in_process,
+    child_env,
+    new_name,
+    run_jobs_for,
+    wait_for,
+    wait_for_job,
+)
 
 
 @pytest.fixture
@@ -194,30 +204,6 @@ def test_retention_keeps_the_newest_of_this_environment_only(make_app, run_jobs,
     assert result["delete_failures"] == {}
     assert {result["filename"], *staging_old[:2], *production, other_app} <= kept
     assert not any(name.startswith(tuple(staging_old[2:])) for name in kept)  # manifests went too
-
-
-def backup_run_in_process(app) -> dict:
-    """Enqueue a backup through the jobs layer, run it with SimpleWorker, return its final status."""
-    from app.jobs.queue import job_status, start_job
-    from app.services import redis, settings
-
-    with app.app_context():
-        job_id = start_job(settings(), redis(), "backup", "olga")
-    run_jobs_for(app)
-    with app.app_context():
-        return job_status(redis(), job_id)
-
-
-def run_jobs_for(app):
-    from rq import SimpleWorker
-
-    from app.jobs import runtime
-    from app.jobs.queue import queue_for
-    from app.services import redis, settings
-
-    with app.app_context():
-        runtime.configure(settings())
-        SimpleWorker([queue_for(settings(), redis())], connection=redis()).work(burst=True)
 
 
 def test_retention_reports_a_failed_delete_and_goes_on(app, tmp_path):
@@ -405,12 +391,7 @@ def test_a_killed_worker_is_reported_and_its_upload_aborted(worker_env, processe
         blocker.close()
     assert job_status(redis, job_id)["status"] == "started"  # nobody knows yet
     processes.worker(worker_env, name="worker-2")
-    final = wait_for(
-        lambda: (s := job_status(redis, job_id))["status"] == "failed" and s,
-        timeout=240,
-        interval=1,
-        message="the abandoned job to be reported",
-    )
+    final = wait_for_job(redis, job_id, "failed", timeout=240)
     assert "worker running this job stopped" in final["error"]
     assert storage.list_objects() == []
     assert storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", []) == []

@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import subprocess
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -105,7 +103,7 @@ def stream_backup(
         env=pgtools.child_env(target, application_name=session),
         bufsize=0,
     )
-    errors = _tail(proc.stderr)
+    errors = pgtools.StderrTail(proc.stderr)
     digest = hashlib.sha256()
     size = 0
     try:
@@ -193,24 +191,3 @@ def apply_retention(
         except StorageError as exc:
             failures[backup.filename] = str(exc)
     return deleted, failures
-
-
-class _tail(threading.Thread):
-    """Drain a pipe in the background (so the child never blocks on it), keeping the last lines."""
-
-    def __init__(self, pipe, keep: int = 8):
-        super().__init__(daemon=True)
-        self.pipe = pipe
-        self.buffer: deque[str] = deque(maxlen=keep)
-        self.start()
-
-    def run(self) -> None:
-        for raw in iter(self.pipe.readline, b""):
-            line = raw.decode(errors="replace").strip()
-            if line:
-                self.buffer.append(line)
-        self.pipe.close()
-
-    @property
-    def lines(self) -> list[str]:
-        return list(self.buffer)

@@ -11,6 +11,8 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -128,6 +130,50 @@ def drop_database(conn: psycopg.Connection, name: str) -> None:
     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def rename_database(conn: psycopg.Connection, name: str, new_name: str) -> None:
+    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(name), sql.Identifier(new_name)))
+
+
+def allow_connections(conn: psycopg.Connection, name: str, allowed: bool) -> None:
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+            sql.Identifier(name), sql.SQL("true" if allowed else "false")
+        )
+    )
+
+
 def database_size(target: TargetDatabase) -> int:
     with psycopg.connect(**target.conninfo()) as conn:
         return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+
+class StderrTail(threading.Thread):
+    """Drain a child's stderr in the background (so it never blocks), keeping what matters.
+
+    Keeps the last few lines, and separately the lines that report an error, so that a
+    verbose pg_restore's own error survives its progress chatter.
+    """
+
+    def __init__(self, pipe, keep: int = 8, on_line=None):
+        super().__init__(daemon=True)
+        self.pipe = pipe
+        self.last: deque[str] = deque(maxlen=keep)
+        self.errors: deque[str] = deque(maxlen=keep)
+        self.on_line = on_line
+        self.start()
+
+    def run(self) -> None:
+        for raw in iter(self.pipe.readline, b""):
+            line = raw.decode(errors="replace").strip()
+            if not line:
+                continue
+            self.last.append(line)
+            if "error" in line.lower() or "fatal" in line.lower():
+                self.errors.append(line)
+            if self.on_line:
+                self.on_line(line)
+        self.pipe.close()
+
+    @property
+    def lines(self) -> list[str]:
+        return list(self.errors or self.last)

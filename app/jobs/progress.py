@@ -25,6 +25,11 @@ class Progress:
         self.meta["progress"]["bytes_done"] = bytes_done
         self.save()
 
+    def items(self, done: int, total: int) -> None:
+        """Progress counted in archive entries rather than bytes (pg_restore)."""
+        self.meta["progress"].update(items_done=done, items_total=total)
+        self.save()
+
     def remember(self, **values: Any) -> None:
         """Facts the failure callback needs to clean up (upload id, scratch database)."""
         self.meta.update(values)
@@ -41,7 +46,9 @@ def percent(progress: dict, finished: bool) -> int | None:
     """Whole percent done; never 100 before the job has really finished."""
     if finished:
         return 100
-    total = progress.get("bytes_total")
+    done, total = progress.get("bytes_done", 0), progress.get("bytes_total")
+    if progress.get("items_total"):
+        done, total = progress.get("items_done", 0), progress["items_total"]
     if not total:
         return None
-    return min(99, int(100 * progress.get("bytes_done", 0) / total))
+    return min(99, int(100 * done / total))

@@ -32,7 +32,7 @@ def start_job(settings: Settings, redis: Redis, kind: str, requested_by: str, **
     """Take the database lock, then enqueue; refuse (409) while another job holds it."""
     from app.jobs import tasks
 
-    function = {"backup": tasks.backup_job}[kind]
+    function = {"backup": tasks.backup_job, "restore": tasks.restore_job}[kind]
     job_id = uuid.uuid4().hex
     lock = DatabaseLock(redis, settings.redis_namespace, settings.target.dbname)
     if not lock.acquire(job_id, settings.job_timeout_seconds + LOCK_GRACE_SECONDS):
@@ -87,6 +87,7 @@ def job_status(redis: Redis, job_id: str) -> dict | None:
         "error": error,
         "requested_by": meta.get("requested_by"),
         "filename": meta.get("filename"),
+        "warning": meta.get("warning"),
         "enqueued_at": job.enqueued_at.isoformat() if job.enqueued_at else None,
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "ended_at": job.ended_at.isoformat() if job.ended_at else None,

@@ -9,7 +9,10 @@ writes the audit record. The job itself never marks a failure as done.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import time
 from datetime import timedelta
+from pathlib import Path
 
 from rq import get_current_job
 from rq.exceptions import AbandonedJobError
@@ -18,7 +21,7 @@ from rq.timeouts import JobTimeoutException
 
 from app import audit
 from app.domain import backup as backups
-from app.domain import pgtools
+from app.domain import pgtools, restore
 from app.domain.pgtools import PgToolError
 from app.domain.storage import StorageError
 from app.jobs import runtime
@@ -80,6 +83,57 @@ def backup_job(requested_by: str) -> dict:
     return result.to_json()
 
 
+def restore_job(filename: str, requested_by: str) -> dict:
+    job = get_current_job()
+    settings = runtime.settings()
+    storage = runtime.storage()
+    target = settings.target
+    progress = Progress(job)
+    started = time.monotonic()
+
+    progress.phase("checking")
+    backup, listed = restore.find_listed(storage, settings.zone, filename)
+    if backup is None:
+        raise restore.RestoreRefused(f"{filename} is no longer in the store; nothing was changed")
+    restore.require_recent_backup(
+        listed, app_name=settings.app_name, environment=settings.app_env, minutes=settings.recent_check_minutes
+    )
+    with restore.temp_folder(str(Path(settings.instance_path, "tmp"))) as folder:
+        progress.remember(temp_folder=str(folder))
+        progress.phase("downloading", bytes_total=backup.size)
+        archive, sha256 = restore.download(storage, backup, folder, on_progress=progress.advance)
+        progress.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
+        verified = restore.verify(backup, storage, sha256)
+        if not verified:
+            progress.remember(warning="this backup has no manifest, so its checksum could not be verified")
+
+        scratch = restore.scratch_name(target.dbname)
+        progress.remember(scratch_database=scratch)
+        restore.create_scratch(target, scratch)
+        progress.phase("restoring")
+        tables = restore.restore_into(target, archive, scratch, jobs=settings.restore_jobs, on_progress=progress.items)
+        set_aside = restore.scratch_name(target.dbname, "previous")
+        progress.remember(set_aside_database=set_aside)
+        progress.phase("swapping")
+        kept = restore.swap_in(target, scratch, set_aside, keep_old=settings.keep_old_database)
+        progress.remember(scratch_database=None, set_aside_database=None)
+    outcome = restore.RestoreOutcome(
+        filename=filename,
+        database=target.dbname,
+        sha256=sha256,
+        verified=verified,
+        tables=tables,
+        seconds=round(time.monotonic() - started, 3),
+        kept_old_database=kept,
+    )
+    progress.phase("done", bytes_total=backup.size, bytes_done=backup.size)
+    detail = f"restored {target.dbname} from {filename} in {outcome.seconds} s"
+    if not verified:
+        detail += "; no manifest, checksum not verified"
+    _finish(job, "restore", "ok", requested_by, filename, detail)
+    return outcome.to_json()
+
+
 def _finish(job: Job | None, action: str, outcome: str, username: str, target: str | None, detail: str) -> None:
     settings = runtime.settings()
     if job is not None:
@@ -93,7 +147,7 @@ def describe_failure(exc_type: type | None, value: BaseException | None, timeout
         return f"timed out after {timeout} s (JOB_TIMEOUT_SECONDS); nothing was kept"
     if exc_type is not None and issubclass(exc_type, AbandonedJobError):
         return "the worker running this job stopped (killed or lost) before it finished; nothing was kept"
-    if isinstance(value, StorageError | PgToolError | backups.BackupError):
+    if isinstance(value, StorageError | PgToolError | backups.BackupError | restore.RestoreError):
         return str(value)
     if value is not None and type(value).__module__.startswith("psycopg"):
         return f"database error: {str(value).strip().splitlines()[0] if str(value).strip() else type(value).__name__}"
@@ -108,8 +162,27 @@ def on_failure(job: Job, connection, exc_type=None, value=None, traceback=None) 
     if upload_id and filename:
         with contextlib.suppress(StorageError):  # else the next backup's stale-upload sweep removes it
             runtime.storage().abort_upload(filename, upload_id)
-    scratch = job.meta.get("scratch_database")
-    if scratch:
-        with pgtools.admin_connect(settings.target) as conn:
-            pgtools.drop_database(conn, scratch)
+    job.meta["error"] += _undo_restore(settings, job.meta)
+    job.save_meta()
     _finish(job, job.meta.get("kind", "job"), "failed", job.meta.get("requested_by", "?"), filename, job.meta["error"])
+
+
+def _undo_restore(settings, meta: dict) -> str:
+    """Whatever a failed restore left on the server, put right; returns words to add to the reason."""
+    target = settings.target
+    note = ""
+    set_aside, scratch = meta.get("set_aside_database"), meta.get("scratch_database")
+    if set_aside and restore.put_back(target, set_aside):
+        note = f"; the live database {target.dbname} was put back as it was"
+    elif set_aside:
+        with pgtools.admin_connect(target) as conn:
+            if pgtools.database_exists(conn, set_aside):
+                note = f"; the swap had finished, the previous database is kept as {set_aside}"
+    elif scratch:
+        note = f"; the live database {target.dbname} was not touched"
+    if scratch:
+        restore.drop_scratch(target, scratch)
+    folder = meta.get("temp_folder")
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+    return note

@@ -22,9 +22,10 @@ def register_blueprints(app: Flask) -> None:
     from app.web.backups.views import bp as backups_bp
     from app.web.health.views import bp as health_bp
     from app.web.jobs.views import bp as jobs_bp
+    from app.web.restore.views import bp as restore_bp
 
     auth.init_app(app)
-    for blueprint in (auth_bp, backups_bp, jobs_bp, api_bp, health_bp):
+    for blueprint in (auth_bp, backups_bp, restore_bp, jobs_bp, api_bp, health_bp):
         app.register_blueprint(blueprint)
 
     @app.context_processor

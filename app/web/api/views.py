@@ -12,6 +12,7 @@ from app.extensions import csrf
 from app.jobs.queue import JobRefused, job_status
 from app.web.auth import role_required
 from app.web.backups.views import start_backup_for
+from app.web.restore.views import RestoreDenied, request_restore
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)
@@ -55,3 +56,20 @@ def job(job_id: str):
     if status is None:
         abort(404, "no such job")
     return jsonify(status)
+
+
+@bp.route("/setting/restore", methods=["POST"])
+@role_required("admin")
+def restore():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return jsonify(error='send a JSON object: {"filename": "...", "passkey": "..."}'), 400
+    filename, passkey = body.get("filename"), body.get("passkey")
+    if not isinstance(filename, str) or not filename or len(filename) > 255:
+        return jsonify(error="filename must be the name of a listed backup"), 400
+    if not isinstance(passkey, str) or not passkey or len(passkey) > 256:
+        return jsonify(error="passkey must be a non-empty string"), 400
+    try:
+        return accepted(request_restore(filename, passkey))
+    except RestoreDenied as exc:
+        return jsonify(error=str(exc)), exc.status

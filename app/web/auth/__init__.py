@@ -9,8 +9,10 @@ from typing import Any, TypeVar
 from flask import Flask, abort, g, jsonify, redirect, request, url_for
 from flask_login import current_user
 
+from app import services
 from app.extensions import db, login_manager
 from app.models import ApiToken, User, utcnow
+from app.ratelimit import FailureLimit
 from app.settings import ROLES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,6 +68,11 @@ def role_required(role: str) -> Callable[[F], F]:
         return wrapped  # type: ignore[return-value]
 
     return decorator
+
+
+def failure_limit(name: str, allowed: int, window_seconds: int) -> FailureLimit:
+    """A per-(user, address) failure counter in this console's Redis namespace."""
+    return FailureLimit(services.redis(), services.settings().redis_namespace, name, allowed, window_seconds)
 
 
 def client_address() -> str:

@@ -3,11 +3,11 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from app import audit, services
+from app import audit
 from app.extensions import db
 from app.models import User, utcnow
 from app.ratelimit import FailureLimit
-from app.web.auth import client_address
+from app.web.auth import client_address, failure_limit
 from app.web.auth.forms import LoginForm, safe_next
 
 bp = Blueprint("auth", __name__)
@@ -17,9 +17,7 @@ LOGIN_WINDOW_SECONDS = 15 * 60
 
 
 def login_limit() -> FailureLimit:
-    return FailureLimit(
-        services.redis(), services.settings().redis_namespace, "login", LOGIN_FAILURES_ALLOWED, LOGIN_WINDOW_SECONDS
-    )
+    return failure_limit("login", LOGIN_FAILURES_ALLOWED, LOGIN_WINDOW_SECONDS)
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -1,6 +1,7 @@
 from flask_wtf import FlaskForm
-from wtforms import SubmitField
+from wtforms import HiddenField, SubmitField
 
 
 class CreateBackupForm(FlaskForm):
+    next = HiddenField()  # where the job page leads once the backup is done (a safety backup)
     submit = SubmitField("Create backup")

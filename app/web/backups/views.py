@@ -8,6 +8,7 @@ from app.domain.catalog import find_backup, list_backups
 from app.domain.storage import StorageError
 from app.jobs.queue import JobRefused, start_job
 from app.web.auth import client_address, role_required
+from app.web.auth.forms import safe_next
 from app.web.backups.forms import CreateBackupForm
 
 bp = Blueprint("backups", __name__)
@@ -38,7 +39,7 @@ def create():
     except JobRefused as exc:
         flash(str(exc), "error")
         return redirect(url_for("backups.index")), 303
-    return redirect(url_for("jobs.show", job_id=job_id), 303)
+    return redirect(url_for("jobs.show", job_id=job_id, next=safe_next(form.next.data)), 303)
 
 
 def start_backup_for(username: str) -> str:

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort, render_template, request
 
 from app import services
 from app.jobs.queue import job_status
 from app.web.auth import role_required
+from app.web.auth.forms import safe_next
 
 bp = Blueprint("jobs", __name__)
 
@@ -15,4 +16,4 @@ def show(job_id: str):
     job = job_status(services.redis(), job_id)
     if job is None:
         abort(404, "no such job (jobs are kept for 7 days)")
-    return render_template("jobs/show.html", job=job)
+    return render_template("jobs/show.html", job=job, next=safe_next(request.args.get("next")))

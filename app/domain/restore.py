@@ -1,0 +1,275 @@
+"""Restoring a backup without ever leaving the environment without its database.
+
+The seed dropped the live database first and then restored; a failed restore left nothing.
+Here the archive is downloaded and checked, restored into a scratch database, and only a
+restore that succeeded is swapped in by two renames:
+
+    live ──rename──▶ set-aside        scratch ──rename──▶ live        drop set-aside
+
+Any failure before the swap drops the scratch and leaves the live database as it was. A
+failure in the middle of the swap puts the set-aside database back under its own name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg import sql
+
+from app.domain import pgtools
+from app.domain.catalog import Backup, list_backups, read_manifest, recent_backup
+from app.domain.storage import MiB, Storage
+from app.settings import TargetDatabase
+
+DOWNLOAD_CHUNK = 16 * MiB
+DOWNLOAD_THREADS = 4
+
+
+class RestoreError(Exception):
+    """The restore stopped; the message says why and that the live database is unchanged."""
+
+
+class RestoreRefused(RestoreError):
+    """A guard said no before anything was touched."""
+
+
+# --------------------------------------------------------------------------- guards (web and job)
+
+
+def passkey_matches(given: str, passkey: str | None, passkey_sha256: str | None) -> bool:
+    """Constant-time check of the restore passkey against the plain setting or its sha256."""
+    expected = passkey_sha256 or (hashlib.sha256(passkey.encode()).hexdigest() if passkey else None)
+    if not expected:
+        return False
+    given_digest = hashlib.sha256(given.encode()).hexdigest()
+    return hmac.compare_digest(given_digest, expected)
+
+
+def require_recent_backup(
+    backups: list[Backup], *, app_name: str, environment: str, minutes: int, now: datetime | None = None
+) -> Backup:
+    """The seed's rule: no restore without a backup of this environment from the last N minutes."""
+    found = recent_backup(backups, app_name, environment, timedelta(minutes=minutes), now or datetime.now(UTC))
+    if found is None:
+        raise RestoreRefused(
+            f"no backup of the {environment} environment from the last {minutes} minute(s); "
+            "create a safety backup first, then restore"
+        )
+    return found
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+@dataclass
+class RestoreOutcome:
+    filename: str
+    database: str
+    sha256: str
+    verified: bool  # False when the backup has no manifest (e.g. made by the old system)
+    tables: int
+    seconds: float
+    kept_old_database: str | None
+
+    def to_json(self) -> dict:
+        return self.__dict__.copy()
+
+
+def scratch_name(dbname: str, kind: str = "restore") -> str:
+    """A name beside the live one, within PostgreSQL's 63-byte limit."""
+    return f"{dbname[:40]}_pgc_{kind}_{uuid.uuid4().hex[:8]}"
+
+
+def download(
+    storage: Storage, backup: Backup, folder: Path, on_progress: Callable[[int], None] = lambda done: None
+) -> tuple[Path, str]:
+    """Fetch the archive with parallel ranged reads, hashing it in order as it lands."""
+    path = folder / "archive.dump"
+    digest = hashlib.sha256()
+    ranges = [(start, min(start + DOWNLOAD_CHUNK, backup.size)) for start in range(0, backup.size, DOWNLOAD_CHUNK)]
+    done = 0
+    with open(path, "wb") as out, ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="download") as pool:
+        pending: list[Future] = []
+        upcoming = iter(ranges)
+        for start, end in upcoming:  # keep at most DOWNLOAD_THREADS ranges in memory
+            pending.append(pool.submit(storage.read_range, backup.filename, start, end))
+            if len(pending) < DOWNLOAD_THREADS:
+                continue
+            done += _write_next(pending, out, digest)
+            on_progress(done)
+        while pending:
+            done += _write_next(pending, out, digest)
+            on_progress(done)
+    if done != backup.size:
+        raise RestoreError(f"downloaded {done} bytes of {backup.size}; the archive is incomplete")
+    return path, digest.hexdigest()
+
+
+def _write_next(pending: list[Future], out, digest) -> int:
+    block = pending.pop(0).result()
+    digest.update(block)
+    out.write(block)
+    return len(block)
+
+
+def verify(backup: Backup, storage: Storage, sha256: str) -> bool:
+    """True when the manifest's checksum matches; False when there is no manifest to check."""
+    manifest = read_manifest(storage, backup.filename) if backup.has_manifest else None
+    if manifest is None:
+        return False
+    if manifest.get("sha256") != sha256:
+        raise RestoreError(
+            f"checksum mismatch: the downloaded archive's sha256 is {sha256}, its manifest says "
+            f"{manifest.get('sha256')}; the file is damaged, nothing was changed"
+        )
+    return True
+
+
+def create_scratch(target: TargetDatabase, name: str) -> None:
+    with pgtools.admin_connect(target) as conn:
+        owner = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (target.dbname,)
+        ).fetchone()
+        if owner is None:
+            raise RestoreError(f"the live database {target.dbname} does not exist on the server")
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0 OWNER {}").format(
+                sql.Identifier(name), sql.Identifier(owner[0])
+            )
+        )
+
+
+def restore_into(
+    target: TargetDatabase,
+    archive: Path,
+    scratch: str,
+    *,
+    jobs: int,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+) -> int:
+    """pg_restore into the scratch database; returns the number of tables restored.
+
+    --no-owner/--no-privileges: a backup from another environment names roles that may not
+    exist here; its objects end up owned by the configured user instead.
+    """
+    restore = pgtools.pick_client("pg_restore", pgtools.server_version(target)[0])
+    listing = subprocess.run(
+        [restore.path, "--list", str(archive)], capture_output=True, text=True, env=pgtools.child_env(target)
+    )
+    if listing.returncode != 0:
+        raise RestoreError(f"the archive cannot be read: {listing.stderr.strip() or 'pg_restore --list failed'}")
+    entries = [line for line in listing.stdout.splitlines() if line and not line.startswith(";")]
+    tables = sum(1 for line in entries if " TABLE DATA " in line)
+    argv = [restore.path, "--exit-on-error", "--no-owner", "--no-privileges", "--verbose", f"--jobs={jobs}",
+            "--dbname", scratch, str(archive)]  # fmt: skip
+    done = 0
+
+    def count(line: str) -> None:
+        nonlocal done
+        if line.startswith(("pg_restore: creating", "pg_restore: processing", "pg_restore: finished item")):
+            done += 1
+            on_progress(min(done, len(entries)), len(entries))
+
+    session = f"pgconsole-restore-{uuid.uuid4().hex[:12]}"
+    env = pgtools.child_env(target, dbname=scratch, application_name=session)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    errors = pgtools.StderrTail(proc.stderr, on_line=count)
+    try:
+        code = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        with contextlib.suppress(Exception):
+            pgtools.terminate_sessions(target, session)
+        raise
+    errors.join(timeout=5)
+    if code != 0:
+        raise RestoreError(f"pg_restore failed (exit {code}): {' '.join(errors.lines) or 'no message'}")
+    return tables
+
+
+def swap_in(target: TargetDatabase, scratch: str, set_aside: str, *, keep_old: bool,
+            before_rename: Callable[[], None] = lambda: None) -> str | None:  # fmt: skip
+    """Put the scratch database in the live one's place. Returns the kept old name, if kept."""
+    live = target.dbname
+    with pgtools.admin_connect(target) as conn:
+        pgtools.allow_connections(conn, live, False)
+        try:
+            _rename_when_idle(conn, live, set_aside)
+        except BaseException:
+            pgtools.allow_connections(conn, live, True)
+            raise
+        try:
+            before_rename()
+            pgtools.rename_database(conn, scratch, live)
+        except BaseException:
+            put_back(target, set_aside)
+            raise
+        if keep_old:
+            pgtools.allow_connections(conn, set_aside, True)
+            return set_aside
+        pgtools.drop_database(conn, set_aside)
+    return None
+
+
+def _rename_when_idle(conn: psycopg.Connection, name: str, new_name: str, attempts: int = 10) -> None:
+    """Terminate the sessions on `name` and rename it; retry while a straggler is still closing."""
+    for attempt in range(attempts):
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        try:
+            pgtools.rename_database(conn, name, new_name)
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+
+
+def put_back(target: TargetDatabase, set_aside: str) -> bool:
+    """Undo a half-done swap: the set-aside database returns under the live name, open again."""
+    with pgtools.admin_connect(target) as conn:
+        if pgtools.database_exists(conn, target.dbname) or not pgtools.database_exists(conn, set_aside):
+            return False
+        pgtools.rename_database(conn, set_aside, target.dbname)
+        pgtools.allow_connections(conn, target.dbname, True)
+    return True
+
+
+def drop_scratch(target: TargetDatabase, name: str) -> None:
+    with pgtools.admin_connect(target) as conn:
+        pgtools.drop_database(conn, name)
+
+
+@contextlib.contextmanager
+def temp_folder(parent: str):
+    """A private folder for the downloaded archive, removed whatever happens."""
+    Path(parent).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="restore-", dir=parent))
+    os.chmod(folder, 0o700)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def find_listed(storage: Storage, zone: ZoneInfo, filename: str) -> tuple[Backup | None, list[Backup]]:
+    backups = list_backups(storage, zone)
+    return next((b for b in backups if b.filename == filename), None), backups

@@ -1,0 +1,111 @@
+"""The restore page and its guards. Every guard runs here, before anything is enqueued."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from app import audit, services
+from app.domain.catalog import Backup, read_manifest
+from app.domain.restore import RestoreRefused, find_listed, passkey_matches, require_recent_backup
+from app.jobs.queue import JobRefused, start_job
+from app.ratelimit import FailureLimit
+from app.web.auth import client_address, failure_limit, role_required
+from app.web.backups.forms import CreateBackupForm
+from app.web.restore.forms import RestoreForm
+
+bp = Blueprint("restore", __name__)
+
+PASSKEY_FAILURES_ALLOWED = 5
+PASSKEY_WINDOW_SECONDS = 15 * 60
+
+
+class RestoreDenied(Exception):
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def passkey_limit() -> FailureLimit:
+    return failure_limit("passkey", PASSKEY_FAILURES_ALLOWED, PASSKEY_WINDOW_SECONDS)
+
+
+def listed_backup(filename: str) -> tuple[Backup, list[Backup]]:
+    backup, listed = find_listed(services.storage(), services.settings().zone, filename)
+    if backup is None or not filename.endswith(".dump"):
+        raise RestoreDenied(f"no backup named {filename[:120]!r}", 404)
+    return backup, listed
+
+
+def request_restore(filename: str, passkey: str) -> str:
+    """Check every guard in order, then enqueue; audits each attempt. Raises RestoreDenied."""
+    username, address = current_user.username, client_address()
+    try:
+        job_id = _guarded_enqueue(filename, passkey, username, address)
+    except RestoreDenied as exc:
+        audit.record("restore", "refused", username=username, target=filename[:255], detail=str(exc), address=address)
+        raise
+    audit.record("restore", "requested", username=username, target=filename, job_id=job_id, address=address)
+    return job_id
+
+
+def _guarded_enqueue(filename: str, passkey: str, username: str, address: str) -> str:
+    settings = services.settings()
+    if not settings.restore_enabled:
+        raise RestoreDenied("restore is disabled: no RESTORE_PASSKEY is configured for this console", 503)
+    _, listed = listed_backup(filename)
+    limit = passkey_limit()
+    wait = limit.blocked_for(username, address)
+    if wait:
+        raise RestoreDenied(f"too many wrong passkeys; try again in {-(-wait // 60)} minute(s)", 429)
+    if not passkey_matches(passkey, settings.restore_passkey, settings.restore_passkey_hash):
+        limit.failed(username, address)
+        raise RestoreDenied("wrong passkey", 403)
+    limit.reset(username, address)
+    try:
+        require_recent_backup(
+            listed, app_name=settings.app_name, environment=settings.app_env, minutes=settings.recent_check_minutes
+        )
+        return start_job(settings, services.redis(), "restore", username, filename=filename)
+    except (RestoreRefused, JobRefused) as exc:
+        raise RestoreDenied(str(exc), 409) from None
+
+
+@bp.route("/backups/<path:filename>/restore", methods=["GET", "POST"])
+@role_required("admin")
+def confirm(filename: str):
+    settings = services.settings()
+    try:
+        backup, listed = listed_backup(filename)
+    except RestoreDenied as exc:
+        abort(exc.status, str(exc))
+    form = RestoreForm(settings.target.dbname)
+    error, status = None, 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            try:
+                job_id = request_restore(filename, form.passkey.data)
+                return redirect(url_for("jobs.show", job_id=job_id), 303)
+            except RestoreDenied as exc:
+                error, status = str(exc), exc.status
+        else:
+            status = 400
+    try:
+        recent = require_recent_backup(
+            listed, app_name=settings.app_name, environment=settings.app_env, minutes=settings.recent_check_minutes
+        )
+    except RestoreRefused:
+        recent = None
+    return (
+        render_template(
+            "restore/confirm.html",
+            backup=backup,
+            manifest=read_manifest(services.storage(), filename) if backup.has_manifest else None,
+            recent=recent,
+            form=form,
+            safety_form=CreateBackupForm(next=request.path),
+            error=error,
+            settings=settings,
+        ),
+        status,
+    )

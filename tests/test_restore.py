@@ -1,0 +1,438 @@
+"""Restore: the guards, a restore that replaces the live database, and failures that change nothing."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+from app.domain.naming import backup_filename
+from tests.conftest import (
+    PG,
+    AuthActions,
+    backup_run_in_process,
+    create_database,
+    database_names,
+    drop_database,
+    new_name,
+    run_jobs_for,
+    table_fingerprint,
+    wait_for,
+    wait_for_job,
+)
+
+PASSKEY = "test-passkey-0451"  # the app_env fixture's RESTORE_PASSKEY
+
+
+@pytest.fixture
+def admin(app, make_user, token_for):
+    make_user("ada", "admin")
+    return token_for("ada")
+
+
+def storage_of(app):
+    from app.clients import storage_for
+
+    return storage_for(app.config["SETTINGS"])
+
+
+def restore_api(client, headers, filename, passkey=PASSKEY):
+    return client.post("/api/setting/restore", headers=headers, json={"filename": filename, "passkey": passkey})
+
+
+def job_of(app, job_id):
+    from app.jobs.queue import job_status
+    from app.services import redis
+
+    with app.app_context():
+        return job_status(redis(), job_id)
+
+
+def change_live(dbname: str) -> None:
+    """What happens after a backup: rows deleted and added, a table created."""
+    with psycopg.connect(**{**PG, "dbname": dbname}, autocommit=True) as conn:
+        conn.execute("DELETE FROM orders WHERE id % 2 = 0")
+        conn.execute("INSERT INTO customers (name) VALUES ('after the backup')")
+        conn.execute("CREATE TABLE scratchpad (x int)")
+
+
+def scratch_databases(pg_admin, target_db) -> list[str]:
+    return database_names(pg_admin, f"{target_db}_pgc_%")
+
+
+def lock_holder(app):
+    from app.jobs.locks import DatabaseLock
+    from app.services import redis
+
+    settings = app.config["SETTINGS"]
+    with app.app_context():
+        return DatabaseLock(redis(), settings.redis_namespace, settings.target.dbname).holder()
+
+
+def test_restore_brings_back_every_row_and_drops_the_rest(app, client, admin, target_db, pg_admin, caplog):
+    caplog.set_level(logging.DEBUG)
+    at_backup = table_fingerprint(target_db)
+    backup = backup_run_in_process(app)["result"]["filename"]
+    change_live(target_db)
+    assert table_fingerprint(target_db) != at_backup
+
+    response = restore_api(client, admin, backup)
+    assert response.status_code == 202, response.get_json()
+    job_id = response.get_json()["job_id"]
+    run_jobs_for(app)
+    status = job_of(app, job_id)
+    assert status["status"] == "finished", status["error"]
+    assert status["result"]["verified"] is True and status["result"]["tables"] == 2
+    assert table_fingerprint(target_db) == at_backup  # same tables, same rows; scratchpad is gone
+    assert scratch_databases(pg_admin, target_db) == []
+    assert lock_holder(app) is None
+
+    from app.models import AuditEvent
+
+    with app.app_context():
+        rows = AuditEvent.query.filter_by(action="restore").all()
+        assert [(r.outcome, r.job_id) for r in rows] == [("requested", job_id), ("ok", job_id)]
+        assert all(PASSKEY not in f"{r.detail} {r.target}" for r in AuditEvent.query.all())
+    assert PASSKEY not in caplog.text
+
+
+def test_restore_from_another_environment_without_a_manifest(app, client, admin, target_db, pg_admin, tmp_path):
+    """A backup made elsewhere (old system, other roles): objects end up owned by the configured user."""
+    role, source = new_name("pgct_owner"), new_name()
+    pg_admin.execute(f'CREATE ROLE "{role}"')
+    create_database(pg_admin, source, rows=300)
+    with psycopg.connect(**{**PG, "dbname": source}, autocommit=True) as conn:
+        conn.execute(f'ALTER TABLE customers OWNER TO "{role}"')
+        conn.execute(f'GRANT SELECT ON orders TO "{role}"')
+    expected = table_fingerprint(source)
+    archive = tmp_path / "elsewhere.dump"
+    subprocess.run(["pg_dump", "-Fc", "-h", "127.0.0.1", "-U", "postgres", "-f", str(archive), source], check=True)
+    drop_database(pg_admin, source)
+    pg_admin.execute(f'DROP ROLE "{role}"')  # that role does not exist here
+
+    zone = ZoneInfo("Asia/Kolkata")
+    old_name = backup_filename("pharmatracker", "production", datetime.now(UTC) - timedelta(days=3), zone)
+    storage_of(app).put_bytes(old_name, archive.read_bytes())
+    backup_run_in_process(app)  # the safety backup of this environment
+
+    response = restore_api(client, admin, old_name)
+    assert response.status_code == 202, response.get_json()
+    run_jobs_for(app)
+    status = job_of(app, response.get_json()["job_id"])
+    assert status["status"] == "finished", status["error"]
+    assert status["result"]["verified"] is False
+    assert "no manifest" in status["warning"]
+    assert table_fingerprint(target_db) == expected
+    with psycopg.connect(**{**PG, "dbname": target_db}) as conn:
+        owners = {r[0] for r in conn.execute("SELECT tableowner FROM pg_tables WHERE schemaname = 'public'")}
+    assert owners == {"postgres"}
+
+
+def prepared(app, target_db):
+    """A fresh backup (so the recent-backup rule holds) and the fingerprint of the live database."""
+    filename = backup_run_in_process(app)["result"]["filename"]
+    change_live(target_db)
+    return filename, table_fingerprint(target_db)
+
+
+def assert_failed_and_unchanged(app, job_id, target_db, pg_admin, before, *words):
+    status = job_of(app, job_id)
+    assert status["status"] == "failed"
+    for word in words:
+        assert word in status["error"], status["error"]
+    assert table_fingerprint(target_db) == before
+    assert scratch_databases(pg_admin, target_db) == []
+    assert lock_holder(app) is None
+    return status
+
+
+def test_a_corrupted_archive_is_refused_before_anything_is_touched(app, client, admin, target_db, pg_admin):
+    filename, before = prepared(app, target_db)
+    storage = storage_of(app)
+    data = bytearray(storage.get_bytes(filename))
+    data[len(data) // 2] ^= 0xFF  # same size, one flipped byte
+    storage.put_bytes(filename, bytes(data))
+    job_id = restore_api(client, admin, filename).get_json()["job_id"]
+    run_jobs_for(app)
+    status = assert_failed_and_unchanged(app, job_id, target_db, pg_admin, before, "checksum mismatch")
+    assert "was not touched" in status["error"] or "nothing was changed" in status["error"]
+
+
+def test_a_truncated_archive_fails_in_pg_restore_and_changes_nothing(app, client, admin, target_db, pg_admin):
+    filename, before = prepared(app, target_db)
+    storage = storage_of(app)
+    data = storage.get_bytes(filename)
+    zone = ZoneInfo("Asia/Kolkata")
+    truncated = backup_filename("pharmatracker", "staging", datetime.now(UTC) - timedelta(days=1), zone)
+    storage.put_bytes(truncated, data[: int(len(data) * 0.6)])  # no manifest, so only pg_restore can tell
+    job_id = restore_api(client, admin, truncated).get_json()["job_id"]
+    run_jobs_for(app)
+    status = assert_failed_and_unchanged(app, job_id, target_db, pg_admin, before, "pg_restore")
+    assert "was not touched" in status["error"]
+
+
+def test_open_connections_are_ended_and_new_ones_see_the_restored_data(app, client, admin, target_db):
+    at_backup = table_fingerprint(target_db)
+    filename = backup_run_in_process(app)["result"]["filename"]
+    change_live(target_db)
+    idle = psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True)
+    busy = psycopg.connect(**{**PG, "dbname": target_db})
+    busy.execute("SELECT count(*) FROM orders")  # a session inside an open transaction
+    try:
+        job_id = restore_api(client, admin, filename).get_json()["job_id"]
+        run_jobs_for(app)
+        assert job_of(app, job_id)["status"] == "finished"
+        for conn in (idle, busy):
+            with pytest.raises(psycopg.OperationalError):
+                conn.execute("SELECT 1")
+    finally:
+        idle.close()
+        busy.close()
+    assert table_fingerprint(target_db) == at_backup
+
+
+def test_a_swap_that_fails_halfway_puts_the_live_database_back(app, target_db, pg_admin):
+    from app.domain import restore
+
+    settings = app.config["SETTINGS"]
+    before = table_fingerprint(target_db)
+    scratch = restore.scratch_name(target_db)
+    restore.create_scratch(settings.target, scratch)
+
+    def scratch_vanishes():  # a real fault at the worst moment: the live database is already aside
+        drop_database(pg_admin, scratch)
+
+    with pytest.raises(psycopg.Error):
+        restore.swap_in(
+            settings.target,
+            scratch,
+            restore.scratch_name(target_db, "previous"),
+            keep_old=False,
+            before_rename=scratch_vanishes,
+        )
+    assert table_fingerprint(target_db) == before  # back under its own name, accepting connections
+    assert scratch_databases(pg_admin, target_db) == []
+
+
+# --------------------------------------------------------------------------- guards
+
+
+def test_wrong_passkey_is_refused_audited_limited_and_never_stored(app, client, admin, redis_server, caplog):
+    caplog.set_level(logging.DEBUG)
+    filename = backup_run_in_process(app)["result"]["filename"]
+    wrong = "not-the-passkey-7781"
+    for _ in range(5):
+        refused = restore_api(client, admin, filename, passkey=wrong)
+        assert refused.status_code == 403 and refused.get_json()["error"] == "wrong passkey"
+    limited = restore_api(client, admin, filename)  # even the right one waits now
+    assert limited.status_code == 429 and "too many wrong passkeys" in limited.get_json()["error"]
+
+    from app.models import AuditEvent
+
+    with app.app_context():
+        refusals = AuditEvent.query.filter_by(action="restore", outcome="refused").all()
+        assert len(refusals) == 6 and refusals[0].username == "ada" and refusals[0].detail == "wrong passkey"
+        text = " ".join(f"{e.detail} {e.target} {e.username}" for e in AuditEvent.query.all())
+    namespace = app.config["SETTINGS"].redis_namespace
+    stored = b" ".join(
+        redis_server.dump(key) or b""
+        for key in [*redis_server.scan_iter(f"{namespace}*"), *redis_server.scan_iter("rq:*")]
+    )
+    for secret in (wrong, PASSKEY):
+        assert secret not in text and secret not in caplog.text and secret.encode() not in stored
+
+
+def test_no_recent_backup_is_409_on_the_api_and_an_offer_on_the_page(app, client, admin, make_user):
+    zone = ZoneInfo("Asia/Kolkata")
+    old = backup_filename("pharmatracker", "staging", datetime.now(UTC) - timedelta(hours=2), zone)
+    storage_of(app).put_bytes(old, b"x")
+    refused = restore_api(client, admin, old)
+    assert refused.status_code == 409 and "create a safety backup first" in refused.get_json()["error"]
+
+    page_client = app.test_client()
+    AuthActions(page_client).login("ada")
+    page = page_client.get(f"/backups/{old}/restore").get_data(as_text=True)
+    assert "No backup of staging from the last 5 minute(s)" in page
+    assert "Create safety backup" in page and f'value="/backups/{old}/restore"' in page
+
+
+def test_the_page_needs_the_exact_database_name(app, target_db, make_user, redis_server):
+    filename = backup_run_in_process(app)["result"]["filename"]
+    make_user("ada", "admin")
+    browser = app.test_client()
+    auth = AuthActions(browser)
+    auth.login("ada")
+    url = f"/backups/{filename}/restore"
+    page = browser.get(url).get_data(as_text=True)
+    assert f"Type {target_db} to confirm" in page and "Restore database" in page and "Passkey" in page
+    response = browser.post(
+        url, data={"passkey": PASSKEY, "confirm": target_db.upper(), "csrf_token": auth.csrf_token(url)}
+    )
+    assert response.status_code == 400
+    assert f"Type the database name exactly: {target_db}" in response.get_data(as_text=True)
+    from rq import Queue
+
+    assert Queue(app.config["SETTINGS"].redis_namespace, connection=redis_server).count == 0
+    ok = browser.post(url, data={"passkey": PASSKEY, "confirm": target_db, "csrf_token": auth.csrf_token(url)})
+    assert ok.status_code == 303 and ok.headers["Location"].startswith("/jobs/")
+
+
+@pytest.mark.parametrize("name", ["nope.dump", "../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", ".partial-x"])
+def test_unknown_or_traversal_names_are_404(app, client, admin, name):
+    assert restore_api(client, admin, name).status_code == 404
+
+
+def test_bad_json_is_400(client, admin):
+    for body in (
+        None,
+        [],
+        {"filename": 3, "passkey": PASSKEY},
+        {"filename": "x.dump"},
+        {"filename": "", "passkey": ""},
+    ):
+        response = client.post("/api/setting/restore", headers=admin, json=body)
+        assert response.status_code == 400, body
+        assert "error" in response.get_json()
+
+
+def test_roles_restore_is_for_admins_only(app, client, make_user, token_for):
+    filename = backup_run_in_process(app)["result"]["filename"]
+    make_user("olga", "operator")
+    refused = restore_api(client, token_for("olga"), filename)
+    assert refused.status_code == 403 and "admin" in refused.get_json()["error"]
+    browser = app.test_client()
+    AuthActions(browser).login("olga")
+    assert browser.get(f"/backups/{filename}/restore").status_code == 403
+    assert "Restore</a>" not in browser.get("/").get_data(as_text=True)
+
+
+def test_a_restore_while_a_backup_runs_is_409(app, client, admin):
+    filename = backup_run_in_process(app)["result"]["filename"]
+    assert client.post("/api/setting/backup", headers=admin).status_code == 202  # queued, holds the lock
+    refused = restore_api(client, admin, filename)
+    assert refused.status_code == 409 and "another backup or restore" in refused.get_json()["error"]
+
+
+def test_without_a_passkey_restore_is_disabled(make_app, make_user, token_for):
+    app = make_app(RESTORE_PASSKEY="")
+    filename = backup_run_in_process(app)["result"]["filename"]
+    from app.cli import create_user
+    from app.extensions import db
+    from app.models import ApiToken
+
+    with app.app_context():
+        user = create_user("ada", "admin", "x" * 12, created_by="test")
+        token, plain = ApiToken.issue(user)
+        db.session.add(token)
+        db.session.commit()
+    client = app.test_client()
+    refused = restore_api(client, {"Authorization": f"Bearer {plain}"}, filename)
+    assert refused.status_code == 503 and "disabled" in refused.get_json()["error"]
+    AuthActions(client).login("ada", "x" * 12)
+    page = client.get(f"/backups/{filename}/restore").get_data(as_text=True)
+    assert "Restore is disabled" in page and "<fieldset disabled>" in page
+
+
+def test_a_passkey_hash_works_instead_of_the_passkey(make_app):
+    import hashlib
+
+    from app.domain.restore import passkey_matches
+
+    digest = hashlib.sha256(b"s3cret passkey").hexdigest()
+    assert passkey_matches("s3cret passkey", None, digest)
+    assert not passkey_matches("s3cret passkeY", None, digest)
+    assert not passkey_matches("", None, None)
+
+
+# --------------------------------------------------------------------------- real worker processes
+
+
+@pytest.fixture
+def worker_env(app_env, s3_server):
+    return {**app_env, **s3_server}
+
+
+def settings_and_redis(env):
+    from app.clients import redis_for
+    from app.settings import Settings
+
+    settings = Settings.from_env(env)
+    return settings, redis_for(settings)
+
+
+def test_a_worker_killed_mid_restore_leaves_the_live_database_as_it_was(worker_env, processes, target_db, pg_admin):
+    from app.jobs.queue import job_status, start_job
+
+    with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bulk AS SELECT g, md5(g::text) AS v FROM generate_series(1, 1500000) g")
+        conn.execute("CREATE INDEX ON bulk (v)")
+    settings, redis = settings_and_redis(worker_env)
+    warm_up = processes.worker(worker_env, name="worker-0")
+    backup = start_job(settings, redis, "backup", "ada")
+    wait_for_job(redis, backup, timeout=120)
+    before = table_fingerprint(target_db)
+
+    processes.stop(warm_up)
+    first = processes.worker(worker_env, name="worker-1")
+    job_id = start_job(settings, redis, "restore", "ada", filename=job_status(redis, backup)["result"]["filename"])
+    wait_for(
+        lambda: job_status(redis, job_id)["progress"]["phase"] == "restoring",
+        timeout=120,
+        interval=0.05,
+        message="pg_restore to start",
+    )
+    wait_for(lambda: scratch_databases(pg_admin, target_db), timeout=10, message="the scratch database")
+    processes.kill(first)
+    processes.worker(worker_env, name="worker-2")
+    final = wait_for_job(redis, job_id, "failed", timeout=240)
+    assert "worker running this job stopped" in final["error"]
+    assert "was not touched" in final["error"]
+    assert table_fingerprint(target_db) == before
+    assert scratch_databases(pg_admin, target_db) == []
+    from app.jobs.locks import DatabaseLock
+
+    assert DatabaseLock(redis, settings.redis_namespace, target_db).holder() is None
+    assert not list(Path(settings.instance_path, "tmp").glob("*"))  # the downloaded archive is gone
+
+
+def test_an_s3_outage_fails_the_restore_and_changes_nothing(app_env, processes, target_db, pg_admin):
+    from moto.server import ThreadedMotoServer
+
+    from app.jobs.queue import job_status, start_job
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    import boto3
+
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client(
+        "s3", endpoint_url=endpoint, region_name="ap-south-1", aws_access_key_id="t", aws_secret_access_key="t"
+    ).create_bucket(Bucket="pgct-outage", CreateBucketConfiguration={"LocationConstraint": "ap-south-1"})
+    env = {
+        **app_env,
+        "BACKUP_STORAGE_URL": "s3://pgct-outage",
+        "S3_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+    }
+    settings, redis = settings_and_redis(env)
+    worker = processes.worker(env, name="worker-1")
+    backup = start_job(settings, redis, "backup", "ada")
+    wait_for_job(redis, backup, timeout=120)
+    processes.kill(worker)
+    change_live(target_db)
+    before = table_fingerprint(target_db)
+    job_id = start_job(settings, redis, "restore", "ada", filename=job_status(redis, backup)["result"]["filename"])
+    server.stop()  # S3 goes away before the worker gets to it
+    processes.worker(env, name="worker-2")
+    final = wait_for_job(redis, job_id, "failed", timeout=120)
+    assert "cannot be reached" in final["error"]
+    assert table_fingerprint(target_db) == before
+    assert scratch_databases(pg_admin, target_db) == []
