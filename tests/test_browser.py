@@ -76,3 +76,44 @@ def test_create_backup_and_watch_it_finish(page, live):
     first_row = page.locator("table.backups tbody tr").first
     assert filename in first_row.inner_text()
     assert "staging" in first_row.inner_text().lower()
+
+
+def test_the_whole_restore_flow_through_the_pages(page, live, app_env, target_db, tmp_path):
+    import subprocess
+    from datetime import UTC, datetime, timedelta
+    from pathlib import Path
+    from zoneinfo import ZoneInfo
+
+    import psycopg
+
+    from app.domain.naming import backup_filename
+    from tests.conftest import PG, table_fingerprint
+
+    # Yesterday's backup (made by hand, without a manifest), then a day of changes.
+    at_backup = table_fingerprint(target_db)
+    folder = Path(app_env["BACKUP_STORAGE_URL"].removeprefix("file://"))
+    folder.mkdir(parents=True, exist_ok=True)
+    name = backup_filename("pharmatracker", "staging", datetime.now(UTC) - timedelta(days=1), ZoneInfo("Asia/Kolkata"))
+    subprocess.run(
+        ["pg_dump", "-Fc", "-h", "127.0.0.1", "-U", "postgres", "-f", str(folder / name), target_db], check=True
+    )
+    with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
+        conn.execute("DELETE FROM orders")
+    assert table_fingerprint(target_db) != at_backup
+
+    sign_in(page, live)
+    page.get_by_role("row", name=name).get_by_role("link", name="Restore").click()
+    page.get_by_text("No backup of staging from the last 5 minute(s)").wait_for()
+    page.get_by_role("button", name="Create safety backup").click()
+    # The job page follows the backup, then comes back here by itself once it is done.
+    page.get_by_text("A backup of staging was taken").wait_for(timeout=60000)
+
+    page.get_by_label("Passkey").fill(app_env["RESTORE_PASSKEY"])
+    page.get_by_label(f"Type {target_db} to confirm").fill(target_db)
+    page.get_by_role("button", name="Restore database").click()
+    page.wait_for_load_state()
+    assert "/jobs/" in page.url, page.locator("main").inner_text()
+    page.locator("#job-status", has_text="finished").wait_for(timeout=60000)
+    assert page.locator("#job-bar").get_attribute("value") == "100"
+    assert "no manifest" in page.locator("#job-warning").inner_text()
+    assert table_fingerprint(target_db) == at_backup
