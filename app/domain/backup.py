@@ -126,7 +126,9 @@ def stream_backup(
             proc.wait()
             with contextlib.suppress(Exception):
                 pgtools.terminate_sessions(target, session)
-        upload.abort()
+        # The first error is the one to report; an abort S3 refuses now is swept by a later backup.
+        with contextlib.suppress(StorageError):
+            upload.abort()
         raise
     finally:
         if proc.stdout:

@@ -347,13 +347,15 @@ class S3Storage:
         return response["Body"].read()
 
     def stat(self, name: str) -> StoredObject | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self._key(name))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
+            raise self.explain(exc, f"look up {name}") from None
+        except BotoCoreError as exc:
             raise self.explain(exc, f"look up {name}") from None
         return StoredObject(name, head["ContentLength"], head["LastModified"].astimezone(UTC))
 
@@ -382,13 +384,15 @@ class S3Storage:
         )
 
     def abort_upload(self, name: str, upload_id: str) -> None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(name), UploadId=upload_id)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
                 raise self.explain(exc, f"abort the upload of {name}") from None
+        except BotoCoreError as exc:
+            raise self.explain(exc, f"abort the upload of {name}") from None
 
     def abort_stale_uploads(self, older_than: timedelta) -> int:
         from botocore.exceptions import BotoCoreError, ClientError
