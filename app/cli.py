@@ -14,10 +14,9 @@ from flask.cli import AppGroup
 from app import audit
 from app.clients import redis_for
 from app.extensions import db
-from app.models import ApiToken, User, utcnow
+from app.models import utcnow
+from app.people import PeopleError, create_token, create_user, find_user, username_problem
 from app.settings import ROLES
-
-MIN_PASSWORD_LENGTH = 10
 
 
 def register_commands(app: Flask) -> None:
@@ -32,22 +31,6 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def check_password(password: str) -> str | None:
-    """The one password rule, for the CLI and the pages."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        return f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
-    return None
-
-
-def create_user(username: str, role: str, password: str, created_by: str) -> User:
-    user = User(username=username, role=role)
-    user.set_password(password)
-    db.session.add(user)
-    db.session.commit()
-    audit.record("user.create", "ok", username=created_by, target=username, detail=f"role {role}")
-    return user
-
-
 users_cli = AppGroup("users", help="Manage the people who may use the console.")
 
 
@@ -58,18 +41,17 @@ users_cli = AppGroup("users", help="Manage the people who may use the console.")
 def users_create(username: str, role: str, password_stdin: bool) -> None:
     """Create a user. The password is read from stdin or prompted for, never taken as an argument."""
     username = username.strip()
-    if not username or len(username) > 64 or any(c.isspace() or ord(c) < 32 for c in username):
-        fail("the username must be 1 to 64 characters without spaces")
-    if db.session.execute(db.select(User).where(User.username == username)).scalar_one_or_none():
-        fail(f"a user named {username!r} already exists")
+    problem = username_problem(username)
+    if problem:
+        fail(problem)
     if password_stdin or not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    problem = check_password(password)
-    if problem:
-        fail(problem)
-    create_user(username, role, password, created_by="cli")
+    try:
+        create_user(username, role, password, created_by="cli")
+    except PeopleError as exc:
+        fail(str(exc))
     click.echo(f"Created {role} {username}.")
 
 
@@ -82,16 +64,13 @@ tokens_cli = AppGroup("tokens", help="API tokens for scripts (Authorization: Bea
 @click.option("--expires-days", type=click.IntRange(min=1), default=None, help="Expire after N days.")
 def tokens_create(username: str, name: str, expires_days: int | None) -> None:
     """Print a new token for USERNAME, once; only its hash is stored."""
-    user = db.session.execute(db.select(User).where(User.username == username)).scalar_one_or_none()
+    user = find_user(username)
     if user is None:
         fail(f"no user named {username!r}")
     if not user.active:
         fail(f"{username} is disabled")
     expires = utcnow() + timedelta(days=expires_days) if expires_days else None
-    token, plain = ApiToken.issue(user, name=name, expires_at=expires)
-    db.session.add(token)
-    db.session.commit()
-    audit.record("token.create", "ok", username="cli", target=username, detail=name or None)
+    plain = create_token(user, name, None, expires, created_by="cli")
     click.echo(plain)
 
 

@@ -33,6 +33,8 @@ class User(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    reset_token_hash: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    reset_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
     @property
@@ -57,6 +59,7 @@ class ApiToken(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     name: Mapped[str] = mapped_column(String(80), default="")
+    role: Mapped[str | None] = mapped_column(String(16), default=None)  # None: the owner's role
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -71,10 +74,12 @@ class ApiToken(db.Model):
         return hashlib.sha256(token.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, user: User, name: str = "", expires_at: datetime | None = None) -> tuple[ApiToken, str]:
+    def issue(
+        cls, user: User, name: str = "", expires_at: datetime | None = None, role: str | None = None
+    ) -> tuple[ApiToken, str]:
         """A new token for `user`; the plain token is returned once and never stored."""
         plain = cls.PREFIX + secrets.token_urlsafe(32)
-        return cls(user=user, token_hash=cls.hash(plain), name=name, expires_at=expires_at), plain
+        return cls(user=user, token_hash=cls.hash(plain), name=name, expires_at=expires_at, role=role), plain
 
     @property
     def usable(self) -> bool:

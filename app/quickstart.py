@@ -74,9 +74,9 @@ def ensure_demo_database(url: str) -> None:
 
 def ensure_admin() -> None:
     from app import create_app
-    from app.cli import create_user
     from app.extensions import db
     from app.models import User
+    from app.people import create_user
 
     app = create_app()
     with app.app_context():

@@ -280,7 +280,7 @@ def runner(app):
 
 @pytest.fixture
 def make_user(app):
-    from app.cli import create_user
+    from app.people import create_user
 
     def make(username: str, role: str = "viewer", password: str = PASSWORD):
         with app.app_context():

@@ -80,9 +80,9 @@ def pg_restore_list(data: bytes, tmp_path: Path) -> str:
 
 
 def operator_headers(app, username: str = "olga") -> dict[str, str]:
-    from app.cli import create_user
     from app.extensions import db
     from app.models import ApiToken
+    from app.people import create_user
 
     with app.app_context():
         user = create_user(username, "operator", "x" * 12, created_by="test")

@@ -117,3 +117,28 @@ def test_the_whole_restore_flow_through_the_pages(page, live, app_env, target_db
     assert page.locator("#job-bar").get_attribute("value") == "100"
     assert "no manifest" in page.locator("#job-warning").inner_text()
     assert table_fingerprint(target_db) == at_backup
+
+
+def test_an_admin_adds_an_operator_who_can_back_up_but_not_restore(page, live):
+    sign_in(page, live)
+    page.get_by_role("link", name="Users").click()
+    page.get_by_label("Username").fill("olga")
+    page.get_by_label("Role", exact=True).select_option("operator")
+    page.get_by_label("Initial password").fill("olga's long password")
+    page.get_by_role("button", name="Add user").click()
+    page.get_by_text("Added operator olga.").wait_for()
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, live, "olga", "olga's long password")
+    assert "olga (operator)" in page.locator("nav").inner_text()
+    page.get_by_role("button", name="Create backup").click()
+    page.locator("#job-status", has_text="finished").wait_for(timeout=60000)
+    page.get_by_role("link", name="Back to backups").click()
+    rows = page.locator("table.backups tbody tr")
+    assert rows.count() == 1 and "Download" in rows.first.inner_text()
+    assert page.get_by_role("link", name="Restore").count() == 0
+    assert page.get_by_role("link", name="Users").count() == 0
+    filename = rows.first.locator(".filename").inner_text().split()[0]
+    response = page.goto(f"{live}/backups/{filename}/restore")
+    assert response.status == 403
+    assert "this needs the admin role" in page.locator("main").inner_text()

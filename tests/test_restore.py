@@ -321,9 +321,9 @@ def test_a_restore_while_a_backup_runs_is_409(app, client, admin):
 def test_without_a_passkey_restore_is_disabled(make_app, make_user, token_for):
     app = make_app(RESTORE_PASSKEY="")
     filename = backup_run_in_process(app)["result"]["filename"]
-    from app.cli import create_user
     from app.extensions import db
     from app.models import ApiToken
+    from app.people import create_user
 
     with app.app_context():
         user = create_user("ada", "admin", "x" * 12, created_by="test")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -18,14 +18,16 @@ CSP = (
 def register_blueprints(app: Flask) -> None:
     from app.web import auth
     from app.web.api.views import bp as api_bp
+    from app.web.audit.views import bp as audit_bp
     from app.web.auth.views import bp as auth_bp
     from app.web.backups.views import bp as backups_bp
     from app.web.health.views import bp as health_bp
     from app.web.jobs.views import bp as jobs_bp
+    from app.web.people.views import bp as people_bp
     from app.web.restore.views import bp as restore_bp
 
     auth.init_app(app)
-    for blueprint in (auth_bp, backups_bp, restore_bp, jobs_bp, api_bp, health_bp):
+    for blueprint in (auth_bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, api_bp, health_bp):
         app.register_blueprint(blueprint)
 
     @app.context_processor
@@ -43,6 +45,8 @@ def register_blueprints(app: Flask) -> None:
             return ""
         if isinstance(moment, str):
             moment = datetime.fromisoformat(moment)
+        if moment.tzinfo is None:  # the console store keeps naive UTC
+            moment = moment.replace(tzinfo=UTC)
         return moment.astimezone(services.settings().zone).strftime("%Y-%m-%d %I:%M:%S %p %Z")
 
     @app.after_request

@@ -43,6 +43,7 @@ def _load_user_from_token(req) -> User | None:
     record.last_used_at = utcnow()
     db.session.commit()
     g.auth_via_token = True
+    g.token_role = record.role
     return record.user
 
 
@@ -61,13 +62,21 @@ def role_required(role: str) -> Callable[[F], F]:
         def wrapped(*args, **kwargs):
             if not current_user.is_authenticated:
                 return login_manager.unauthorized()
-            if not current_user.has_role(role):
+            if not has_role(role):
                 abort(403, f"this needs the {role} role; you are signed in as {current_user.role}")
             return view(*args, **kwargs)
 
         return wrapped  # type: ignore[return-value]
 
     return decorator
+
+
+def has_role(role: str) -> bool:
+    """The signed-in user's role, capped by the role of the API token in use, if any."""
+    if not current_user.is_authenticated or not current_user.has_role(role):
+        return False
+    token_role = g.get("token_role")
+    return token_role is None or ROLES.index(token_role) >= ROLES.index(role)
 
 
 def failure_limit(name: str, allowed: int, window_seconds: int) -> FailureLimit:

@@ -1,0 +1,130 @@
+"""Managing the people who use the console: one place for the rules the CLI and pages share.
+
+Every change is audited. The last active admin can be neither disabled nor demoted, so the
+console can never lock itself out.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from app import audit
+from app.extensions import db
+from app.models import ApiToken, User, utcnow
+from app.settings import ROLES
+
+MIN_PASSWORD_LENGTH = 10
+SET_PASSWORD_LINK_HOURS = 24
+
+
+class PeopleError(Exception):
+    """A change was refused; the message says why."""
+
+
+def password_problem(password: str) -> str | None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
+    if len(password) > 256:
+        return "the password must have at most 256 characters"
+    return None
+
+
+def username_problem(username: str) -> str | None:
+    if not username or len(username) > 64 or any(c.isspace() or not c.isprintable() for c in username):
+        return "the username must be 1 to 64 printable characters without spaces"
+    if find_user(username) is not None:
+        return f"a user named {username!r} already exists"
+    return None
+
+
+def find_user(username: str) -> User | None:
+    return db.session.execute(db.select(User).where(User.username == username)).scalar_one_or_none()
+
+
+def create_user(username: str, role: str, password: str | None, created_by: str) -> User:
+    """A new user; with no password, it gets one it cannot know until a set-password link is used."""
+    problem = username_problem(username) or (password is not None and password_problem(password))
+    if problem:
+        raise PeopleError(problem)
+    if role not in ROLES:
+        raise PeopleError(f"unknown role {role!r}")
+    user = User(username=username, role=role)
+    user.set_password(password if password is not None else secrets.token_urlsafe(32))
+    db.session.add(user)
+    db.session.commit()
+    audit.record("user.create", "ok", username=created_by, target=username, detail=f"role {role}")
+    return user
+
+
+def _other_active_admins(user: User) -> int:
+    return db.session.execute(
+        db.select(db.func.count()).select_from(User).where(User.role == "admin", User.active, User.id != user.id)
+    ).scalar_one()
+
+
+def change_role(user: User, role: str, changed_by: str) -> None:
+    if role not in ROLES:
+        raise PeopleError(f"unknown role {role!r}")
+    if user.role == "admin" and role != "admin" and user.active and not _other_active_admins(user):
+        raise PeopleError(f"{user.username} is the last active admin; make someone else admin first")
+    old, user.role = user.role, role
+    db.session.commit()
+    audit.record("user.role", "ok", username=changed_by, target=user.username, detail=f"{old} -> {role}")
+
+
+def set_active(user: User, active: bool, changed_by: str) -> None:
+    """Disabling takes effect at once: the session loader and token check both read `active`."""
+    if not active and user.role == "admin" and user.active and not _other_active_admins(user):
+        raise PeopleError(f"{user.username} is the last active admin and cannot be disabled")
+    user.active = active
+    db.session.commit()
+    audit.record("user.enable" if active else "user.disable", "ok", username=changed_by, target=user.username)
+
+
+def issue_set_password_link(user: User, issued_by: str) -> str:
+    """A one-time secret for /set-password/<secret>; only its digest is stored."""
+    secret = secrets.token_urlsafe(32)
+    user.reset_token_hash = ApiToken.hash(secret)
+    user.reset_expires_at = utcnow() + timedelta(hours=SET_PASSWORD_LINK_HOURS)
+    db.session.commit()
+    audit.record("user.reset-link", "ok", username=issued_by, target=user.username)
+    return secret
+
+
+def user_for_set_password(secret: str) -> User | None:
+    user = db.session.execute(
+        db.select(User).where(User.reset_token_hash == ApiToken.hash(secret))
+    ).scalar_one_or_none()
+    if user is None or user.reset_expires_at is None or user.reset_expires_at < utcnow() or not user.active:
+        return None
+    return user
+
+
+def set_password(user: User, password: str, changed_by: str) -> None:
+    problem = password_problem(password)
+    if problem:
+        raise PeopleError(problem)
+    user.set_password(password)
+    user.reset_token_hash = None
+    user.reset_expires_at = None
+    db.session.commit()
+    audit.record("user.password", "ok", username=changed_by, target=user.username)
+
+
+def create_token(user: User, name: str, role: str | None, expires_at: datetime | None, created_by: str) -> str:
+    """A new API token, returned once. Its role can be lower than its owner's, never higher."""
+    if role is not None and ROLES.index(role) > ROLES.index(user.role):
+        raise PeopleError(f"a token cannot have a higher role than its owner ({user.role})")
+    token, plain = ApiToken.issue(user, name=name, expires_at=expires_at, role=role)
+    db.session.add(token)
+    db.session.commit()
+    detail = f"role {role or user.role}" + (f", expires {expires_at:%Y-%m-%d}" if expires_at else "")
+    audit.record("token.create", "ok", username=created_by, target=user.username, detail=f"{name!r}, {detail}")
+    return plain
+
+
+def revoke_token(token: ApiToken, revoked_by: str) -> None:
+    token.revoked_at = utcnow()
+    db.session.commit()
+    audit.record("token.revoke", "ok", username=revoked_by, target=token.user.username, detail=repr(token.name))

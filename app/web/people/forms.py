@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional, ValidationError
+
+from app.people import password_problem, username_problem
+from app.settings import ROLES
+
+ROLE_CHOICES = list(ROLES)
+
+
+def strong_password(form, field) -> None:
+    if field.data:
+        problem = password_problem(field.data)
+        if problem:
+            raise ValidationError(problem[0].upper() + problem[1:] + ".")
+
+
+class AddUserForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
+    role = SelectField("Role", choices=ROLE_CHOICES, default="viewer")
+    password = PasswordField(
+        "Initial password (leave empty to get a one-time set-password link)", validators=[Optional(), strong_password]
+    )
+    submit = SubmitField("Add user")
+
+    def validate_username(self, field) -> None:
+        field.data = (field.data or "").strip()
+        problem = username_problem(field.data)
+        if problem:
+            raise ValidationError(problem[0].upper() + problem[1:] + ".")
+
+
+class RoleForm(FlaskForm):
+    role = SelectField("Role", choices=ROLE_CHOICES)
+    submit = SubmitField("Change role")
+
+
+class ActionForm(FlaskForm):
+    """A button that posts (disable, enable, reset, revoke): CSRF is all it carries."""
+
+    submit = SubmitField("Go")
+
+
+class SetPasswordForm(FlaskForm):
+    new = PasswordField("New password", validators=[DataRequired(), strong_password])
+    repeat = PasswordField(
+        "Repeat the new password", validators=[DataRequired(), EqualTo("new", "The passwords differ.")]
+    )
+    submit = SubmitField("Set password")
+
+
+class ChangePasswordForm(SetPasswordForm):
+    current = PasswordField("Current password", validators=[DataRequired()])
+    submit = SubmitField("Change password")
+
+
+class TokenForm(FlaskForm):
+    name = StringField("What the token is for", validators=[DataRequired(), Length(max=80)])
+    role = SelectField("Role")
+    expires_days = IntegerField("Expires after (days, empty for never)", validators=[Optional(), NumberRange(1, 3650)])
+    submit = SubmitField("Create token")
+
+    def __init__(self, owner_role: str, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.role.choices = list(ROLES[: ROLES.index(owner_role) + 1])
+        if not self.role.data:
+            self.role.data = owner_role

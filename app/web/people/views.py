@@ -1,0 +1,166 @@
+"""People: the users page (admins), my account (everyone) and one-time set-password links."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, logout_user
+
+from app import audit, people
+from app.extensions import db
+from app.models import ApiToken, User, utcnow
+from app.web.auth import client_address, role_required
+from app.web.people.forms import (
+    ROLE_CHOICES,
+    ActionForm,
+    AddUserForm,
+    ChangePasswordForm,
+    RoleForm,
+    SetPasswordForm,
+    TokenForm,
+)
+
+bp = Blueprint("people", __name__)
+
+
+def user_or_404(user_id: int) -> User:
+    return db.session.get(User, user_id) or abort(404, "no such user")
+
+
+def set_password_url(secret: str) -> str:
+    return url_for("people.set_password", secret=secret, _external=True)
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@role_required("admin")
+def users():
+    form = AddUserForm()
+    link = None
+    status = 200
+    if form.validate_on_submit():
+        user = people.create_user(form.username.data, form.role.data, form.password.data or None, current_user.username)
+        if form.password.data:
+            flash(f"Added {user.role} {user.username}.", "ok")
+            return redirect(url_for("people.users"), 303)
+        link = set_password_url(people.issue_set_password_link(user, current_user.username))
+        flash(f"Added {user.role} {user.username}. Send them the set-password link below (shown once).", "ok")
+    elif request.method == "POST":
+        status = 400
+    everyone = db.session.execute(db.select(User).order_by(User.username)).scalars().all()
+    return render_template(
+        "people/users.html", users=everyone, form=form, link=link, role_choices=ROLE_CHOICES, action_form=ActionForm()
+    ), status
+
+
+@bp.route("/users/<int:user_id>/role", methods=["POST"])
+@role_required("admin")
+def change_role(user_id: int):
+    user, form = user_or_404(user_id), RoleForm()
+    if not form.validate_on_submit():
+        abort(400, "choose one of the roles")
+    return _apply(lambda: people.change_role(user, form.role.data, current_user.username),
+                  f"{user.username} is now {form.role.data}.")  # fmt: skip
+
+
+@bp.route("/users/<int:user_id>/active", methods=["POST"])
+@role_required("admin")
+def toggle_active(user_id: int):
+    user = user_or_404(user_id)
+    if not ActionForm().validate_on_submit():
+        abort(400, "the form expired; reload the page and try again")
+    active = not user.active
+    return _apply(lambda: people.set_active(user, active, current_user.username),
+                  f"{user.username} is {'enabled' if active else 'disabled'}.")  # fmt: skip
+
+
+def _apply(change, message: str):
+    try:
+        change()
+        flash(message, "ok")
+    except people.PeopleError as exc:
+        audit.record("user.change", "refused", username=current_user.username, detail=str(exc),
+                     address=client_address())  # fmt: skip
+        flash(f"Not changed: {exc}.", "error")
+    return redirect(url_for("people.users"), 303)
+
+
+@bp.route("/users/<int:user_id>/reset", methods=["POST"])
+@role_required("admin")
+def reset_password(user_id: int):
+    user = user_or_404(user_id)
+    if not ActionForm().validate_on_submit():
+        abort(400, "the form expired; reload the page and try again")
+    link = set_password_url(people.issue_set_password_link(user, current_user.username))
+    flash(f"A set-password link for {user.username} (valid {people.SET_PASSWORD_LINK_HOURS} hours, shown once):", "ok")
+    everyone = db.session.execute(db.select(User).order_by(User.username)).scalars().all()
+    return render_template(
+        "people/users.html", users=everyone, form=AddUserForm(formdata=None), link=link, role_choices=ROLE_CHOICES,
+        action_form=ActionForm(),
+    )  # fmt: skip
+
+
+@bp.route("/set-password/<secret>", methods=["GET", "POST"])
+def set_password(secret: str):
+    user = people.user_for_set_password(secret)
+    if user is None:
+        abort(404, "this link is unknown, used or expired; ask an admin for a new one")
+    form = SetPasswordForm()
+    if form.validate_on_submit():
+        people.set_password(user, form.new.data, changed_by=user.username)
+        logout_user()
+        flash("Your password is set. Sign in with it.", "ok")
+        return redirect(url_for("auth.login"), 303)
+    return render_template("people/set_password.html", form=form, user=user), 400 if request.method == "POST" else 200
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@role_required("viewer")
+def account():
+    password_form = ChangePasswordForm(prefix="pw")
+    token_form = TokenForm(current_user.role, prefix="token")
+    new_token = None
+    status = 200
+    if request.method == "POST" and "pw-submit" in request.form:
+        if password_form.validate_on_submit():
+            if current_user.check_password(password_form.current.data):
+                people.set_password(current_user, password_form.new.data, current_user.username)
+                flash("Your password is changed.", "ok")
+                return redirect(url_for("people.account"), 303)
+            password_form.current.errors.append("That is not your current password.")
+            audit.record("user.password", "refused", username=current_user.username, detail="wrong current password",
+                         address=client_address())  # fmt: skip
+        status = 400
+    elif request.method == "POST" and "token-submit" in request.form:
+        if token_form.validate_on_submit():
+            days = token_form.expires_days.data
+            expires = utcnow() + timedelta(days=days) if days else None
+            new_token = people.create_token(
+                current_user, token_form.name.data, token_form.role.data, expires, current_user.username
+            )
+        else:
+            status = 400
+    tokens = (
+        db.session.execute(
+            db.select(ApiToken).where(ApiToken.user_id == current_user.id).order_by(ApiToken.created_at.desc())
+        )
+        .scalars()
+        .all()
+    )
+    return render_template(
+        "people/account.html", password_form=password_form, token_form=token_form, tokens=tokens,
+        new_token=new_token, action_form=ActionForm(), now=utcnow(),
+    ), status  # fmt: skip
+
+
+@bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])
+@role_required("viewer")
+def revoke_token(token_id: int):
+    token = db.session.get(ApiToken, token_id)
+    if token is None or token.user_id != current_user.id:
+        abort(404, "no such token")
+    if not ActionForm().validate_on_submit():
+        abort(400, "the form expired; reload the page and try again")
+    people.revoke_token(token, current_user.username)
+    flash(f"Token {token.name!r} is revoked.", "ok")
+    return redirect(url_for("people.account"), 303)
