@@ -87,6 +87,20 @@ class Settings:
     restore_jobs: int
     keep_old_database: bool
     instance_path: str
+    backup_schedule: str | None = None
+    retention_daily: int = 0
+    retention_weekly: int = 0
+    retention_monthly: int = 0
+    alert_webhook_url: str | None = None
+    alert_email_to: tuple[str, ...] = ()
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_from: str = "pgconsole@localhost"
+    smtp_starttls: bool = True
+    backup_max_age_hours: int = 26
+    size_drop_alert_percent: int = 50
 
     @property
     def restore_enabled(self) -> bool:
@@ -158,6 +172,20 @@ class Settings:
             restore_jobs=_int(env, "RESTORE_JOBS", os.cpu_count() or 1, minimum=1),
             keep_old_database=_bool(env, "KEEP_OLD_DATABASE", False),
             instance_path=instance,
+            backup_schedule=_cron(env, "BACKUP_SCHEDULE"),
+            retention_daily=_int(env, "RETENTION_DAILY", 0, minimum=0),
+            retention_weekly=_int(env, "RETENTION_WEEKLY", 0, minimum=0),
+            retention_monthly=_int(env, "RETENTION_MONTHLY", 0, minimum=0),
+            alert_webhook_url=_http_url(env, "ALERT_WEBHOOK_URL"),
+            alert_email_to=tuple(a.strip() for a in env.get("ALERT_EMAIL_TO", "").split(",") if a.strip()),
+            smtp_host=env.get("SMTP_HOST") or None,
+            smtp_port=_int(env, "SMTP_PORT", 587, minimum=1, maximum=65535),
+            smtp_username=env.get("SMTP_USERNAME") or None,
+            smtp_password=env.get("SMTP_PASSWORD") or None,
+            smtp_from=env.get("SMTP_FROM", "pgconsole@localhost"),
+            smtp_starttls=_bool(env, "SMTP_STARTTLS", True),
+            backup_max_age_hours=_int(env, "BACKUP_MAX_AGE_HOURS", 26, minimum=1),
+            size_drop_alert_percent=_int(env, "SIZE_DROP_ALERT_PERCENT", 50, minimum=1, maximum=100),
         )
 
 
@@ -203,6 +231,32 @@ def _check_storage_url(url: str) -> None:
             raise ConfigError("BACKUP_STORAGE_URL", "must be an absolute folder (file:///path)")
     else:
         raise ConfigError("BACKUP_STORAGE_URL", f"must start with s3:// or file:/// (got {url!r})")
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why a cron expression is unusable, or None. Five fields: minute hour day month weekday."""
+    from croniter import croniter
+
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+        return f"must be a cron expression of five fields, e.g. '0 2 * * *' (got {expression!r})"
+    return None
+
+
+def _cron(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    problem = cron_problem(raw)
+    if problem:
+        raise ConfigError(name, problem)
+    return raw
+
+
+def _http_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if raw and urlsplit(raw).scheme not in ("http", "https"):
+        raise ConfigError(name, "must be an http:// or https:// URL")
+    return raw or None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None) -> int:
