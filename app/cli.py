@@ -24,6 +24,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(tokens_cli)
     app.cli.add_command(backup_cli)
     app.cli.add_command(worker)
+    app.cli.add_command(scheduler)
 
 
 def fail(message: str) -> None:
@@ -95,6 +96,19 @@ def worker(burst: bool) -> None:
         maintenance_interval=30,  # so jobs of a worker on another host are failed within ~2 minutes
         job_monitoring_interval=10,
     ).work(burst=burst)
+
+
+@click.command("scheduler")
+def scheduler() -> None:
+    """Run RQ's cron scheduler for the backup schedule (safe to start on several hosts)."""
+    from app.jobs import runtime, tasks
+    from app.jobs.queue import queue_for
+    from app.jobs.schedule import ConsoleScheduler
+
+    settings = current_app.config["SETTINGS"]
+    runtime.configure(settings)
+    redis = redis_for(settings)
+    ConsoleScheduler(settings, redis, queue_for(settings, redis).name, tasks.scheduled_backup).start()
 
 
 backup_cli = AppGroup("backup", help="Backups from the shell.")

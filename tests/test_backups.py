@@ -208,6 +208,7 @@ def test_retention_keeps_the_newest_of_this_environment_only(make_app, run_jobs,
 
 def test_retention_reports_a_failed_delete_and_goes_on(app, tmp_path):
     from app.domain.backup import apply_retention
+    from app.domain.retention import RetentionPolicy
 
     storage = storage_of(app)
     storage.check()
@@ -220,7 +221,12 @@ def test_retention_reports_a_failed_delete_and_goes_on(app, tmp_path):
     subprocess.run(["chattr", "+i", str(stuck)], check=True)  # a real EPERM, even for root
     try:
         deleted, failures = apply_retention(
-            storage, zone, app_name="pharmatracker", environment="staging", keep=2, just_made=names[0]
+            storage,
+            zone,
+            app_name="pharmatracker",
+            environment="staging",
+            policy=RetentionPolicy(2),
+            just_made=names[0],
         )
     finally:
         subprocess.run(["chattr", "-i", str(stuck)], check=True)

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from app.domain import pgtools
-from app.domain.catalog import list_backups, write_manifest
+from app.domain.catalog import list_backups, sidecar_names, write_manifest
 from app.domain.naming import backup_filename
-from app.domain.retention import expired_backups
+from app.domain.retention import RetentionPolicy, expired_backups
 from app.domain.storage import MiB, Storage, StorageError, part_size_for
 from app.settings import TargetDatabase
 
@@ -187,14 +187,15 @@ def publish_manifest(storage: Storage, result: BackupResult, manifest: dict) -> 
 
 
 def apply_retention(
-    storage: Storage, zone: ZoneInfo, *, app_name: str, environment: str, keep: int, just_made: str
+    storage: Storage, zone: ZoneInfo, *, app_name: str, environment: str, policy: RetentionPolicy, just_made: str
 ) -> tuple[list[str], dict[str, str]]:
-    """Delete expired backups (and their manifests); one failed delete does not stop the rest."""
+    """Delete expired backups (with their sidecars); one failed delete does not stop the rest."""
     deleted, failures = [], {}
-    for backup in expired_backups(list_backups(storage, zone), app_name, environment, keep, just_made):
+    for backup in expired_backups(list_backups(storage, zone), app_name, environment, policy, just_made, zone):
         try:
             storage.delete(backup.filename)
-            storage.delete(backup.filename + ".json")
+            for sidecar in sidecar_names(backup.filename):
+                storage.delete(sidecar)
             deleted.append(backup.filename)
         except StorageError as exc:
             failures[backup.filename] = str(exc)

@@ -1,4 +1,12 @@
-"""What is in the bucket: every backup of every environment, newest first, with its manifest."""
+"""What is in the bucket: every backup of every environment, newest first, with its sidecars.
+
+Beside each `X.dump` the store may hold small sidecar objects, so that everything the team
+knows about a backup travels with it and survives the console:
+
+- `X.dump.json` — the manifest (sha256, size, versions, who asked);
+- `X.dump.pin` — a pin and its note: retention never deletes a pinned backup;
+- `X.dump.verified.json` — the last successful restore test (its time is the object's time).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from app.domain.naming import DUMP_SUFFIX, MANIFEST_SUFFIX, manifest_name, parse_backup_name
+from app.domain.naming import DUMP_SUFFIX, manifest_name, parse_backup_name
 from app.domain.storage import Storage, StorageError, check_name
 
 
@@ -20,6 +28,8 @@ class Backup:
     app_name: str | None
     environment: str | None  # None for names of another form (e.g. hand-made files)
     has_manifest: bool
+    pinned: bool = False
+    verified_at: datetime | None = None  # when a restore test last proved it restorable
 
     def to_json(self) -> dict:
         return {
@@ -30,19 +40,39 @@ class Backup:
             "environment": self.environment,
             "appName": self.app_name,
             "hasManifest": self.has_manifest,
+            "pinned": self.pinned,
+            "verifiedAt": self.verified_at.isoformat() if self.verified_at else None,
         }
 
 
+PIN_SUFFIX = ".pin"
+VERIFIED_SUFFIX = ".verified.json"
+SIDECAR_SUFFIXES = (VERIFIED_SUFFIX, ".json", PIN_SUFFIX)  # longest first
+
+
+def sidecar_of(name: str) -> tuple[str, str] | None:
+    """(dump name, suffix) when `name` is a sidecar of a dump, else None."""
+    for suffix in SIDECAR_SUFFIXES:
+        if name.endswith(DUMP_SUFFIX + suffix):
+            return name[: -len(suffix)], suffix
+    return None
+
+
 def list_backups(storage: Storage, zone: ZoneInfo) -> list[Backup]:
-    """Every file in the store except manifests, newest first; unreadable names still listed."""
+    """Every file in the store except sidecars, newest first; unreadable names still listed."""
     objects = storage.list_objects()
-    manifests = {o.name[: -len(".json")] for o in objects if o.name.endswith(MANIFEST_SUFFIX)}
+    sidecars: dict[str, dict[str, datetime]] = {}
+    for obj in objects:
+        found = sidecar_of(obj.name)
+        if found:
+            sidecars.setdefault(found[0], {})[found[1]] = obj.last_modified
     backups = []
     for obj in objects:
-        if obj.name.endswith(MANIFEST_SUFFIX):
+        if sidecar_of(obj.name):
             continue
         parsed = parse_backup_name(obj.name)
         created = (parsed and parsed.created_at(zone)) or obj.last_modified
+        mine = sidecars.get(obj.name, {})
         backups.append(
             Backup(
                 filename=obj.name,
@@ -51,11 +81,45 @@ def list_backups(storage: Storage, zone: ZoneInfo) -> list[Backup]:
                 created_at=created,
                 app_name=parsed.app_name if parsed else None,
                 environment=parsed.environment if parsed else None,
-                has_manifest=obj.name in manifests,
+                has_manifest=".json" in mine,
+                pinned=PIN_SUFFIX in mine,
+                verified_at=mine.get(VERIFIED_SUFFIX),
             )
         )
     backups.sort(key=lambda b: (b.created_at, b.last_modified, b.filename), reverse=True)
     return backups
+
+
+def sidecar_names(filename: str) -> list[str]:
+    return [filename + suffix for suffix in SIDECAR_SUFFIXES]
+
+
+def read_json(storage: Storage, name: str) -> dict | None:
+    try:
+        value = json.loads(storage.get_bytes(name))
+    except (StorageError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def write_json(storage: Storage, name: str, value: dict) -> None:
+    storage.put_bytes(name, json.dumps(value, indent=2, sort_keys=True).encode())
+
+
+def pin(storage: Storage, filename: str, note: str, by: str, at: datetime) -> None:
+    write_json(storage, filename + PIN_SUFFIX, {"note": note, "pinned_by": by, "pinned_at": at.isoformat()})
+
+
+def unpin(storage: Storage, filename: str) -> None:
+    storage.delete(filename + PIN_SUFFIX)
+
+
+def read_pin(storage: Storage, filename: str) -> dict | None:
+    return read_json(storage, filename + PIN_SUFFIX)
+
+
+def record_verification(storage: Storage, filename: str, report: dict) -> None:
+    write_json(storage, filename + VERIFIED_SUFFIX, report)
 
 
 def find_backup(storage: Storage, zone: ZoneInfo, filename: str) -> Backup | None:
@@ -70,14 +134,11 @@ def find_backup(storage: Storage, zone: ZoneInfo, filename: str) -> Backup | Non
 
 
 def read_manifest(storage: Storage, filename: str) -> dict | None:
-    try:
-        return json.loads(storage.get_bytes(manifest_name(filename)))
-    except (StorageError, ValueError):
-        return None
+    return read_json(storage, manifest_name(filename))
 
 
 def write_manifest(storage: Storage, filename: str, manifest: dict) -> None:
-    storage.put_bytes(manifest_name(filename), json.dumps(manifest, indent=2, sort_keys=True).encode())
+    write_json(storage, manifest_name(filename), manifest)
 
 
 def recent_backup(

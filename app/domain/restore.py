@@ -130,7 +130,7 @@ def _write_next(pending: list[Future], out, digest) -> int:
 def verify(backup: Backup, storage: Storage, sha256: str) -> bool:
     """True when the manifest's checksum matches; False when there is no manifest to check."""
     manifest = read_manifest(storage, backup.filename) if backup.has_manifest else None
-    if manifest is None:
+    if manifest is None or not manifest.get("sha256"):
         return False
     if manifest.get("sha256") != sha256:
         raise RestoreError(
@@ -251,6 +251,21 @@ def put_back(target: TargetDatabase, set_aside: str) -> bool:
         pgtools.rename_database(conn, set_aside, target.dbname)
         pgtools.allow_connections(conn, target.dbname, True)
     return True
+
+
+def row_counts(target: TargetDatabase, dbname: str) -> dict[str, int]:
+    """Exact rows per user table, as proof of what a restored copy holds."""
+    with psycopg.connect(**target.conninfo(dbname)) as conn:
+        tables = conn.execute(
+            "SELECT schemaname, tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+        ).fetchall()
+        return {
+            f"{schema}.{table}": conn.execute(
+                sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+            ).fetchone()[0]
+            for schema, table in tables
+        }
 
 
 def drop_scratch(target: TargetDatabase, name: str) -> None:

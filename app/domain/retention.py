@@ -1,24 +1,107 @@
-"""Which backups retention deletes: per environment, newest N completed backups kept."""
+"""Which backups retention deletes, and why: newest N, optional daily/weekly/monthly, pins.
+
+Only this app's and this environment's `.dump` files are ever candidates: another team's or
+another environment's files in a shared bucket are never touched. Pinned backups are always
+kept and do not count toward N. The backup just made is always kept, whatever its clock says.
+With daily/weekly/monthly counts set (grandfather-father-son), the newest backup of each of
+the last D days, W ISO weeks and M months (in the display time zone) is kept as well.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
 from app.domain.catalog import Backup
 from app.domain.naming import DUMP_SUFFIX
+from app.settings import Settings
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    newest: int
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetentionPolicy:
+        return cls(settings.max_backup_files, settings.retention_daily, settings.retention_weekly,
+                   settings.retention_monthly)  # fmt: skip
+
+    def describe(self) -> str:
+        extra = [f"{n} {unit}" for n, unit in ((self.daily, "daily"), (self.weekly, "weekly"),
+                                                (self.monthly, "monthly")) if n]  # fmt: skip
+        return f"newest {self.newest}" + (f" + {', '.join(extra)}" if extra else "")
+
+
+@dataclass(frozen=True)
+class Decision:
+    backup: Backup
+    keep: bool
+    reasons: tuple[str, ...]
+
+
+def retention_plan(
+    backups: list[Backup],
+    app_name: str,
+    environment: str,
+    policy: RetentionPolicy,
+    zone: ZoneInfo | None = None,
+    just_made: str | None = None,
+) -> list[Decision]:
+    """A decision, with its reasons, for every candidate backup, newest first."""
+    zone = zone or ZoneInfo("UTC")
+    mine = [
+        b for b in backups
+        if b.environment == environment and b.app_name == app_name and b.filename.endswith(DUMP_SUFFIX)
+    ]  # fmt: skip
+    mine.sort(key=lambda b: (b.filename == just_made, b.created_at, b.filename), reverse=True)
+    reasons: dict[str, list[str]] = {b.filename: [] for b in mine}
+    ranked = [b for b in mine if not b.pinned]
+    for b in mine:
+        if b.pinned:
+            reasons[b.filename].append("pinned")
+        if b.filename == just_made:
+            reasons[b.filename].append("just made")
+    for b in ranked[: policy.newest]:
+        reasons[b.filename].append(f"among the newest {policy.newest}")
+    periods: list[tuple[int, str, Callable]] = [
+        (policy.daily, "day", lambda t: t.strftime("%Y-%m-%d")),
+        (policy.weekly, "week", lambda t: "{}-W{:02d}".format(*t.isocalendar()[:2])),
+        (policy.monthly, "month", lambda t: t.strftime("%Y-%m")),
+    ]
+    for count, unit, key in periods:
+        seen: list[str] = []
+        for b in ranked:  # newest first, so the first of each period is its newest
+            period = key(b.created_at.astimezone(zone))
+            if period not in seen:
+                seen.append(period)
+                if len(seen) <= count:
+                    reasons[b.filename].append(f"newest of {unit} {period}")
+    plan = []
+    for b in mine:
+        kept = reasons[b.filename]
+        if kept:
+            plan.append(Decision(b, True, tuple(kept)))
+        else:
+            why = f"older than the newest {policy.newest}"
+            if policy.daily or policy.weekly or policy.monthly:
+                why += ", and not the newest of a kept day, week or month"
+            plan.append(Decision(b, False, (why,)))
+    return plan
 
 
 def expired_backups(
-    backups: list[Backup], app_name: str, environment: str, keep: int, just_made: str | None = None
+    backups: list[Backup],
+    app_name: str,
+    environment: str,
+    keep: int | RetentionPolicy,
+    just_made: str | None = None,
+    zone: ZoneInfo | None = None,
 ) -> list[Backup]:
-    """Backups of this app and environment beyond the newest `keep`, oldest last.
-
-    Only files named by this console's format for this environment count (another team's or
-    another environment's files in a shared bucket are never touched), and the backup just
-    made is never among them, whatever its clock says.
-    """
-    mine = [
-        b
-        for b in backups
-        if b.environment == environment and b.app_name == app_name and b.filename.endswith(DUMP_SUFFIX)
-    ]
-    mine.sort(key=lambda b: (b.filename == just_made, b.created_at, b.filename), reverse=True)
-    return [b for b in mine[keep:] if b.filename != just_made]
+    """The backups retention deletes, newest first (see `retention_plan` for the reasons)."""
+    policy = keep if isinstance(keep, RetentionPolicy) else RetentionPolicy(newest=keep)
+    return [d.backup for d in retention_plan(backups, app_name, environment, policy, zone, just_made)
+            if not d.keep]  # fmt: skip

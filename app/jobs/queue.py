@@ -32,7 +32,7 @@ def start_job(settings: Settings, redis: Redis, kind: str, requested_by: str, **
     """Take the database lock, then enqueue; refuse (409) while another job holds it."""
     from app.jobs import tasks
 
-    function = {"backup": tasks.backup_job, "restore": tasks.restore_job}[kind]
+    function = {"backup": tasks.backup_job, "restore": tasks.restore_job, "verify": tasks.verify_job}[kind]
     job_id = uuid.uuid4().hex
     lock = DatabaseLock(redis, settings.redis_namespace, settings.target.dbname)
     if not lock.acquire(job_id, settings.job_timeout_seconds + LOCK_GRACE_SECONDS):

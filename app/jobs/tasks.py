@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rq import get_current_job
@@ -20,9 +20,10 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from app import audit
+from app.domain import alerts, catalog, pgtools, restore, trends
 from app.domain import backup as backups
-from app.domain import pgtools, restore
 from app.domain.pgtools import PgToolError
+from app.domain.retention import RetentionPolicy
 from app.domain.storage import StorageError
 from app.jobs import runtime
 from app.jobs.locks import DatabaseLock
@@ -72,10 +73,11 @@ def backup_job(requested_by: str) -> dict:
         settings.zone,
         app_name=settings.app_name,
         environment=settings.app_env,
-        keep=settings.max_backup_files,
+        policy=RetentionPolicy.from_settings(settings),
         just_made=result.filename,
     )
     progress.phase("done", bytes_total=result.size, bytes_done=result.size)
+    _warn_if_size_dropped(storage, settings, result.filename, progress)
     detail = f"{result.size} bytes, sha256 {result.sha256}"
     if result.delete_failures:
         detail += f"; retention could not delete {len(result.delete_failures)} file(s)"
@@ -83,35 +85,35 @@ def backup_job(requested_by: str) -> dict:
     return result.to_json()
 
 
+def _warn_if_size_dropped(storage, settings, filename: str, progress: Progress) -> None:
+    points = trends.backup_trend(
+        catalog.list_backups(storage, settings.zone), {}, app_name=settings.app_name,
+        environment=settings.app_env, drop_percent=settings.size_drop_alert_percent,
+    )  # fmt: skip
+    drop = trends.drop_percent_of(points, filename)
+    if drop is None:
+        return
+    message = f"possible data loss: this backup is {drop} % smaller than the backups before it"
+    progress.remember(warning=message)
+    alerts.deliver(alerts.Alert("size-drop", f"{filename}: {message}", {"file": filename}), settings)
+
+
 def restore_job(filename: str, requested_by: str) -> dict:
     job = get_current_job()
     settings = runtime.settings()
-    storage = runtime.storage()
     target = settings.target
     progress = Progress(job)
     started = time.monotonic()
 
     progress.phase("checking")
-    backup, listed = restore.find_listed(storage, settings.zone, filename)
+    backup, listed = restore.find_listed(runtime.storage(), settings.zone, filename)
     if backup is None:
         raise restore.RestoreRefused(f"{filename} is no longer in the store; nothing was changed")
     restore.require_recent_backup(
         listed, app_name=settings.app_name, environment=settings.app_env, minutes=settings.recent_check_minutes
     )
     with restore.temp_folder(str(Path(settings.instance_path, "tmp"))) as folder:
-        progress.remember(temp_folder=str(folder))
-        progress.phase("downloading", bytes_total=backup.size)
-        archive, sha256 = restore.download(storage, backup, folder, on_progress=progress.advance)
-        progress.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
-        verified = restore.verify(backup, storage, sha256)
-        if not verified:
-            progress.remember(warning="this backup has no manifest, so its checksum could not be verified")
-
-        scratch = restore.scratch_name(target.dbname)
-        progress.remember(scratch_database=scratch)
-        restore.create_scratch(target, scratch)
-        progress.phase("restoring")
-        tables = restore.restore_into(target, archive, scratch, jobs=settings.restore_jobs, on_progress=progress.items)
+        scratch, sha256, verified, tables = _restore_into_scratch(backup, folder, progress)
         set_aside = restore.scratch_name(target.dbname, "previous")
         progress.remember(set_aside_database=set_aside)
         progress.phase("swapping")
@@ -132,6 +134,74 @@ def restore_job(filename: str, requested_by: str) -> dict:
         detail += "; no manifest, checksum not verified"
     _finish(job, "restore", "ok", requested_by, filename, detail)
     return outcome.to_json()
+
+
+def verify_job(filename: str, requested_by: str) -> dict:
+    """Prove a backup restorable: restore it into a scratch database, count, drop. Live is never touched."""
+    job = get_current_job()
+    settings = runtime.settings()
+    storage = runtime.storage()
+    progress = Progress(job)
+    started = time.monotonic()
+    progress.phase("checking")
+    backup, _ = restore.find_listed(storage, settings.zone, filename)
+    if backup is None:
+        raise restore.RestoreRefused(f"{filename} is no longer in the store")
+    with restore.temp_folder(str(Path(settings.instance_path, "tmp"))) as folder:
+        scratch, sha256, verified, tables = _restore_into_scratch(backup, folder, progress)
+        progress.phase("counting")
+        rows = restore.row_counts(settings.target, scratch)
+        restore.drop_scratch(settings.target, scratch)
+        progress.remember(scratch_database=None)
+    report = {
+        "filename": filename,
+        "verified_at": datetime.now(UTC).isoformat(),
+        "sha256": sha256,
+        "checksum_verified": verified,
+        "tables": tables,
+        "rows": rows,
+        "seconds": round(time.monotonic() - started, 3),
+        "requested_by": requested_by,
+    }
+    catalog.record_verification(storage, filename, report)
+    progress.phase("done", bytes_total=backup.size, bytes_done=backup.size)
+    total = sum(rows.values())
+    _finish(job, "verify", "ok", requested_by, filename, f"{len(rows)} tables, {total} rows, {report['seconds']} s")
+    return report
+
+
+def _restore_into_scratch(backup, folder: Path, progress: Progress) -> tuple[str, str, bool, int]:
+    """Download, check the checksum, restore into a new scratch database: shared by restore and verify."""
+    settings = runtime.settings()
+    storage = runtime.storage()
+    progress.remember(temp_folder=str(folder))
+    progress.phase("downloading", bytes_total=backup.size)
+    archive, sha256 = restore.download(storage, backup, folder, on_progress=progress.advance)
+    progress.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
+    verified = restore.verify(backup, storage, sha256)
+    if not verified:
+        progress.remember(warning="this backup has no manifest, so its checksum could not be verified")
+    scratch = restore.scratch_name(settings.target.dbname)
+    progress.remember(scratch_database=scratch)
+    restore.create_scratch(settings.target, scratch)
+    progress.phase("restoring")
+    tables = restore.restore_into(settings.target, archive, scratch, jobs=settings.restore_jobs,
+                                  on_progress=progress.items)  # fmt: skip
+    return scratch, sha256, verified, tables
+
+
+def scheduled_backup() -> str | None:
+    """Fired by the scheduler: start the same backup job a person would, audited as "scheduler"."""
+    from app.jobs.queue import JobRefused, start_job
+
+    settings = runtime.settings()
+    try:
+        job_id = start_job(settings, runtime.redis(), "backup", "scheduler")
+    except JobRefused as exc:
+        audit.record("backup", "refused", username="scheduler", detail=str(exc))
+        return None
+    audit.record("backup", "requested", username="scheduler", job_id=job_id, detail="scheduled")
+    return job_id
 
 
 def _finish(job: Job | None, action: str, outcome: str, username: str, target: str | None, detail: str) -> None:
@@ -164,6 +234,12 @@ def on_failure(job: Job, connection, exc_type=None, value=None, traceback=None) 
             runtime.storage().abort_upload(filename, upload_id)
     job.meta["error"] += _undo_restore(settings, job.meta)
     job.save_meta()
+    kind = job.meta.get("kind", "job")
+    alerts.deliver(
+        alerts.Alert(f"{kind}-failed", f"{kind} of {settings.target.dbname} failed: {job.meta['error']}",
+                     {"job": job.id, "file": filename or "", "requested_by": job.meta.get("requested_by", "?")}),
+        settings,
+    )  # fmt: skip
     _finish(job, job.meta.get("kind", "job"), "failed", job.meta.get("requested_by", "?"), filename, job.meta["error"])
 
 

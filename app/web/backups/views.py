@@ -1,15 +1,21 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from functools import lru_cache
+
 from flask import Blueprint, Response, abort, flash, redirect, render_template, stream_with_context, url_for
 from flask_login import current_user
+from markupsafe import Markup
 
 from app import audit, services
-from app.domain.catalog import find_backup, list_backups
+from app.domain import catalog, trends
+from app.domain.catalog import find_backup, list_backups, read_manifest, read_pin
 from app.domain.storage import StorageError
 from app.jobs.queue import JobRefused, start_job
+from app.jobs.schedule import effective_schedule, next_run
 from app.web.auth import client_address, role_required
 from app.web.auth.forms import safe_next
-from app.web.backups.forms import CreateBackupForm
+from app.web.backups.forms import CreateBackupForm, PinForm
 
 bp = Blueprint("backups", __name__)
 
@@ -18,14 +24,43 @@ bp = Blueprint("backups", __name__)
 @role_required("viewer")
 def index():
     settings = services.settings()
+    storage = services.storage()
     error = None
     try:
-        backups = list_backups(services.storage(), settings.zone)
+        backups = list_backups(storage, settings.zone)
     except StorageError as exc:
         backups, error = [], str(exc)
+    points = trends.backup_trend(
+        backups, {b.filename: m for b in backups if (m := cached_manifest(storage, b))},
+        app_name=settings.app_name, environment=settings.app_env, drop_percent=settings.size_drop_alert_percent,
+    )  # fmt: skip
+    schedule = effective_schedule(settings)
     return render_template(
-        "backups/index.html", backups=backups, storage_error=error, form=CreateBackupForm(), zone=settings.zone
+        "backups/index.html",
+        backups=backups,
+        notes={b.filename: (read_pin(storage, b.filename) or {}).get("note", "") for b in backups if b.pinned},
+        dropped={p.filename for p in points if p.dropped},
+        trend_points=points,
+        trend_svg=Markup(trends.chart_svg(points, zone=settings.zone)),  # noqa: S704 - chart_svg escapes all text
+        schedule=schedule,
+        next_run=next_run(schedule, settings.zone) if schedule else None,
+        storage_error=error,
+        form=CreateBackupForm(),
+        action_form=PinForm(),
+        zone=settings.zone,
     )
+
+
+@lru_cache(maxsize=512)
+def _manifest(storage_id: int, filename: str, last_modified) -> dict | None:
+    return read_manifest(services.storage(), filename)
+
+
+def cached_manifest(storage, backup) -> dict | None:
+    """Manifests never change once written, so each is read from the store once per process."""
+    if not backup.has_manifest or backup.environment != services.settings().app_env:
+        return None
+    return _manifest(id(storage), backup.filename, backup.last_modified)
 
 
 @bp.route("/backups", methods=["POST"])
@@ -69,3 +104,51 @@ def download(filename: str):
         mimetype="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Content-Length": str(backup.size)},
     )
+
+
+def listed_or_404(filename: str):
+    backup = find_backup(services.storage(), services.settings().zone, filename)
+    if backup is None:
+        abort(404, "no such backup")
+    return backup
+
+
+@bp.route("/backups/<path:filename>/pin", methods=["POST"])
+@role_required("operator")
+def pin(filename: str):
+    listed_or_404(filename)
+    form = PinForm()
+    if not form.validate_on_submit():
+        abort(400, "; ".join(e for errors in form.errors.values() for e in errors))
+    catalog.pin(services.storage(), filename, form.note.data.strip(), current_user.username, datetime.now(UTC))
+    audit.record("pin", "ok", username=current_user.username, target=filename, detail=form.note.data.strip() or None)
+    flash(f"Pinned {filename}: retention will keep it.", "ok")
+    return redirect(url_for("backups.index"), 303)
+
+
+@bp.route("/backups/<path:filename>/unpin", methods=["POST"])
+@role_required("operator")
+def unpin(filename: str):
+    listed_or_404(filename)
+    if not PinForm().validate_on_submit():
+        abort(400, "the form expired; reload the page and try again")
+    catalog.unpin(services.storage(), filename)
+    audit.record("unpin", "ok", username=current_user.username, target=filename)
+    flash(f"Unpinned {filename}.", "ok")
+    return redirect(url_for("backups.index"), 303)
+
+
+@bp.route("/backups/<path:filename>/verify", methods=["POST"])
+@role_required("operator")
+def verify(filename: str):
+    listed_or_404(filename)
+    if not PinForm().validate_on_submit():
+        abort(400, "the form expired; reload the page and try again")
+    try:
+        job_id = start_job(services.settings(), services.redis(), "verify", current_user.username, filename=filename)
+    except JobRefused as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("backups.index"), 303)
+    audit.record("verify", "requested", username=current_user.username, target=filename, job_id=job_id,
+                 address=client_address())  # fmt: skip
+    return redirect(url_for("jobs.show", job_id=job_id), 303)

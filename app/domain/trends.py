@@ -1,0 +1,225 @@
+"""How this environment's backups have grown and how long they took, and when one shrank suspiciously.
+
+Pure: takes the catalog's `Backup` list and the manifests already read, returns points and an SVG string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from html import escape
+from statistics import median
+
+from app.domain.catalog import Backup
+from app.domain.naming import DUMP_SUFFIX
+
+# How many earlier backups the drop rule compares with, and how many it needs before it judges.
+DROP_WINDOW = 5
+DROP_MIN_HISTORY = 2
+
+
+@dataclass(frozen=True)
+class Point:
+    filename: str
+    created_at: datetime
+    size: int
+    seconds: float | None  # from the manifest's started_at/finished_at; None without one
+    dropped: bool
+    drop_pct: int | None = None  # how much smaller than the earlier median, in whole %, when dropped
+
+
+def backup_trend(
+    backups: list[Backup],
+    manifests: dict[str, dict],
+    *,
+    app_name: str,
+    environment: str,
+    drop_percent: int,
+    limit: int = 30,
+) -> list[Point]:
+    """This app and environment's `.dump` backups, oldest first (the newest `limit` of them).
+
+    Each point carries the dump's duration when its manifest (keyed by filename in `manifests`)
+    records `started_at` and `finished_at`.
+
+    The drop rule: a backup is flagged `dropped` when its size is more than `drop_percent` %
+    below the median size of the (up to 5) backups taken just before it, and only when at least
+    2 earlier backups exist to compare with. The median rather than the mean or the previous
+    backup, so that one odd backup (a half-empty test run, or one bloated by a bulk load) neither
+    raises a false alarm for the next one nor lifts/lowers the baseline enough to hide a real
+    drop after it. The comparison runs over the whole history, so the oldest point shown still
+    has its predecessors; backups of other environments or apps never enter it.
+    """
+    own = [
+        b
+        for b in backups
+        if b.app_name == app_name and b.environment == environment and b.filename.endswith(DUMP_SUFFIX)
+    ]
+    own.sort(key=lambda b: (b.created_at, b.last_modified, b.filename))
+    points = []
+    for index, backup in enumerate(own):
+        earlier = [b.size for b in own[max(0, index - DROP_WINDOW) : index]]
+        pct = _drop_pct(backup.size, earlier)
+        dropped = pct is not None and pct > drop_percent
+        points.append(
+            Point(
+                filename=backup.filename,
+                created_at=backup.created_at,
+                size=backup.size,
+                seconds=_duration(manifests.get(backup.filename)),
+                dropped=dropped,
+                drop_pct=round(pct) if dropped and pct is not None else None,
+            )
+        )
+    return points[-limit:] if limit > 0 else []
+
+
+def size_dropped(points: list[Point], filename: str) -> bool:
+    """Whether the point for this file is flagged as a possible data loss (False when absent)."""
+    return any(p.dropped for p in points if p.filename == filename)
+
+
+def drop_percent_of(points: list[Point], filename: str) -> int | None:
+    """How many % smaller than the earlier median this file is, when flagged; else None."""
+    return next((p.drop_pct for p in points if p.filename == filename and p.dropped), None)
+
+
+def _drop_pct(size: int, earlier: list[int]) -> float | None:
+    if len(earlier) < DROP_MIN_HISTORY:
+        return None
+    baseline = median(earlier)
+    if baseline <= 0:
+        return None
+    return (baseline - size) * 100 / baseline
+
+
+def _duration(manifest: dict | None) -> float | None:
+    if not isinstance(manifest, dict):
+        return None
+    try:
+        started = datetime.fromisoformat(manifest["started_at"])
+        finished = datetime.fromisoformat(manifest["finished_at"])
+        seconds = (finished - started).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
+    return seconds if seconds >= 0 else None
+
+
+# --- the chart -------------------------------------------------------------------------------
+
+_LEFT, _RIGHT, _TOP, _BOTTOM = 64, 56, 16, 24
+
+
+def human_size(size: float) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # unreachable
+
+
+def human_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def chart_svg(points: list[Point], *, width: int = 640, height: int = 160, zone: tzinfo | None = None) -> str:
+    """A small server-rendered SVG: bars for sizes, a line for durations on a second (right) scale.
+
+    Accessible: role="img" with a <title> and a <desc> that says the series in words, and a
+    <title> on each bar. No inline styles or scripts (the CSP forbids them): presentation
+    attributes give sane defaults and the classes "bar", "bar dropped", "duration", "axis" and
+    "axis-label" are styled in static/style.css. Dates are shown in `zone` (UTC-aware datetimes
+    as stored when None). "" for fewer than 2 points.
+    """
+    if len(points) < 2:
+        return ""
+    plot_w = width - _LEFT - _RIGHT
+    plot_h = height - _TOP - _BOTTOM
+    bottom = _TOP + plot_h
+    slot = plot_w / len(points)
+    bar_w = max(1.0, slot * 0.7)
+    max_size = max(p.size for p in points) or 1
+    durations = [p.seconds for p in points if p.seconds is not None]
+    max_seconds = max(durations, default=0) or 1.0
+
+    def day(moment: datetime) -> str:
+        return (moment.astimezone(zone) if zone else moment).strftime("%Y-%m-%d")
+
+    def centre(i: int) -> float:
+        return _LEFT + slot * i + slot / 2
+
+    first, last = points[0], points[-1]
+    flagged = [p for p in points if p.dropped]
+    latest = human_size(last.size) + (f", {human_seconds(last.seconds)}" if last.seconds is not None else "")
+    desc = f"{len(points)} backups from {day(first.created_at)} to {day(last.created_at)}; latest {latest}."
+    desc += f" Sizes from {human_size(min(p.size for p in points))} to {human_size(max_size)}."
+    if durations:
+        desc += f" Durations from {human_seconds(min(durations))} to {human_seconds(max(durations))}."
+    if flagged:
+        names = ", ".join(p.filename for p in flagged)
+        desc += f" {len(flagged)} flagged as a possible data loss: {names}."
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="trend-chart" role="img" '
+        f'aria-labelledby="trend-title trend-desc" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" font-size="11" font-family="sans-serif">',
+        '<title id="trend-title">Backup sizes (bars) and durations (line)</title>',
+        f'<desc id="trend-desc">{escape(desc)}</desc>',
+        # axes: sizes on the left, durations on the right, dates along the bottom
+        f'<line class="axis" x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT}" y2="{bottom}" stroke="#8c959f"/>',
+        f'<line class="axis" x1="{_LEFT}" y1="{bottom}" x2="{width - _RIGHT}" y2="{bottom}" stroke="#8c959f"/>',
+        f'<line class="axis" x1="{width - _RIGHT}" y1="{_TOP}" x2="{width - _RIGHT}" y2="{bottom}" stroke="#8c959f"/>',
+        _text(_LEFT - 4, _TOP + 4, human_size(max_size), "end"),
+        _text(_LEFT - 4, bottom, human_size(0), "end"),
+        _text(_LEFT, height - 6, day(first.created_at), "start"),
+        _text(width - _RIGHT, height - 6, day(last.created_at), "end"),
+    ]
+    if durations:
+        out.append(_text(width - _RIGHT + 4, _TOP + 4, human_seconds(max_seconds), "start"))
+        out.append(_text(width - _RIGHT + 4, bottom, human_seconds(0), "start"))
+
+    for i, p in enumerate(points):
+        h = p.size / max_size * plot_h
+        x = centre(i) - bar_w / 2
+        label = f"{p.filename}: {human_size(p.size)}"
+        if p.seconds is not None:
+            label += f", {human_seconds(p.seconds)}"
+        label += f", {day(p.created_at)}"
+        if p.dropped:
+            label += f" (possible data loss: {p.drop_pct} % smaller than the backups before it)"
+        css, fill = ("bar dropped", "#b3261e") if p.dropped else ("bar", "#8fb8de")
+        out.append(
+            f'<rect class="{css}" x="{x:.1f}" y="{bottom - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+            f'fill="{fill}"><title>{escape(label)}</title></rect>'
+        )
+        if p.dropped:  # not by colour alone
+            out.append(
+                f'<text class="drop-mark" x="{centre(i):.1f}" y="{max(_TOP, bottom - h - 3):.1f}" '
+                f'text-anchor="middle" fill="#b3261e" aria-hidden="true">!</text>'
+            )
+
+    coords = [
+        f"{centre(i):.1f},{bottom - p.seconds / max_seconds * plot_h:.1f}"
+        for i, p in enumerate(points)
+        if p.seconds is not None
+    ]
+    if len(coords) >= 2:
+        out.append(
+            f'<polyline class="duration" points="{" ".join(coords)}" fill="none" stroke="#1b1f24" stroke-width="2"/>'
+        )
+    for coord in coords:
+        cx, cy = coord.split(",")
+        out.append(f'<circle class="duration-dot" cx="{cx}" cy="{cy}" r="2.5" fill="#1b1f24"/>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _text(x: float, y: float, words: str, anchor: str) -> str:
+    return f'<text class="axis-label" x="{x}" y="{y}" text-anchor="{anchor}" fill="#57606a">{escape(words)}</text>'

@@ -1,0 +1,65 @@
+"""Settings an admin changes from the browser, and the retention preview."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import StringField, SubmitField
+from wtforms.validators import Length, ValidationError
+
+from app import audit, services
+from app.domain.catalog import list_backups
+from app.domain.retention import RetentionPolicy, retention_plan
+from app.domain.storage import StorageError
+from app.jobs.schedule import effective_schedule, next_run, save_schedule, scheduler_alive
+from app.settings import cron_problem
+from app.web.auth import client_address, role_required
+
+bp = Blueprint("maintenance", __name__)
+
+
+class ScheduleForm(FlaskForm):
+    schedule = StringField("Backup schedule (cron: minute hour day month weekday; empty for none)",
+                           validators=[Length(max=100)])  # fmt: skip
+    submit = SubmitField("Save schedule")
+
+    def validate_schedule(self, field) -> None:
+        field.data = " ".join((field.data or "").split())
+        problem = field.data and cron_problem(field.data)
+        if problem:
+            raise ValidationError(f"The schedule {problem}.")
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@role_required("admin")
+def settings_page():
+    settings = services.settings()
+    form = ScheduleForm(schedule=effective_schedule(settings) or "")
+    if form.validate_on_submit():
+        save_schedule(form.schedule.data, current_user.username)
+        audit.record("schedule", "ok", username=current_user.username, detail=form.schedule.data or "off",
+                     address=client_address())  # fmt: skip
+        flash("Schedule saved; schedulers pick it up within a minute.", "ok")
+        return redirect(url_for("maintenance.settings_page"), 303)
+    schedule = effective_schedule(settings)
+    return render_template(
+        "maintenance/settings.html", form=form, schedule=schedule,
+        next_run=next_run(schedule, settings.zone) if schedule else None,
+        scheduler_alive=scheduler_alive(services.redis(), settings.redis_namespace),
+        policy=RetentionPolicy.from_settings(settings), settings=settings,
+    ), 400 if request.method == "POST" else 200  # fmt: skip
+
+
+@bp.route("/retention")
+@role_required("operator")
+def retention_preview():
+    settings = services.settings()
+    policy = RetentionPolicy.from_settings(settings)
+    try:
+        backups = list_backups(services.storage(), settings.zone)
+    except StorageError as exc:
+        flash(f"Cannot list backups: {exc}", "error")
+        backups = []
+    plan = retention_plan(backups, settings.app_name, settings.app_env, policy, settings.zone)
+    return render_template("maintenance/retention.html", plan=plan, policy=policy, settings=settings)
