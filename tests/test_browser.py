@@ -142,3 +142,24 @@ def test_an_admin_adds_an_operator_who_can_back_up_but_not_restore(page, live):
     response = page.goto(f"{live}/backups/{filename}/restore")
     assert response.status == 403
     assert "this needs the admin role" in page.locator("main").inner_text()
+
+
+def test_pin_a_backup_and_prove_it_restorable_from_the_page(page, live):
+    sign_in(page, live)
+    page.get_by_role("button", name="Create backup").click()
+    page.locator("#job-status", has_text="finished").wait_for(timeout=60000)
+    page.get_by_role("link", name="Back to backups").click()
+    row = page.locator("table.backups tbody tr").first
+    filename = row.locator(".filename").inner_text().split()[0]
+    row.get_by_label(f"Note for {filename}").fill("before the v2.3 migration")
+    row.get_by_role("button", name="Pin").click()
+    page.get_by_text(f"Pinned {filename}").wait_for()
+    row = page.locator("table.backups tbody tr").first
+    assert "pinned: before the v2.3 migration" in row.inner_text()
+
+    row.get_by_role("button", name="Verify").click()
+    page.wait_for_url("**/jobs/*")
+    page.locator("#job-status", has_text="finished").wait_for(timeout=60000)
+    page.get_by_role("link", name="Back to backups").click()
+    proven = page.locator("table.backups tbody tr").first.locator("td").nth(4).inner_text()
+    assert proven.endswith("IST")  # when it was last proven restorable

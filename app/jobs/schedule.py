@@ -17,6 +17,9 @@ from croniter import croniter
 from redis import Redis
 from rq.cron import CronJob, CronScheduler
 
+from app.domain import alerts
+from app.domain.catalog import list_backups
+from app.domain.storage import StorageError
 from app.extensions import db
 from app.models import ConsoleSetting, utcnow
 from app.settings import Settings
@@ -56,6 +59,32 @@ def heartbeat_key(namespace: str) -> str:
 
 def scheduler_alive(redis: Redis, namespace: str) -> bool:
     return bool(redis.exists(heartbeat_key(namespace)))
+
+
+def check_stale_backups(settings: Settings, redis: Redis) -> bool:
+    """Alert when this environment has no backup newer than BACKUP_MAX_AGE_HOURS.
+
+    Checked by the scheduler every few minutes; alerts at most once per max-age period.
+    """
+    if not redis.set(f"{settings.redis_namespace}:scheduler:stale-check", "1", nx=True, ex=300):
+        return False
+    from app.jobs import runtime
+
+    max_age = timedelta(hours=settings.backup_max_age_hours)
+    try:
+        listed = list_backups(runtime.storage(), settings.zone)
+    except StorageError as exc:
+        alert = alerts.Alert("stale-backup", f"cannot list backups to check their age: {exc}", {})
+    else:
+        alert = alerts.stale_backup_alert(listed, app_name=settings.app_name, environment=settings.app_env,
+                                          max_age=max_age, now=datetime.now(UTC))  # fmt: skip
+    if alert is None:
+        redis.delete(f"{settings.redis_namespace}:alert:stale")
+        return False
+    if not redis.set(f"{settings.redis_namespace}:alert:stale", "1", nx=True, ex=int(max_age.total_seconds())):
+        return False
+    alerts.deliver(alert, settings)
+    return True
 
 
 class SlotCronJob(CronJob):
@@ -113,6 +142,7 @@ class ConsoleScheduler(CronScheduler):
 
     def enqueue_jobs(self):
         self.reload()
+        check_stale_backups(self.settings, self.connection)
         return super().enqueue_jobs()
 
     def heartbeat(self) -> None:

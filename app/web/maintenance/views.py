@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -9,7 +11,8 @@ from wtforms import StringField, SubmitField
 from wtforms.validators import Length, ValidationError
 
 from app import audit, services
-from app.domain.catalog import list_backups
+from app.domain.catalog import Backup, list_backups
+from app.domain.naming import backup_filename
 from app.domain.retention import RetentionPolicy, retention_plan
 from app.domain.storage import StorageError
 from app.jobs.schedule import effective_schedule, next_run, save_schedule, scheduler_alive
@@ -61,5 +64,10 @@ def retention_preview():
     except StorageError as exc:
         flash(f"Cannot list backups: {exc}", "error")
         backups = []
-    plan = retention_plan(backups, settings.app_name, settings.app_env, policy, settings.zone)
-    return render_template("maintenance/retention.html", plan=plan, policy=policy, settings=settings)
+    # Retention runs right after a backup, so preview it with the next backup in place (taken now).
+    now = datetime.now(UTC)
+    upcoming = backup_filename(settings.app_name, settings.app_env, now, settings.zone)
+    nxt = Backup(upcoming, 0, now, now, settings.app_name, settings.app_env, False)
+    plan = retention_plan([nxt, *backups], settings.app_name, settings.app_env, policy, settings.zone, upcoming)
+    return render_template("maintenance/retention.html", plan=plan, policy=policy, settings=settings,
+                           upcoming=upcoming)  # fmt: skip
