@@ -117,9 +117,10 @@ def main() -> int:
             [python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "wsgi:app"], cwd=ROOT
         ),
         subprocess.Popen([python, "-m", "flask", "--app", "wsgi", "worker"], cwd=ROOT),
+        subprocess.Popen([python, "-m", "flask", "--app", "wsgi", "scheduler"], cwd=ROOT),
     ]
     print(f"pgconsole is starting on http://127.0.0.1:{port}/  (restore passkey: see {instance / 'quickstart.env'})")
-    print("Press Ctrl-C to stop the web server and the worker.")
+    print("Press Ctrl-C to stop the web server, the worker and the scheduler.")
 
     stopping = False
 
