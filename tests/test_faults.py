@@ -1,0 +1,170 @@
+"""The fault matrix: real worker processes against a flaky S3, a missing PostgreSQL, a worker
+killed at other phases. Each asserts that nothing was lost and the console still answers."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from tests.conftest import PG, database_names, table_fingerprint, wait_for, wait_for_job
+
+
+class FlakyS3:
+    """A proxy in front of moto's server that misbehaves on purpose.
+
+    `fail_next` requests answer 503 (S3's "slow down"), `always_fail` answers 503 forever, and
+    `delay` slows every ranged GET (a slow download) so a test can act mid-transfer.
+    """
+
+    def __init__(self, upstream: str):
+        self.upstream = urlsplit(upstream)
+        self.fail_next = 0
+        self.always_fail = False
+        self.delay = 0.0
+        self.seen = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _relay(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                proxy.seen += 1
+                if proxy.always_fail or proxy.fail_next > 0:
+                    proxy.fail_next = max(0, proxy.fail_next - 1)
+                    error = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                    self.send_response(503)
+                    self.send_header("Content-Length", str(len(error)))
+                    self.end_headers()
+                    self.wfile.write(error)
+                    return
+                if proxy.delay and self.command == "GET" and "Range" in self.headers:
+                    time.sleep(proxy.delay)
+                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                headers["Host"] = proxy.upstream.netloc
+                conn.request(self.command, self.path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def flaky(s3_server):
+    proxy = FlakyS3(s3_server["S3_ENDPOINT_URL"])
+    yield proxy, {**s3_server, "S3_ENDPOINT_URL": proxy.url}
+    proxy.close()
+
+
+def console(env):
+    from app.clients import redis_for, storage_for
+    from app.settings import Settings
+
+    settings = Settings.from_env(env)
+    return settings, redis_for(settings), storage_for(settings)
+
+
+def test_s3_answering_503_for_a_while_is_retried_and_the_backup_completes(app_env, flaky, processes):
+    from app.jobs.queue import start_job
+
+    proxy, s3 = flaky
+    env = {**app_env, **s3}
+    settings, redis, storage = console(env)
+    processes.worker(env)
+    proxy.fail_next = 2  # S3 says "slow down" twice, then recovers
+    final = wait_for_job(redis, start_job(settings, redis, "backup", "olga"), timeout=120)
+    assert proxy.seen > 2
+    assert [o.name for o in storage.list_objects()] == [
+        final["result"]["filename"],
+        final["result"]["filename"] + ".json",
+    ]
+
+
+def test_s3_answering_503_for_good_fails_clearly_and_leaves_nothing(app_env, flaky, processes, target_db):
+    from app.jobs.locks import DatabaseLock
+    from app.jobs.queue import start_job
+
+    proxy, s3 = flaky
+    env = {**app_env, **s3}
+    settings, redis, storage = console(env)
+    processes.worker(env)
+    proxy.always_fail = True
+    final = wait_for_job(redis, start_job(settings, redis, "backup", "olga"), "failed", timeout=180)
+    assert "SlowDown" in final["error"] or "503" in final["error"]
+    proxy.always_fail = False
+    assert storage.list_objects() == []
+    assert DatabaseLock(redis, settings.redis_namespace, target_db).holder() is None
+
+
+def test_a_worker_killed_mid_download_leaves_the_live_database_and_no_temp_file(
+    app_env, flaky, processes, target_db, pg_admin
+):
+    from pathlib import Path
+
+    from app.jobs.queue import job_status, start_job
+
+    proxy, s3 = flaky
+    env = {**app_env, **s3}
+    settings, redis, _ = console(env)
+    first = processes.worker(env, name="worker-1")
+    backup = wait_for_job(redis, start_job(settings, redis, "backup", "olga"), timeout=120)["result"]["filename"]
+    with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
+        conn.execute("DELETE FROM orders WHERE id % 3 = 0")
+    before = table_fingerprint(target_db)
+    proxy.delay = 5  # every ranged read now takes 5 s
+    job_id = start_job(settings, redis, "restore", "ada", filename=backup)
+    wait_for(lambda: job_status(redis, job_id)["progress"]["phase"] == "downloading", timeout=60,
+             message="the download to start")  # fmt: skip
+    assert list(Path(settings.instance_path, "tmp").glob("restore-*"))  # the partial archive exists
+    processes.kill(first)
+    proxy.delay = 0
+    processes.worker(env, name="worker-2")
+    final = wait_for_job(redis, job_id, "failed", timeout=120)
+    assert "worker running this job stopped" in final["error"]
+    assert table_fingerprint(target_db) == before
+    assert database_names(pg_admin, f"{target_db}_pgc_%") == []
+    assert not list(Path(settings.instance_path, "tmp").glob("restore-*"))
+
+
+def test_postgresql_refusing_connections_fails_the_job_and_the_console_still_answers(make_app, app_env, make_user):
+    from tests.conftest import AuthActions, backup_run_in_process, free_port
+
+    app = make_app(
+        DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/{app_env['DATABASE_URL'].rsplit('/', 1)[1]}"
+    )
+    status = backup_run_in_process(app)
+    assert status["status"] == "failed"
+    assert status["error"].startswith("database error:") and "refused" in status["error"].lower()
+    make_user("vic", "viewer")
+    client = app.test_client()
+    AuthActions(client).login("vic")
+    assert client.get("/").status_code == 200
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.get_json()["down"] == ["database"]
