@@ -1,0 +1,125 @@
+"""Web security: CSRF on every state-changing route, fresh sessions, and no secret anywhere."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import PASSWORD, ROOT, AuthActions, child_env, wait_for_job
+
+
+def test_every_state_changing_page_route_needs_a_csrf_token(app, client, auth, make_user):
+    make_user("ada", "admin")
+    auth.login("ada")
+    checked = []
+    for rule in app.url_map.iter_rules():
+        if "POST" not in rule.methods or rule.rule.startswith("/api/") or rule.endpoint == "auth.login":
+            continue
+        url = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", lambda m: "1" if "id" in m.group(1) else "x.dump", rule.rule)
+        response = client.post(url, data={"note": "n", "role": "viewer", "schedule": ""})
+        assert response.status_code in (400, 404), f"{rule.rule} answered {response.status_code} without CSRF"
+        checked.append(rule.rule)
+    assert len(checked) >= 10  # users, roles, active, reset, account, tokens, pin, verify, restore, settings…
+    assert client.get("/").status_code == 200  # still signed in: nothing above did anything
+
+
+def test_signing_in_starts_a_fresh_session(app, make_user):
+    make_user("ada", "admin")
+    client = app.test_client()
+    auth = AuthActions(client)
+    client.get("/login")
+    before = client.get_cookie("session")
+    auth.login("ada")
+    after = client.get_cookie("session")
+    assert before is not None and after is not None and before.value != after.value
+    # The pre-login cookie (e.g. planted by an attacker) does not carry the signed-in session.
+    planted = app.test_client()
+    planted.set_cookie("session", before.value)
+    assert planted.get("/").status_code == 302
+
+
+def test_session_cookie_is_secure_when_configured(make_app, make_user):
+    app = make_app(SESSION_COOKIE_SECURE="true")
+    assert app.config["SESSION_COOKIE_SECURE"] is True and app.config["REMEMBER_COOKIE_SECURE"] is True
+
+
+@pytest.fixture
+def secrets_env(app_env, s3_server):
+    """A console whose every secret is distinctive, so a leak is easy to find."""
+    return {
+        **app_env,
+        **s3_server,
+        "AWS_ACCESS_KEY_ID": "AKIAPGCONSOLELEAKTEST",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-that-must-never-leak-9931",
+        "RESTORE_PASSKEY": "passkey-that-must-never-leak-4417",
+        "SECRET_KEY": "flask-secret-that-must-never-leak-2201",
+    }
+
+
+def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(secrets_env, processes, redis_server, tmp_path):
+    from app import create_app
+    from app.extensions import db
+    from app.people import create_token, create_user, find_user
+    from app.settings import Settings
+
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "users", "create", "ada", "--role", "admin",
+                    "--password-stdin"], cwd=ROOT, env=child_env(secrets_env), input=PASSWORD, text=True,
+                   check=True, capture_output=True)  # fmt: skip
+    base = processes.web(secrets_env)
+    processes.worker(secrets_env)
+    app = create_app(secrets_env)
+    with app.app_context():
+        token = create_token(find_user("ada"), "ci", None, None, "test")
+        create_user("olga", "operator", "olga's secret password 77", "test")
+    import urllib.request
+
+    def call(method, path, body=None):
+        request = urllib.request.Request(base + path, method=method, data=body,
+                                         headers={"Authorization": f"Bearer {token}",
+                                                  "Content-Type": "application/json"})  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    import json
+
+    status, body = call("POST", "/api/setting/backup")
+    settings = Settings.from_env(secrets_env)
+    from app.clients import redis_for
+
+    redis = redis_for(settings)
+    filename = wait_for_job(redis, json.loads(body)["job_id"])["result"]["filename"]
+    for passkey in ("wrong-passkey-typed-by-someone", secrets_env["RESTORE_PASSKEY"]):
+        call("POST", "/api/setting/restore", json.dumps({"filename": filename, "passkey": passkey}).encode())
+    status, body = call("GET", "/api/setting/backups")
+    assert status == 200
+    restore_jobs = [e.job_id for e in _audit(app) if e.action == "restore" and e.outcome == "requested"]
+    assert restore_jobs, "the restore with the right passkey was accepted"
+    wait_for_job(redis, restore_jobs[0])
+
+    secrets = [secrets_env[k] for k in ("AWS_SECRET_ACCESS_KEY", "RESTORE_PASSKEY", "SECRET_KEY")]
+    secrets += [PASSWORD, "olga's secret password 77", token, "wrong-passkey-typed-by-someone"]
+    logs = processes.log("web") + processes.log("worker")
+    namespace = settings.redis_namespace
+    keys = [*redis_server.scan_iter(f"{namespace}*"), *redis_server.scan_iter("rq:*")]
+    stored = b" ".join(redis_server.dump(key) or b"" for key in keys)
+    with app.app_context():
+        audit_text = " ".join(f"{e.username} {e.action} {e.target} {e.outcome} {e.detail}" for e in _audit(app))
+        db.engine.dispose()
+    assert "restore" in audit_text and "backup" in audit_text
+    for secret in secrets:
+        assert secret not in logs, f"a secret is in the logs: {secret[:6]}…"
+        assert secret.encode() not in stored, f"a secret is in Redis: {secret[:6]}…"
+        assert secret not in audit_text, f"a secret is in the audit log: {secret[:6]}…"
+
+
+def _audit(app):
+    from app.models import AuditEvent
+
+    with app.app_context():
+        return AuditEvent.query.order_by(AuditEvent.id).all()
