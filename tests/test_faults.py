@@ -168,3 +168,31 @@ def test_postgresql_refusing_connections_fails_the_job_and_the_console_still_ans
     assert client.get("/").status_code == 200
     health = client.get("/healthz")
     assert health.status_code == 503 and health.get_json()["down"] == ["database"]
+
+
+def test_a_full_disk_for_the_restore_archive_fails_clearly_and_changes_nothing(app, make_user, token_for, target_db,
+                                                                               pg_admin):  # fmt: skip
+    import subprocess
+    from pathlib import Path
+
+    from tests.conftest import backup_run_in_process, run_jobs_for
+
+    filename = backup_run_in_process(app)["result"]["filename"]
+    before = table_fingerprint(target_db)
+    tmp = Path(app.config["SETTINGS"].instance_path, "tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(tmp)], check=True)  # a tiny disk
+    try:
+        make_user("ada", "admin")
+        response = app.test_client().post("/api/setting/restore", headers=token_for("ada"),
+                                          json={"filename": filename, "passkey": "test-passkey-0451"})  # fmt: skip
+        assert response.status_code == 202
+        run_jobs_for(app)
+        status = app.test_client().get(f"/api/jobs/{response.get_json()['job_id']}", headers=token_for("ada"))
+        error = status.get_json()["error"]
+    finally:
+        subprocess.run(["umount", str(tmp)], check=True)
+    assert "disk is full" in error and "was not touched" in error
+    assert table_fingerprint(target_db) == before
+    assert database_names(pg_admin, f"{target_db}_pgc_%") == []
+    assert list(tmp.iterdir()) == []

@@ -9,6 +9,7 @@ writes the audit record. The job itself never marks a failure as done.
 from __future__ import annotations
 
 import contextlib
+import errno
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
@@ -219,6 +220,8 @@ def describe_failure(exc_type: type | None, value: BaseException | None, timeout
         return "the worker running this job stopped (killed or lost) before it finished; nothing was kept"
     if isinstance(value, StorageError | PgToolError | backups.BackupError | restore.RestoreError):
         return str(value)
+    if isinstance(value, OSError) and value.errno == errno.ENOSPC:
+        return f"the worker's disk is full ({value.filename or 'temp folder'}); free space or move INSTANCE_PATH"
     if value is not None and type(value).__module__.startswith("psycopg"):
         return f"database error: {str(value).strip().splitlines()[0] if str(value).strip() else type(value).__name__}"
     return f"{exc_type.__name__ if exc_type else 'error'}: {value}"
@@ -254,7 +257,7 @@ def _undo_restore(settings, meta: dict) -> str:
         with pgtools.admin_connect(target) as conn:
             if pgtools.database_exists(conn, set_aside):
                 note = f"; the swap had finished, the previous database is kept as {set_aside}"
-    elif scratch:
+    elif scratch or meta.get("kind") == "restore":
         note = f"; the live database {target.dbname} was not touched"
     if scratch:
         restore.drop_scratch(target, scratch)
