@@ -196,3 +196,69 @@ def test_a_full_disk_for_the_restore_archive_fails_clearly_and_changes_nothing(a
     assert table_fingerprint(target_db) == before
     assert database_names(pg_admin, f"{target_db}_pgc_%") == []
     assert list(tmp.iterdir()) == []
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis server of this test's own (with an append-only file), so it can be restarted."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    argv = [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+            "--appendonly", "yes", "--save", "", "--dir", str(folder)]  # fmt: skip
+
+    class Server:
+        url = f"redis://127.0.0.1:{port}/0"
+
+        def start(self):
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            import redis
+
+            wait_for(lambda: _pings(redis.Redis.from_url(self.url)), timeout=10, message="redis to start")
+
+        def stop(self):
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    server = Server()
+    server.start()
+    yield server
+    if server.proc.poll() is None:
+        server.stop()
+
+
+def _pings(client) -> bool:
+    import redis
+
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def test_redis_restarted_mid_backup_the_job_still_finishes(app_env, own_redis, processes, target_db):
+    from app.jobs.queue import job_status, start_job
+
+    env = {**app_env, "REDIS_URL": own_redis.url}
+    settings, redis, storage = console(env)
+    blocker = psycopg.connect(**{**PG, "dbname": target_db})
+    blocker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # hold the dump while Redis restarts
+    try:
+        processes.worker(env)
+        job_id = start_job(settings, redis, "backup", "olga")
+        wait_for(lambda: job_status(redis, job_id)["progress"]["phase"] == "dumping", timeout=60,
+                 message="the dump to start")  # fmt: skip
+        own_redis.stop()
+        time.sleep(2)
+        own_redis.start()
+    finally:
+        blocker.close()
+    final = wait_for_job(redis, job_id, timeout=120)
+    assert final["result"]["filename"] in [o.name for o in storage.list_objects()]
+    # The worker came through the restart too: it takes the next job.
+    assert wait_for_job(redis, start_job(settings, redis, "backup", "olga"), timeout=120)["status"] == "finished"
