@@ -229,21 +229,25 @@ def describe_failure(exc_type: type | None, value: BaseException | None, timeout
 
 def on_failure(job: Job, connection, exc_type=None, value=None, traceback=None) -> None:
     settings = runtime.settings()
-    job.meta["error"] = describe_failure(exc_type, value, job.timeout or settings.job_timeout_seconds)
-    job.save_meta()
-    upload_id, filename = job.meta.get("upload_id"), job.meta.get("filename")
-    if upload_id and filename:
-        with contextlib.suppress(StorageError):  # else the next backup's stale-upload sweep removes it
-            runtime.storage().abort_upload(filename, upload_id)
-    job.meta["error"] += _undo_restore(settings, job.meta)
-    job.save_meta()
-    kind = job.meta.get("kind", "job")
-    alerts.deliver(
-        alerts.Alert(f"{kind}-failed", f"{kind} of {settings.target.dbname} failed: {job.meta['error']}",
-                     {"job": job.id, "file": filename or "", "requested_by": job.meta.get("requested_by", "?")}),
-        settings,
-    )  # fmt: skip
-    _finish(job, job.meta.get("kind", "job"), "failed", job.meta.get("requested_by", "?"), filename, job.meta["error"])
+    meta = job.meta
+    kind, who, filename = meta.get("kind", "job"), meta.get("requested_by", "?"), meta.get("filename")
+    error = describe_failure(exc_type, value, job.timeout or settings.job_timeout_seconds)
+    try:
+        if meta.get("upload_id") and filename:
+            with contextlib.suppress(StorageError):  # else the next backup's stale-upload sweep removes it
+                runtime.storage().abort_upload(filename, meta["upload_id"])
+        error += _undo_restore(settings, meta)
+    except Exception as exc:  # noqa: BLE001 - the reason, lock and audit below must still happen
+        error += f"; cleaning up failed too ({type(exc).__name__}: {str(exc).strip()[:200]})"
+    finally:
+        meta["error"] = error
+        job.save_meta()
+        _finish(job, kind, "failed", who, filename, error)
+        alerts.deliver(
+            alerts.Alert(f"{kind}-failed", f"{kind} of {settings.target.dbname} failed: {error}",
+                         {"job": job.id, "file": filename or "", "requested_by": who}),
+            settings,
+        )  # fmt: skip
 
 
 def _undo_restore(settings, meta: dict) -> str:
