@@ -23,6 +23,8 @@ class PeopleError(Exception):
 
 
 def password_problem(password: str) -> str | None:
+    if not password.strip():
+        return "the password cannot be only spaces"
     if len(password) < MIN_PASSWORD_LENGTH:
         return f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
     if len(password) > 256:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROLES = ("viewer", "operator", "admin")
 _ENV_NAME = re.compile(r"^[A-Za-z0-9_]{1,40}$")
-_APP_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,80}$")
+_APP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,80}$")
 
 
 class ConfigError(Exception):
@@ -127,7 +127,9 @@ class Settings:
         target = _target_database(env)
         app_name = env.get("APP_NAME", "").strip() or target.dbname
         if not _APP_NAME.match(app_name):
-            raise ConfigError("APP_NAME", f"must be letters, digits, '.', '_' or '-' (got {app_name!r})")
+            raise ConfigError(
+                "APP_NAME", f"must be letters, digits, '.', '_' or '-', not starting with '.' or '-' (got {app_name!r})"
+            )
 
         storage_url = env.get("BACKUP_STORAGE_URL", "").strip() or Path(instance, "backups").as_uri()
         _check_storage_url(storage_url)
@@ -239,6 +241,10 @@ def cron_problem(expression: str) -> str | None:
 
     if len(expression.split()) != 5 or not croniter.is_valid(expression):
         return f"must be a cron expression of five fields, e.g. '0 2 * * *' (got {expression!r})"
+    try:
+        croniter(expression).get_next()
+    except Exception:  # noqa: BLE001 - croniter raises several kinds for dates that never come
+        return f"never fires (got {expression!r}, e.g. the 30th of February)"
     return None
 
 

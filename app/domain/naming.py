@@ -41,8 +41,11 @@ class BackupName:
         for candidate in (zone, ZoneInfo(_KNOWN_ABBREVIATIONS.get(self.zone_abbreviation, "UTC"))):
             for fold in (0, 1):  # the repeated hour when clocks go back: the abbreviation tells which
                 aware = self.local_time.replace(tzinfo=candidate, fold=fold)
-                if aware.strftime("%Z") == self.zone_abbreviation:
-                    return aware.astimezone(UTC)
+                try:
+                    if aware.strftime("%Z") == self.zone_abbreviation:
+                        return aware.astimezone(UTC)
+                except (OverflowError, ValueError):  # a year-1 name in a zone with an odd offset
+                    return None
         return None
 
 

@@ -48,7 +48,8 @@ def check_name(name: str) -> str:
         or name in (".", "..")
         or name.startswith(".")
         or any(c in name for c in "/\\")
-        or any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name)
+        or any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in name)
+        or len(name.encode("utf-8", "surrogatepass")) > 255
     ):
         raise InvalidName(f"{name[:80]!r} is not a valid backup file name")
     return name

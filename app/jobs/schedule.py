@@ -47,10 +47,13 @@ def save_schedule(expression: str, by: str) -> None:
     db.session.commit()
 
 
-def next_run(expression: str, zone: ZoneInfo, after: datetime | None = None) -> datetime:
-    """The next time the cron expression fires, read in `zone`; returned in UTC."""
+def next_run(expression: str, zone: ZoneInfo, after: datetime | None = None) -> datetime | None:
+    """The next time the cron expression fires, read in `zone`, in UTC; None if it never does."""
     base = (after or datetime.now(UTC)).astimezone(zone)
-    return croniter(expression, base).get_next(datetime).astimezone(UTC)
+    try:
+        return croniter(expression, base).get_next(datetime).astimezone(UTC)
+    except Exception:  # noqa: BLE001 - croniter raises several kinds for dates that never come
+        return None
 
 
 def heartbeat_key(namespace: str) -> str:

@@ -10,7 +10,7 @@ from app.domain.catalog import list_backups
 from app.domain.storage import StorageError
 from app.extensions import csrf
 from app.jobs.queue import JobRefused, job_status
-from app.web.auth import role_required
+from app.web.auth import load_user_from_token, role_required
 from app.web.backups.views import start_backup_for
 from app.web.restore.views import RestoreDenied, request_restore
 
@@ -20,10 +20,28 @@ csrf.exempt(bp)
 
 @bp.before_request
 def csrf_for_sessions():
-    # A token is not sent by the browser on its own, so CSRF only matters for cookie sessions.
-    current_user.is_authenticated  # noqa: B018 - loads the user, which tells how they signed in
-    if request.method not in ("GET", "HEAD", "OPTIONS") and not g.get("auth_via_token"):
+    # A request that carries Authorization is judged by its token alone, never by a cookie: a
+    # browser cannot add that header across sites, so CSRF only matters for cookie sessions.
+    if "Authorization" in request.headers:
+        user = load_user_from_token(request)
+        if user is None:
+            return jsonify(error="sign-in required: send Authorization: Bearer <token>"), 401
+        g._login_user = user  # flask-login's per-request user; no session is written
+        return None
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
         csrf.protect()
+    return None
+
+
+def is_text(value, longest: int) -> bool:
+    """A non-empty string of at most `longest` characters that is valid UTF-8 (JSON allows lone surrogates)."""
+    if not isinstance(value, str) or not value or len(value) > longest:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def accepted(job_id: str):
@@ -61,13 +79,16 @@ def job(job_id: str):
 @bp.route("/setting/restore", methods=["POST"])
 @role_required("admin")
 def restore():
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # absurdly nested JSON
+        body = None
     if not isinstance(body, dict):
         return jsonify(error='send a JSON object: {"filename": "...", "passkey": "..."}'), 400
     filename, passkey = body.get("filename"), body.get("passkey")
-    if not isinstance(filename, str) or not filename or len(filename) > 255:
+    if not is_text(filename, 255):
         return jsonify(error="filename must be the name of a listed backup"), 400
-    if not isinstance(passkey, str) or not passkey or len(passkey) > 256:
+    if not is_text(passkey, 256):
         return jsonify(error="passkey must be a non-empty string"), 400
     try:
         return accepted(request_restore(filename, passkey))

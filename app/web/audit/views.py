@@ -9,7 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 from flask import Blueprint, Response, render_template, request
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField, StringField
-from wtforms.validators import Length, Optional
+from wtforms.validators import Length, Optional, ValidationError
 
 from app import services
 from app.extensions import db
@@ -31,6 +31,12 @@ class AuditFilterForm(FlaskForm):
     outcome = SelectField("Outcome", choices=OUTCOMES, validators=[Optional()])
     since = DateField("From", validators=[Optional()])
     until = DateField("Until", validators=[Optional()])
+
+    def validate_since(self, field) -> None:
+        if field.data and not 1970 <= field.data.year <= 2999:
+            raise ValidationError("Choose a date between 1970 and 2999.")
+
+    validate_until = validate_since
 
     def query(self):
         """The filtered select, newest first; dates are days in the display time zone."""
@@ -59,8 +65,8 @@ def _utc(moment: datetime) -> datetime:
 def index():
     form = AuditFilterForm(request.args)
     valid = form.validate()
-    page = request.args.get("page", 1, type=int) or 1
-    events = db.paginate(form.query(), page=max(page, 1), per_page=PAGE_SIZE, error_out=False) if valid else None
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), 1_000_000)
+    events = db.paginate(form.query(), page=page, per_page=PAGE_SIZE, error_out=False) if valid else None
     args = {k: v for k, v in request.args.items() if k != "page"}
     return render_template("audit/index.html", form=form, events=events, args=args), 200 if valid else 400
 

@@ -20,7 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def init_app(app: Flask) -> None:
     login_manager.user_loader(_load_user)
-    login_manager.request_loader(_load_user_from_token)
+    login_manager.request_loader(load_user_from_token)
     login_manager.unauthorized_handler(_unauthorized)
 
 
@@ -29,7 +29,7 @@ def _load_user(user_id: str) -> User | None:
     return user if user and user.active else None
 
 
-def _load_user_from_token(req) -> User | None:
+def load_user_from_token(req) -> User | None:
     header = req.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -42,7 +42,6 @@ def _load_user_from_token(req) -> User | None:
         return None
     record.last_used_at = utcnow()
     db.session.commit()
-    g.auth_via_token = True
     g.token_role = record.role
     return record.user
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
+from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, stream_with_context, url_for
 from flask_login import current_user
@@ -102,8 +103,14 @@ def download(filename: str):
     return Response(
         stream_with_context(storage.open_stream(filename)),
         mimetype="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Content-Length": str(backup.size)},
+        headers={"Content-Disposition": attachment(filename), "Content-Length": str(backup.size)},
     )
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition any server accepts: an ASCII fallback plus the exact name (RFC 6266)."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def listed_or_404(filename: str):

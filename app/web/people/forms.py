@@ -21,7 +21,8 @@ class AddUserForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired(), Length(max=64)])
     role = SelectField("Role", choices=ROLE_CHOICES, default="viewer")
     password = PasswordField(
-        "Initial password (leave empty to get a one-time set-password link)", validators=[Optional(), strong_password]
+        "Initial password (leave empty to get a one-time set-password link)",
+        validators=[Optional(strip_whitespace=False), strong_password],
     )
     submit = SubmitField("Add user")
 

@@ -39,8 +39,9 @@ def users():
     link = None
     status = 200
     if form.validate_on_submit():
-        user = people.create_user(form.username.data, form.role.data, form.password.data or None, current_user.username)
-        if form.password.data:
+        password = form.password.data or None  # empty: the user gets a set-password link instead
+        user = people.create_user(form.username.data, form.role.data, password, current_user.username)
+        if password:
             flash(f"Added {user.role} {user.username}.", "ok")
             return redirect(url_for("people.users"), 303)
         link = set_password_url(people.issue_set_password_link(user, current_user.username))
