@@ -79,12 +79,16 @@ def tokens_create(username: str, name: str, expires_days: int | None) -> None:
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 def worker(burst: bool) -> None:
     """Run an RQ worker for this console's queue, with the app's settings."""
+    from app.domain import pgtools
     from app.jobs import runtime
     from app.jobs.queue import queue_for
     from app.jobs.worker import ConsoleWorker
 
     settings = current_app.config["SETTINGS"]
     runtime.configure(settings)
+    # Look the client tools up once here: each job's forked work horse inherits the answer.
+    for tool in ("pg_dump", "pg_restore"):
+        pgtools.installed_clients(tool)
     # Each job runs in a forked work horse: it must not share the parent's database connections.
     db.engine.dispose()
     os.register_at_fork(after_in_child=lambda: db.engine.dispose(close=False))
