@@ -180,7 +180,7 @@ def run(users: int, seconds: int, backups: int) -> dict:
             "seconds": round(elapsed, 1),
             "requests": len(samples),
             "errors": len(errors),
-            "error_statuses": sorted({s[1] for s in errors}),
+            "error_statuses": sorted({(s[0], s[1]) for s in errors}),
             "list_median_ms": round(statistics.median(list_times) * 1000, 1) if list_times else None,
             "list_p95_ms": round(list_times[int(0.95 * (len(list_times) - 1))] * 1000, 1) if list_times else None,
             "backups_finished": sum(1 for j in job_results if j["status"] == "finished"),
@@ -219,6 +219,8 @@ def main() -> int:
         f"| {result['users']} | {result['seconds']} | {result['requests']} | {result['errors']} "
         f"| {result['list_median_ms']} | {result['list_p95_ms']} | {result['backups_finished']} "
         f"| {result['backups_failed']} |",
+        "",
+        f"Error statuses seen (page, status; 0 = no answer): {result['error_statuses'] or 'none'}.",
     ])  # fmt: skip
     print(table)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
