@@ -19,7 +19,8 @@ class FlakyS3:
     """A proxy in front of moto's server that misbehaves on purpose.
 
     `fail_next` requests answer 503 (S3's "slow down"), `always_fail` answers 503 forever, and
-    `delay` slows every ranged GET (a slow download) so a test can act mid-transfer.
+    `delay` slows every ranged GET (a slow download) so a test can act mid-transfer. `hold`
+    (method, path → seconds) slows chosen requests, to keep a job in one phase.
     """
 
     def __init__(self, upstream: str):
@@ -27,6 +28,7 @@ class FlakyS3:
         self.fail_next = 0
         self.always_fail = False
         self.delay = 0.0
+        self.hold = lambda method, path: 0.0
         self.seen = 0
         proxy = self
 
@@ -37,6 +39,9 @@ class FlakyS3:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 proxy.seen += 1
+                if proxy.delay and self.command == "GET" and "Range" in self.headers:
+                    time.sleep(proxy.delay)
+                time.sleep(proxy.hold(self.command, self.path))
                 if proxy.always_fail or proxy.fail_next > 0:
                     proxy.fail_next = max(0, proxy.fail_next - 1)
                     error = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
@@ -45,8 +50,6 @@ class FlakyS3:
                     self.end_headers()
                     self.wfile.write(error)
                     return
-                if proxy.delay and self.command == "GET" and "Range" in self.headers:
-                    time.sleep(proxy.delay)
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 headers["Host"] = proxy.upstream.netloc
@@ -262,3 +265,67 @@ def test_redis_restarted_mid_backup_the_job_still_finishes(app_env, own_redis, p
     assert final["result"]["filename"] in [o.name for o in storage.list_objects()]
     # The worker came through the restart too: it takes the next job.
     assert wait_for_job(redis, start_job(settings, redis, "backup", "olga"), timeout=120)["status"] == "finished"
+
+
+# Each phase of a job, held by slowing the S3 request that phase makes, then the worker killed.
+PHASE_HOLDS = {
+    ("backup", "preparing"): lambda method, path: 4.0 if method == "HEAD" and "?" not in path.strip("/") else 0.0,
+    ("backup", "recording"): lambda method, path: 4.0 if method == "PUT" and path.endswith(".dump.json") else 0.0,
+    ("restore", "checking"): lambda method, path: 4.0 if method == "GET" and "list-type=2" in path else 0.0,
+    ("restore", "verifying"): lambda method, path: 4.0 if method == "GET" and path.endswith(".dump.json") else 0.0,
+}
+
+
+@pytest.mark.parametrize(("kind", "phase"), list(PHASE_HOLDS))
+def test_a_worker_killed_in_each_phase_loses_nothing(kind, phase, app_env, flaky, processes, target_db, pg_admin):
+    from app.jobs.locks import DatabaseLock
+    from app.jobs.queue import job_status, start_job
+
+    proxy, s3 = flaky
+    env = {**app_env, **s3}
+    settings, redis, storage = console(env)
+    first = processes.worker(env, name="worker-1")
+    names = {}
+    if kind == "restore":
+        names["filename"] = wait_for_job(redis, start_job(settings, redis, "backup", "olga"))["result"]["filename"]
+        with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
+            conn.execute("DELETE FROM orders WHERE id % 2 = 0")
+    before_db = table_fingerprint(target_db)
+    before_objects = sorted(o.name for o in storage.list_objects())
+    proxy.hold = PHASE_HOLDS[(kind, phase)]
+    job_id = start_job(settings, redis, kind, "olga", **names)
+    wait_for(lambda: job_status(redis, job_id)["progress"]["phase"] == phase, timeout=60, interval=0.05,
+             message=f"the {kind} to reach {phase}")  # fmt: skip
+    processes.kill(first)
+    proxy.hold = lambda method, path: 0.0
+    processes.worker(env, name="worker-2")
+    final = wait_for_job(redis, job_id, "failed", timeout=120)
+    assert "worker running this job stopped" in final["error"]
+    assert table_fingerprint(target_db) == before_db
+    assert database_names(pg_admin, f"{target_db}_pgc_%") == []
+    assert DatabaseLock(redis, settings.redis_namespace, target_db).holder() is None
+    assert sorted(o.name for o in storage.list_objects()) == before_objects  # no partial backup listed
+
+
+def test_s3_failing_mid_download_fails_the_restore_and_changes_nothing(app_env, flaky, processes, target_db, pg_admin):
+    from app.jobs.queue import job_status, start_job
+
+    proxy, s3 = flaky
+    env = {**app_env, **s3}
+    settings, redis, _ = console(env)
+    processes.worker(env)
+    backup = wait_for_job(redis, start_job(settings, redis, "backup", "olga"))["result"]["filename"]
+    with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
+        conn.execute("DELETE FROM orders WHERE id % 2 = 0")
+    before = table_fingerprint(target_db)
+    proxy.delay = 2
+    job_id = start_job(settings, redis, "restore", "olga", filename=backup)
+    wait_for(lambda: job_status(redis, job_id)["progress"]["phase"] == "downloading", timeout=60, interval=0.05,
+             message="the download to start")  # fmt: skip
+    proxy.always_fail = True  # S3 goes bad in the middle of the transfer
+    final = wait_for_job(redis, job_id, "failed", timeout=180)
+    proxy.always_fail = False
+    assert "SlowDown" in final["error"] or "503" in final["error"]
+    assert "was not touched" in final["error"]
+    assert table_fingerprint(target_db) == before
+    assert database_names(pg_admin, f"{target_db}_pgc_%") == []

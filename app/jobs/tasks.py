@@ -67,7 +67,7 @@ def backup_job(requested_by: str) -> dict:
         requested_by=requested_by,
     )
     backups.publish_manifest(storage, result, manifest)
-    progress.remember(upload_id=None)
+    progress.remember(upload_id=None, published=True)
     progress.phase("retention")
     result.deleted, result.delete_failures = backups.apply_retention(
         storage,
@@ -236,6 +236,10 @@ def on_failure(job: Job, connection, exc_type=None, value=None, traceback=None) 
         if meta.get("upload_id") and filename:
             with contextlib.suppress(StorageError):  # else the next backup's stale-upload sweep removes it
                 runtime.storage().abort_upload(filename, meta["upload_id"])
+        if kind == "backup" and filename and not meta.get("published"):
+            # Killed after the upload completed but before its manifest: not a finished backup.
+            for name in (filename, *catalog.sidecar_names(filename)):
+                runtime.storage().delete(name)
         error += _undo_restore(settings, meta)
     except Exception as exc:  # noqa: BLE001 - the reason, lock and audit below must still happen
         error += f"; cleaning up failed too ({type(exc).__name__}: {str(exc).strip()[:200]})"
