@@ -112,7 +112,9 @@ def scheduler() -> None:
     settings = current_app.config["SETTINGS"]
     runtime.configure(settings)
     redis = redis_for(settings)
-    ConsoleScheduler(settings, redis, queue_for(settings, redis).name, tasks.scheduled_backup).start()
+    ConsoleScheduler(
+        settings, redis, queue_for(settings, redis).name, tasks.scheduled_backup, tasks.scheduled_verify
+    ).start()
 
 
 backup_cli = AppGroup("backup", help="Backups from the shell.")

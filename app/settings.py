@@ -88,6 +88,7 @@ class Settings:
     keep_old_database: bool
     instance_path: str
     backup_schedule: str | None = None
+    verify_schedule: str | None = None
     retention_daily: int = 0
     retention_weekly: int = 0
     retention_monthly: int = 0
@@ -175,6 +176,7 @@ class Settings:
             keep_old_database=_bool(env, "KEEP_OLD_DATABASE", False),
             instance_path=instance,
             backup_schedule=_cron(env, "BACKUP_SCHEDULE"),
+            verify_schedule=_cron(env, "VERIFY_SCHEDULE"),
             retention_daily=_int(env, "RETENTION_DAILY", 0, minimum=0),
             retention_weekly=_int(env, "RETENTION_WEEKLY", 0, minimum=0),
             retention_monthly=_int(env, "RETENTION_MONTHLY", 0, minimum=0),

@@ -222,3 +222,21 @@ def test_a_backup_made_after_most_rows_were_deleted_is_flagged(make_app, webhook
     page = client.get("/").get_data(as_text=True)
     assert "size dropped" in page and f'Possible data loss: <span class="filename">{status["filename"]}' in page
     assert 'role="img"' in page  # the trend chart
+
+
+def test_a_verify_schedule_proves_the_newest_backup(make_app, redis_server):
+    from app.jobs import runtime, tasks
+    from app.jobs.schedule import ConsoleScheduler
+
+    app = make_app(VERIFY_SCHEDULE="0 3 * * *")
+    settings = app.config["SETTINGS"]
+    newest = backup_run_in_process(app)["result"]["filename"]
+    with app.app_context():
+        runtime.configure(settings)
+        scheduler = ConsoleScheduler(settings, redis_server, settings.redis_namespace, tasks.scheduled_backup,
+                                     tasks.scheduled_verify)  # fmt: skip
+        scheduler.verify_job.next_enqueue_time = datetime.now(UTC) - timedelta(seconds=1)  # its slot is due
+        assert [job.name for job in scheduler.enqueue_jobs()] == ["scheduled-verify"]
+    run_jobs_for(app)  # the trigger starts the verification, which runs too
+    report = json.loads(storage_of(app).get_bytes(newest + ".verified.json"))
+    assert report["requested_by"] == "scheduler" and report["rows"]["public.customers"] == 2000

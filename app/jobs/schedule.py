@@ -112,13 +112,24 @@ class SlotCronJob(CronJob):
 class ConsoleScheduler(CronScheduler):
     """RQ's cron scheduler for the backup schedule; re-reads the schedule on every loop."""
 
-    def __init__(self, settings: Settings, connection: Redis, queue_name: str, function):
+    def __init__(self, settings: Settings, connection: Redis, queue_name: str, function, verify_function=None):
         super().__init__(connection, name=f"{settings.redis_namespace}:{datetime.now(UTC):%H%M%S%f}")
         self.settings = settings
         self.queue_name = queue_name
         self.function = function
         self.expression: str | None = None
         self.reload()
+        if settings.verify_schedule and verify_function is not None:  # VERIFY_SCHEDULE: restore tests
+            self.verify_job = self._slot_job(verify_function, settings.verify_schedule, "scheduled-verify")
+        else:
+            self.verify_job = None
+
+    def _slot_job(self, function, expression: str, name: str) -> SlotCronJob:
+        return SlotCronJob(self.queue_name, func=function, cron=expression, name=name, zone=self.settings.zone,
+                           namespace=self.settings.redis_namespace, job_timeout=60)  # fmt: skip
+
+    def get_jobs(self) -> list[CronJob]:
+        return [*self._cron_jobs, *([self.verify_job] if self.verify_job else [])]
 
     def reload(self) -> None:
         db.session.expire_all()
@@ -128,17 +139,7 @@ class ConsoleScheduler(CronScheduler):
         self.expression = expression
         self._cron_jobs = []
         if expression:
-            self._cron_jobs.append(
-                SlotCronJob(
-                    self.queue_name,
-                    func=self.function,
-                    cron=expression,
-                    name="scheduled-backup",
-                    zone=self.settings.zone,
-                    namespace=self.settings.redis_namespace,
-                    job_timeout=60,
-                )  # fmt: skip
-            )
+            self._cron_jobs.append(self._slot_job(self.function, expression, "scheduled-backup"))
             self.log.info("backup schedule: %s (%s)", expression, self.settings.display_timezone)
         else:
             self.log.info("no backup schedule")
@@ -146,7 +147,12 @@ class ConsoleScheduler(CronScheduler):
     def enqueue_jobs(self):
         self.reload()
         check_stale_backups(self.settings, self.connection)
-        return super().enqueue_jobs()
+        enqueued = super().enqueue_jobs()
+        if self.verify_job and self.verify_job.should_run():
+            self.verify_job.enqueue(self.connection)
+            self.verify_job.set_enqueue_time(datetime.now(UTC))
+            enqueued.append(self.verify_job)
+        return enqueued
 
     def heartbeat(self) -> None:
         super().heartbeat()

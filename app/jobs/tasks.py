@@ -205,6 +205,24 @@ def scheduled_backup() -> str | None:
     return job_id
 
 
+def scheduled_verify() -> str | None:
+    """Fired by the scheduler: prove the newest backup of this environment restorable."""
+    from app.jobs.queue import JobRefused, start_job
+
+    settings = runtime.settings()
+    newest = next((b for b in catalog.list_backups(runtime.storage(), settings.zone)
+                   if b.environment == settings.app_env and b.app_name == settings.app_name), None)  # fmt: skip
+    if newest is None:
+        return None
+    try:
+        job_id = start_job(settings, runtime.redis(), "verify", "scheduler", filename=newest.filename)
+    except JobRefused as exc:
+        audit.record("verify", "refused", username="scheduler", target=newest.filename, detail=str(exc))
+        return None
+    audit.record("verify", "requested", username="scheduler", target=newest.filename, job_id=job_id)
+    return job_id
+
+
 def _finish(job: Job | None, action: str, outcome: str, username: str, target: str | None, detail: str) -> None:
     settings = runtime.settings()
     if job is not None:
