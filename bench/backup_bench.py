@@ -20,13 +20,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
-import platform
 import resource
 import shutil
-import signal
-import socket
 import stat
 import statistics
 import subprocess
@@ -36,21 +32,46 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import common
+from common import (
+    CREDENTIALS,
+    DEFAULT_REDIS_URL,
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    POLL_SECONDS,
+    REGION,
+    ROOT,
+    MiB,
+    WorkerProcess,
+    bench_marker,
+    build_database,
+    comm_of,
+    cpu_times,
+    database_size,
+    drop_database,
+    empty_bucket,
+    is_complete,
+    log,
+    machine_summary,
+    make_workdir,
+    moto_version,
+    pg_connect,
+    process_tree,
+    pss_kib,
+    purge_namespace,
+    remove_bucket,
+    s3_client,
+    start_moto,
+    wait_until_idle,
+    write_report,
+)
 
-MiB = 1024 * 1024
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-SCHEMA_VERSION = "1"  # bump when the generated data changes, so old bench databases are rebuilt
+common.LOG["prefix"] = "bench"
 SAMPLING = {"seconds": 0.05}  # --sample-ms
-POLL_SECONDS = 0.1
-REGION = "ap-south-1"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
 CONSOLE_STORE = "console.sqlite3"  # the console's own users/audit store in the instance folder: state, not temp
 
 ROW_PG_DUMP = "pg_dump to /dev/null"
@@ -61,111 +82,7 @@ ROWS = (ROW_PG_DUMP, ROW_S3, ROW_LOCAL, ROW_SEED)
 ROW_KEYS = {ROW_PG_DUMP: "pg_dump", ROW_S3: "s3", ROW_LOCAL: "local", ROW_SEED: "seed"}
 
 
-def log(message: str) -> None:
-    print(f"[bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------- the bench database
-
-
-def pg_connect(dbname: str = "postgres"):
-    import psycopg
-
-    return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=dbname, autocommit=True, connect_timeout=5)
-
-
-def random_b64(n_uuids: int) -> str:
-    """SQL for poorly compressible text: base64 of 16·n random bytes (core PostgreSQL 13+ only)."""
-    raw = " || ".join(["uuid_send(gen_random_uuid())"] * n_uuids)
-    return f"translate(encode({raw}, 'base64'), E'\\n', '')"
-
-
-CREATE_SCHEMA = """
-CREATE TABLE bench_meta (key text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE customers (
-    id integer PRIMARY KEY,
-    ref uuid NOT NULL,
-    name text NOT NULL,
-    email text NOT NULL UNIQUE,
-    country char(2) NOT NULL,
-    balance numeric(12, 2) NOT NULL,
-    created_at timestamptz NOT NULL,
-    profile jsonb NOT NULL
-);
-CREATE TABLE events (
-    id bigint NOT NULL,
-    customer_id integer NOT NULL,
-    kind text NOT NULL,
-    amount numeric(12, 2),
-    score double precision,
-    happened_at timestamptz NOT NULL,
-    ref uuid NOT NULL,
-    payload jsonb NOT NULL,
-    note text NOT NULL
-);
-"""
-
-INSERT_CUSTOMERS = f"""
-INSERT INTO customers
-SELECT g,
-       gen_random_uuid(),
-       initcap(substr(md5(random()::text), 1, 8)) || ' ' || initcap(substr(md5(random()::text), 1, 10)),
-       'u' || g || '.' || substr(md5(random()::text), 1, 12) || '@example.com',
-       (ARRAY['IN', 'US', 'DE', 'GB', 'FR', 'BR', 'JP', 'SG'])[1 + floor(random() * 8)::int],
-       round((random() * 100000)::numeric, 2),
-       timestamptz '2020-01-01' + random() * interval '1800 days',
-       jsonb_build_object(
-           'bio', {random_b64(4)},
-           'phone', '+91' || lpad(floor(random() * 1e10)::bigint::text, 10, '0'),
-           'token', md5(random()::text),
-           'prefs', jsonb_build_object('newsletter', random() < 0.5, 'theme',
-                                       (ARRAY['dark', 'light', 'auto'])[1 + floor(random() * 3)::int]))
-FROM generate_series(1, %(n)s) g
-"""
-
-INSERT_EVENTS = f"""
-INSERT INTO events
-SELECT g,
-       1 + floor(random() * %(customers)s)::int,
-       (ARRAY['view', 'click', 'purchase', 'refund', 'login', 'logout', 'signup', 'cancel'])
-           [1 + floor(random() * 8)::int],
-       round((random() * 5000)::numeric, 2),
-       random() * 100,
-       timestamptz '2023-01-01' + random() * interval '730 days',
-       gen_random_uuid(),
-       jsonb_build_object(
-           'ip', concat_ws('.', floor(random() * 256)::int, floor(random() * 256)::int,
-                           floor(random() * 256)::int, floor(random() * 256)::int),
-           'agent', 'Mozilla/5.0 (' || substr(md5(random()::text), 1, 16) || ')',
-           'session', gen_random_uuid(),
-           'sku', upper(substr(md5(random()::text), 1, 10)),
-           'items', floor(random() * 20)::int,
-           'price', round((random() * 500)::numeric, 2)),
-       {random_b64(6)}
-FROM generate_series(%(lo)s, %(hi)s) g
-"""
-
-CREATE_INDEXES = """
-ALTER TABLE events ADD PRIMARY KEY (id);
-CREATE INDEX events_customer_id_idx ON events (customer_id);
-CREATE INDEX events_happened_at_idx ON events (happened_at);
-ALTER TABLE events ADD FOREIGN KEY (customer_id) REFERENCES customers (id);
-"""
-
-
-def database_size(dbname: str) -> int:
-    with pg_connect(dbname) as conn:
-        return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
-
-
-def bench_marker(dbname: str) -> dict[str, str]:
-    import psycopg
-
-    try:
-        with pg_connect(dbname) as conn:
-            return dict(conn.execute("SELECT key, value FROM bench_meta").fetchall())
-    except psycopg.Error:
-        return {}
 
 
 def ensure_database(size_mb: int) -> str:
@@ -173,17 +90,12 @@ def ensure_database(size_mb: int) -> str:
     from psycopg import sql
 
     name = f"pgconsole_bench_{size_mb}"
-    target = size_mb * MiB
     with pg_connect() as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
         if exists:
-            marker = bench_marker(name)
-            if (
-                marker.get("schema") == SCHEMA_VERSION
-                and marker.get("size_mb") == str(size_mb)
-                and database_size(name) >= target
-            ):
-                log(f"reusing {name} ({database_size(name) / MiB:.0f} MiB, built {marker.get('built_at')})")
+            if is_complete(name, size_mb):
+                built = bench_marker(name).get("built_at")
+                log(f"reusing {name} ({database_size(name) / MiB:.0f} MiB, built {built})")
                 return name
             log(f"{name} exists but is incomplete or stale: rebuilding it")
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -192,72 +104,7 @@ def ensure_database(size_mb: int) -> str:
     return name
 
 
-def build_database(name: str, size_mb: int) -> None:
-    target = size_mb * MiB
-    customers = max(2000, size_mb * 100)
-    started = time.monotonic()
-    log(f"building {name}: at least {size_mb} MiB on disk")
-    with pg_connect(name) as conn:
-        conn.execute(CREATE_SCHEMA)
-        conn.execute(INSERT_CUSTOMERS, {"n": customers})
-        size_of = "SELECT pg_database_size(current_database())"
-        next_id, batch = 1, 100_000
-        # Heap first (fast, no index maintenance), then the indexes, then top up to the target.
-        while int(conn.execute(size_of).fetchone()[0]) < 0.80 * target:
-            conn.execute(INSERT_EVENTS, {"customers": customers, "lo": next_id, "hi": next_id + batch - 1})
-            next_id += batch
-            log(f"  {next_id - 1:,} events, {int(conn.execute(size_of).fetchone()[0]) / MiB:.0f} MiB")
-        conn.execute(CREATE_INDEXES)
-        batch = 25_000
-        while int(conn.execute(size_of).fetchone()[0]) < target:
-            conn.execute(INSERT_EVENTS, {"customers": customers, "lo": next_id, "hi": next_id + batch - 1})
-            next_id += batch
-        log(f"  {next_id - 1:,} events with indexes, vacuuming")
-        conn.execute("VACUUM (FREEZE, ANALYZE)")
-        conn.execute(
-            "INSERT INTO bench_meta VALUES ('schema', %s), ('size_mb', %s), ('events', %s), ('customers', %s), "
-            "('built_at', %s)",
-            (SCHEMA_VERSION, str(size_mb), str(next_id - 1), str(customers), datetime.now(UTC).isoformat()),
-        )
-        size = int(conn.execute(size_of).fetchone()[0])
-    log(f"built {name}: {size / MiB:.0f} MiB in {time.monotonic() - started:.0f} s")
-
-
 # --------------------------------------------------------------------------- sampling /proc
-
-
-def children_of(pid: int) -> list[int]:
-    kids: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return kids
-    for task in tasks:
-        with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/task/{task}/children") as fh:
-            kids.extend(int(x) for x in fh.read().split())
-    return kids
-
-
-def process_tree(root: int) -> list[int]:
-    seen, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.append(pid)
-        todo.extend(children_of(pid))
-    return seen
-
-
-def pss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -271,14 +118,6 @@ def cpu_seconds_of(pid: int) -> float | None:
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def comm_of(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as fh:
-            return fh.read().strip()
-    except OSError:
-        return ""
 
 
 def under(path: str, folder: Path | str) -> bool:
@@ -466,21 +305,6 @@ class TreeSampler(threading.Thread):
 # --------------------------------------------------------------------------- measurements
 
 
-def cpu_times() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
-    with open("/proc/stat") as fh:
-        values = [int(v) for v in fh.readline().split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return sum(values) - idle, sum(values)
-
-
-def machine_busy(seconds: float = 1.0) -> float:
-    b0, t0 = cpu_times()
-    time.sleep(seconds)
-    b1, t1 = cpu_times()
-    return (b1 - b0) / max(t1 - t0, 1)
-
-
 class CpuMeter:
     """CPU over one pass: the whole machine (/proc/stat), this process (moto, polling) and reaped children."""
 
@@ -508,13 +332,8 @@ QUIET = {"threshold": 0.15, "max_wait": 120.0, "waited": 0.0, "worst": 0.0}
 
 def wait_quiet() -> None:
     """Other work on this small machine (a test run, a build) skews seconds: wait until it is idle."""
-    deadline = time.monotonic() + QUIET["max_wait"]
-    busy = machine_busy()
-    started = time.monotonic()
-    while busy > QUIET["threshold"] and time.monotonic() < deadline:
-        log(f"  the machine is {busy:.0%} busy with other work; waiting")
-        busy = machine_busy(2.0)
-    QUIET["waited"] += time.monotonic() - started
+    busy, waited = wait_until_idle(QUIET["threshold"], QUIET["max_wait"])
+    QUIET["waited"] += waited
     QUIET["worst"] = max(QUIET["worst"], busy)
 
 
@@ -615,98 +434,6 @@ def cpu_split(meter: dict[str, float], *, dump: float, python: float) -> dict[st
     }
 
 
-def child_env(env: dict[str, str]) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
-    return {**keep, **env, "PYTHONUNBUFFERED": "1"}
-
-
-def purge_namespace(client, namespace: str) -> None:
-    """Delete this run's RQ queue, its jobs and every key of the console's namespace."""
-    from rq import Queue
-
-    queue = Queue(namespace, connection=client)
-    job_ids = set(queue.get_job_ids())
-    for registry in (
-        queue.started_job_registry,
-        queue.finished_job_registry,
-        queue.failed_job_registry,
-        queue.deferred_job_registry,
-        queue.scheduled_job_registry,
-        queue.canceled_job_registry,
-    ):
-        job_ids.update(registry.get_job_ids())
-    keys = set()
-    for job_id in job_ids:
-        keys.update(client.scan_iter(match=f"rq:*{job_id}*"))
-    for pattern in (f"{namespace}:*", f"rq:*:{namespace}", f"rq:*:{namespace}:*"):
-        keys.update(client.scan_iter(match=pattern))
-    if keys:
-        client.delete(*keys)
-
-
-class WorkerProcess:
-    """`python -m flask --app wsgi worker`, in its own session so it can be stopped as a group."""
-
-    def __init__(self, env: dict[str, str], log_path: Path):
-        self.log_path = log_path
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "worker"],
-            cwd=ROOT,
-            env=child_env(env),
-            stdout=open(log_path, "ab"),  # noqa: SIM115 - the child owns it
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_ready(self, redis, queue_name: str, timeout: float = 60) -> None:
-        from rq import Queue, Worker
-
-        queue = Queue(queue_name, connection=redis)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the worker exited ({self.proc.returncode}):\n{self.tail()}")
-            if Worker.all(connection=redis, queue=queue):
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"the worker did not register within {timeout} s:\n{self.tail()}")
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-def bucket_client(moto_url: str):
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        region_name=REGION,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
-def empty_bucket(ctx: Context) -> None:
-    client = bucket_client(ctx.moto_url)
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=ctx.bucket):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=ctx.bucket, Key=item["Key"])
-    for upload in client.list_multipart_uploads(Bucket=ctx.bucket).get("Uploads", []):
-        client.abort_multipart_upload(Bucket=ctx.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-
-
 def measure_console(ctx: Context, row: str, run: int, interval: float) -> Measurement:
     from app.clients import redis_for
     from app.jobs.queue import job_status, start_job
@@ -788,7 +515,7 @@ def measure_console(ctx: Context, row: str, run: int, interval: float) -> Measur
     if destination is not None:
         shutil.rmtree(destination, ignore_errors=True)
     else:
-        empty_bucket(ctx)
+        empty_bucket(ctx.moto_url, ctx.bucket)
     shutil.rmtree(instance, ignore_errors=True)
     temp = max(sample.temp_open_peak, sample.instance_growth_peak)
     return Measurement(
@@ -842,7 +569,7 @@ def measure_seed(ctx: Context, run: int, interval: float) -> Measurement:
         raise RuntimeError(f"the seed-way child failed: {err.decode(errors='replace')}")
     timing = json.loads(out.decode().strip().splitlines()[-1])
     after = snapshot(Path("/tmp"), temp_scan_excludes(ctx))
-    empty_bucket(ctx)
+    empty_bucket(ctx.moto_url, ctx.bucket)
     return Measurement(
         ROW_SEED,
         timing["dump_seconds"] + timing["upload_seconds"],
@@ -862,15 +589,7 @@ def measure_seed(ctx: Context, run: int, interval: float) -> Measurement:
 
 def seed_child(spec: dict) -> None:
     """The seed's backup: dump to a local temp file, upload the file, delete it."""
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=spec["endpoint"],
-        region_name=REGION,
-        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-    )
+    client = s3_client(spec["endpoint"], os.environ)
     fd, path = tempfile.mkstemp(prefix="pgconsole-seed-", suffix=".dump", dir="/tmp")
     os.close(fd)
     try:
@@ -900,12 +619,6 @@ def seed_child(spec: dict) -> None:
 
 
 # --------------------------------------------------------------------------- one size, end to end
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def median_of(runs: list[Measurement]) -> Measurement:
@@ -1022,22 +735,6 @@ def bench_size(size_mb: int, args, moto_url: str, bucket: str, workdir: Path) ->
 # --------------------------------------------------------------------------- report
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def mem_total_gib() -> float:
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024 / 1024
-    return 0.0
-
-
 def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -1150,8 +847,7 @@ def report(sections: list[dict], args) -> str:
         f"- pg_dump: {one_line(first.pg_dump.version)} (`{first.pg_dump.path}`); server {first.server_version}",
         f"- compression: `{' '.join(first.compression)}` (BACKUP_COMPRESSION={first.compression_setting}, "
         "the console's default)",
-        f"- machine: {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, "
-        f"{mem_total_gib():.1f} GiB RAM, Python {platform.python_version()}, {platform.system()} {platform.release()}",
+        f"- machine: {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {machine_summary()}",
         f"- S3: moto {moto_version()} ThreadedMotoServer inside the bench process (it shares the 2 cores with "
         "pg_dump, the worker and PostgreSQL; parts kept in memory)",
         f"- runs per measurement: {args.repeat} (seconds: median; memory and temp disk: worst run); a warm-up "
@@ -1200,12 +896,6 @@ def report(sections: list[dict], args) -> str:
     return "\n".join(lines) + "\n"
 
 
-def moto_version() -> str:
-    from importlib.metadata import version
-
-    return version("moto")
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -1247,49 +937,26 @@ def main() -> int:
 
     # moto keeps objects in memory (so its spill never looks like the console's temp disk); anything
     # this process still spills goes under the bench's own folder, which the temp accounting excludes.
-    os.environ["MOTO_S3_DEFAULT_KEY_BUFFER_SIZE"] = str(8 * 1024 * MiB)
-    workdir = Path(tempfile.mkdtemp(prefix="pgconsole-bench-", dir="/tmp"))
-    (workdir / "logs").mkdir()
-    (workdir / "spill").mkdir()
-    tempfile.tempdir = str(workdir / "spill")
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    moto_url = f"http://127.0.0.1:{port}"
+    workdir = make_workdir("pgconsole-bench-", "logs")
+    server, moto_url = start_moto()
     bucket = f"pgconsole-bench-{uuid.uuid4().hex[:10]}"
     sizes = [args.size_mb, 2 * args.size_mb] if args.double else [args.size_mb]
     sections = []
     try:
-        bucket_client(moto_url).create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3_client(moto_url).create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         for size in sizes:
             sections.append(bench_size(size, args, moto_url, bucket, workdir))
     finally:
         with contextlib.suppress(Exception):
-            client = bucket_client(moto_url)
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                for item in page.get("Contents", []):
-                    client.delete_object(Bucket=bucket, Key=item["Key"])
-            client.delete_bucket(Bucket=bucket)
+            remove_bucket(moto_url, bucket)
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         if not args.keep_db:
-            from psycopg import sql
-
-            with pg_connect() as admin:
-                for size in sizes:
-                    name = f"pgconsole_bench_{size}"
-                    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-                    log(f"dropped {name}")
-    text = report(sections, args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(text)
-    log(f"report written to {out}")
+            for size in sizes:
+                name = f"pgconsole_bench_{size}"
+                drop_database(name)
+                log(f"dropped {name}")
+    write_report(report(sections, args), args.out)
     return 0
 
 

@@ -26,13 +26,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
-import platform
 import select
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,61 +36,51 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import common
+from common import (
+    CREDENTIALS,
+    DEFAULT_REDIS_URL,
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    POLL_SECONDS,
+    REGION,
+    MiB,
+    WorkerProcess,
+    bench_marker,
+    build_database,
+    child_env,
+    children_of,
+    comm_of,
+    cpu_times,
+    database_exists,
+    database_size,
+    drop_database,
+    is_complete,
+    log,
+    machine_summary,
+    make_workdir,
+    moto_version,
+    pg_connect,
+    pss_kib,
+    purge_namespace,
+    remove_bucket,
+    s3_client,
+    start_moto,
+    wait_until_idle,
+    write_report,
+)
 
-MiB = 1024 * 1024
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-SCHEMA_VERSION = "1"  # the same generated data and marker as bench/backup_bench.py
-REGION = "ap-south-1"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+common.LOG["prefix"] = "restore-bench"
 TARGET_DB = "pgconsole_bench_restore_target"
 BASELINE_DB = "pgconsole_bench_restore_baseline"
-POLL_SECONDS = 0.1
 TARGET_RATIO = 1.15
 
 
-def log(message: str) -> None:
-    print(f"[restore-bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------- /proc (stdlib only: the sampler child)
-
-
-def children_of(pid: int) -> list[int]:
-    kids: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return kids
-    for task in tasks:
-        with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/task/{task}/children") as fh:
-            kids.extend(int(x) for x in fh.read().split())
-    return kids
-
-
-def pss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def comm_of(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as fh:
-            return fh.read().strip()
-    except OSError:
-        return ""
 
 
 # pg_restore, and Debian's pg_wrapper (/usr/bin/pg_restore), which pgtools runs for `--version`
@@ -200,127 +186,6 @@ class Sampler:
 # --------------------------------------------------------------------------- the source database
 
 
-def pg_connect(dbname: str = "postgres"):
-    import psycopg
-
-    return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=dbname, autocommit=True, connect_timeout=5)
-
-
-def random_b64(n_uuids: int) -> str:
-    """SQL for poorly compressible text: base64 of 16·n random bytes (core PostgreSQL 13+ only)."""
-    raw = " || ".join(["uuid_send(gen_random_uuid())"] * n_uuids)
-    return f"translate(encode({raw}, 'base64'), E'\\n', '')"
-
-
-CREATE_SCHEMA = """
-CREATE TABLE bench_meta (key text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE customers (
-    id integer PRIMARY KEY,
-    ref uuid NOT NULL,
-    name text NOT NULL,
-    email text NOT NULL UNIQUE,
-    country char(2) NOT NULL,
-    balance numeric(12, 2) NOT NULL,
-    created_at timestamptz NOT NULL,
-    profile jsonb NOT NULL
-);
-CREATE TABLE events (
-    id bigint NOT NULL,
-    customer_id integer NOT NULL,
-    kind text NOT NULL,
-    amount numeric(12, 2),
-    score double precision,
-    happened_at timestamptz NOT NULL,
-    ref uuid NOT NULL,
-    payload jsonb NOT NULL,
-    note text NOT NULL
-);
-"""
-
-INSERT_CUSTOMERS = f"""
-INSERT INTO customers
-SELECT g,
-       gen_random_uuid(),
-       initcap(substr(md5(random()::text), 1, 8)) || ' ' || initcap(substr(md5(random()::text), 1, 10)),
-       'u' || g || '.' || substr(md5(random()::text), 1, 12) || '@example.com',
-       (ARRAY['IN', 'US', 'DE', 'GB', 'FR', 'BR', 'JP', 'SG'])[1 + floor(random() * 8)::int],
-       round((random() * 100000)::numeric, 2),
-       timestamptz '2020-01-01' + random() * interval '1800 days',
-       jsonb_build_object(
-           'bio', {random_b64(4)},
-           'phone', '+91' || lpad(floor(random() * 1e10)::bigint::text, 10, '0'),
-           'token', md5(random()::text),
-           'prefs', jsonb_build_object('newsletter', random() < 0.5, 'theme',
-                                       (ARRAY['dark', 'light', 'auto'])[1 + floor(random() * 3)::int]))
-FROM generate_series(1, %(n)s) g
-"""
-
-INSERT_EVENTS = f"""
-INSERT INTO events
-SELECT g,
-       1 + floor(random() * %(customers)s)::int,
-       (ARRAY['view', 'click', 'purchase', 'refund', 'login', 'logout', 'signup', 'cancel'])
-           [1 + floor(random() * 8)::int],
-       round((random() * 5000)::numeric, 2),
-       random() * 100,
-       timestamptz '2023-01-01' + random() * interval '730 days',
-       gen_random_uuid(),
-       jsonb_build_object(
-           'ip', concat_ws('.', floor(random() * 256)::int, floor(random() * 256)::int,
-                           floor(random() * 256)::int, floor(random() * 256)::int),
-           'agent', 'Mozilla/5.0 (' || substr(md5(random()::text), 1, 16) || ')',
-           'session', gen_random_uuid(),
-           'sku', upper(substr(md5(random()::text), 1, 10)),
-           'items', floor(random() * 20)::int,
-           'price', round((random() * 500)::numeric, 2)),
-       {random_b64(6)}
-FROM generate_series(%(lo)s, %(hi)s) g
-"""
-
-CREATE_INDEXES = """
-ALTER TABLE events ADD PRIMARY KEY (id);
-CREATE INDEX events_customer_id_idx ON events (customer_id);
-CREATE INDEX events_happened_at_idx ON events (happened_at);
-ALTER TABLE events ADD FOREIGN KEY (customer_id) REFERENCES customers (id);
-"""
-
-
-def database_size(dbname: str) -> int:
-    with pg_connect(dbname) as conn:
-        return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
-
-
-def database_exists(name: str) -> bool:
-    with pg_connect() as admin:
-        return admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
-
-
-def drop_database(name: str) -> None:
-    from psycopg import sql
-
-    with pg_connect() as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def bench_marker(dbname: str) -> dict[str, str]:
-    import psycopg
-
-    try:
-        with pg_connect(dbname) as conn:
-            return dict(conn.execute("SELECT key, value FROM bench_meta").fetchall())
-    except psycopg.Error:
-        return {}
-
-
-def complete(name: str, size_mb: int) -> bool:
-    marker = bench_marker(name)
-    return (
-        marker.get("schema") == SCHEMA_VERSION
-        and marker.get("size_mb") == str(size_mb)
-        and database_size(name) >= size_mb * MiB
-    )
-
-
 def ensure_source(size_mb: int, rebuild: bool, wait_minutes: float) -> str:
     """`pgconsole_bench_<size>`: reused when complete; waited for while another bench builds it."""
     from psycopg import sql
@@ -328,7 +193,7 @@ def ensure_source(size_mb: int, rebuild: bool, wait_minutes: float) -> str:
     name = f"pgconsole_bench_{size_mb}"
     if database_exists(name) and not rebuild:
         deadline = time.monotonic() + wait_minutes * 60
-        while not complete(name, size_mb):
+        while not is_complete(name, size_mb):
             if time.monotonic() > deadline:
                 raise SystemExit(
                     f"{name} exists but is incomplete (no bench_meta marker, or too small) and nothing completed "
@@ -341,37 +206,8 @@ def ensure_source(size_mb: int, rebuild: bool, wait_minutes: float) -> str:
     with pg_connect() as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    build_source(name, size_mb)
+    build_database(name, size_mb)
     return name
-
-
-def build_source(name: str, size_mb: int) -> None:
-    target = size_mb * MiB
-    customers = max(2000, size_mb * 100)
-    started = time.monotonic()
-    log(f"building {name}: at least {size_mb} MiB on disk")
-    with pg_connect(name) as conn:
-        conn.execute(CREATE_SCHEMA)
-        conn.execute(INSERT_CUSTOMERS, {"n": customers})
-        size_of = "SELECT pg_database_size(current_database())"
-        next_id, batch = 1, 100_000
-        while int(conn.execute(size_of).fetchone()[0]) < 0.80 * target:
-            conn.execute(INSERT_EVENTS, {"customers": customers, "lo": next_id, "hi": next_id + batch - 1})
-            next_id += batch
-            log(f"  {next_id - 1:,} events, {int(conn.execute(size_of).fetchone()[0]) / MiB:.0f} MiB")
-        conn.execute(CREATE_INDEXES)
-        batch = 25_000
-        while int(conn.execute(size_of).fetchone()[0]) < target:
-            conn.execute(INSERT_EVENTS, {"customers": customers, "lo": next_id, "hi": next_id + batch - 1})
-            next_id += batch
-        log(f"  {next_id - 1:,} events with indexes, vacuuming")
-        conn.execute("VACUUM (FREEZE, ANALYZE)")
-        conn.execute(
-            "INSERT INTO bench_meta VALUES ('schema', %s), ('size_mb', %s), ('events', %s), ('customers', %s), "
-            "('built_at', %s)",
-            (SCHEMA_VERSION, str(size_mb), str(next_id - 1), str(customers), datetime.now(UTC).isoformat()),
-        )
-    log(f"built {name}: {database_size(name) / MiB:.0f} MiB in {time.monotonic() - started:.0f} s")
 
 
 def copy_database(source: str, target: str, wait_minutes: float) -> None:
@@ -434,133 +270,16 @@ def checkpoint() -> None:
 # --------------------------------------------------------------------------- machine load
 
 
-def cpu_times() -> tuple[int, int]:
-    with open("/proc/stat") as fh:
-        values = [int(v) for v in fh.readline().split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return sum(values) - idle, sum(values)
-
-
-def machine_busy(seconds: float = 1.0) -> float:
-    b0, t0 = cpu_times()
-    time.sleep(seconds)
-    b1, t1 = cpu_times()
-    return (b1 - b0) / max(t1 - t0, 1)
-
-
 QUIET = {"threshold": 0.15, "max_wait": 180.0}
 
 
 def wait_quiet(label: str) -> float:
     """Other work on a small machine skews the seconds: wait (bounded) until it is idle; returns the load."""
-    deadline = time.monotonic() + QUIET["max_wait"]
-    busy = machine_busy()
-    while busy > QUIET["threshold"] and time.monotonic() < deadline:
-        log(f"  before {label}: the machine is {busy:.0%} busy with other work; waiting")
-        busy = machine_busy(2.0)
+    busy, _ = wait_until_idle(QUIET["threshold"], QUIET["max_wait"], label)
     return busy
 
 
 # --------------------------------------------------------------------------- worker, redis, S3
-
-
-def child_env(env: dict[str, str]) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
-    return {**keep, **env, "PYTHONUNBUFFERED": "1"}
-
-
-class WorkerProcess:
-    """`python -m flask --app wsgi worker` in its own session, so it can be stopped as a group."""
-
-    def __init__(self, env: dict[str, str], log_path: Path):
-        self.log_path = log_path
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "worker"],
-            cwd=ROOT,
-            env=child_env(env),
-            stdout=open(log_path, "ab"),  # noqa: SIM115 - the child owns it
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_ready(self, redis, queue_name: str, timeout: float = 60) -> None:
-        from rq import Queue, Worker
-
-        queue = Queue(queue_name, connection=redis)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the worker exited ({self.proc.returncode}):\n{self.tail()}")
-            if Worker.all(connection=redis, queue=queue):
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"the worker did not register within {timeout} s:\n{self.tail()}")
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-def purge_namespace(client, namespace: str) -> None:
-    """Delete this run's RQ queue, its jobs and every key of the console's namespace."""
-    from rq import Queue
-
-    queue = Queue(namespace, connection=client)
-    job_ids = set(queue.get_job_ids())
-    for registry in (
-        queue.started_job_registry,
-        queue.finished_job_registry,
-        queue.failed_job_registry,
-        queue.deferred_job_registry,
-        queue.scheduled_job_registry,
-        queue.canceled_job_registry,
-    ):
-        job_ids.update(registry.get_job_ids())
-    keys = set()
-    for job_id in job_ids:
-        keys.update(client.scan_iter(match=f"rq:*{job_id}*"))
-    for pattern in (f"{namespace}:*", f"rq:*:{namespace}", f"rq:*:{namespace}:*"):
-        keys.update(client.scan_iter(match=pattern))
-    if keys:
-        client.delete(*keys)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def s3_client(endpoint: str):
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
-def remove_bucket(endpoint: str, bucket: str) -> None:
-    client = s3_client(endpoint)
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=bucket, Key=item["Key"])
-    for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    client.delete_bucket(Bucket=bucket)
 
 
 def download_child(spec: dict) -> None:
@@ -568,15 +287,7 @@ def download_child(spec: dict) -> None:
 
     Default settings split an archive over 8 MiB into 8 MiB ranged GETs, 10 at a time.
     """
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=spec["endpoint"],
-        region_name=REGION,
-        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-    )
+    client = s3_client(spec["endpoint"], os.environ)
     client.head_bucket(Bucket=spec["bucket"])  # connection set up outside the timed part
     print("ready", flush=True)
     sys.stdin.readline()
@@ -871,28 +582,6 @@ def measure_console(s: Setup, r: Results, p: Pass) -> None:
 # --------------------------------------------------------------------------- report
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def mem_total_gib() -> float:
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024 / 1024
-    return 0.0
-
-
-def moto_version() -> str:
-    from importlib.metadata import version
-
-    return version("moto")
-
-
 PHASE_NOTES = {
     "enqueue → first poll": "start_job returns, first job_status",
     "queued": "until the worker's work horse runs the job (fork)",
@@ -939,8 +628,7 @@ def report(r: Results, args) -> str:
         f"in {r.backup_seconds:.1f} s)",
         f"- pg_restore: {r.pg_restore} (`{r.pg_restore_path}`), `-j {r.jobs}` in both (a) and (b) "
         f"(RESTORE_JOBS={r.jobs}); server {r.server_version}",
-        f"- machine: nproc {len(os.sched_getaffinity(0))} ({os.cpu_count()} CPUs), {cpu_model()}, "
-        f"{mem_total_gib():.1f} GiB RAM, Python {platform.python_version()}, {platform.system()} {platform.release()}",
+        f"- machine: nproc {len(os.sched_getaffinity(0))} ({os.cpu_count()} CPUs), {machine_summary()}",
         f"- runs: {runs}",
         f"- S3: moto {moto_version()} ThreadedMotoServer inside the bench process (objects in memory; it shares the "
         "cores with the worker, pg_restore and PostgreSQL). moto answers every ranged GET by copying the whole "
@@ -1068,17 +756,8 @@ def main() -> int:
     if args.size_mb < 1 or args.jobs < 1 or args.repeat < 1 or args.sample_ms < 10:
         parser.error("--size-mb, --jobs and --repeat must be at least 1, --sample-ms at least 10")
 
-    os.environ["MOTO_S3_DEFAULT_KEY_BUFFER_SIZE"] = str(8 * 1024 * MiB)  # keep objects in memory
-    workdir = Path(tempfile.mkdtemp(prefix="pgconsole-restore-bench-", dir="/tmp"))
-    (workdir / "spill").mkdir()
-    tempfile.tempdir = str(workdir / "spill")
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    moto_url = f"http://127.0.0.1:{port}"
+    workdir = make_workdir("pgconsole-restore-bench-")
+    server, moto_url = start_moto()
     bucket = f"pgconsole-rbench-{uuid.uuid4().hex[:10]}"
     cleanup: list = []
     failed = False
@@ -1106,12 +785,7 @@ def main() -> int:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         log("cleaned up" + (" after a failure" if failed else "") + f"; kept the source pgconsole_bench_{args.size_mb}")
-    text = report(results, args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(text)
-    log(f"report written to {out}")
+    write_report(report(results, args), args.out)
     return 0 if results.counts_match else 1
 
 
