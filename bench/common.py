@@ -366,27 +366,10 @@ class WorkerProcess:
 
 
 def purge_namespace(client, namespace: str) -> None:
-    """Delete this run's RQ queue, its jobs and every key of the console's namespace."""
-    from rq import Queue
+    """The app's own clean-up of a throw-away namespace (imported late: app needs ROOT on sys.path)."""
+    from app.jobs.queue import purge_namespace as purge
 
-    queue = Queue(namespace, connection=client)
-    job_ids = set(queue.get_job_ids())
-    for registry in (
-        queue.started_job_registry,
-        queue.finished_job_registry,
-        queue.failed_job_registry,
-        queue.deferred_job_registry,
-        queue.scheduled_job_registry,
-        queue.canceled_job_registry,
-    ):
-        job_ids.update(registry.get_job_ids())
-    keys = set()
-    for job_id in job_ids:
-        keys.update(client.scan_iter(match=f"rq:*{job_id}*"))
-    for pattern in (f"{namespace}:*", f"rq:*:{namespace}", f"rq:*:{namespace}:*"):
-        keys.update(client.scan_iter(match=pattern))
-    if keys:
-        client.delete(*keys)
+    purge(client, namespace)
 
 
 # --------------------------------------------------------------------------- S3 (moto)

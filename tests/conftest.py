@@ -24,6 +24,8 @@ import pytest
 import redis as redis_lib
 from psycopg import sql
 
+from app.jobs.queue import purge_namespace
+
 ROOT = Path(__file__).resolve().parent.parent
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -121,30 +123,6 @@ def target_db(pg_admin) -> Iterator[str]:
     drop_database(pg_admin, name)
     for leftover in database_names(pg_admin, f"{name}%"):  # scratch or set-aside copies
         drop_database(pg_admin, leftover)
-
-
-def purge_namespace(client: redis_lib.Redis, namespace: str) -> None:
-    """Delete this test's RQ queue, its jobs and every key of the console's namespace."""
-    from rq import Queue
-
-    queue = Queue(namespace, connection=client)
-    job_ids = set(queue.get_job_ids())
-    for registry in (
-        queue.started_job_registry,
-        queue.finished_job_registry,
-        queue.failed_job_registry,
-        queue.deferred_job_registry,
-        queue.scheduled_job_registry,
-        queue.canceled_job_registry,
-    ):
-        job_ids.update(registry.get_job_ids())
-    keys = set()
-    for job_id in job_ids:
-        keys.update(client.scan_iter(match=f"rq:*{job_id}*"))
-    for pattern in (f"{namespace}:*", f"rq:*:{namespace}", f"rq:*:{namespace}:*"):
-        keys.update(client.scan_iter(match=pattern))
-    if keys:
-        client.delete(*keys)
 
 
 @pytest.fixture

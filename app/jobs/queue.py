@@ -92,3 +92,28 @@ def job_status(redis: Redis, job_id: str) -> dict | None:
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "ended_at": job.ended_at.isoformat() if job.ended_at else None,
     }
+
+
+def purge_namespace(redis: Redis, namespace: str) -> None:
+    """Delete a console's queue, its jobs and every key of its namespace.
+
+    For throw-away namespaces (the tests, the benchmarks); never needed in normal running.
+    """
+    queue = Queue(namespace, connection=redis)
+    job_ids = set(queue.get_job_ids())
+    for registry in (
+        queue.started_job_registry,
+        queue.finished_job_registry,
+        queue.failed_job_registry,
+        queue.deferred_job_registry,
+        queue.scheduled_job_registry,
+        queue.canceled_job_registry,
+    ):
+        job_ids.update(registry.get_job_ids())
+    keys = set()
+    for job_id in job_ids:
+        keys.update(redis.scan_iter(match=f"rq:*{job_id}*"))
+    for pattern in (f"{namespace}:*", f"rq:*:{namespace}", f"rq:*:{namespace}:*"):
+        keys.update(redis.scan_iter(match=pattern))
+    if keys:
+        redis.delete(*keys)
