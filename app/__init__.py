@@ -57,8 +57,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_commands(app)
 
     with app.app_context():
+        use_wal_for_sqlite()
         create_tables()
     return app
+
+
+def use_wal_for_sqlite() -> None:
+    """SQLite in WAL mode: page reads never wait on the worker's audit writes, and vice versa."""
+    from sqlalchemy import event
+
+    if db.engine.url.get_backend_name() != "sqlite":
+        return
+
+    @event.listens_for(db.engine, "connect")
+    def _wal(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
 
 
 def create_tables() -> None:
