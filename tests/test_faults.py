@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.conftest import PG, database_names, table_fingerprint, wait_for, wait_for_job
 
@@ -329,3 +330,43 @@ def test_s3_failing_mid_download_fails_the_restore_and_changes_nothing(app_env, 
     assert "was not touched" in final["error"]
     assert table_fingerprint(target_db) == before
     assert database_names(pg_admin, f"{target_db}_pgc_%") == []
+
+
+def test_a_worker_killed_in_the_middle_of_the_swap_gets_the_live_database_back(
+    app_env, s3_server, processes, target_db, pg_admin
+):
+    """The worst moment: the live database is renamed aside and the scratch not yet in place."""
+    from app.jobs.queue import job_status, start_job
+
+    env = {**app_env, **s3_server}
+    settings, redis, _ = console(env)
+    first = processes.worker(env, name="worker-1")
+    backup = wait_for_job(redis, start_job(settings, redis, "backup", "olga"))["result"]["filename"]
+    with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
+        conn.execute("DELETE FROM orders WHERE id % 2 = 0")
+    before = table_fingerprint(target_db)
+    job_id = start_job(settings, redis, "restore", "ada", filename=backup)
+    scratch = wait_for(lambda: job_status(redis, job_id)["status"] == "started"
+                       and database_names(pg_admin, f"{target_db}_pgc_restore_%"), timeout=60,
+                       interval=0.02, message="the scratch database")[0]  # fmt: skip
+    # Hold the scratch's catalog row, so the second rename (scratch -> live) waits on it.
+    blocker = psycopg.connect(**PG)
+    blocker.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT 1000").format(sql.Identifier(scratch)))
+    try:
+        wait_for(lambda: database_names(pg_admin, f"{target_db}_pgc_previous_%"), timeout=60, interval=0.05,
+                 message="the live database to be renamed aside")  # fmt: skip
+        assert database_names(pg_admin, target_db) == []  # right now there is no live database
+        processes.kill(first)
+        # The host is gone: so is its connection, and the rename it was waiting to make.
+        pg_admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE query LIKE 'ALTER DATABASE%%RENAME%%' AND pid <> pg_backend_pid()")  # fmt: skip
+    finally:
+        blocker.rollback()
+        blocker.close()
+    processes.worker(env, name="worker-2")
+    final = wait_for_job(redis, job_id, "failed", timeout=120)
+    assert "was put back as it was" in final["error"]
+    assert table_fingerprint(target_db) == before
+    assert database_names(pg_admin, f"{target_db}_pgc_%") == []
+    with psycopg.connect(**{**PG, "dbname": target_db}) as conn:  # open to connections again
+        assert conn.execute("SELECT 1").fetchone() == (1,)
