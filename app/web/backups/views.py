@@ -17,6 +17,7 @@ from app.jobs.schedule import effective_schedule, next_run
 from app.web.auth import client_address, role_required
 from app.web.auth.forms import safe_next
 from app.web.backups.forms import CreateBackupForm, PinForm
+from app.web.forms import require_submitted
 
 bp = Blueprint("backups", __name__)
 
@@ -67,9 +68,7 @@ def cached_manifest(storage, backup) -> dict | None:
 @bp.route("/backups", methods=["POST"])
 @role_required("operator")
 def create():
-    form = CreateBackupForm()
-    if not form.validate_on_submit():
-        abort(400, "the form expired; reload the page and try again")
+    form = require_submitted(CreateBackupForm())
     try:
         job_id = start_backup_for(current_user.username)
     except JobRefused as exc:
@@ -124,9 +123,7 @@ def listed_or_404(filename: str):
 @role_required("operator")
 def pin(filename: str):
     listed_or_404(filename)
-    form = PinForm()
-    if not form.validate_on_submit():
-        abort(400, "; ".join(e for errors in form.errors.values() for e in errors))
+    form = require_submitted(PinForm())
     catalog.pin(services.storage(), filename, form.note.data.strip(), current_user.username, datetime.now(UTC))
     audit.record("pin", "ok", username=current_user.username, target=filename, detail=form.note.data.strip() or None)
     flash(f"Pinned {filename}: retention will keep it.", "ok")
@@ -137,8 +134,7 @@ def pin(filename: str):
 @role_required("operator")
 def unpin(filename: str):
     listed_or_404(filename)
-    if not PinForm().validate_on_submit():
-        abort(400, "the form expired; reload the page and try again")
+    require_submitted(PinForm())
     catalog.unpin(services.storage(), filename)
     audit.record("unpin", "ok", username=current_user.username, target=filename)
     flash(f"Unpinned {filename}.", "ok")
@@ -149,8 +145,7 @@ def unpin(filename: str):
 @role_required("operator")
 def verify(filename: str):
     listed_or_404(filename)
-    if not PinForm().validate_on_submit():
-        abort(400, "the form expired; reload the page and try again")
+    require_submitted(PinForm())
     try:
         job_id = start_job(services.settings(), services.redis(), "verify", current_user.username, filename=filename)
     except JobRefused as exc:

@@ -11,6 +11,7 @@ from app import audit, people
 from app.extensions import db
 from app.models import ApiToken, User, utcnow
 from app.web.auth import client_address, role_required
+from app.web.forms import require_submitted
 from app.web.people.forms import (
     ROLE_CHOICES,
     ActionForm,
@@ -48,18 +49,21 @@ def users():
         flash(f"Added {user.role} {user.username}. Send them the set-password link below (shown once).", "ok")
     elif request.method == "POST":
         status = 400
+    return users_page(form, link), status
+
+
+def users_page(form: AddUserForm, link: str | None) -> str:
+    """The users page: everyone, the add form, and a one-time link when one was just made."""
     everyone = db.session.execute(db.select(User).order_by(User.username)).scalars().all()
     return render_template(
         "people/users.html", users=everyone, form=form, link=link, role_choices=ROLE_CHOICES, action_form=ActionForm()
-    ), status
+    )
 
 
 @bp.route("/users/<int:user_id>/role", methods=["POST"])
 @role_required("admin")
 def change_role(user_id: int):
-    user, form = user_or_404(user_id), RoleForm()
-    if not form.validate_on_submit():
-        abort(400, "choose one of the roles")
+    user, form = user_or_404(user_id), require_submitted(RoleForm())
     return _apply(lambda: people.change_role(user, form.role.data, current_user.username),
                   f"{user.username} is now {form.role.data}.")  # fmt: skip
 
@@ -68,8 +72,7 @@ def change_role(user_id: int):
 @role_required("admin")
 def toggle_active(user_id: int):
     user = user_or_404(user_id)
-    if not ActionForm().validate_on_submit():
-        abort(400, "the form expired; reload the page and try again")
+    require_submitted(ActionForm())
     active = not user.active
     return _apply(lambda: people.set_active(user, active, current_user.username),
                   f"{user.username} is {'enabled' if active else 'disabled'}.")  # fmt: skip
@@ -90,15 +93,10 @@ def _apply(change, message: str):
 @role_required("admin")
 def reset_password(user_id: int):
     user = user_or_404(user_id)
-    if not ActionForm().validate_on_submit():
-        abort(400, "the form expired; reload the page and try again")
+    require_submitted(ActionForm())
     link = set_password_url(people.issue_set_password_link(user, current_user.username))
     flash(f"A set-password link for {user.username} (valid {people.SET_PASSWORD_LINK_HOURS} hours, shown once):", "ok")
-    everyone = db.session.execute(db.select(User).order_by(User.username)).scalars().all()
-    return render_template(
-        "people/users.html", users=everyone, form=AddUserForm(formdata=None), link=link, role_choices=ROLE_CHOICES,
-        action_form=ActionForm(),
-    )  # fmt: skip
+    return users_page(AddUserForm(formdata=None), link)
 
 
 @bp.route("/set-password/<secret>", methods=["GET", "POST"])
@@ -160,8 +158,7 @@ def revoke_token(token_id: int):
     token = db.session.get(ApiToken, token_id)
     if token is None or token.user_id != current_user.id:
         abort(404, "no such token")
-    if not ActionForm().validate_on_submit():
-        abort(400, "the form expired; reload the page and try again")
+    require_submitted(ActionForm())
     people.revoke_token(token, current_user.username)
     flash(f"Token {token.name!r} is revoked.", "ok")
     return redirect(url_for("people.account"), 303)
