@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -14,6 +17,7 @@ import psycopg
 import pytest
 
 from app.domain.naming import backup_filename, parse_backup_name
+from app.domain.storage import MiB
 from tests.conftest import (
     PG,
     ROOT,
@@ -105,6 +109,7 @@ def test_a_backup_is_a_plain_archive_whose_sha256_matches_its_manifest(where, re
     assert done["status"] == "finished", done["error"]
     assert done["progress"]["percent"] == 100
     result = done["result"]
+    assert 0 < result["finish_seconds"] <= result["seconds"]
     filename = result["filename"]
     parsed = parse_backup_name(filename)
     assert (parsed.app_name, parsed.environment) == ("pharmatracker", "staging")
@@ -285,6 +290,34 @@ def test_a_missing_bucket_fails_with_the_seeds_helpful_message(make_app, s3_inpr
     app = make_app(BACKUP_STORAGE_URL="s3://pgct-no-such-bucket")
     error = backup_run_in_process(app)["error"]
     assert "pgct-no-such-bucket" in error and "ap-south-1" in error and "aws s3 mb" in error
+
+
+def test_pg_dumps_small_slow_writes_are_read_whole_and_in_order():
+    """The reader pauses when the pipe is nearly empty (to spare pg_dump wake-ups); nothing may be lost.
+
+    How much the pauses save is a speed figure, measured in bench/ (bench/README.md), not here.
+    """
+    from app.domain.backup import _read_dump
+
+    data = os.urandom(4 * MiB + 1_234)
+    read_fd, write_fd = os.pipe()
+
+    def dump_slowly():  # bursts of 4 KiB writes with gaps, like pg_dump compressing
+        with os.fdopen(write_fd, "wb", buffering=0) as out:
+            for burst in range(0, len(data), 64 * 1024):
+                for offset in range(burst, min(burst + 64 * 1024, len(data)), 4096):
+                    out.write(data[offset : offset + 4096])
+                time.sleep(0.001)
+
+    writer = threading.Thread(target=dump_slowly)
+    writer.start()
+    try:
+        blocks = list(_read_dump(read_fd))
+    finally:
+        writer.join()
+        os.close(read_fd)
+    assert b"".join(blocks) == data
+    assert all(0 < len(block) <= MiB for block in blocks)
 
 
 def test_pg_dump_older_than_the_server_is_refused_by_name():

@@ -252,6 +252,22 @@ def test_a_large_upload_in_several_parts_round_trips(storage):
         assert head["ETag"].strip('"').endswith("-3")
 
 
+def test_a_folder_upload_written_back_as_it_goes_has_the_exact_bytes(tmp_path, monkeypatch):
+    """The folder adapter starts writeback every few MiB; the file must still be whole and hidden until done."""
+    from app.domain import storage as storage_module
+
+    monkeypatch.setattr(storage_module, "WRITE_BACK_EVERY", 2 * MiB)
+    storage = LocalStorage(tmp_path / "store")
+    data = os.urandom(9 * MiB + 4_321)
+    upload = storage.begin_upload("written-back.dump")
+    for offset in range(0, len(data), 300_000):
+        upload.write(data[offset : offset + 300_000])
+        assert storage.stat("written-back.dump") is None
+    assert upload.complete() == len(data)
+    assert (tmp_path / "store" / "written-back.dump").read_bytes() == data
+    assert [p.name for p in (tmp_path / "store").iterdir()] == ["written-back.dump"]
+
+
 # --------------------------------------------------------------------------- reading
 
 
