@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -72,8 +74,18 @@ def use_wal_for_sqlite() -> None:
     @event.listens_for(db.engine, "connect")
     def _wal(dbapi_connection, _record) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=10000")
+        # Switching a new store to WAL needs it to itself: SQLite answers "locked" at once, without
+        # waiting, while another process (a worker starting beside the CLI) holds a lock. Retry.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         cursor.close()
 
 

@@ -250,3 +250,27 @@ def test_cli_users_and_tokens(app, runner):
 
         assert ApiToken.query.one().token_hash != plain
         assert User.query.filter_by(username="ops").one().password_hash != "a long enough password"
+
+
+def test_the_console_starts_while_another_process_holds_a_new_stores_lock(app_env, make_app, tmp_path):
+    """A worker and the CLI starting together on a new store: SQLite refuses the switch to WAL
+    at once, without waiting, while the other holds a lock. The console waits it out instead."""
+    import sqlite3
+    import threading
+
+    store = tmp_path / "instance" / "console.sqlite3"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    other = sqlite3.connect(store, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE other_process (i INTEGER)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO other_process VALUES (1)")
+    threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
+    try:
+        app = make_app()
+        with app.app_context():
+            from app.extensions import db
+
+            assert db.session.execute(db.text("PRAGMA journal_mode")).scalar() == "wal"
+            assert AuditEvent.query.count() >= 0  # the tables were created
+    finally:
+        other.close()
