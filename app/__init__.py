@@ -90,13 +90,22 @@ def use_wal_for_sqlite() -> None:
 
 
 def create_tables() -> None:
-    """Create the console store's tables; tolerate another process doing it at the same moment."""
+    """Create the console store's tables; tolerate other processes doing it at the same moment.
+
+    Two processes starting on a new store race: the loser sees "already exists", or, on SQLite,
+    "locked" at once when its read snapshot went stale under the winner's CREATE. Both mean
+    "look again".
+    """
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    try:
-        db.create_all()
-    except (OperationalError, ProgrammingError) as exc:
-        if "already exists" not in str(exc):
-            raise
-        db.session.rollback()
-        db.create_all()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            db.create_all()
+            return
+        except (OperationalError, ProgrammingError) as exc:
+            db.session.rollback()
+            raced = "already exists" in str(exc) or "locked" in str(exc)
+            if not raced or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -359,14 +359,17 @@ def worker_env(app_env, s3_server):
 
 def test_backup_from_the_shell_with_a_real_worker(worker_env, processes, tmp_path):
     processes.worker(worker_env)
-    done = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", "backup", "create", "--wait"],
-        cwd=ROOT,
-        env=child_env(worker_env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "backup", "create", "--wait"],
+            cwd=ROOT,
+            env=child_env(worker_env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the backup did not finish in 120 s; worker log:\n" + processes.log("worker"))
     assert done.returncode == 0, done.stderr + processes.log("worker")
     assert "Backup finished: pharmatracker-staging-on-" in done.stdout
 
