@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,16 +76,8 @@ def use_wal_for_sqlite() -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout=10000")
         # Switching a new store to WAL needs it to itself: SQLite answers "locked" at once, without
-        # waiting, while another process (a worker starting beside the CLI) holds a lock. Retry.
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        # waiting, while another process (a worker starting beside the CLI) holds a lock.
+        retry_while_raced(lambda: cursor.execute("PRAGMA journal_mode=WAL"), sqlite3.OperationalError, ("locked",))
         cursor.close()
 
 
@@ -98,14 +90,29 @@ def create_tables() -> None:
     """
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    deadline = time.monotonic() + 10
-    while True:
+    def create_all() -> None:
         try:
             db.create_all()
-            return
-        except (OperationalError, ProgrammingError) as exc:
+        except (OperationalError, ProgrammingError):
             db.session.rollback()
-            raced = "already exists" in str(exc) or "locked" in str(exc)
-            if not raced or time.monotonic() > deadline:
+            raise
+
+    retry_while_raced(create_all, (OperationalError, ProgrammingError), ("already exists", "locked"))
+
+
+def retry_while_raced(
+    action: Callable[[], object],
+    errors: type[Exception] | tuple[type[Exception], ...],
+    signs: tuple[str, ...],
+    within: float = 10.0,
+) -> None:
+    """Run `action`; while it fails with one of `errors` whose message has one of `signs`, try again."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            action()
+            return
+        except errors as exc:
+            if not any(sign in str(exc) for sign in signs) or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
