@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,9 @@ import redis as redis_lib
 from psycopg import sql
 
 from app.jobs.queue import purge_namespace
+from tests.s3_servers import free_port
+
+pytest_plugins = ["tests.s3_servers", "tests.pg_servers"]
 
 ROOT = Path(__file__).resolve().parent.parent
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
@@ -153,22 +155,10 @@ def s3_inprocess(monkeypatch) -> Iterator[str]:
         yield f"s3://{bucket}/backups"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
+def moto_server(s3_endpoints) -> str:
     """moto's threaded server, for code in another process (a worker, gunicorn)."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    return s3_endpoints["moto"].url
 
 
 @pytest.fixture
