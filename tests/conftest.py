@@ -24,7 +24,9 @@ import redis as redis_lib
 from psycopg import sql
 
 from app.jobs.queue import purge_namespace
-from tests.s3_servers import free_port
+
+pytest.register_assert_rewrite("tests.s3_servers", "tests.pg_servers")
+from tests.s3_servers import free_port  # noqa: E402 - after the rewrite hook, so its asserts report well
 
 pytest_plugins = ["tests.s3_servers", "tests.pg_servers"]
 

@@ -442,8 +442,11 @@ class S3Storage:
 class _S3Upload:
     """Parts go up on a small thread pool while the caller keeps writing.
 
-    Memory stays near part_size × (concurrency + 1): `write` waits for a free slot before it
-    starts buffering a part beyond that.
+    Every part but the last is exactly `part_size` bytes: Cloudflare R2 (and others) refuse a
+    multipart upload whose parts differ, and pipe reads come in uneven lengths. Each part is
+    filled in place in a buffer of exactly that size (no join, no extra copy), and a buffer
+    is reused once its part is sent. Memory stays near part_size × (concurrency + 1): `write`
+    waits for a free slot before it starts filling a part beyond that.
     """
 
     def __init__(self, storage: S3Storage, key: str, upload_id: str, part_size: int):
@@ -452,32 +455,41 @@ class _S3Upload:
         self.upload_id = upload_id
         self.part_size = part_size
         self.size = 0
-        self._chunks: list[bytes] = []
-        self._buffered = 0
+        self._spare: list[bytearray] = []  # buffers whose parts are up; appended and popped atomically
+        self._buffer = bytearray(part_size)
+        self._filled = 0
         self._parts: list[Future] = []
         self._slots = threading.Semaphore(storage.concurrency)
         self._pool = ThreadPoolExecutor(max_workers=storage.concurrency, thread_name_prefix="s3-part")
 
     def write(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._buffered += len(data)
-        self.size += len(data)
-        if self._buffered >= self.part_size:
-            self._send_part()
+        view = memoryview(data)
+        self.size += len(view)
+        while view:
+            take = min(len(view), self.part_size - self._filled)
+            self._buffer[self._filled : self._filled + take] = view[:take]
+            self._filled += take
+            view = view[take:]
+            if self._filled == self.part_size:
+                self._send_part()
 
     def _send_part(self) -> None:
-        body = b"".join(self._chunks)
-        self._chunks, self._buffered = [], 0
         number = len(self._parts) + 1
         if number > MAX_PARTS:
             raise StorageError("the backup is larger than S3's 10,000-part limit allows at this part size")
         for done in self._parts:  # surface an earlier part's failure now, not at the end
             if done.done() and done.exception():
                 raise done.exception()  # type: ignore[misc]
+        if self._filled == self.part_size:
+            body, reuse = self._buffer, True
+        else:  # the last, short part
+            body, reuse = bytes(memoryview(self._buffer)[: self._filled]), False
         self._slots.acquire()
-        self._parts.append(self._pool.submit(self._upload_part, number, body))
+        self._parts.append(self._pool.submit(self._upload_part, number, body, reuse))
+        self._buffer = self._spare.pop() if self._spare else bytearray(self.part_size)
+        self._filled = 0
 
-    def _upload_part(self, number: int, body: bytes) -> dict:
+    def _upload_part(self, number: int, body: bytes | bytearray, reuse: bool) -> dict:
         try:
             response = self.storage._call(
                 f"upload part {number}",
@@ -488,12 +500,14 @@ class _S3Upload:
                 PartNumber=number,
                 Body=body,
             )
+            if reuse:
+                self._spare.append(body)  # type: ignore[arg-type]
             return {"PartNumber": number, "ETag": response["ETag"]}
         finally:
             self._slots.release()
 
     def complete(self) -> int:
-        if self._buffered or not self._parts:
+        if self._filled or not self._parts:
             self._send_part()
         parts = [future.result() for future in self._parts]
         self._pool.shutdown()
