@@ -17,6 +17,7 @@ def storage_for(settings: Settings) -> Storage:
         settings.storage_url,
         region=settings.aws_region,
         endpoint_url=settings.s3_endpoint_url,
+        addressing_style=settings.s3_addressing_style,
         access_key=settings.aws_access_key_id,
         secret_key=settings.aws_secret_access_key,
     )

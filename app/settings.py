@@ -71,6 +71,7 @@ class Settings:
     storage_url: str
     aws_region: str
     s3_endpoint_url: str | None
+    s3_addressing_style: str
     aws_access_key_id: str | None = field(repr=False)
     aws_secret_access_key: str | None = field(repr=False)
     redis_url: str
@@ -102,6 +103,8 @@ class Settings:
     smtp_starttls: bool = True
     backup_max_age_hours: int = 26
     size_drop_alert_percent: int = 50
+    # Folders searched for pg_dump/pg_restore before the usual places (PG_BIN_DIRS).
+    pg_bin_dirs: tuple[str, ...] = ()
 
     @property
     def restore_enabled(self) -> bool:
@@ -159,6 +162,7 @@ class Settings:
             storage_url=storage_url,
             aws_region=env.get("AWS_REGION", "ap-south-1"),
             s3_endpoint_url=env.get("S3_ENDPOINT_URL") or None,
+            s3_addressing_style=_choice(env, "S3_ADDRESSING_STYLE", ("auto", "path", "virtual")),
             aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_ACCESS_KEY") or None,
             aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or env.get("AWS_SECRET_KEY") or None,
             redis_url=redis_url,
@@ -190,6 +194,7 @@ class Settings:
             smtp_starttls=_bool(env, "SMTP_STARTTLS", True),
             backup_max_age_hours=_int(env, "BACKUP_MAX_AGE_HOURS", 26, minimum=1),
             size_drop_alert_percent=_int(env, "SIZE_DROP_ALERT_PERCENT", 50, minimum=1, maximum=100),
+            pg_bin_dirs=_bin_dirs(env),
         )
 
 
@@ -223,6 +228,15 @@ def _target_database(env: Mapping[str, str]) -> TargetDatabase:
         password=env.get("DB_PASSWORD", ""),
         dbname=dbname,
     )
+
+
+def _bin_dirs(env: Mapping[str, str]) -> tuple[str, ...]:
+    """PG_BIN_DIRS: colon-separated absolute folders (a relative one would depend on the worker's cwd)."""
+    dirs = tuple(d.strip() for d in env.get("PG_BIN_DIRS", "").split(":") if d.strip())
+    for folder in dirs:
+        if not folder.startswith("/"):
+            raise ConfigError("PG_BIN_DIRS", f"must be absolute folders separated by ':' (got {folder!r})")
+    return dirs
 
 
 def _check_storage_url(url: str) -> None:
@@ -279,6 +293,14 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum:
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise ConfigError(name, f"must be {bounds} (got {value})")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    """One of `allowed` (the first is the default), case-insensitive."""
+    raw = env.get(name, "").strip().lower() or allowed[0]
+    if raw not in allowed:
+        raise ConfigError(name, f"must be one of {', '.join(allowed)} (got {raw!r})")
+    return raw
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -32,6 +32,7 @@ BASE_ENV = {"DATABASE_URL": "postgresql://postgres@127.0.0.1/x"}
         ({**BASE_ENV, "RESTORE_PASSKEY_HASH": "abc"}, "RESTORE_PASSKEY_HASH", "64 hex"),
         ({**BASE_ENV, "SESSION_COOKIE_SECURE": "maybe"}, "SESSION_COOKIE_SECURE", "true or false"),
         ({"DB_DATABASE": "x", "DB_PORT": "99999"}, "DB_PORT", "between"),
+        ({**BASE_ENV, "S3_ADDRESSING_STYLE": "dns"}, "S3_ADDRESSING_STYLE", "auto, path, virtual"),
     ],
 )
 def test_a_bad_setting_names_the_variable_and_the_problem(env, variable, words, tmp_path):
@@ -61,6 +62,22 @@ def test_seed_variable_names_are_accepted(tmp_path):
     assert (settings.max_backup_files, settings.recent_check_minutes, settings.job_timeout_seconds) == (30, 5, 300)
     assert settings.display_timezone == "Asia/Kolkata" and settings.aws_region == "ap-south-1"
     assert "s3cr3t" not in repr(settings) and "pw" not in repr(settings.target)
+
+
+@pytest.mark.parametrize(
+    ("style", "url_starts"), [("path", "https://s3.example.net/acme-backups/db/"), ("virtual", "https://acme-backups.s3.example.net/db/")]
+)
+def test_s3_addressing_style_decides_where_a_download_link_points(style, url_starts, tmp_path):
+    """Stores without per-bucket host names (MinIO, SeaweedFS, an IP address) need path style."""
+    from app.clients import storage_for
+
+    settings = Settings.from_env(
+        {**BASE_ENV, "BACKUP_STORAGE_URL": "s3://acme-backups/db", "S3_ENDPOINT_URL": "https://s3.example.net",
+         "AWS_ACCESS_KEY_ID": "AKIA1", "AWS_SECRET_ACCESS_KEY": "s3cr3t", "S3_ADDRESSING_STYLE": style.upper()},
+        instance_path=str(tmp_path),
+    )  # fmt: skip
+    link = storage_for(settings).download_url("x.dump")
+    assert link.startswith(url_starts + "x.dump?")
 
 
 def test_cli_start_with_a_bad_setting_prints_one_line_and_no_traceback(tmp_path):

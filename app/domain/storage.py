@@ -93,6 +93,7 @@ def open_storage(
     endpoint_url: str | None = None,
     access_key: str | None = None,
     secret_key: str | None = None,
+    addressing_style: str = "auto",
 ) -> Storage:
     parts = urlsplit(url)
     if parts.scheme == "s3":
@@ -103,6 +104,7 @@ def open_storage(
             endpoint_url=endpoint_url,
             access_key=access_key,
             secret_key=secret_key,
+            addressing_style=addressing_style,
         )
     if parts.scheme == "file":
         return LocalStorage(Path(unquote(parts.path)))
@@ -271,6 +273,7 @@ class S3Storage:
         access_key: str | None = None,
         secret_key: str | None = None,
         concurrency: int = 2,
+        addressing_style: str = "auto",
     ):
         import boto3
         from botocore.config import Config
@@ -295,6 +298,8 @@ class S3Storage:
                 # second checksum of every part only costs CPU while pg_dump competes for it.
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
+                # "path" for stores without per-bucket host names (MinIO, SeaweedFS, an IP endpoint).
+                s3={"addressing_style": addressing_style},
             ),
         )
 
