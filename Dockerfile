@@ -3,8 +3,12 @@
 #   worker:         flask --app wsgi worker
 FROM python:3.11-slim-bookworm
 
-# pg_dump must be at least the server's major version; pg_dump 17 dumps servers 9.2 to 17.
-ARG PG_MAJOR=17
+# The client tools of every supported major version: the worker picks the oldest pg_dump
+# whose major is at least the server's, so the archive stays readable by as many pg_restore
+# versions as possible (README "Which pg_dump"). pgdg's builds have gzip, lz4 and zstd.
+# If the PostgreSQL project's repository has dropped an end-of-life major by the time you
+# build, leave it out: --build-arg PG_MAJORS="14 15 16 17 18".
+ARG PG_MAJORS="13 14 15 16 17 18"
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -23,11 +27,14 @@ RUN set -eux; \
     echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main" \
         > /etc/apt/sources.list.d/pgdg.list; \
     apt-get update; \
-    apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}"; \
+    packages=""; for major in ${PG_MAJORS}; do packages="$packages postgresql-client-$major"; done; \
+    apt-get install -y --no-install-recommends $packages; \
     apt-get purge -y --auto-remove curl; \
     rm -rf /var/lib/apt/lists/*; \
-    "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_dump" --version; \
-    "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_restore" --version
+    for major in ${PG_MAJORS}; do \
+        "/usr/lib/postgresql/$major/bin/pg_dump" --version; \
+        "/usr/lib/postgresql/$major/bin/pg_restore" --version; \
+    done
 
 # A fixed uid so the volume's ownership is predictable across rebuilds.
 RUN set -eux; \
