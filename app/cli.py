@@ -86,9 +86,12 @@ def worker(burst: bool) -> None:
 
     settings = current_app.config["SETTINGS"]
     runtime.configure(settings)
-    # Look the client tools up once here: each job's forked work horse inherits the answer.
+    # Look the client tools (and each pg_dump's compression) up once here: each job's forked
+    # work horse inherits the answers.
     for tool in ("pg_dump", "pg_restore"):
-        pgtools.installed_clients(tool)
+        for found in pgtools.installed_clients(tool, settings.pg_bin_dirs):
+            if tool == "pg_dump":
+                pgtools.supported_compression(found.path, found.major)
     # Each job runs in a forked work horse: it must not share the parent's database connections.
     db.engine.dispose()
     os.register_at_fork(after_in_child=lambda: db.engine.dispose(close=False))

@@ -667,17 +667,18 @@ def bench_size(size_mb: int, args, moto_url: str, bucket: str, workdir: Path) ->
 
     dbname = ensure_database(size_mb)
     settings = Settings.from_env(
-        {"DATABASE_URL": f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{dbname}", "APP_ENV": "bench", "SECRET_KEY": "x"}
+        {"DATABASE_URL": f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{dbname}", "APP_ENV": "bench", "SECRET_KEY": "x",
+         "PG_BIN_DIRS": os.environ.get("PG_BIN_DIRS", "")}  # fmt: skip
     )
     major, server_full = pgtools.server_version(settings.target)
-    dump = pgtools.pick_client("pg_dump", major)
+    dump = pgtools.pick_client("pg_dump", major, settings.pg_bin_dirs)
     setting = settings.backup_compression or "auto"
     ctx = Context(
         dbname=dbname,
         db_bytes=database_size(dbname),
         pg_dump=dump,
         server_version=server_full,
-        compression=pgtools.compression_args(setting, dump.major),
+        compression=pgtools.compression_for(setting, dump).args,
         compression_setting=setting,
         target=settings.target,
         workdir=workdir,

@@ -428,12 +428,13 @@ def run(args, workdir: Path, moto_url: str, bucket: str, cleanup: list) -> Resul
         # The recent-backup rule still runs in the job; a wide window only keeps a slow run (or a
         # long wait for an idle machine) from being refused.
         "BACKUP_RECENT_CHECK_MINUTES": "600",
+        "PG_BIN_DIRS": os.environ.get("PG_BIN_DIRS", ""),
     }
     settings = Settings.from_env(env)
     redis = redis_for(settings)
     cleanup.append(lambda: (purge_namespace(redis, namespace), redis.close()))
     major, r.server_version = pgtools.server_version(settings.target)
-    tool = pgtools.pick_client("pg_restore", major)  # the same binary the console picks
+    tool = pgtools.pick_client("pg_restore", major, settings.pg_bin_dirs)  # the same binary the console picks
     r.pg_restore, r.pg_restore_path = " ".join(tool.version.split()), tool.path
 
     worker = WorkerProcess(env, workdir / "worker.log")

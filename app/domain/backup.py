@@ -39,6 +39,7 @@ class BackupPlan:
     compression: list[str]
     expected_bytes: int  # the previous backup's size, for the progress bar (0 when unknown)
     database_bytes: int
+    compression_method: str = ""  # what was used, e.g. "zstd:3", "gzip:1" (recorded in the manifest)
 
 
 @dataclass
@@ -67,12 +68,14 @@ def plan_backup(
     environment: str,
     zone: ZoneInfo,
     compression: str,
+    bin_dirs: tuple[str, ...] = (),
     now: datetime | None = None,
 ) -> BackupPlan:
-    """Pick the tools and the name; fail early (before any upload) on a version mismatch."""
+    """Pick the tools and the name; fail early (before any upload) on a version mismatch or a
+    compression method the chosen pg_dump build lacks."""
     server_major, server_full = pgtools.server_version(target)
-    dump = pgtools.pick_client("pg_dump", server_major)
-    args = pgtools.compression_args(compression, dump.major)
+    dump = pgtools.pick_client("pg_dump", server_major, bin_dirs)
+    chosen = pgtools.compression_for(compression, dump)
     now = now or datetime.now(UTC)
     filename = backup_filename(app_name, environment, now, zone)
     while storage.stat(filename) is not None:  # two backups within one second: never overwrite
@@ -83,7 +86,8 @@ def plan_backup(
         filename=filename,
         dump=dump,
         server_version=server_full,
-        compression=args,
+        compression=chosen.args,
+        compression_method=chosen.method,
         expected_bytes=previous[0].size if previous else 0,
         database_bytes=pgtools.database_size(target),
     )
@@ -195,6 +199,7 @@ def manifest_for(
         "pg_dump_version": plan.dump.version,
         "pg_dump_major": plan.dump.major,
         "compression": " ".join(plan.compression),
+        "compression_method": plan.compression_method,
         "started_at": result.started_at,
         "finished_at": result.finished_at,
         "requested_by": requested_by,

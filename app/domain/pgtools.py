@@ -42,55 +42,114 @@ def server_version(target: TargetDatabase) -> tuple[int, str]:
     return number // 10000, full
 
 
-@lru_cache(maxsize=8)
-def installed_clients(name: str) -> tuple[ClientTool, ...]:
-    """Every installed copy of a client tool, oldest major first."""
-    candidates = set(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    candidates.update(glob.glob(f"/usr/pgsql-*/bin/{name}"))
+@lru_cache(maxsize=16)
+def installed_clients(name: str, bin_dirs: tuple[str, ...] = ()) -> tuple[ClientTool, ...]:
+    """Every installed copy of a client tool, oldest major first.
+
+    Searched in order: `bin_dirs` (PG_BIN_DIRS), /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin,
+    PATH. All found copies are candidates; of two with the same major, the earlier place wins.
+    """
+    found = [os.path.join(folder, name) for folder in bin_dirs]
+    found += sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    found += sorted(glob.glob(f"/usr/pgsql-*/bin/{name}"))
     on_path = shutil.which(name)
     if on_path:
-        candidates.add(os.path.realpath(on_path))
-    tools = {}
-    for path in candidates:
+        found.append(os.path.realpath(on_path))
+    tools: dict[str, tuple[int, ClientTool]] = {}  # by real path: a folder named twice counts once
+    for order, path in enumerate(found):
+        real = os.path.realpath(path)
+        if real in tools or not os.access(path, os.X_OK):
+            continue
         try:
             out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
         except (OSError, subprocess.TimeoutExpired):
             continue
         match = re.search(r"(\d+)(?:\.(\d+))?", out)
         if match:
-            tools[path] = ClientTool(name, path, int(match.group(1)), out.strip().split(")")[-1].strip() or out)
-    return tuple(sorted(tools.values(), key=lambda t: (t.major, t.path)))
+            version = out.strip().split(")")[-1].strip() or out.strip()
+            tools[real] = (order, ClientTool(name, path, int(match.group(1)), version))
+    return tuple(tool for _, tool in sorted(tools.values(), key=lambda item: (item[1].major, item[0])))
 
 
-def pick_client(name: str, server_major: int) -> ClientTool:
+def pick_client(name: str, server_major: int, bin_dirs: tuple[str, ...] = ()) -> ClientTool:
     """The oldest installed client whose major version is at least the server's.
 
     The oldest fitting one, because a newer pg_dump writes archives that older pg_restore
     versions cannot read; the file should stay restorable by as many clients as possible.
     """
-    tools = installed_clients(name)
+    tools = installed_clients(name, tuple(bin_dirs))
     for tool in tools:
         if tool.major >= server_major:
             return tool
     have = ", ".join(f"{t.major} ({t.path})" for t in tools) or "none"
     raise PgToolError(
         f"{name} is older than the server: the server runs PostgreSQL {server_major}, the installed "
-        f"{name} versions are {have}; install postgresql-client-{server_major} or newer on the worker"
+        f"{name} versions are {have}; install postgresql-client-{server_major} or newer on the worker "
+        "(or name its folder in PG_BIN_DIRS)"
     )
 
 
-def compression_args(setting: str, client_major: int) -> list[str]:
-    """pg_dump arguments for BACKUP_COMPRESSION (see README for the measured default)."""
+# `auto` prefers the first of these that the chosen pg_dump build has (see README, Benchmarks).
+AUTO_COMPRESSION = (("zstd", "3"), ("lz4", ""), ("gzip", "1"))
+_PROBE_DSN = "host=/nonexistent-pgconsole-probe"  # a socket folder that never exists: fails at once
+
+
+@lru_cache(maxsize=16)
+def supported_compression(dump_path: str, major: int) -> tuple[str, ...]:
+    """The compression methods this pg_dump build has, best first (probed once per path).
+
+    pg_dump 16+ checks --compress before it connects: an unsupported method fails with "this
+    build does not support compression with …" (or "invalid compression"); a supported one gets
+    as far as the connection, which fails at once on a socket folder that does not exist.
+    Before 16, pg_dump only has gzip levels (--compress=N).
+    """
+    if major < 16:
+        return ("gzip",)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "PGCONNECT_TIMEOUT": "2"}
+    supported = []
+    for method, _ in AUTO_COMPRESSION:
+        try:
+            probe = subprocess.run(
+                [dump_path, f"--compress={method}:1", "--dbname", _PROBE_DSN],
+                capture_output=True, text=True, env=env, timeout=30,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PgToolError(f"{dump_path} cannot be run to check its compression: {exc}") from exc
+        stderr = probe.stderr.lower()
+        if "does not support compression" not in stderr and "invalid compression" not in stderr:
+            supported.append(method)
+    return tuple(supported)
+
+
+@dataclass(frozen=True)
+class Compression:
+    method: str  # what the manifest records: "zstd:3", "gzip:1", "lz4", "none"
+    args: list[str]  # pg_dump's arguments
+
+
+def compression_for(setting: str, dump: ClientTool) -> Compression:
+    """pg_dump arguments for BACKUP_COMPRESSION, checked against what this build really has.
+
+    Raises PgToolError, naming the tool's path and what it supports, for a method it lacks.
+    """
     method, _, level = setting.partition(":")
-    if method == "auto":
-        method, level = ("zstd", "3") if client_major >= 16 else ("gzip", "1")
     if method == "none":
-        return ["--compress=0"]
+        return Compression("none", ["--compress=0"])
+    supported = supported_compression(dump.path, dump.major)
+    if method == "auto":
+        method, level = next(((m, lv) for m, lv in AUTO_COMPRESSION if m in supported), ("none", ""))
+        if method == "none":  # a build with no compression at all still makes a plain archive
+            return Compression("none", ["--compress=0"])
+    elif method not in supported:
+        raise PgToolError(
+            f"BACKUP_COMPRESSION={setting}: {dump.path} (pg_dump {dump.major}) has no {method}; "
+            f"this build supports {', '.join([*supported, 'none'])}"
+        )
     if method == "gzip":
-        return [f"--compress={level or '6'}"] if client_major < 16 else [f"--compress=gzip:{level or '6'}"]
-    if client_major < 16:
-        raise PgToolError(f"BACKUP_COMPRESSION={setting} needs pg_dump 16 or newer (this one is {client_major})")
-    return [f"--compress={method}:{level}" if level else f"--compress={method}"]
+        level = level or "6"
+        return Compression(f"gzip:{level}", [f"--compress={level}" if dump.major < 16 else f"--compress=gzip:{level}"])
+    spec = f"{method}:{level}" if level else method
+    return Compression(spec, [f"--compress={spec}"])
 
 
 def child_env(target: TargetDatabase, dbname: str | None = None, application_name: str = "") -> dict[str, str]:

@@ -160,6 +160,7 @@ def restore_into(
     scratch: str,
     *,
     jobs: int,
+    bin_dirs: tuple[str, ...] = (),
     on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> int:
     """pg_restore into the scratch database; returns the number of tables restored.
@@ -167,7 +168,7 @@ def restore_into(
     --no-owner/--no-privileges: a backup from another environment names roles that may not
     exist here; its objects end up owned by the configured user instead.
     """
-    restore = pgtools.pick_client("pg_restore", pgtools.server_version(target)[0])
+    restore = pgtools.pick_client("pg_restore", pgtools.server_version(target)[0], bin_dirs)
     listing = subprocess.run(
         [restore.path, "--list", str(archive)], capture_output=True, text=True, env=pgtools.child_env(target)
     )

@@ -47,6 +47,7 @@ def backup_job(requested_by: str) -> dict:
         environment=settings.app_env,
         zone=settings.zone,
         compression=settings.backup_compression,
+        bin_dirs=settings.pg_bin_dirs,
     )
     progress.remember(filename=plan.filename)
     progress.phase("dumping", bytes_total=plan.expected_bytes or None)
@@ -187,7 +188,7 @@ def _restore_into_scratch(backup, folder: Path, progress: Progress) -> tuple[str
     restore.create_scratch(settings.target, scratch)
     progress.phase("restoring")
     tables = restore.restore_into(settings.target, archive, scratch, jobs=settings.restore_jobs,
-                                  on_progress=progress.items)  # fmt: skip
+                                  bin_dirs=settings.pg_bin_dirs, on_progress=progress.items)  # fmt: skip
     return scratch, sha256, verified, tables
 
 
