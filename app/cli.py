@@ -23,6 +23,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)
     app.cli.add_command(backup_cli)
+    app.cli.add_command(storage_cli)
     app.cli.add_command(worker)
     app.cli.add_command(scheduler)
 
@@ -151,3 +152,23 @@ def backup_create(wait: bool, as_user: str) -> None:
             fail(f"backup failed: {status['error']}")
         time.sleep(0.5)
     fail("gave up waiting; is a worker running? (flask --app wsgi worker)")
+
+
+storage_cli = AppGroup("storage", help="The backup store (bucket or folder).")
+
+
+@storage_cli.command("check")
+def storage_check() -> None:
+    """Make every call the console needs on a probe in the store; one line per call; exit 1 if any fails."""
+    from app import services
+    from app.domain.storage_check import all_passed, check_storage, summary
+
+    storage = services.storage()
+    click.echo(f"Checking {storage.description}")
+    results = check_storage(storage)
+    for result in results:
+        click.echo(result.line())
+    audit.record("storage-check", "ok" if all_passed(results) else "failed", username="cli",
+                 target=storage.description, detail=summary(results))  # fmt: skip
+    if not all_passed(results):
+        sys.exit(1)

@@ -15,9 +15,11 @@ from app.domain.catalog import Backup, list_backups
 from app.domain.naming import backup_filename
 from app.domain.retention import RetentionPolicy, retention_plan
 from app.domain.storage import StorageError
+from app.domain.storage_check import CheckResult, all_passed, check_storage, summary
 from app.jobs.schedule import effective_schedule, next_run, save_schedule, scheduler_alive
 from app.settings import cron_problem
 from app.web.auth import client_address, role_required
+from app.web.forms import require_submitted
 
 bp = Blueprint("maintenance", __name__)
 
@@ -34,6 +36,10 @@ class ScheduleForm(FlaskForm):
             raise ValidationError(f"The schedule {problem}.")
 
 
+class StorageCheckForm(FlaskForm):
+    submit = SubmitField("Check storage")
+
+
 @bp.route("/settings", methods=["GET", "POST"])
 @role_required("admin")
 def settings_page():
@@ -45,13 +51,34 @@ def settings_page():
                      address=client_address())  # fmt: skip
         flash("Schedule saved; schedulers pick it up within a minute.", "ok")
         return redirect(url_for("maintenance.settings_page"), 303)
+    return render_settings(form, 400 if request.method == "POST" else 200)
+
+
+@bp.route("/settings/storage-check", methods=["POST"])
+@role_required("admin")
+def storage_check():
+    """Run every storage call the console needs (in the domain layer) and show each outcome here."""
+    require_submitted(StorageCheckForm())
+    storage = services.storage()
+    results = check_storage(storage)
+    audit.record("storage-check", "ok" if all_passed(results) else "failed", username=current_user.username,
+                 target=storage.description, detail=summary(results), address=client_address())  # fmt: skip
+    # formdata=None: the posted form is this button's, not the schedule's.
+    schedule_form = ScheduleForm(formdata=None, schedule=effective_schedule(services.settings()) or "")
+    return render_settings(schedule_form, 200, results)
+
+
+def render_settings(form: ScheduleForm, status: int, check_results: list[CheckResult] | None = None):
+    settings = services.settings()
     schedule = effective_schedule(settings)
     return render_template(
         "maintenance/settings.html", form=form, schedule=schedule,
         next_run=next_run(schedule, settings.zone) if schedule else None,
         scheduler_alive=scheduler_alive(services.redis(), settings.redis_namespace),
         policy=RetentionPolicy.from_settings(settings), settings=settings,
-    ), 400 if request.method == "POST" else 200  # fmt: skip
+        check_form=StorageCheckForm(formdata=None), storage=services.storage().description,
+        check_results=check_results, check_passed=check_results and all_passed(check_results),
+    ), status  # fmt: skip
 
 
 @bp.route("/retention")
