@@ -1,9 +1,10 @@
-"""One contract suite for both storage adapters: a local folder and S3 (moto, in process).
+"""One contract suite for both storage adapters: a local folder and S3 on three real servers.
 
-Every test that takes `storage` runs twice, once per adapter, and asserts only what a caller
-of the `Storage` interface (and so, in the end, a user) can see. The few checks that need
-to peek behind the interface (hidden files, unfinished uploads, the bucket itself) go
-through the small helpers below, which know where each adapter keeps things.
+Every test that takes `storage` runs four times: on a local folder and on a fresh bucket of
+each S3 server in tests/s3_servers.py (moto, SeaweedFS, the JuiceFS gateway). It asserts only
+what a caller of the `Storage` interface (and so, in the end, a user) can see. The few checks
+that need to peek behind the interface (hidden files, unfinished uploads, the bucket itself)
+go through the small helpers below, which know where each adapter keeps things.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -24,27 +26,48 @@ from app.domain.storage import (
     InvalidName,
     LocalStorage,
     S3Storage,
+    Storage,
     StorageError,
     check_name,
     open_storage,
     part_size_for,
 )
+from tests.s3_servers import REGION, SERVERS, S3Bucket, create_bucket, remove_bucket
 
 MiB = 1024 * 1024
 GB = 1000**3
 
 
-@pytest.fixture(params=["local", "s3"])
-def storage(request, tmp_path):
-    """The adapter under test; moto is only started for the S3 case."""
+def s3_storage_on(bucket: S3Bucket, prefix: str = "backups") -> S3Storage:
+    """The console's adapter on a test bucket, under a prefix (so "../x" has somewhere to be)."""
+    endpoint = bucket.endpoint
+    storage = open_storage(
+        f"s3://{bucket.name}/{prefix}",
+        region=REGION,
+        endpoint_url=endpoint.url,
+        access_key=endpoint.access_key,
+        secret_key=endpoint.secret_key,
+    )
+    assert isinstance(storage, S3Storage)
+    return storage
+
+
+@pytest.fixture(params=["local", *sorted(SERVERS)])
+def storage(request, tmp_path) -> Iterator[Storage]:
+    """The adapter under test: a folder, or a fresh bucket on one S3 server (started on first use)."""
     if request.param == "local":
-        return LocalStorage(tmp_path / "store")
-    return open_storage(request.getfixturevalue("s3_inprocess"), region="ap-south-1")
+        yield LocalStorage(tmp_path / "store")
+        return
+    endpoint = request.getfixturevalue("s3_endpoints")[request.param]
+    bucket = create_bucket(endpoint)
+    yield s3_storage_on(S3Bucket(endpoint, bucket))
+    remove_bucket(endpoint, bucket)
 
 
 @pytest.fixture
-def s3_storage(s3_inprocess) -> S3Storage:
-    return open_storage(s3_inprocess, region="ap-south-1")
+def s3_storage(s3_store: S3Bucket) -> S3Storage:
+    """The S3 adapter on each of the three servers in turn."""
+    return s3_storage_on(s3_store)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -403,36 +426,50 @@ def test_the_longest_valid_name_can_be_stored(storage):
 # --------------------------------------------------------------------------- stale uploads
 
 
-def test_abort_stale_uploads_removes_only_uploads_older_than_the_cutoff(storage):
-    fresh = storage.begin_upload("fresh.dump")
-    fresh.write(b"still being written")
+def initiated(storage: S3Storage) -> dict[str, datetime]:
+    """When the server says each unfinished upload under the prefix began, by file name."""
+    uploads = storage.client.list_multipart_uploads(Bucket=storage.bucket, Prefix=storage.prefix).get("Uploads", [])
+    return {u["Key"][len(storage.prefix) :]: u["Initiated"] for u in uploads}
 
+
+def test_abort_stale_uploads_removes_only_uploads_older_than_the_cutoff(storage, request):
+    """Only uploads begun before the cutoff are aborted; a fresh one is left and still completes.
+
+    A folder's partial file is aged with utime. An S3 upload cannot be back-dated, so the
+    stale one is begun over a second before the fresh one (SeaweedFS reports whole seconds)
+    and the cutoff goes between the two times the server reports. moto reports every upload
+    as initiated at one fixed moment in 2010 (moto/s3/responses.py), so it cannot tell the
+    two apart: there the test checks only a cutoff either side of that moment.
+    """
+    stale = storage.begin_upload("stale.dump")
+    stale.write(b"left by a killed worker")
     if isinstance(storage, LocalStorage):
-        stale = storage.begin_upload("stale.dump")
-        stale.write(b"left by a killed worker")
         two_hours_ago = time.time() - 2 * 3600
         os.utime(stale.partial, (two_hours_ago, two_hours_ago))
-        assert len(unfinished_uploads(storage)) == 2
-
-        assert storage.abort_stale_uploads(timedelta(hours=1)) == 1
-
-        assert unfinished_uploads(storage) == [fresh.upload_id]
+        fresh = storage.begin_upload("fresh.dump")
+        older_than = timedelta(hours=1)
+        fresh_id = fresh.upload_id
     else:
-        # moto reports every multipart upload as initiated at one fixed moment in 2010
-        # (moto/s3/responses.py), so "an hour" cannot tell a fresh upload from a stale one
-        # there. Measure the age the store reports and put the cutoff an hour either side.
-        uploads = storage.client.list_multipart_uploads(Bucket=storage.bucket)["Uploads"]
-        age = datetime.now(UTC) - uploads[0]["Initiated"]
+        stale_at = initiated(storage)["stale.dump"]
+        time.sleep(max(0.0, (stale_at + timedelta(seconds=1.5) - datetime.now(UTC)).total_seconds()))
+        fresh = storage.begin_upload("fresh.dump")
+        fresh_at = initiated(storage)["fresh.dump"]
+        fresh_id = storage.prefix + "fresh.dump"
+        if request.node.callspec.params["storage"] == "moto":
+            assert fresh_at == stale_at
+            age = datetime.now(UTC) - stale_at
+            assert storage.abort_stale_uploads(age + timedelta(hours=1)) == 0
+            assert storage.abort_stale_uploads(age - timedelta(hours=1)) == 2
+            assert unfinished_uploads(storage) == []
+            return
+        assert fresh_at > stale_at
+        older_than = datetime.now(UTC) - (stale_at + (fresh_at - stale_at) / 2)
+    fresh.write(b"still being written")
+    assert len(unfinished_uploads(storage)) == 2
 
-        assert storage.abort_stale_uploads(age + timedelta(hours=1)) == 0
-        assert unfinished_uploads(storage) == [storage.prefix + "fresh.dump"]
+    assert storage.abort_stale_uploads(older_than) == 1
 
-        assert storage.abort_stale_uploads(max(age - timedelta(hours=1), timedelta(0))) == 1
-        assert unfinished_uploads(storage) == []
-        assert storage.abort_stale_uploads(timedelta(0)) == 0
-        return
-
-    # The fresh upload was left alone and still completes.
+    assert unfinished_uploads(storage) == [fresh_id]
     fresh.complete()
     assert storage.get_bytes("fresh.dump") == b"still being written"
     assert names(storage) == ["fresh.dump"]
@@ -450,8 +487,9 @@ def test_s3_listing_pages_past_a_thousand_objects(s3_storage):
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(lambda name: s3_storage.put_bytes(name, b"x"), wanted))
 
-    listed = s3_storage.list_objects()
+        listed = s3_storage.list_objects()
 
+        list(pool.map(s3_storage.delete, wanted))  # in parallel: the bucket's teardown deletes one by one
     assert len(listed) == 1005
     assert sorted(o.name for o in listed) == wanted
 
@@ -465,8 +503,8 @@ def test_s3_lists_only_its_own_prefix(s3_storage):
     assert names(s3_storage) == ["mine.dump"]
 
 
-def test_s3_missing_bucket_says_how_to_create_it(s3_inprocess):
-    missing = open_storage("s3://pgct-missing-bucket-xyz", region="ap-south-1")
+def test_s3_missing_bucket_says_how_to_create_it(s3_store):
+    missing = s3_storage_on(S3Bucket(s3_store.endpoint, "pgct-missing-bucket-xyz"), prefix="")
     for action in (missing.check, missing.list_objects):
         with pytest.raises(StorageError) as caught:
             action()
