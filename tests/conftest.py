@@ -1,4 +1,5 @@
-"""Test fixtures on real services: PostgreSQL and Redis on 127.0.0.1, S3 through moto.
+"""Test fixtures on real services: PostgreSQL and Redis on 127.0.0.1, three S3 servers
+(tests/s3_servers.py), PostgreSQL 17 and 18 (tests/pg_servers.py).
 
 Each test gets its own throw-away database, its own Redis key space (namespace and queue)
 and its own bucket or folder, and removes them afterwards. A missing service fails the test
@@ -137,25 +138,7 @@ def redis_ns(redis_server) -> Iterator[str]:
     purge_namespace(redis_server, namespace)
 
 
-# --------------------------------------------------------------------------- S3 (moto)
-
-
-@pytest.fixture
-def s3_inprocess(monkeypatch) -> Iterator[str]:
-    """An in-process moto S3 with a fresh bucket; yields the storage URL."""
-    from moto import mock_aws
-
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        import boto3
-
-        bucket = new_name("pgct").replace("_", "-")
-        boto3.client("s3", region_name="ap-south-1").create_bucket(
-            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "ap-south-1"}
-        )
-        yield f"s3://{bucket}/backups"
+# --------------------------------------------------------------------------- S3 (see tests/s3_servers.py)
 
 
 @pytest.fixture(scope="session")

@@ -98,7 +98,7 @@ def operator_headers(app, username: str = "olga") -> dict[str, str]:
 
 @pytest.mark.parametrize("where", ["s3", "folder"])
 def test_a_backup_is_a_plain_archive_whose_sha256_matches_its_manifest(where, request, make_app, tmp_path, target_db):
-    overrides = {"BACKUP_STORAGE_URL": request.getfixturevalue("s3_inprocess")} if where == "s3" else {}
+    overrides = request.getfixturevalue("s3_server") if where == "s3" else {}
     app = make_app(**overrides)
     client = app.test_client()
     operator = operator_headers(app)
@@ -253,7 +253,7 @@ def limited_role(pg_admin, target_db):
 
 @pytest.mark.parametrize("where", ["s3", "folder"])
 def test_a_failed_pg_dump_leaves_nothing_and_says_why(where, request, make_app, limited_role, target_db, run_jobs):
-    overrides = {"BACKUP_STORAGE_URL": request.getfixturevalue("s3_inprocess")} if where == "s3" else {}
+    overrides = request.getfixturevalue("s3_server") if where == "s3" else {}
     app = make_app(DATABASE_URL=f"postgresql://{limited_role}@127.0.0.1:5432/{target_db}", **overrides)
     status = backup_run_in_process(app)
     job_id = status["id"]
@@ -286,8 +286,8 @@ def test_a_backup_that_runs_past_its_timeout_is_stopped_and_leaves_nothing(make_
         blocker.close()
 
 
-def test_a_missing_bucket_fails_with_the_seeds_helpful_message(make_app, s3_inprocess, run_jobs):
-    app = make_app(BACKUP_STORAGE_URL="s3://pgct-no-such-bucket")
+def test_a_missing_bucket_fails_with_the_seeds_helpful_message(make_app, s3_server, run_jobs):
+    app = make_app(**{**s3_server, "BACKUP_STORAGE_URL": "s3://pgct-no-such-bucket"})
     error = backup_run_in_process(app)["error"]
     assert "pgct-no-such-bucket" in error and "ap-south-1" in error and "aws s3 mb" in error
 
