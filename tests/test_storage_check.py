@@ -13,8 +13,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import AuthActions
 from tests.s3_servers import create_bucket, remove_bucket
+from tests.test_beyond import signed_in
 
 S3_CHECKS = [
     "s3:ListBucket (HeadBucket)", "s3:PutObject", "s3:GetObject (HeadObject)", "s3:GetObject (range)",
@@ -83,6 +83,22 @@ def test_a_wrong_secret_key_fails_naming_the_call_and_leaves_nothing(make_app, s
     assert "s3:DeleteObject: not run: s3:PutObject failed (SignatureDoesNotMatch)" in result.output
     assert wrong not in result.output and "clean-up" not in result.output
     assert leftovers(endpoint.client(), bucket) == ([], [])
+
+
+def test_keys_that_may_only_read_get_each_refused_call_named_and_the_rest_still_run(make_app, seaweedfs_bucket):
+    """SeaweedFS's "reader" identity has Read and List only: each refusal is its own failure, not a stop."""
+    access, secret = seaweedfs_bucket.endpoint.reader
+    app = make_app(**{**seaweedfs_bucket.env, "AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret})
+    code, lines = storage_check(app)
+    assert code == 1
+    bucket = seaweedfs_bucket.name
+    need = f"the keys need s3:PutObject on arn:aws:s3:::{bucket}/*"
+    assert lines["s3:PutObject"] == f"FAILED: AccessDenied, PutObject: Access Denied; {need}"
+    assert lines["s3:DeleteObject"].startswith("FAILED: AccessDenied, DeleteObject: ")
+    assert lines["s3:AbortMultipartUpload"].startswith("FAILED: AccessDenied, CreateMultipartUpload: ")
+    assert lines["s3:GetObject (range)"] == "not run: needs s3:PutObject, which did not pass"
+    assert lines["s3:ListBucket (ListObjectsV2)"] == "ok" and lines["s3:ListBucketMultipartUploads"] == "ok"
+    assert leftovers(seaweedfs_bucket.client(), bucket) == ([], [])
 
 
 def test_a_skewed_clock_is_reported_in_seconds(make_app, signing_store, monkeypatch):
@@ -157,14 +173,6 @@ def test_a_nearly_full_disk_fails_the_free_space_check(make_app, tmp_path):
 
 
 # --------------------------------------------------------------------------- the button on /settings
-
-
-def signed_in(app, make_user, role: str, username: str):
-    make_user(username, role)
-    client = app.test_client()
-    auth = AuthActions(client)
-    auth.login(username)
-    return client, auth
 
 
 def test_the_settings_button_shows_each_check_to_admins_only(make_app, make_user, s3_server):

@@ -138,6 +138,13 @@ FATAL_CODES = {
 }  # fmt: skip
 REGION_CODES = {"AuthorizationHeaderMalformed", "PermanentRedirect", "301", "InvalidRegion",
                 "IllegalLocationConstraintException"}  # fmt: skip
+# What an IAM policy must allow for each call (several calls share one permission).
+PERMISSION = {
+    "HeadBucket": "s3:ListBucket", "ListObjectsV2": "s3:ListBucket", "PutObject": "s3:PutObject",
+    "CreateMultipartUpload": "s3:PutObject", "UploadPart": "s3:PutObject", "CompleteMultipartUpload": "s3:PutObject",
+    "HeadObject": "s3:GetObject", "GetObject": "s3:GetObject", "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads", "DeleteObject": "s3:DeleteObject",
+}  # fmt: skip
 HEAD_BUCKET, PUT, LIST = "s3:ListBucket (HeadBucket)", "s3:PutObject", "s3:ListBucket (ListObjectsV2)"
 
 
@@ -321,6 +328,7 @@ class _S3Check:
         return f"the bucket is in region {theirs}, but AWS_REGION is {self.region}; set AWS_REGION={theirs}"
 
     def translate(self, exc: Exception) -> CheckFailed:
+        """The failure in words: the call, the server's code, and what to change (never a secret)."""
         from botocore.exceptions import (
             ClientError,
             ConnectTimeoutError,
@@ -361,8 +369,10 @@ class _S3Check:
             if code == "403":  # a HEAD answer has no body to say why
                 return CheckFailed(code, f"{call}: Forbidden, without a reason: the keys are wrong or may not "
                                    "list the bucket (the next checks tell which)")  # fmt: skip
-            return CheckFailed(code, f"{call}: {said}; the keys may lack this permission on "
-                               f"s3://{self.bucket}/{self.storage.prefix}")  # fmt: skip
+            permission = PERMISSION.get(call, f"the permission for {call}")
+            resource = f"arn:aws:s3:::{self.bucket}" + ("" if permission.startswith("s3:List") else
+                                                        f"/{self.storage.prefix}*")  # fmt: skip
+            return CheckFailed(code, f"{call}: {said.rstrip('.')}; the keys need {permission} on {resource}")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", code)
         return CheckFailed(code, f"{call}: {said or f'HTTP {status}'}", fatal=code in FATAL_CODES)
 
