@@ -43,6 +43,12 @@ def log(message: str) -> None:
 # --------------------------------------------------------------------------- the bench database
 
 
+def use_server(host: str, port: int) -> None:
+    """Point pg_connect, and so every database helper here, at another server (e.g. a wheel's PostgreSQL)."""
+    global PG_HOST, PG_PORT
+    PG_HOST, PG_PORT = host, port
+
+
 def pg_connect(dbname: str = "postgres"):
     """An autocommit psycopg connection to the local server."""
     import psycopg

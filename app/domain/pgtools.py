@@ -89,8 +89,9 @@ def pick_client(name: str, server_major: int, bin_dirs: tuple[str, ...] = ()) ->
     )
 
 
-# `auto` prefers the first of these that the chosen pg_dump build has (see README, Benchmarks).
-AUTO_COMPRESSION = (("zstd", "3"), ("lz4", ""), ("gzip", "1"))
+# `auto` prefers the first of these that the chosen pg_dump build has. zstd level 1, not 3: on
+# the 500 MB benchmark database level 3 took 2.3 × as long for 0.2 % less (bench/results/compression.md).
+AUTO_COMPRESSION = (("zstd", "1"), ("lz4", ""), ("gzip", "1"))
 _PROBE_DSN = "host=/nonexistent-pgconsole-probe"  # a socket folder that never exists: fails at once
 
 
