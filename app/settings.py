@@ -102,6 +102,7 @@ class Settings:
     smtp_from: str = "pgconsole@localhost"
     smtp_starttls: bool = True
     backup_max_age_hours: int = 26
+    backup_min_interval_seconds: int = 60  # between manual backups; 0 turns the limit off
     size_drop_alert_percent: int = 50
     # Folders searched for pg_dump/pg_restore before the usual places (PG_BIN_DIRS).
     pg_bin_dirs: tuple[str, ...] = ()
@@ -193,6 +194,7 @@ class Settings:
             smtp_from=env.get("SMTP_FROM", "pgconsole@localhost"),
             smtp_starttls=_bool(env, "SMTP_STARTTLS", True),
             backup_max_age_hours=_int(env, "BACKUP_MAX_AGE_HOURS", 26, minimum=1),
+            backup_min_interval_seconds=_int(env, "BACKUP_MIN_INTERVAL_SECONDS", 60, minimum=0),
             size_drop_alert_percent=_int(env, "SIZE_DROP_ALERT_PERCENT", 50, minimum=1, maximum=100),
             pg_bin_dirs=_bin_dirs(env),
         )

@@ -193,6 +193,7 @@ def app_env(target_db, redis_ns, tmp_path) -> dict[str, str]:
         "BACKUP_STORAGE_URL": (tmp_path / "backups").as_uri(),
         "RESTORE_PASSKEY": "test-passkey-0451",
         "JOB_TIMEOUT_SECONDS": "120",
+        "BACKUP_MIN_INTERVAL_SECONDS": "0",  # many tests back up quickly; tests/test_history.py sets it
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
 
 from redis import Redis
@@ -24,15 +26,48 @@ class JobRefused(Exception):
         self.status = status
 
 
+def last_backup_key(namespace: str) -> str:
+    return f"{namespace}:backup:last"
+
+
+def mark_backup(settings: Settings, redis: Redis) -> None:
+    """Remember now as the last backup request or finish; kept for BACKUP_MIN_INTERVAL_SECONDS."""
+    if settings.backup_min_interval_seconds:
+        redis.set(last_backup_key(settings.redis_namespace), repr(time.time()), ex=settings.backup_min_interval_seconds)
+
+
+def check_backup_interval(settings: Settings, redis: Redis) -> None:
+    """Refuse (429) a manual backup too soon after the last backup request or finish of this environment."""
+    interval = settings.backup_min_interval_seconds
+    last = redis.get(last_backup_key(settings.redis_namespace)) if interval else None
+    if last is None:
+        return
+    ago = max(0.0, time.time() - float(last))
+    wait = max(1, math.ceil(interval - ago))
+    raise JobRefused(
+        f"a backup of {settings.app_env} was requested or finished {int(ago)} s ago; wait {wait} s before "
+        f"starting another (BACKUP_MIN_INTERVAL_SECONDS is {interval})",
+        status=429,
+    )
+
+
 def queue_for(settings: Settings, redis: Redis) -> Queue:
     return Queue(settings.redis_namespace, connection=redis)
 
 
-def start_job(settings: Settings, redis: Redis, kind: str, requested_by: str, **names: str) -> str:
-    """Take the database lock, then enqueue; refuse (409) while another job holds it."""
+def start_job(
+    settings: Settings, redis: Redis, kind: str, requested_by: str, *, scheduled: bool = False, **names: str
+) -> str:
+    """Take the database lock, then enqueue; refuse (409) while another job holds it.
+
+    A manual backup (not `scheduled`) is also refused (429) within BACKUP_MIN_INTERVAL_SECONDS of the
+    last backup request or finish, so nobody can make retention delete history by starting a burst.
+    """
     from app.jobs import tasks
 
     function = {"backup": tasks.backup_job, "restore": tasks.restore_job, "verify": tasks.verify_job}[kind]
+    if kind == "backup" and not scheduled:
+        check_backup_interval(settings, redis)
     job_id = uuid.uuid4().hex
     lock = DatabaseLock(redis, settings.redis_namespace, settings.target.dbname)
     if not lock.acquire(job_id, settings.job_timeout_seconds + LOCK_GRACE_SECONDS):
@@ -41,6 +76,8 @@ def start_job(settings: Settings, redis: Redis, kind: str, requested_by: str, **
             "wait for it to finish"
         )
     try:
+        if kind == "backup":
+            mark_backup(settings, redis)  # under the lock: a second request sees it or gets the 409
         queue_for(settings, redis).enqueue(
             function,
             kwargs={"requested_by": requested_by, **names},

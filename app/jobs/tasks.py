@@ -29,6 +29,7 @@ from app.domain.storage import StorageError
 from app.jobs import runtime
 from app.jobs.locks import DatabaseLock
 from app.jobs.progress import Progress
+from app.jobs.queue import mark_backup
 
 
 def backup_job(requested_by: str) -> dict:
@@ -78,13 +79,26 @@ def backup_job(requested_by: str) -> dict:
         policy=RetentionPolicy.from_settings(settings),
         just_made=result.filename,
     )
+    _audit_retention(result, requested_by, job.id if job else None)
     progress.phase("done", bytes_total=result.size, bytes_done=result.size)
+    mark_backup(settings, runtime.redis())  # BACKUP_MIN_INTERVAL_SECONDS counts from the finish too
     _warn_if_size_dropped(storage, settings, result.filename, progress)
     detail = f"{result.size} bytes, sha256 {result.sha256}"
     if result.delete_failures:
         detail += f"; retention could not delete {len(result.delete_failures)} file(s)"
     _finish(job, "backup", "ok", requested_by, result.filename, detail)
     return result.to_json()
+
+
+def _audit_retention(result: backups.BackupResult, requested_by: str, job_id: str | None) -> None:
+    """One audit row per file retention deleted (or failed to delete), naming the backup that triggered it."""
+    trigger = f"retention after backup {result.filename}"
+    for name in result.deleted:
+        audit.record("retention-delete", "ok", username=requested_by, target=name, detail=f"deleted by {trigger}",
+                     job_id=job_id)  # fmt: skip
+    for name, error in result.delete_failures.items():
+        audit.record("retention-delete", "failed", username=requested_by, target=name,
+                     detail=f"{trigger} could not delete it: {error}", job_id=job_id)  # fmt: skip
 
 
 def _warn_if_size_dropped(storage, settings, filename: str, progress: Progress) -> None:
@@ -198,7 +212,7 @@ def scheduled_backup() -> str | None:
 
     settings = runtime.settings()
     try:
-        job_id = start_job(settings, runtime.redis(), "backup", "scheduler")
+        job_id = start_job(settings, runtime.redis(), "backup", "scheduler", scheduled=True)
     except JobRefused as exc:
         audit.record("backup", "refused", username="scheduler", detail=str(exc))
         return None

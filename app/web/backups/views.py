@@ -14,7 +14,7 @@ from app.domain.catalog import find_backup, list_backups, read_manifest, read_pi
 from app.domain.storage import StorageError
 from app.jobs.queue import JobRefused, start_job
 from app.jobs.schedule import effective_schedule, next_run
-from app.web.auth import client_address, role_required
+from app.web.auth import client_address, has_role, role_required
 from app.web.auth.forms import safe_next
 from app.web.backups.forms import CreateBackupForm, PinForm
 from app.web.forms import require_submitted
@@ -42,6 +42,7 @@ def index():
         backups=backups,
         notes={b.filename: (read_pin(storage, b.filename) or {}).get("note", "") for b in backups if b.pinned},
         dropped={p.filename for p in points if p.dropped},
+        foreign={b.filename for b in backups if (b.environment, b.app_name) != (settings.app_env, settings.app_name)},
         trend_points=points,
         trend_svg=Markup(trends.chart_svg(points, zone=settings.zone)),  # noqa: S704 - chart_svg escapes all text
         schedule=schedule,
@@ -73,6 +74,8 @@ def create():
         job_id = start_backup_for(current_user.username)
     except JobRefused as exc:
         flash(str(exc), "error")
+        if exc.status == 429:  # too soon after the last backup: the list, with the wait, answered as 429
+            return index(), 429
         return redirect(url_for("backups.index")), 303
     return redirect(url_for("jobs.show", job_id=job_id, next=safe_next(form.next.data)), 303)
 
@@ -92,9 +95,7 @@ def start_backup_for(username: str) -> str:
 @role_required("operator")
 def download(filename: str):
     storage = services.storage()
-    backup = find_backup(storage, services.settings().zone, filename)
-    if backup is None:
-        abort(404, "no such backup")
+    backup = listed_or_404(filename, "download")
     audit.record("download", "ok", username=current_user.username, target=filename, address=client_address())
     url = storage.download_url(filename)
     if url:
@@ -112,17 +113,23 @@ def attachment(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def listed_or_404(filename: str):
+def listed_or_404(filename: str, action: str) -> catalog.Backup:
+    """The listed backup, if the user may `action` it: another environment's backups need an admin."""
     backup = find_backup(services.storage(), services.settings().zone, filename)
     if backup is None:
         abort(404, "no such backup")
+    settings = services.settings()
+    if (backup.environment, backup.app_name) != (settings.app_env, settings.app_name) and not has_role("admin"):
+        owner = f"{backup.app_name or 'unknown'}/{backup.environment or 'unknown'}"
+        abort(403, f"{filename} belongs to another environment ({owner}, not {settings.app_name}/{settings.app_env}); "
+                   f"only an admin may {action} it")  # fmt: skip
     return backup
 
 
 @bp.route("/backups/<path:filename>/pin", methods=["POST"])
 @role_required("operator")
 def pin(filename: str):
-    listed_or_404(filename)
+    listed_or_404(filename, "pin")
     form = require_submitted(PinForm())
     catalog.pin(services.storage(), filename, form.note.data.strip(), current_user.username, datetime.now(UTC))
     audit.record("pin", "ok", username=current_user.username, target=filename, detail=form.note.data.strip() or None)
@@ -131,9 +138,9 @@ def pin(filename: str):
 
 
 @bp.route("/backups/<path:filename>/unpin", methods=["POST"])
-@role_required("operator")
+@role_required("admin")  # an operator could otherwise unpin everything, then let retention erase it
 def unpin(filename: str):
-    listed_or_404(filename)
+    listed_or_404(filename, "unpin")
     require_submitted(PinForm())
     catalog.unpin(services.storage(), filename)
     audit.record("unpin", "ok", username=current_user.username, target=filename)
@@ -144,7 +151,7 @@ def unpin(filename: str):
 @bp.route("/backups/<path:filename>/verify", methods=["POST"])
 @role_required("operator")
 def verify(filename: str):
-    listed_or_404(filename)
+    listed_or_404(filename, "verify")
     require_submitted(PinForm())
     try:
         job_id = start_job(services.settings(), services.redis(), "verify", current_user.username, filename=filename)
