@@ -292,3 +292,31 @@ def test_the_console_starts_while_another_process_holds_a_new_stores_lock(app_en
             assert {"users", "api_tokens", "audit_events", "console_settings"} <= tables
     finally:
         other.close()
+
+
+def test_anonymous_healthz_lists_nothing_and_answers_from_a_short_cache(make_app, make_user, token_for, target_db,
+                                                                         pg_admin, monkeypatch):  # fmt: skip
+    """Anyone can reach /healthz: it must not cost a bucket listing or name a backup file."""
+    from app.web.health import views as health
+    from tests.conftest import backup_run_in_process, drop_database
+
+    app = make_app()
+    filename = backup_run_in_process(app)["result"]["filename"]
+    make_user("vic", "viewer")
+    headers = token_for("vic")
+    anonymous = app.test_client()
+
+    first = anonymous.get("/healthz")
+    assert first.status_code == 200 and "newest_backup" not in first.get_json()
+    assert filename not in first.get_data(as_text=True) and app.config["SETTINGS"].app_name not in first.get_data(
+        as_text=True
+    )
+    detailed = anonymous.get("/healthz", headers=headers).get_json()
+    assert detailed["newest_backup"]["filename"] == filename
+
+    drop_database(pg_admin, target_db)  # the target goes away: a fresh check sees it at once
+    assert anonymous.get("/healthz", headers=headers).get_json()["down"] == ["database"]
+    assert anonymous.get("/healthz").status_code == 200  # the anonymous answer is the cached one…
+    monkeypatch.setattr(health, "CACHE_SECONDS", 0.0)
+    stale = anonymous.get("/healthz")  # …until it is older than CACHE_SECONDS
+    assert stale.status_code == 503 and stale.get_json()["down"] == ["database"]

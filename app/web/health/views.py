@@ -1,16 +1,30 @@
+"""/healthz: what a load balancer needs, cheaply, and the detail a signed-in person needs.
+
+Anonymous callers get the component checks from a cache at most CACHE_SECONDS old (shared by
+the threads of one process, refreshed by one of them at a time), and never the bucket listing
+or a file name: anyone can reach this URL, and each fresh answer costs a call to Redis, the
+store, the target database and the console store. A signed-in user or a valid API token gets
+fresh checks and the newest backup of this environment.
+"""
+
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify, request
+from flask_login import current_user
 
 from app import services
 from app.domain import pgtools
 from app.domain.catalog import list_backups
 from app.extensions import db
 from app.jobs.schedule import effective_schedule, scheduler_alive
+from app.web.auth import load_user_from_token
 
 bp = Blueprint("health", __name__)
+CACHE_SECONDS = 15.0
 
 
 def newest_backup(settings) -> dict | None:
@@ -26,8 +40,7 @@ def newest_backup(settings) -> dict | None:
     return {"filename": mine[0].filename, "age_seconds": int(age), "stale": age > settings.backup_max_age_hours * 3600}
 
 
-@bp.route("/healthz")
-def healthz():
+def component_checks() -> dict[str, str]:
     """Each dependency is `ok` or a short reason; never a secret (no URL, no credentials)."""
     checks = {
         "redis": lambda: services.redis().ping(),
@@ -46,8 +59,37 @@ def healthz():
     if effective_schedule(settings):
         alive = scheduler_alive(services.redis(), settings.redis_namespace)
         report["scheduler"] = "ok" if alive else "down: no scheduler heartbeat in 2 minutes"
+    return report
+
+
+class _CachedChecks:
+    """The last component report of this app, at most `CACHE_SECONDS` old; one refresh at a time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.report: dict[str, str] | None = None
+        self.at = 0.0
+
+    def get(self) -> dict[str, str]:
+        with self.lock:  # others wait for the refresh instead of each running the checks
+            if self.report is None or time.monotonic() - self.at > CACHE_SECONDS:
+                self.report, self.at = component_checks(), time.monotonic()
+            return dict(self.report)
+
+
+def cached_checks() -> dict[str, str]:
+    cache = current_app.extensions.setdefault("pgconsole.health", _CachedChecks())
+    return cache.get()
+
+
+@bp.route("/healthz")
+def healthz():
+    detailed = current_user.is_authenticated or load_user_from_token(request) is not None
+    report = component_checks() if detailed else cached_checks()
     down = [name for name, state in report.items() if state != "ok"]
-    body = {"status": "ok" if not down else "down", "checks": report, "newest_backup": newest_backup(settings)}
+    body: dict = {"status": "ok" if not down else "down", "checks": report}
+    if detailed:
+        body["newest_backup"] = newest_backup(services.settings())
     if down:
         body["down"] = down
     return jsonify(body), 503 if down else 200
