@@ -123,3 +123,52 @@ def _audit(app):
 
     with app.app_context():
         return AuditEvent.query.order_by(AuditEvent.id).all()
+
+
+def dump_children(dbname: str) -> list[int]:
+    """Pids of running pg_dump processes working on `dbname` (found through their environment)."""
+    from pathlib import Path
+
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"pg_dump" not in (proc / "cmdline").read_bytes().split(b"\0")[0]:
+                continue
+            if f"PGDATABASE={dbname}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def test_a_pg_dump_child_inherits_no_secret_of_the_worker(secrets_env, processes, target_db, redis_server):
+    """The worker's environment holds the passkey, the Flask secret and the AWS keys; pg_dump gets none."""
+    from pathlib import Path
+
+    import psycopg
+
+    from app import create_app
+    from app.jobs.queue import start_job
+    from tests.conftest import PG, wait_for
+
+    processes.worker(secrets_env)
+    blocker = psycopg.connect(**{**PG, "dbname": target_db})
+    blocker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # pg_dump waits here, alive, for us to look
+    try:
+        app = create_app(secrets_env)
+        with app.app_context():
+            job_id = start_job(app.config["SETTINGS"], redis_server, "backup", "ada")
+        pid = wait_for(lambda: dump_children(target_db), timeout=60, message="the backup's pg_dump")[0]
+        environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    finally:
+        blocker.rollback()
+        blocker.close()
+    names = {entry.partition("=")[0] for entry in environ if entry}
+    assert {"PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PATH"} <= names
+    for name in ("RESTORE_PASSKEY", "SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "REDIS_URL"):
+        assert name not in names
+    joined = "\n".join(environ)
+    for secret in ("passkey-that-must-never-leak-4417", "flask-secret-that-must-never-leak-2201",
+                   "aws-secret-that-must-never-leak-9931"):  # fmt: skip
+        assert secret not in joined
+    wait_for_job(redis_server, job_id)

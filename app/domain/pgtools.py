@@ -153,8 +153,18 @@ def compression_for(setting: str, dump: ClientTool) -> Compression:
     return Compression(spec, [f"--compress={spec}"])
 
 
+# What a pg_dump/pg_restore child inherits from the worker: how to find programs and how to
+# read text and time. Nothing else: the worker's environment holds the passkey, the Flask
+# secret and the AWS keys, which a client tool (or its core dump) never needs.
+_INHERITED = ("PATH", "LANG", "TZ", "TMPDIR", "HOME")
+# Connection settings an operator may set for libpq beyond the target (TLS, Kerberos, service files).
+_LIBPQ_EXTRA = ("PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PGSSLCRL", "PGSERVICEFILE",
+                "PGSYSCONFDIR", "PGKRBSRVNAME", "PGGSSENCMODE", "PGTARGETSESSIONATTRS")  # fmt: skip
+
+
 def child_env(target: TargetDatabase, dbname: str | None = None, application_name: str = "") -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    """A minimal environment for a client tool: locale, PATH, TZ and the libpq settings, with the password."""
+    env = {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith("LC_") or k in _LIBPQ_EXTRA}
     env.update(target.libpq_env())
     env["PGDATABASE"] = dbname or target.dbname
     env["PGCONNECT_TIMEOUT"] = "10"

@@ -56,6 +56,8 @@ def register_blueprints(app: Flask) -> None:
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        if services.settings().session_cookie_secure:  # served over HTTPS: browsers should never try plain HTTP
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         if request.path != "/healthz" and "Cache-Control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"
         return response

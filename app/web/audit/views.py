@@ -67,8 +67,20 @@ def index():
     valid = form.validate()
     page = min(max(request.args.get("page", 1, type=int) or 1, 1), 1_000_000)
     events = db.paginate(form.query(), page=page, per_page=PAGE_SIZE, error_out=False) if valid else None
-    args = {k: v for k, v in request.args.items() if k != "page"}
+    # Only the filter's own fields go back into the paging links (an unknown one such as
+    # `endpoint` would clash with url_for's own arguments).
+    args = {k: v for k, v in request.args.items() if k in form._fields}
     return render_template("audit/index.html", form=form, events=events, args=args), 200 if valid else 400
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A cell a spreadsheet shows as text: one that could start a formula gets a leading quote (OWASP)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 @bp.route("/audit.csv")
@@ -82,6 +94,7 @@ def export():
     writer = csv.writer(out)
     writer.writerow(["at_utc", "user", "action", "target", "outcome", "detail", "job_id", "address"])
     for e in db.session.execute(form.query()).scalars():
-        writer.writerow([e.at.isoformat(), e.username, e.action, e.target, e.outcome, e.detail, e.job_id, e.address])
+        writer.writerow([csv_cell(v) for v in (e.at.isoformat(), e.username, e.action, e.target, e.outcome, e.detail,
+                                                e.job_id, e.address)])  # fmt: skip
     return Response(out.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="audit.csv"'})  # fmt: skip

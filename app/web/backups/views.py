@@ -131,8 +131,9 @@ def listed_or_404(filename: str, action: str) -> catalog.Backup:
 def pin(filename: str):
     listed_or_404(filename, "pin")
     form = require_submitted(PinForm())
-    catalog.pin(services.storage(), filename, form.note.data.strip(), current_user.username, datetime.now(UTC))
-    audit.record("pin", "ok", username=current_user.username, target=filename, detail=form.note.data.strip() or None)
+    note = (form.note.data or "").strip()  # a POST without the field is a pin without a note
+    catalog.pin(services.storage(), filename, note, current_user.username, datetime.now(UTC))
+    audit.record("pin", "ok", username=current_user.username, target=filename, detail=note or None)
     flash(f"Pinned {filename}: retention will keep it.", "ok")
     return redirect(url_for("backups.index"), 303)
 
