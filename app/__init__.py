@@ -41,6 +41,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SETTINGS=settings,
     )
     app.config.update({k: v for k, v in config.items() if k in ("TESTING", "WTF_CSRF_ENABLED")})
+    if settings.trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Behind N reverse proxies the client's address is the Nth from the right in X-Forwarded-For;
+        # without this every user shares the proxy's address (rate limits, audit). Never trust more hops.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     db.init_app(app)
     csrf.init_app(app)

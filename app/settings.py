@@ -84,6 +84,7 @@ class Settings:
     display_timezone: str
     console_database_url: str
     session_cookie_secure: bool
+    trusted_proxies: int
     backup_compression: str
     restore_jobs: int
     keep_old_database: bool
@@ -176,6 +177,7 @@ class Settings:
             display_timezone=zone,
             console_database_url=env.get("CONSOLE_DATABASE_URL") or f"sqlite:///{Path(instance, 'console.sqlite3')}",
             session_cookie_secure=_bool(env, "SESSION_COOKIE_SECURE", False),
+            trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, minimum=0, maximum=10),
             backup_compression=compression,
             restore_jobs=_int(env, "RESTORE_JOBS", os.cpu_count() or 1, minimum=1),
             keep_old_database=_bool(env, "KEEP_OLD_DATABASE", False),

@@ -40,3 +40,38 @@ def test_hsts_only_when_cookies_are_secure(make_app):
     assert "Strict-Transport-Security" not in make_app().test_client().get("/login").headers
     secure = make_app(SESSION_COOKIE_SECURE="true").test_client().get("/login").headers
     assert secure["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+
+
+def sign_in_from(client, address: str, username: str, password: str):
+    from tests.conftest import AuthActions
+
+    token = AuthActions(client).csrf_token("/login")
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token},
+                       headers={"X-Forwarded-For": address})  # fmt: skip
+
+
+def test_behind_trusted_proxies_an_attackers_failures_do_not_lock_out_the_real_user(make_app, make_user):
+    from tests.conftest import PASSWORD
+
+    app = make_app(TRUSTED_PROXIES="1")
+    make_user("ada", "admin")
+    attacker = app.test_client()
+    for _ in range(5):
+        assert sign_in_from(attacker, "203.0.113.9", "ada", "guess").status_code == 401
+    assert sign_in_from(attacker, "203.0.113.9", "ada", PASSWORD).status_code == 429
+    assert sign_in_from(app.test_client(), "198.51.100.7", "ada", PASSWORD).status_code == 302
+    from app.models import AuditEvent
+
+    with app.app_context():
+        addresses = {e.address for e in AuditEvent.query.filter_by(action="login", outcome="failed")}
+    assert addresses == {"203.0.113.9"}
+
+
+def test_without_trusted_proxies_x_forwarded_for_is_ignored(make_app, make_user):
+    app = make_app()
+    make_user("ada", "admin")
+    assert sign_in_from(app.test_client(), "203.0.113.9", "ada", "guess").status_code == 401
+    from app.models import AuditEvent
+
+    with app.app_context():
+        assert {e.address for e in AuditEvent.query.filter_by(action="login")} == {"127.0.0.1"}
