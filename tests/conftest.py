@@ -27,7 +27,7 @@ from psycopg import sql
 from app.jobs.queue import purge_namespace
 
 pytest.register_assert_rewrite("tests.s3_servers", "tests.pg_servers")
-from tests.s3_servers import free_port  # noqa: E402 - after the rewrite hook, so its asserts report well
+from tests.s3_servers import create_bucket, free_port, remove_bucket  # noqa: E402 - after the rewrite hook, so its asserts report well
 
 pytest_plugins = ["tests.s3_servers", "tests.pg_servers"]
 
@@ -141,39 +141,13 @@ def redis_ns(redis_server) -> Iterator[str]:
 # --------------------------------------------------------------------------- S3 (see tests/s3_servers.py)
 
 
-@pytest.fixture(scope="session")
-def moto_server(s3_endpoints) -> str:
-    """moto's threaded server, for code in another process (a worker, gunicorn)."""
-    return s3_endpoints["moto"].url
-
-
 @pytest.fixture
-def s3_server(moto_server) -> Iterator[dict[str, str]]:
-    """A fresh bucket on the moto server; yields the settings that reach it."""
-    import boto3
-
-    bucket = new_name("pgct").replace("_", "-")
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="ap-south-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "ap-south-1"})
-    yield {
-        "BACKUP_STORAGE_URL": f"s3://{bucket}",
-        "S3_ENDPOINT_URL": moto_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "ap-south-1",
-    }
-    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-            client.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
-    for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    client.delete_bucket(Bucket=bucket)
+def s3_server(s3_endpoints) -> Iterator[dict[str, str]]:
+    """A fresh bucket on the moto server (for console behaviour, not the store's); yields its settings."""
+    endpoint = s3_endpoints["moto"]
+    bucket = create_bucket(endpoint)
+    yield endpoint.env(bucket)
+    remove_bucket(endpoint, bucket)
 
 
 # --------------------------------------------------------------------------- the app
