@@ -7,6 +7,7 @@ below read the part sizes back from the server rather than trusting the uploader
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import psycopg
@@ -45,11 +46,14 @@ def test_backup_list_retention_and_restore_on_each_store(s3_store, make_app, mak
     make_user("ada", "admin")
     headers = token_for("ada")
 
-    made = []
+    made, results = [], []
     for _ in range(3):
         status = backup_run_in_process(app)
         assert status["status"] == "finished", status["error"]
         made.append(status["result"]["filename"])
+        results.append(status["result"])
+    assert [r["deleted"] for r in results] == [[], [], [made[0]]]
+    assert results[2]["delete_failures"] == {}
     before = table_fingerprint(target_db)
 
     listed = client.get("/api/setting/backups", headers=headers).get_json()
@@ -68,6 +72,7 @@ def test_backup_list_retention_and_restore_on_each_store(s3_store, make_app, mak
     run_jobs_for(app)
     status = client.get(answer.get_json()["status_url"], headers=headers).get_json()
     assert status["status"] == "finished", status["error"]
+    assert status["result"]["verified"] is True  # the sha256 read back from this store matched the manifest
     assert table_fingerprint(target_db) == before
     assert unfinished(s3_store) == []
 
@@ -78,9 +83,10 @@ def test_uneven_writes_go_up_as_equal_parts(seaweedfs_bucket):
                         access_key=endpoint.access_key, secret_key=endpoint.secret_key)  # fmt: skip
     data = os.urandom(3 * MIN_PART_SIZE + 123_457)
     upload = storage.begin_upload("uneven.dump", part_size=MIN_PART_SIZE)
-    offset, lengths = 0, (4096, 65536, 1_000_003, 7)  # pipe reads come in lengths like these
+    # Pipe reads come in lengths like these; 1,000,003 and 7 make writes straddle part boundaries.
+    lengths, offset = itertools.cycle((4096, 65536, 1_000_003, 7)), 0
     while offset < len(data):
-        length = lengths[offset % len(lengths)]
+        length = next(lengths)
         upload.write(data[offset : offset + length])
         offset += length
     assert upload.complete() == len(data)
