@@ -18,13 +18,15 @@ class FailureLimit:
         # Hash who/where so the key space holds no user-supplied text.
         return self.prefix + hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
+    def count(self, *parts: str) -> int:
+        """Failures in the current window."""
+        return int(self.redis.get(self._key(*parts)) or 0)
+
     def blocked_for(self, *parts: str) -> int:
         """Seconds until another attempt is allowed, or 0 when it is allowed now."""
-        key = self._key(*parts)
-        count = int(self.redis.get(key) or 0)
-        if count < self.limit:
+        if self.count(*parts) < self.limit:
             return 0
-        return max(int(self.redis.ttl(key)), 1)
+        return max(int(self.redis.ttl(self._key(*parts))), 1)
 
     def failed(self, *parts: str) -> None:
         key = self._key(*parts)

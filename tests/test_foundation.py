@@ -138,15 +138,11 @@ def test_a_disabled_user_cannot_sign_in(app, auth, make_user):
     assert auth.login("gone").status_code == 401
 
 
-def test_sign_in_is_rate_limited_per_username_and_address(client, auth, make_user):
+def test_failed_sign_ins_never_lock_the_username(client, auth, make_user):
     make_user("admin", "admin")
     for _ in range(5):
         assert auth.login(password="nope").status_code == 401
-    blocked = auth.login()  # even the right password waits now
-    assert blocked.status_code == 429
-    assert "Too many failed sign-ins" in blocked.get_data(as_text=True)
-    make_user("other", "viewer")
-    assert auth.login("other").status_code == 302  # another username is not blocked
+    assert auth.login().status_code == 302  # limits are per address (tests/test_hardening.py)
 
 
 def test_login_form_without_csrf_token_is_rejected(client, make_user):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 
 from tests.conftest import backup_run_in_process
 from tests.test_beyond import signed_in, storage_of
@@ -13,13 +14,13 @@ def test_audit_csv_cells_that_could_start_a_formula_are_escaped(app, make_user):
     from app import audit
 
     with app.app_context():
-        audit.record("pin", "ok", username="mallory", target="=HYPERLINK(\"http://x\")", detail="@SUM(A1:A9)")
+        audit.record("pin", "ok", username="mallory", target='=HYPERLINK("http://x")', detail="@SUM(A1:A9)")
         audit.record("pin", "ok", username="mallory", target="+1", detail="-2+3")
         audit.record("pin", "ok", username="mallory", target="plain", detail="a = b")
     client, _ = signed_in(app, make_user, "admin", "ada")
     rows = list(csv.DictReader(io.StringIO(client.get("/audit.csv").get_data(as_text=True))))
     cells = {(r["target"], r["detail"]) for r in rows if r["user"] == "mallory"}
-    assert cells == {("'=HYPERLINK(\"http://x\")", "'@SUM(A1:A9)"), ("'+1", "'-2+3"), ("plain", "a = b")}
+    assert cells == {('\'=HYPERLINK("http://x")', "'@SUM(A1:A9)"), ("'+1", "'-2+3"), ("plain", "a = b")}
 
 
 def test_a_pin_without_a_note_field_pins_without_a_note(app, make_user):
@@ -51,14 +52,19 @@ def sign_in_from(client, address: str, username: str, password: str):
 
 
 def test_behind_trusted_proxies_an_attackers_failures_do_not_lock_out_the_real_user(make_app, make_user):
+    from app.web.auth.views import ADDRESS_FAILURES_ALLOWED, USERNAME_FREE_FAILURES
     from tests.conftest import PASSWORD
 
     app = make_app(TRUSTED_PROXIES="1")
     make_user("ada", "admin")
     attacker = app.test_client()
-    for _ in range(5):
-        assert sign_in_from(attacker, "203.0.113.9", "ada", "guess").status_code == 401
-    assert sign_in_from(attacker, "203.0.113.9", "ada", PASSWORD).status_code == 429
+    # ada's free failures (no slow-down), then other names until the address is spent
+    others = ADDRESS_FAILURES_ALLOWED - USERNAME_FREE_FAILURES
+    guesses = ["ada"] * USERNAME_FREE_FAILURES + [f"guess{i}" for i in range(others)]
+    for name in guesses:
+        assert sign_in_from(attacker, "203.0.113.9", name, "guess").status_code == 401
+    refused = sign_in_from(attacker, "203.0.113.9", "ada", PASSWORD)  # even the right password, from there
+    assert refused.status_code == 429 and "Too many failed sign-ins" in refused.get_data(as_text=True)
     assert sign_in_from(app.test_client(), "198.51.100.7", "ada", PASSWORD).status_code == 302
     from app.models import AuditEvent
 
@@ -75,3 +81,52 @@ def test_without_trusted_proxies_x_forwarded_for_is_ignored(make_app, make_user)
 
     with app.app_context():
         assert {e.address for e in AuditEvent.query.filter_by(action="login")} == {"127.0.0.1"}
+
+
+def test_trusted_proxies_must_be_a_hop_count(app_env):
+    import pytest
+
+    from app.settings import ConfigError, Settings
+
+    for raw in ("-1", "two", "1.5"):
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env({**app_env, "TRUSTED_PROXIES": raw})
+        assert "TRUSTED_PROXIES" in str(caught.value)
+    assert Settings.from_env({**app_env, "TRUSTED_PROXIES": "2"}).trusted_proxies == 2
+
+
+def timed_sign_in(client, address: str, username: str, password: str) -> float:
+    started = time.perf_counter()
+    answer = sign_in_from(client, address, username, password)
+    elapsed = time.perf_counter() - started
+    assert answer.status_code in (302, 401), answer.status_code
+    return elapsed
+
+
+def test_many_failures_for_one_username_slow_it_down_but_never_lock_it(make_app, make_user):
+    from app.web.auth.views import SLOWDOWN_MAX_SECONDS, USERNAME_FREE_FAILURES, slowdown_seconds
+    from tests.conftest import PASSWORD
+
+    app = make_app(TRUSTED_PROXIES="1")
+    make_user("ada", "admin")
+    attacker = app.test_client()
+    # from a new address each time, as a botnet would: only the username's slow-down applies
+    took = [timed_sign_in(attacker, f"203.0.113.{i}", "ada", "guess") for i in range(USERNAME_FREE_FAILURES + 2)]
+    assert took[-1] >= 1.0 > took[0]  # the 7th failure waited 1 s; the first did not
+    real = timed_sign_in(app.test_client(), "198.51.100.7", "ada", PASSWORD)
+    assert 2.0 <= real < SLOWDOWN_MAX_SECONDS + 2  # slowed (2 s), then in
+    assert timed_sign_in(app.test_client(), "198.51.100.7", "ada", PASSWORD) < 1.0  # a success clears it
+    assert slowdown_seconds(10**9) == SLOWDOWN_MAX_SECONDS  # capped however long the attack goes on
+
+
+def test_an_unknown_username_costs_the_same_hash_check_as_a_wrong_password(make_app, make_user):
+    from statistics import median
+
+    app = make_app()
+    make_user("ada", "admin")
+    client = app.test_client()
+    timed_sign_in(client, "192.0.2.1", "warm-up", "x")  # the first unknown name makes the dummy hash once
+    # 5 of each stays within a username's free failures and the address's limit: nothing is slowed down
+    known = median(timed_sign_in(client, "192.0.2.1", "ada", f"wrong{i}") for i in range(5))
+    unknown = median(timed_sign_in(client, "192.0.2.1", f"nobody{i}", "wrong") for i in range(5))
+    assert unknown >= 0.5 * known, (unknown, known)  # without the dummy hash: about 0.05 x

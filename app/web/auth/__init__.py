@@ -79,7 +79,7 @@ def has_role(role: str) -> bool:
 
 
 def failure_limit(name: str, allowed: int, window_seconds: int) -> FailureLimit:
-    """A per-(user, address) failure counter in this console's Redis namespace."""
+    """A failure counter in this console's Redis namespace; the caller names its parts (user, address, ...)."""
     return FailureLimit(services.redis(), services.settings().redis_namespace, name, allowed, window_seconds)
 
 

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import secrets
+import time
+from functools import cache
+
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from app import audit
 from app.extensions import db
@@ -12,12 +17,40 @@ from app.web.auth.forms import LoginForm, safe_next
 
 bp = Blueprint("auth", __name__)
 
-LOGIN_FAILURES_ALLOWED = 5
+# Failed sign-ins are limited per address only. Per username they slow down and never lock:
+# a lock per username would let anyone lock the real user out from anywhere.
+ADDRESS_FAILURES_ALLOWED = 20
 LOGIN_WINDOW_SECONDS = 15 * 60
+USERNAME_FREE_FAILURES = 5  # typos cost nothing
+SLOWDOWN_MAX_SECONDS = 3.0
 
 
-def login_limit() -> FailureLimit:
-    return failure_limit("login", LOGIN_FAILURES_ALLOWED, LOGIN_WINDOW_SECONDS)
+def address_limit() -> FailureLimit:
+    return failure_limit("login-address", ADDRESS_FAILURES_ALLOWED, LOGIN_WINDOW_SECONDS)
+
+
+def username_failures() -> FailureLimit:
+    return failure_limit("login-username", USERNAME_FREE_FAILURES, LOGIN_WINDOW_SECONDS)
+
+
+def slowdown_seconds(failures: int) -> float:
+    """Wait before checking a password: none for the first few failures, then 0.5 s doubling, capped."""
+    if failures < USERNAME_FREE_FAILURES:
+        return 0.0
+    return min(0.5 * 2 ** min(failures - USERNAME_FREE_FAILURES, 8), SLOWDOWN_MAX_SECONDS)
+
+
+@cache
+def _dummy_hash() -> str:
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def password_matches(user: User | None, password: str) -> bool:
+    """Checks a hash even for an unknown username (a dummy one), so timing does not tell who exists."""
+    if user is None:
+        check_password_hash(_dummy_hash(), password)
+        return False
+    return user.check_password(password)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -29,22 +62,25 @@ def login():
     if form.validate_on_submit():
         username = form.username.data.strip()
         address = client_address()
-        limit = login_limit()
-        wait = limit.blocked_for(username.lower(), address)
+        per_address, per_username = address_limit(), username_failures()
+        wait = per_address.blocked_for(address)
         if wait:
             audit.record("login", "rate-limited", username=username, address=address)
-            flash(f"Too many failed sign-ins. Try again in {-(-wait // 60)} minute(s).", "error")
+            flash(f"Too many failed sign-ins from your address. Try again in {-(-wait // 60)} minute(s).", "error")
             return render_template("auth/login.html", form=form), 429
+        time.sleep(slowdown_seconds(per_username.count(username.lower())))
         user = db.session.execute(db.select(User).where(User.username == username)).scalar_one_or_none()
-        if user and user.active and user.check_password(form.password.data):
-            limit.reset(username.lower(), address)
+        matches = password_matches(user, form.password.data)  # a disabled user costs the same check
+        if user and user.active and matches:
+            per_username.reset(username.lower())  # not the address: a valid account must not reset it
             session.clear()  # a fresh session at sign-in: no fixation
             login_user(user)
             user.last_login_at = utcnow()
             db.session.commit()
             audit.record("login", "ok", username=user.username, address=address)
             return redirect(safe_next(form.next.data) or url_for("backups.index"))
-        limit.failed(username.lower(), address)
+        per_address.failed(address)
+        per_username.failed(username.lower())
         audit.record("login", "failed", username=username, address=address, detail="wrong username or password")
         flash("Wrong username or password.", "error")
         status = 401
