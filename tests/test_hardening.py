@@ -130,3 +130,20 @@ def test_an_unknown_username_costs_the_same_hash_check_as_a_wrong_password(make_
     known = median(timed_sign_in(client, "192.0.2.1", "ada", f"wrong{i}") for i in range(5))
     unknown = median(timed_sign_in(client, "192.0.2.1", f"nobody{i}", "wrong") for i in range(5))
     assert unknown >= 0.5 * known, (unknown, known)  # without the dummy hash: about 0.05 x
+
+
+def test_wrong_passkeys_are_limited_for_the_whole_console_not_only_per_admin(app, make_user, token_for):
+    from app.web.restore.views import PASSKEY_ENVIRONMENT_FAILURES_ALLOWED, PASSKEY_FAILURES_ALLOWED
+    from tests.test_restore import PASSKEY, restore_api
+
+    filename = backup_run_in_process(app)["result"]["filename"]
+    client = app.test_client()
+    # each new admin spends their own 5 guesses, until the console's 20 are gone
+    for n in range(PASSKEY_ENVIRONMENT_FAILURES_ALLOWED // PASSKEY_FAILURES_ALLOWED):
+        make_user(f"admin{n}", "admin")
+        headers = token_for(f"admin{n}")
+        for i in range(PASSKEY_FAILURES_ALLOWED):
+            assert restore_api(client, headers, filename, passkey=f"guess-{n}-{i}").status_code == 403
+    make_user("fresh", "admin")  # another admin does not reset the count
+    refused = restore_api(client, token_for("fresh"), filename, passkey=PASSKEY)
+    assert refused.status_code == 429 and "too many wrong passkeys" in refused.get_json()["error"]

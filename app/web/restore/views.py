@@ -16,7 +16,9 @@ from app.web.restore.forms import RestoreForm
 
 bp = Blueprint("restore", __name__)
 
-PASSKEY_FAILURES_ALLOWED = 5
+PASSKEY_FAILURES_ALLOWED = 5  # per admin and address
+# ... and across everyone on this console, so a new admin account does not buy fresh guesses.
+PASSKEY_ENVIRONMENT_FAILURES_ALLOWED = 20
 PASSKEY_WINDOW_SECONDS = 15 * 60
 
 
@@ -28,6 +30,10 @@ class RestoreDenied(Exception):
 
 def passkey_limit() -> FailureLimit:
     return failure_limit("passkey", PASSKEY_FAILURES_ALLOWED, PASSKEY_WINDOW_SECONDS)
+
+
+def environment_passkey_limit() -> FailureLimit:
+    return failure_limit("passkey-environment", PASSKEY_ENVIRONMENT_FAILURES_ALLOWED, PASSKEY_WINDOW_SECONDS)
 
 
 def listed_backup(filename: str) -> tuple[Backup, list[Backup]]:
@@ -54,14 +60,15 @@ def _guarded_enqueue(filename: str, passkey: str, username: str, address: str) -
     if not settings.restore_enabled:
         raise RestoreDenied("restore is disabled: no RESTORE_PASSKEY is configured for this console", 503)
     _, listed = listed_backup(filename)
-    limit = passkey_limit()
-    wait = limit.blocked_for(username, address)
+    limit, everyone = passkey_limit(), environment_passkey_limit()
+    wait = everyone.blocked_for(settings.app_env) or limit.blocked_for(username, address)
     if wait:
         raise RestoreDenied(f"too many wrong passkeys; try again in {-(-wait // 60)} minute(s)", 429)
     if not passkey_matches(passkey, settings.restore_passkey, settings.restore_passkey_hash):
         limit.failed(username, address)
+        everyone.failed(settings.app_env)
         raise RestoreDenied("wrong passkey", 403)
-    limit.reset(username, address)
+    limit.reset(username, address)  # not the environment's count: whoever knows the passkey need not clear it
     try:
         require_recent_backup(
             listed, app_name=settings.app_name, environment=settings.app_env, minutes=settings.recent_check_minutes
