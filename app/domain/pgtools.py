@@ -157,14 +157,20 @@ def compression_for(setting: str, dump: ClientTool) -> Compression:
 # read text and time. Nothing else: the worker's environment holds the passkey, the Flask
 # secret and the AWS keys, which a client tool (or its core dump) never needs.
 _INHERITED = ("PATH", "LANG", "TZ", "TMPDIR", "HOME")
-# Connection settings an operator may set for libpq beyond the target (TLS, Kerberos, service files).
-_LIBPQ_EXTRA = ("PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PGSSLCRL", "PGSERVICEFILE",
-                "PGSYSCONFDIR", "PGKRBSRVNAME", "PGGSSENCMODE", "PGTARGETSESSIONATTRS")  # fmt: skip
+# Connection settings an operator may set for libpq beyond the target: TLS (every PGSSL*), a
+# password file, Kerberos/GSS and authentication rules. Not PGSERVICE: a service entry would
+# override PGHOST/PGUSER, and the tools must reach the target the console names.
+_LIBPQ_EXTRA = ("PGPASSFILE", "PGSYSCONFDIR", "PGKRBSRVNAME", "PGGSSENCMODE", "PGGSSLIB", "PGCHANNELBINDING",
+                "PGREQUIREAUTH", "PGREQUIREPEER", "PGTARGETSESSIONATTRS")  # fmt: skip
+
+
+def _inherited(name: str) -> bool:
+    return name in _INHERITED or name in _LIBPQ_EXTRA or name.startswith(("LC_", "PGSSL"))
 
 
 def child_env(target: TargetDatabase, dbname: str | None = None, application_name: str = "") -> dict[str, str]:
     """A minimal environment for a client tool: locale, PATH, TZ and the libpq settings, with the password."""
-    env = {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith("LC_") or k in _LIBPQ_EXTRA}
+    env = {k: v for k, v in os.environ.items() if _inherited(k)}
     env.update(target.libpq_env())
     env["PGDATABASE"] = dbname or target.dbname
     env["PGCONNECT_TIMEOUT"] = "10"
