@@ -46,8 +46,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
         # Behind N reverse proxies the client's address is the Nth from the right in X-Forwarded-For;
         # without this every user shares the proxy's address (rate limits, audit). Never trust more hops.
+        # Not X-Forwarded-Host: a proxy that passes the client's through would let it choose the
+        # host of the reset links the console builds; proxies forward Host itself.
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
 
     db.init_app(app)
     csrf.init_app(app)

@@ -83,6 +83,21 @@ def test_without_trusted_proxies_x_forwarded_for_is_ignored(make_app, make_user)
         assert {e.address for e in AuditEvent.query.filter_by(action="login")} == {"127.0.0.1"}
 
 
+def test_behind_a_proxy_the_scheme_is_forwarded_but_a_forwarded_host_never_reaches_reset_links(make_app, make_user):
+    import re
+
+    app = make_app(TRUSTED_PROXIES="1")
+    client, auth = signed_in(app, make_user, "admin", "ada")
+    bob = make_user("bob", "viewer")
+    token = auth.csrf_token("/users")
+    # (the same address as at sign-in: Flask-Login's strong session protection ties the session to it)
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example",
+               "Referer": "https://localhost/users"}  # over HTTPS, CSRF also checks the referrer  # fmt: skip
+    page = client.post(f"/users/{bob}/reset", data={"csrf_token": token}, headers=headers).get_data(as_text=True)
+    assert re.search(r'id="set-password-link">https://localhost/set-password/', page), "the link keeps this host"
+    assert "evil.example" not in page
+
+
 def test_trusted_proxies_must_be_a_hop_count(app_env):
     import pytest
 
