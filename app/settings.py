@@ -9,6 +9,8 @@ This module imports neither Flask nor RQ, so the worker and the domain can use i
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -107,6 +109,15 @@ class Settings:
     size_drop_alert_percent: int = 50
     # Folders searched for pg_dump/pg_restore before the usual places (PG_BIN_DIRS).
     pg_bin_dirs: tuple[str, ...] = ()
+    # Signs manifests; the consoles of a team's environments share it (BACKUP_SIGNING_KEY).
+    backup_signing_key: str | None = field(default=None, repr=False)
+
+    @property
+    def signing_key(self) -> bytes:
+        """BACKUP_SIGNING_KEY, or a key derived from SECRET_KEY (so one secret is enough for one console)."""
+        if self.backup_signing_key:
+            return self.backup_signing_key.encode()
+        return hmac.new(self.secret_key.encode(), b"pgconsole manifest signing key v1", hashlib.sha256).digest()
 
     @property
     def restore_enabled(self) -> bool:
@@ -199,7 +210,16 @@ class Settings:
             backup_min_interval_seconds=_int(env, "BACKUP_MIN_INTERVAL_SECONDS", 60, minimum=0),
             size_drop_alert_percent=_int(env, "SIZE_DROP_ALERT_PERCENT", 50, minimum=1, maximum=100),
             pg_bin_dirs=_bin_dirs(env),
+            backup_signing_key=_signing_key(env),
         )
+
+
+def _signing_key(env: Mapping[str, str]) -> str | None:
+    key = env.get("BACKUP_SIGNING_KEY", "")
+    if key and len(key) < 32:
+        hint = "e.g. python -c 'import secrets; print(secrets.token_hex(32))'"
+        raise ConfigError("BACKUP_SIGNING_KEY", f"must be at least 32 characters (got {len(key)}); {hint}")
+    return key or None
 
 
 def _target_database(env: Mapping[str, str]) -> TargetDatabase:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from app.domain import pgtools
 from app.domain.catalog import list_backups, sidecar_names, write_manifest
 from app.domain.naming import backup_filename
+from app.domain.provenance import sign
 from app.domain.retention import RetentionPolicy, expired_backups
 from app.domain.storage import MiB, Storage, StorageError, part_size_for
 from app.settings import TargetDatabase
@@ -186,8 +187,10 @@ def manifest_for(
     environment: str,
     app_name: str,
     requested_by: str,
+    signing_key: bytes,
 ) -> dict:
-    return {
+    """The manifest, signed: only a console holding the team's signing key can make a trusted one."""
+    return sign({
         "format": 1,
         "filename": result.filename,
         "sha256": result.sha256,
@@ -203,7 +206,7 @@ def manifest_for(
         "started_at": result.started_at,
         "finished_at": result.finished_at,
         "requested_by": requested_by,
-    }
+    }, signing_key)  # fmt: skip
 
 
 def publish_manifest(storage: Storage, result: BackupResult, manifest: dict) -> None:

@@ -32,7 +32,7 @@ import psycopg
 from psycopg import sql
 
 from app.domain import pgtools
-from app.domain.catalog import Backup, list_backups, read_manifest, recent_backup
+from app.domain.catalog import Backup, list_backups, recent_backup
 from app.domain.storage import MiB, Storage
 from app.settings import TargetDatabase
 
@@ -82,12 +82,25 @@ class RestoreOutcome:
     database: str
     sha256: str
     verified: bool  # False when the backup has no manifest (e.g. made by the old system)
+    trusted: bool  # its manifest is signed by this team's key (see provenance)
     tables: int
     seconds: float
     kept_old_database: str | None
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
+
+
+@dataclass(frozen=True)
+class ScratchCopy:
+    """A backup restored into a scratch database, and what is known of where it came from."""
+
+    database: str
+    sha256: str
+    checksum_verified: bool
+    trusted: bool
+    untrusted_reason: str
+    tables: int
 
 
 def scratch_name(dbname: str, kind: str = "restore") -> str:
@@ -127,9 +140,8 @@ def _write_next(pending: list[Future], out, digest) -> int:
     return len(block)
 
 
-def verify(backup: Backup, storage: Storage, sha256: str) -> bool:
+def check_checksum(manifest: dict | None, sha256: str) -> bool:
     """True when the manifest's checksum matches; False when there is no manifest to check."""
-    manifest = read_manifest(storage, backup.filename) if backup.has_manifest else None
     if manifest is None or not manifest.get("sha256"):
         return False
     if manifest.get("sha256") != sha256:

@@ -56,7 +56,7 @@ def queue_for(settings: Settings, redis: Redis) -> Queue:
 
 
 def start_job(
-    settings: Settings, redis: Redis, kind: str, requested_by: str, *, scheduled: bool = False, **names: str
+    settings: Settings, redis: Redis, kind: str, requested_by: str, *, scheduled: bool = False, **names: str | bool
 ) -> str:
     """Take the database lock, then enqueue; refuse (409) while another job holds it.
 

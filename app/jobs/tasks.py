@@ -21,9 +21,10 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from app import audit
-from app.domain import alerts, catalog, pgtools, restore, trends
+from app.domain import alerts, catalog, pgtools, provenance, restore, trends
 from app.domain import backup as backups
 from app.domain.pgtools import PgToolError
+from app.domain.provenance import UNTRUSTED_WARNING
 from app.domain.retention import RetentionPolicy
 from app.domain.storage import StorageError
 from app.jobs import runtime
@@ -67,6 +68,7 @@ def backup_job(requested_by: str) -> dict:
         environment=settings.app_env,
         app_name=settings.app_name,
         requested_by=requested_by,
+        signing_key=settings.signing_key,
     )
     backups.publish_manifest(storage, result, manifest)
     progress.remember(upload_id=None, published=True)
@@ -129,31 +131,38 @@ def restore_job(filename: str, requested_by: str) -> dict:
         listed, app_name=settings.app_name, environment=settings.app_env, minutes=settings.recent_check_minutes
     )
     with restore.temp_folder(str(Path(settings.instance_path, "tmp"))) as folder:
-        scratch, sha256, verified, tables = _restore_into_scratch(backup, folder, progress)
+        copy = _restore_into_scratch(backup, folder, progress, trusted_only=False)
         set_aside = restore.scratch_name(target.dbname, "previous")
         progress.remember(set_aside_database=set_aside)
         progress.phase("swapping")
-        kept = restore.swap_in(target, scratch, set_aside, keep_old=settings.keep_old_database)
+        kept = restore.swap_in(target, copy.database, set_aside, keep_old=settings.keep_old_database)
         progress.remember(scratch_database=None, set_aside_database=None)
     outcome = restore.RestoreOutcome(
         filename=filename,
         database=target.dbname,
-        sha256=sha256,
-        verified=verified,
-        tables=tables,
+        sha256=copy.sha256,
+        verified=copy.checksum_verified,
+        trusted=copy.trusted,
+        tables=copy.tables,
         seconds=round(time.monotonic() - started, 3),
         kept_old_database=kept,
     )
     progress.phase("done", bytes_total=backup.size, bytes_done=backup.size)
     detail = f"restored {target.dbname} from {filename} in {outcome.seconds} s"
-    if not verified:
+    if not copy.checksum_verified:
         detail += "; no manifest, checksum not verified"
+    if not copy.trusted:
+        detail += f"; untrusted backup ({copy.untrusted_reason})"
     _finish(job, "restore", "ok", requested_by, filename, detail)
     return outcome.to_json()
 
 
-def verify_job(filename: str, requested_by: str) -> dict:
-    """Prove a backup restorable: restore it into a scratch database, count, drop. Live is never touched."""
+def verify_job(filename: str, requested_by: str, trusted_only: bool = True) -> dict:
+    """Prove a backup restorable: restore it into a scratch database, count, drop. Live is never touched.
+
+    `trusted_only` (the default; only an admin's request clears it) refuses a backup whose manifest
+    is not signed by this team's key before anything is downloaded or created.
+    """
     job = get_current_job()
     settings = runtime.settings()
     storage = runtime.storage()
@@ -164,17 +173,18 @@ def verify_job(filename: str, requested_by: str) -> dict:
     if backup is None:
         raise restore.RestoreRefused(f"{filename} is no longer in the store")
     with restore.temp_folder(str(Path(settings.instance_path, "tmp"))) as folder:
-        scratch, sha256, verified, tables = _restore_into_scratch(backup, folder, progress)
+        copy = _restore_into_scratch(backup, folder, progress, trusted_only)
         progress.phase("counting")
-        rows = restore.row_counts(settings.target, scratch)
-        restore.drop_scratch(settings.target, scratch)
+        rows = restore.row_counts(settings.target, copy.database)
+        restore.drop_scratch(settings.target, copy.database)
         progress.remember(scratch_database=None)
     report = {
         "filename": filename,
         "verified_at": datetime.now(UTC).isoformat(),
-        "sha256": sha256,
-        "checksum_verified": verified,
-        "tables": tables,
+        "sha256": copy.sha256,
+        "checksum_verified": copy.checksum_verified,
+        "trusted": copy.trusted,
+        "tables": copy.tables,
         "rows": rows,
         "seconds": round(time.monotonic() - started, 3),
         "requested_by": requested_by,
@@ -186,24 +196,34 @@ def verify_job(filename: str, requested_by: str) -> dict:
     return report
 
 
-def _restore_into_scratch(backup, folder: Path, progress: Progress) -> tuple[str, str, bool, int]:
-    """Download, check the checksum, restore into a new scratch database: shared by restore and verify."""
+def _restore_into_scratch(backup, folder: Path, progress: Progress, trusted_only: bool) -> restore.ScratchCopy:
+    """Check provenance, download, check the checksum, restore into a new scratch database.
+
+    Shared by restore and verify. An untrusted backup is refused here when `trusted_only`, before
+    anything is downloaded or created.
+    """
     settings = runtime.settings()
     storage = runtime.storage()
+    manifest = catalog.read_manifest(storage, backup.filename) if backup.has_manifest else None
+    origin = provenance.provenance_of(backup, manifest, settings.signing_key)
+    if trusted_only and not origin.trusted:
+        raise restore.RestoreRefused(
+            f"{backup.filename} is not trusted ({origin.reason}); only an admin may verify it, nothing was changed"
+        )
     progress.remember(temp_folder=str(folder))
     progress.phase("downloading", bytes_total=backup.size)
     archive, sha256 = restore.download(storage, backup, folder, on_progress=progress.advance)
     progress.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
-    verified = restore.verify(backup, storage, sha256)
-    if not verified:
-        progress.remember(warning="this backup has no manifest, so its checksum could not be verified")
+    checksum_verified = restore.check_checksum(manifest, sha256)
+    if not origin.trusted:
+        progress.remember(warning=f"this backup is not trusted: {origin.reason}; {UNTRUSTED_WARNING}")
     scratch = restore.scratch_name(settings.target.dbname)
     progress.remember(scratch_database=scratch)
     restore.create_scratch(settings.target, scratch)
     progress.phase("restoring")
     tables = restore.restore_into(settings.target, archive, scratch, jobs=settings.restore_jobs,
                                   bin_dirs=settings.pg_bin_dirs, on_progress=progress.items)  # fmt: skip
-    return scratch, sha256, verified, tables
+    return restore.ScratchCopy(scratch, sha256, checksum_verified, origin.trusted, origin.reason, tables)
 
 
 def scheduled_backup() -> str | None:
@@ -221,12 +241,19 @@ def scheduled_backup() -> str | None:
 
 
 def scheduled_verify() -> str | None:
-    """Fired by the scheduler: prove the newest backup of this environment restorable."""
+    """Fired by the scheduler: prove the newest *trusted* backup of this environment restorable.
+
+    Newest by the signed manifest's `finished_at`: a name is chosen by whoever wrote the file.
+    """
     from app.jobs.queue import JobRefused, start_job
 
     settings = runtime.settings()
-    newest = next((b for b in catalog.list_backups(runtime.storage(), settings.zone)
-                   if b.environment == settings.app_env and b.app_name == settings.app_name), None)  # fmt: skip
+    storage = runtime.storage()
+    ours = [b for b in catalog.list_backups(storage, settings.zone)
+            if b.environment == settings.app_env and b.app_name == settings.app_name]  # fmt: skip
+    newest = provenance.newest_trusted(
+        ours, lambda b: catalog.read_manifest(storage, b.filename), settings.signing_key, datetime.now(UTC)
+    )
     if newest is None:
         return None
     try:

@@ -11,6 +11,7 @@ from markupsafe import Markup
 from app import audit, services
 from app.domain import catalog, trends
 from app.domain.catalog import find_backup, list_backups, read_manifest, read_pin
+from app.domain.provenance import provenance_in
 from app.domain.storage import StorageError
 from app.jobs.queue import JobRefused, start_job
 from app.jobs.schedule import effective_schedule, next_run
@@ -152,13 +153,22 @@ def unpin(filename: str):
 @bp.route("/backups/<path:filename>/verify", methods=["POST"])
 @role_required("operator")
 def verify(filename: str):
-    listed_or_404(filename, "verify")
+    """Operators may verify only trusted backups of their own environment: a restore test runs the archive's SQL."""
+    backup = listed_or_404(filename, "verify")
     require_submitted(PinForm())
+    settings, admin = services.settings(), has_role("admin")
+    origin = provenance_in(services.storage(), backup, settings.signing_key)
+    if not origin.trusted and not admin:
+        message = f"{filename} is not trusted ({origin.reason}); only an admin may verify it"
+        audit.record("verify", "refused", username=current_user.username, target=filename, detail=message,
+                     address=client_address())  # fmt: skip
+        abort(403, message)
     try:
-        job_id = start_job(services.settings(), services.redis(), "verify", current_user.username, filename=filename)
+        job_id = start_job(settings, services.redis(), "verify", current_user.username, filename=filename,
+                           trusted_only=not admin)  # fmt: skip
     except JobRefused as exc:
         flash(str(exc), "error")
         return redirect(url_for("backups.index"), 303)
     audit.record("verify", "requested", username=current_user.username, target=filename, job_id=job_id,
-                 address=client_address())  # fmt: skip
+                 address=client_address(), detail=origin.audit_note)  # fmt: skip
     return redirect(url_for("jobs.show", job_id=job_id), 303)

@@ -7,6 +7,7 @@ from flask_login import current_user
 
 from app import audit, services
 from app.domain.catalog import Backup, read_manifest
+from app.domain.provenance import UNTRUSTED_WARNING, provenance_in
 from app.domain.restore import RestoreRefused, find_listed, passkey_matches, require_recent_backup
 from app.jobs.queue import JobRefused, start_job
 from app.ratelimit import FailureLimit
@@ -47,19 +48,21 @@ def request_restore(filename: str, passkey: str) -> str:
     """Check every guard in order, then enqueue; audits each attempt. Raises RestoreDenied."""
     username, address = current_user.username, client_address()
     try:
-        job_id = _guarded_enqueue(filename, passkey, username, address)
+        job_id, backup = _guarded_enqueue(filename, passkey, username, address)
     except RestoreDenied as exc:
         audit.record("restore", "refused", username=username, target=filename[:255], detail=str(exc), address=address)
         raise
-    audit.record("restore", "requested", username=username, target=filename, job_id=job_id, address=address)
+    origin = provenance_in(services.storage(), backup, services.settings().signing_key)
+    audit.record("restore", "requested", username=username, target=filename, job_id=job_id, address=address,
+                 detail=origin.audit_note)  # fmt: skip
     return job_id
 
 
-def _guarded_enqueue(filename: str, passkey: str, username: str, address: str) -> str:
+def _guarded_enqueue(filename: str, passkey: str, username: str, address: str) -> tuple[str, Backup]:
     settings = services.settings()
     if not settings.restore_enabled:
         raise RestoreDenied("restore is disabled: no RESTORE_PASSKEY is configured for this console", 503)
-    _, listed = listed_backup(filename)
+    backup, listed = listed_backup(filename)
     limit, everyone = passkey_limit(), environment_passkey_limit()
     wait = everyone.blocked_for(settings.app_env) or limit.blocked_for(username, address)
     if wait:
@@ -73,7 +76,7 @@ def _guarded_enqueue(filename: str, passkey: str, username: str, address: str) -
         require_recent_backup(
             listed, app_name=settings.app_name, environment=settings.app_env, minutes=settings.recent_check_minutes
         )
-        return start_job(settings, services.redis(), "restore", username, filename=filename)
+        return start_job(settings, services.redis(), "restore", username, filename=filename), backup
     except (RestoreRefused, JobRefused) as exc:
         raise RestoreDenied(str(exc), 409) from None
 
@@ -108,6 +111,8 @@ def confirm(filename: str):
             "restore/confirm.html",
             backup=backup,
             manifest=read_manifest(services.storage(), filename) if backup.has_manifest else None,
+            origin=provenance_in(services.storage(), backup, settings.signing_key),
+            untrusted_warning=UNTRUSTED_WARNING,
             recent=recent,
             form=form,
             safety_form=CreateBackupForm(next=request.path),
