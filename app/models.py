@@ -1,4 +1,4 @@
-"""The console's own store: people, API tokens and the audit log.
+"""The console's own store: people, API tokens, sign-in sessions and the audit log.
 
 It lives in `CONSOLE_DATABASE_URL` (SQLite by default), never in the target database, so a
 restore can never erase who did it. Only hashes of passwords and tokens are kept.
@@ -35,11 +35,17 @@ class User(UserMixin, db.Model):
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
     reset_token_hash: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     reset_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Part of every session's user id (see get_id): bumping it ends all of this user's sessions.
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
     @property
     def is_active(self) -> bool:  # flask-login refuses inactive users
         return self.active
+
+    def get_id(self) -> str:
+        """What the session stores: Flask-Login's "alternative token", so a stale epoch no longer loads."""
+        return f"{self.id}:{self.session_epoch}"
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
@@ -86,6 +92,28 @@ class ApiToken(db.Model):
         if self.revoked_at is not None or not self.user.active:
             return False
         return self.expires_at is None or self.expires_at > utcnow()
+
+
+class LoginSession(db.Model):
+    """One sign-in from a browser: signing out ends it here, so a copied cookie stops working too."""
+
+    __tablename__ = "login_sessions"
+
+    sid_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # the cookie holds the sid itself
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    address: Mapped[str | None] = mapped_column(String(64))
+
+    @classmethod
+    def start(cls, user: User, address: str | None) -> tuple[LoginSession, str]:
+        """A new session of `user`; the plain sid goes into the (signed) session cookie, only its digest here."""
+        sid = secrets.token_urlsafe(32)
+        return cls(sid_hash=ApiToken.hash(sid), user_id=user.id, address=address), sid
+
+    @classmethod
+    def find(cls, sid: str) -> LoginSession | None:
+        return db.session.get(cls, ApiToken.hash(sid))
 
 
 class AuditEvent(db.Model):

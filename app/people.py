@@ -1,7 +1,8 @@
 """Managing the people who use the console: one place for the rules the CLI and pages share.
 
 Every change is audited. The last active admin can be neither disabled nor demoted, so the
-console can never lock itself out.
+console can never lock itself out. A new password, a new role, disabling or enabling ends every
+session the user has open (`end_sessions`); their API tokens stay, unless the user is disabled.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import datetime, timedelta
 
 from app import audit
 from app.extensions import db
-from app.models import ApiToken, User, utcnow
+from app.models import ApiToken, LoginSession, User, utcnow
 from app.settings import ROLES
 
 MIN_PASSWORD_LENGTH = 10
@@ -59,6 +60,28 @@ def create_user(username: str, role: str, password: str | None, created_by: str)
     return user
 
 
+def end_sessions(user: User) -> int:
+    """End all of `user`'s browser sessions (the caller commits); returns how many were open.
+
+    The epoch bump alone is enough (the session loader compares it); ending the sign-in records
+    as well keeps them truthful about which sessions still work.
+    """
+    user.session_epoch += 1
+    still_open = db.select(LoginSession).where(LoginSession.user_id == user.id, LoginSession.ended_at.is_(None))
+    open_sessions = db.session.execute(still_open).scalars().all()
+    for record in open_sessions:
+        record.ended_at = utcnow()
+    return len(open_sessions)
+
+
+def sign_out_everywhere(user: User, address: str | None) -> None:
+    """The user's own "Sign out everywhere": every browser, this one included; API tokens keep working."""
+    ended = end_sessions(user)
+    db.session.commit()
+    audit.record("logout-everywhere", "ok", username=user.username, target=user.username,
+                 detail=f"{ended} open session(s) ended", address=address)  # fmt: skip
+
+
 def _other_active_admins(user: User) -> int:
     return db.session.execute(
         db.select(db.func.count()).select_from(User).where(User.role == "admin", User.active, User.id != user.id)
@@ -71,6 +94,8 @@ def change_role(user: User, role: str, changed_by: str) -> None:
     if user.role == "admin" and role != "admin" and user.active and not _other_active_admins(user):
         raise PeopleError(f"{user.username} is the last active admin; make someone else admin first")
     old, user.role = user.role, role
+    if old != role:
+        end_sessions(user)  # pages already open were shown for the old role
     db.session.commit()
     audit.record("user.role", "ok", username=changed_by, target=user.username, detail=f"{old} -> {role}")
 
@@ -80,6 +105,7 @@ def set_active(user: User, active: bool, changed_by: str) -> None:
     if not active and user.role == "admin" and user.active and not _other_active_admins(user):
         raise PeopleError(f"{user.username} is the last active admin and cannot be disabled")
     user.active = active
+    end_sessions(user)  # on enable too: nothing from before a disable comes back to life
     db.session.commit()
     audit.record("user.enable" if active else "user.disable", "ok", username=changed_by, target=user.username)
 
@@ -110,6 +136,7 @@ def set_password(user: User, password: str, changed_by: str) -> None:
     user.set_password(password)
     user.reset_token_hash = None
     user.reset_expires_at = None
+    end_sessions(user)  # whoever knew the old password may be signed in somewhere
     db.session.commit()
     audit.record("user.password", "ok", username=changed_by, target=user.username)
 

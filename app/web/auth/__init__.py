@@ -6,12 +6,12 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, abort, g, jsonify, redirect, request, url_for
-from flask_login import current_user
+from flask import Flask, abort, g, jsonify, redirect, request, session, url_for
+from flask_login import current_user, login_user, logout_user
 
 from app import services
 from app.extensions import db, login_manager
-from app.models import ApiToken, User, utcnow
+from app.models import ApiToken, LoginSession, User, utcnow
 from app.ratelimit import FailureLimit
 from app.settings import ROLES
 
@@ -24,9 +24,45 @@ def init_app(app: Flask) -> None:
     login_manager.unauthorized_handler(_unauthorized)
 
 
+# The session cookie carries this sign-in's random id; the console store says whether it has ended.
+SESSION_ID_KEY = "login_sid"
+
+
 def _load_user(user_id: str) -> User | None:
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-    return user if user and user.active else None
+    """The session's user, unless it is disabled, its epoch is stale, or this sign-in has ended."""
+    uid, _, epoch = user_id.partition(":")
+    user = db.session.get(User, int(uid)) if uid.isdigit() and epoch.isdigit() else None
+    if user is None or not user.active or user.session_epoch != int(epoch):
+        return None
+    record = _this_sign_in()
+    if record is None or record.ended_at is not None or record.user_id != user.id:
+        return None
+    return user
+
+
+def _this_sign_in() -> LoginSession | None:
+    sid = session.get(SESSION_ID_KEY)
+    return LoginSession.find(sid) if isinstance(sid, str) else None
+
+
+def start_session(user: User) -> None:
+    """Sign `user` in with a fresh session (no fixation) and a new server-side sign-in record."""
+    session.clear()
+    record, sid = LoginSession.start(user, client_address())
+    db.session.add(record)
+    login_user(user)
+    session[SESSION_ID_KEY] = sid
+    db.session.commit()
+
+
+def end_session() -> None:
+    """Sign out here: this sign-in ends on the server too, so a copy of its cookie stops working."""
+    record = _this_sign_in()
+    if record is not None and record.ended_at is None:
+        record.ended_at = utcnow()
+        db.session.commit()
+    logout_user()
+    session.clear()
 
 
 def load_user_from_token(req) -> User | None:

@@ -4,15 +4,15 @@ import secrets
 import time
 from functools import cache
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user, logout_user
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app import audit
 from app.extensions import db
 from app.models import User, utcnow
 from app.ratelimit import FailureLimit
-from app.web.auth import client_address, failure_limit
+from app.web.auth import client_address, end_session, failure_limit, start_session
 from app.web.auth.forms import LoginForm, safe_next
 
 bp = Blueprint("auth", __name__)
@@ -73,8 +73,7 @@ def login():
         matches = password_matches(user, form.password.data)  # a disabled user costs the same check
         if user and user.active and matches:
             per_username.reset(username.lower())  # not the address: a valid account must not reset it
-            session.clear()  # a fresh session at sign-in: no fixation
-            login_user(user)
+            start_session(user)  # a fresh session at sign-in: no fixation
             user.last_login_at = utcnow()
             db.session.commit()
             audit.record("login", "ok", username=user.username, address=address)
@@ -93,7 +92,6 @@ def login():
 def logout():
     if current_user.is_authenticated:
         audit.record("logout", "ok", username=current_user.username, address=client_address())
-    logout_user()
-    session.clear()
+    end_session()
     flash("Signed out.", "info")
     return redirect(url_for("auth.login"))

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, logout_user
+from flask_login import current_user
 
 from app import audit, people
 from app.extensions import db
 from app.models import ApiToken, User, utcnow
-from app.web.auth import client_address, role_required
+from app.web.auth import client_address, end_session, role_required, start_session
 from app.web.forms import require_submitted
 from app.web.people.forms import (
     ROLE_CHOICES,
@@ -107,7 +107,7 @@ def set_password(secret: str):
     form = SetPasswordForm()
     if form.validate_on_submit():
         people.set_password(user, form.new.data, changed_by=user.username)
-        logout_user()
+        end_session()  # whoever is signed in in this browser signs in again, with the new password
         flash("Your password is set. Sign in with it.", "ok")
         return redirect(url_for("auth.login"), 303)
     return render_template("people/set_password.html", form=form, user=user), 400 if request.method == "POST" else 200
@@ -123,8 +123,10 @@ def account():
     if request.method == "POST" and "pw-submit" in request.form:
         if password_form.validate_on_submit():
             if current_user.check_password(password_form.current.data):
-                people.set_password(current_user, password_form.new.data, current_user.username)
-                flash("Your password is changed.", "ok")
+                me = current_user._get_current_object()
+                people.set_password(me, password_form.new.data, me.username)
+                start_session(me)  # every other session ended; this one goes on, under a new id
+                flash("Your password is changed. You are signed out everywhere else.", "ok")
                 return redirect(url_for("people.account"), 303)
             password_form.current.errors.append("That is not your current password.")
             audit.record("user.password", "refused", username=current_user.username, detail="wrong current password",
@@ -150,6 +152,16 @@ def account():
         "people/account.html", password_form=password_form, token_form=token_form, tokens=tokens,
         new_token=new_token, action_form=ActionForm(), now=utcnow(),
     ), status  # fmt: skip
+
+
+@bp.route("/account/sign-out-everywhere", methods=["POST"])
+@role_required("viewer")
+def sign_out_everywhere():
+    require_submitted(ActionForm())
+    people.sign_out_everywhere(current_user._get_current_object(), client_address())
+    end_session()
+    flash("Signed out everywhere, this browser included. Your API tokens still work.", "info")
+    return redirect(url_for("auth.login"), 303)
 
 
 @bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])
