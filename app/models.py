@@ -115,6 +115,11 @@ class LoginSession(db.Model):
     def find(cls, sid: str) -> LoginSession | None:
         return db.session.get(cls, ApiToken.hash(sid))
 
+    @classmethod
+    def forget_older_than(cls, started_before: datetime) -> None:
+        """Drop sign-ins whose cookies can no longer be valid (Flask refuses a cookie past its lifetime)."""
+        db.session.execute(db.delete(cls).where(cls.started_at < started_before))
+
 
 class AuditEvent(db.Model):
     """Append-only from the application's side: there is no route that edits or deletes one."""

@@ -171,6 +171,22 @@ def test_only_a_digest_of_the_session_id_is_stored(app, olga):
     assert len(stored) == 2 and sid not in stored
 
 
+def test_sign_ins_past_the_cookie_lifetime_are_forgotten_at_the_next_sign_in(app, olga):
+    from datetime import timedelta
+
+    from app.models import utcnow
+
+    (old_client, _), _ = olga
+    with app.app_context():
+        for record in LoginSession.query.all():
+            record.started_at = utcnow() - app.permanent_session_lifetime - timedelta(minutes=1)
+        db.session.commit()
+    signed_in(app, "olga")
+    with app.app_context():
+        assert LoginSession.query.count() == 1  # only the new one
+    assert_signed_out(old_client)
+
+
 # --------------------------------------------------------------------------- API tokens
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, abort, g, jsonify, redirect, request, session, url_for
+from flask import Flask, abort, current_app, g, jsonify, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from app import services
@@ -48,6 +48,7 @@ def _this_sign_in() -> LoginSession | None:
 def start_session(user: User) -> None:
     """Sign `user` in with a fresh session (no fixation) and a new server-side sign-in record."""
     session.clear()
+    LoginSession.forget_older_than(utcnow() - current_app.permanent_session_lifetime)
     record, sid = LoginSession.start(user, client_address())
     db.session.add(record)
     login_user(user)
