@@ -86,7 +86,7 @@ def worker(burst: bool) -> None:
     from app.jobs.worker import ConsoleWorker
 
     settings = current_app.config["SETTINGS"]
-    runtime.configure(settings)
+    runtime.configure(current_app._get_current_object())  # type: ignore[attr-defined]
     # Look the client tools (and each pg_dump's compression) up once here: each job's forked
     # work horse inherits the answers.
     for tool in ("pg_dump", "pg_restore"):
@@ -114,7 +114,7 @@ def scheduler() -> None:
     from app.jobs.schedule import ConsoleScheduler
 
     settings = current_app.config["SETTINGS"]
-    runtime.configure(settings)
+    runtime.configure(current_app._get_current_object())  # type: ignore[attr-defined]
     redis = redis_for(settings)
     ConsoleScheduler(
         settings, redis, queue_for(settings, redis).name, tasks.scheduled_backup, tasks.scheduled_verify
@@ -129,15 +129,15 @@ backup_cli = AppGroup("backup", help="Backups from the shell.")
 @click.option("--as", "as_user", default="cli", help="Name recorded in the audit log.")
 def backup_create(wait: bool, as_user: str) -> None:
     """Enqueue a backup of this console's database (a worker must be running)."""
-    from app.jobs.queue import JobRefused, job_status, start_job
+    from app import operations
+    from app.jobs.queue import job_status
 
-    settings = current_app.config["SETTINGS"]
-    redis = redis_for(settings)
+    using = operations.collaborators()
+    settings, redis = using.settings, using.redis
     try:
-        job_id = start_job(settings, redis, "backup", as_user)
-    except JobRefused as exc:
+        job_id = operations.request_backup(operations.Actor(as_user, "operator"), using, source="from the command line")
+    except operations.Refused as exc:
         fail(str(exc))
-    audit.record("backup", "requested", username=as_user, job_id=job_id, detail="from the command line")
     click.echo(f"Backup job {job_id} enqueued.")
     if not wait:
         return

@@ -274,7 +274,7 @@ def run_jobs(app):
     from app.jobs import runtime
 
     yield lambda: run_jobs_for(app)
-    runtime.configure(None)  # type: ignore[arg-type]
+    runtime.configure(None)
 
 
 def backup_run_in_process(app) -> dict:
@@ -297,7 +297,7 @@ def run_jobs_for(app):
     from app.services import redis, settings
 
     with app.app_context():
-        runtime.configure(settings())
+        runtime.configure(app)
         SimpleWorker([queue_for(settings(), redis())], connection=redis()).work(burst=True)
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from app.domain.alerts import Alert, deliver, stale_backup_alert
 from app.domain.catalog import Backup
+from app.domain.naming import Owner
 from app.settings import Settings
 
 SECRET_PATH = "/services/T0000/B0000/s3cr3tW3bh00kT0ken"
@@ -279,9 +280,9 @@ def backup(app: str, env: str, hours_ago: float, suffix: str = ".dump") -> Backu
 
 
 def stale(backups: list[Backup]) -> Alert | None:
-    return stale_backup_alert(
-        backups, app_name="pharmatracker", environment="staging", max_age=timedelta(hours=26), now=NOW
-    )
+    owner = Owner("pharmatracker", "staging")
+    newest = max((b for b in backups if owner.owns(b)), key=lambda b: b.created_at, default=None)
+    return stale_backup_alert(newest, owner, max_age=timedelta(hours=26), now=NOW)
 
 
 def test_recent_backup_of_this_environment_means_no_alert():

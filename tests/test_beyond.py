@@ -74,7 +74,7 @@ def test_two_schedulers_enqueue_one_run_per_slot(make_app, redis_server, make_us
     app = make_app()
     settings = app.config["SETTINGS"]
     with app.app_context():
-        runtime.configure(settings)
+        runtime.configure(app)
         save_schedule("*/5 * * * *", "ada")
         schedulers = [ConsoleScheduler(settings, redis_server, settings.redis_namespace, tasks.scheduled_backup)
                       for _ in range(2)]  # fmt: skip
@@ -198,12 +198,12 @@ def test_the_stale_backup_alert_fires_once(make_app, webhook, redis_server):
     app = make_app(ALERT_WEBHOOK_URL=url, BACKUP_MAX_AGE_HOURS="24")
     old_backups(app, [2])
     settings = app.config["SETTINGS"]
-    runtime.configure(settings)
+    runtime.configure(app)
     assert check_stale_backups(settings, redis_server) is True
     redis_server.delete(f"{settings.redis_namespace}:scheduler:stale-check")
     assert check_stale_backups(settings, redis_server) is False  # not again within the period
     assert [r["pgconsole"]["kind"] for r in received] == ["stale-backup"]
-    runtime.configure(None)  # type: ignore[arg-type]
+    runtime.configure(None)
 
 
 def test_a_backup_made_after_most_rows_were_deleted_is_flagged(make_app, webhook, make_user, target_db):
@@ -233,7 +233,7 @@ def test_a_verify_schedule_proves_the_newest_backup(make_app, redis_server):
     settings = app.config["SETTINGS"]
     newest = backup_run_in_process(app)["result"]["filename"]
     with app.app_context():
-        runtime.configure(settings)
+        runtime.configure(app)
         scheduler = ConsoleScheduler(settings, redis_server, settings.redis_namespace, tasks.scheduled_backup,
                                      tasks.scheduled_verify)  # fmt: skip
         scheduler.verify_job.next_enqueue_time = datetime.now(UTC) - timedelta(seconds=1)  # its slot is due

@@ -148,7 +148,7 @@ def test_an_unknown_username_costs_the_same_hash_check_as_a_wrong_password(make_
 
 
 def test_wrong_passkeys_are_limited_for_the_whole_console_not_only_per_admin(app, make_user, token_for):
-    from app.web.restore.views import PASSKEY_ENVIRONMENT_FAILURES_ALLOWED, PASSKEY_FAILURES_ALLOWED
+    from app.operations import PASSKEY_ENVIRONMENT_FAILURES_ALLOWED, PASSKEY_FAILURES_ALLOWED
     from tests.test_restore import PASSKEY, restore_api
 
     filename = backup_run_in_process(app)["result"]["filename"]

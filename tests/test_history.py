@@ -90,7 +90,7 @@ def test_a_backup_burst_gets_429_but_the_scheduled_backup_is_accepted(make_app, 
     assert cli.exit_code != 0 and "wait" in cli.output and queued(app) == 0
 
     with app.app_context():
-        runtime.configure(app.config["SETTINGS"])
+        runtime.configure(app)
         scheduled = tasks.scheduled_backup()
     assert scheduled is not None and queued(app) == 1
     run_jobs_for(app)

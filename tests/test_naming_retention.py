@@ -14,11 +14,12 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from app.domain.catalog import Backup, list_backups, recent_backup
-from app.domain.naming import backup_filename, parse_backup_name
+from app.domain.naming import Owner, backup_filename, parse_backup_name
 from app.domain.retention import expired_backups
 from app.domain.storage import LocalStorage
 
 IST = ZoneInfo("Asia/Kolkata")
+PRODUCTION = Owner("pharmatracker", "production")
 NEW_YORK = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
 ZONES = [IST, ZoneInfo("UTC"), NEW_YORK, BERLIN]
@@ -255,7 +256,7 @@ def newest_first(backups: list[Backup]) -> list[Backup]:
 
 def test_retention_keeps_the_newest_n_and_expires_the_rest_newest_first():
     mine = [backup("pharmatracker", "production", NOW - timedelta(hours=h)) for h in range(6)]
-    expired = expired_backups(newest_first(mine), "pharmatracker", "production", keep=3)
+    expired = expired_backups(newest_first(mine), PRODUCTION, keep=3)
     assert [b.filename for b in expired] == [b.filename for b in mine[3:]]
 
 
@@ -274,10 +275,10 @@ def test_retention_never_touches_other_environments_apps_or_foreign_files():
     ]
     listed = newest_first(mine + others)
 
-    expired = expired_backups(listed, "pharmatracker", "production", keep=1)
+    expired = expired_backups(listed, PRODUCTION, keep=1)
 
     assert [b.filename for b in expired] == [b.filename for b in mine[1:]]
-    assert expired_backups(listed, "pharmatracker", "production", keep=3) == []
+    assert expired_backups(listed, PRODUCTION, keep=3) == []
 
 
 def test_retention_never_expires_the_backup_just_made_whatever_its_clock_says():
@@ -287,7 +288,7 @@ def test_retention_never_expires_the_backup_just_made_whatever_its_clock_says():
     listed = newest_first([just_made, *earlier])
 
     for keep in (1, 2, 3, 4, 5):
-        expired = expired_backups(listed, "pharmatracker", "production", keep=keep, just_made=just_made.filename)
+        expired = expired_backups(listed, PRODUCTION, keep=keep, just_made=just_made.filename)
         assert just_made.filename not in [b.filename for b in expired]
         assert len(expired) == max(0, 5 - keep)
         # the just-made one takes one of the kept places; the oldest of the others go
@@ -297,8 +298,8 @@ def test_retention_never_expires_the_backup_just_made_whatever_its_clock_says():
 @pytest.mark.parametrize("keep", [3, 4, 30])
 def test_retention_expires_nothing_when_keep_covers_every_backup(keep):
     mine = [backup("pharmatracker", "production", NOW - timedelta(hours=h)) for h in range(3)]
-    assert expired_backups(newest_first(mine), "pharmatracker", "production", keep=keep) == []
-    assert expired_backups([], "pharmatracker", "production", keep=keep) == []
+    assert expired_backups(newest_first(mine), PRODUCTION, keep=keep) == []
+    assert expired_backups([], PRODUCTION, keep=keep) == []
 
 
 # --------------------------------------------------------------------------- the recent-backup rule
@@ -315,7 +316,7 @@ def test_recent_backup_finds_this_environments_backup_within_the_window():
             backup("pharmatracker", "production", NOW - timedelta(minutes=20)),
         ]
     )
-    found = recent_backup(listed, "pharmatracker", "production", timedelta(minutes=5), NOW)
+    found = recent_backup(listed, PRODUCTION, timedelta(minutes=5), NOW)
     assert found is not None and found.filename == this.filename
 
 
@@ -327,9 +328,9 @@ def test_recent_backup_ignores_other_environments_and_older_backups():
             backup("pharmatracker", "production", NOW - timedelta(days=1)),
         ]
     )
-    assert recent_backup(listed, "pharmatracker", "production", timedelta(minutes=5), NOW) is None
-    assert recent_backup(listed, "pharmatracker", "staging", timedelta(minutes=5), NOW) is not None
-    assert recent_backup([], "pharmatracker", "production", timedelta(minutes=5), NOW) is None
+    assert recent_backup(listed, PRODUCTION, timedelta(minutes=5), NOW) is None
+    assert recent_backup(listed, Owner("pharmatracker", "staging"), timedelta(minutes=5), NOW) is not None
+    assert recent_backup([], PRODUCTION, timedelta(minutes=5), NOW) is None
 
 
 def test_recent_backup_reads_names_made_in_another_zone(tmp_path):
@@ -338,5 +339,5 @@ def test_recent_backup_reads_names_made_in_another_zone(tmp_path):
     name = backup_filename("pharmatracker", "production", NOW - timedelta(minutes=1), IST)
     storage.put_bytes(name, b"archive")
     listed = list_backups(storage, NEW_YORK)
-    found = recent_backup(listed, "pharmatracker", "production", timedelta(minutes=5), NOW)
+    found = recent_backup(listed, PRODUCTION, timedelta(minutes=5), NOW)
     assert found is not None and found.filename == name

@@ -201,7 +201,7 @@ def test_the_scheduled_verify_skips_a_future_dated_unsigned_file_and_an_older_na
     bait = own_name(datetime(2099, 1, 1, tzinfo=UTC))  # sorts first by its name
     storage.put_bytes(bait, b"PGDMP planted")
     with app.app_context():
-        runtime.configure(app.config["SETTINGS"])
+        runtime.configure(app)
         job_id = tasks.scheduled_verify()
     assert job_of(app, job_id)["filename"] == made
     run_jobs_for(app)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from app.domain.catalog import Backup
-from app.domain.naming import backup_filename
+from app.domain.naming import Owner, backup_filename
 from app.domain.trends import Point, backup_trend, chart_svg, drop_percent_of, size_dropped
 
 ZONE = ZoneInfo("Asia/Kolkata")
@@ -24,7 +24,7 @@ def make(size: int, day: int, *, app: str = "shop", env: str = "staging", name: 
 
 def trend(backups: list[Backup], manifests: dict | None = None, **kw) -> list[Point]:
     kw.setdefault("drop_percent", 50)
-    return backup_trend(backups, manifests or {}, app_name="shop", environment="staging", **kw)
+    return backup_trend(backups, manifests or {}, owner=Owner("shop", "staging"), **kw)
 
 
 def series(*sizes: int) -> list[Backup]:

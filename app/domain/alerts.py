@@ -24,7 +24,7 @@ from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from app.domain.catalog import Backup
-from app.domain.naming import DUMP_SUFFIX
+from app.domain.naming import Owner
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,21 +75,18 @@ def deliver(
     return report
 
 
-def stale_backup_alert(
-    backups: list[Backup], *, app_name: str, environment: str, max_age: timedelta, now: datetime
-) -> Alert | None:
-    """A "stale-backup" alert when this app+environment has no completed backup newer than max_age."""
-    mine = [
-        b
-        for b in backups
-        if b.app_name == app_name and b.environment == environment and b.filename.endswith(DUMP_SUFFIX)
-    ]
-    newest = max(mine, key=lambda b: b.created_at, default=None)
-    if newest is not None and newest.created_at > now - max_age:
+def is_stale(newest: Backup | None, max_age: timedelta, now: datetime) -> bool:
+    """The staleness rule, for alerts and /healthz alike: no backup, or the newest is older than max_age."""
+    return newest is None or newest.created_at <= now - max_age
+
+
+def stale_backup_alert(newest: Backup | None, owner: Owner, *, max_age: timedelta, now: datetime) -> Alert | None:
+    """A "stale-backup" alert when `newest`, our newest backup, is missing or older than max_age."""
+    if not is_stale(newest, max_age, now):
         return None
     return Alert(
         kind="stale-backup",
-        summary=f"No backup of {app_name} ({environment}) in the last {_duration(max_age)}",
+        summary=f"No backup of {owner.app_name} ({owner.environment}) in the last {_duration(max_age)}",
         details={
             "newest_backup": newest.filename if newest else "none",
             "newest_backup_age": _duration(now - newest.created_at) if newest else "none",

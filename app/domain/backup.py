@@ -12,11 +12,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 from app.domain import pgtools
-from app.domain.catalog import list_backups, sidecar_names, write_manifest
-from app.domain.naming import backup_filename
+from app.domain.catalog import Backup, sidecar_names, write_manifest
+from app.domain.console import ConsoleBackups
 from app.domain.provenance import sign
 from app.domain.retention import RetentionPolicy, expired_backups
 from app.domain.storage import MiB, Storage, StorageError, part_size_for
@@ -62,27 +61,24 @@ class BackupResult:
 
 
 def plan_backup(
-    target: TargetDatabase,
-    storage: Storage,
+    console: ConsoleBackups,
     *,
-    app_name: str,
-    environment: str,
-    zone: ZoneInfo,
     compression: str,
     bin_dirs: tuple[str, ...] = (),
     now: datetime | None = None,
 ) -> BackupPlan:
     """Pick the tools and the name; fail early (before any upload) on a version mismatch or a
     compression method the chosen pg_dump build lacks."""
+    target = console.target
     server_major, server_full = pgtools.server_version(target)
     dump = pgtools.pick_client("pg_dump", server_major, bin_dirs)
     chosen = pgtools.compression_for(compression, dump)
     now = now or datetime.now(UTC)
-    filename = backup_filename(app_name, environment, now, zone)
-    while storage.stat(filename) is not None:  # two backups within one second: never overwrite
+    filename = console.owner.filename_at(now, console.zone)
+    while console.storage.stat(filename) is not None:  # two backups within one second: never overwrite
         time.sleep(1)
-        filename = backup_filename(app_name, environment, datetime.now(UTC), zone)
-    previous = [b for b in list_backups(storage, zone) if b.environment == environment and b.app_name == app_name]
+        filename = console.owner.filename_at(datetime.now(UTC), console.zone)
+    previous = console.ours()
     return BackupPlan(
         filename=filename,
         dump=dump,
@@ -183,9 +179,7 @@ def manifest_for(
     plan: BackupPlan,
     result: BackupResult,
     *,
-    target: TargetDatabase,
-    environment: str,
-    app_name: str,
+    console: ConsoleBackups,
     requested_by: str,
     signing_key: bytes,
 ) -> dict:
@@ -195,9 +189,9 @@ def manifest_for(
         "filename": result.filename,
         "sha256": result.sha256,
         "size": result.size,
-        "app_name": app_name,
-        "environment": environment,
-        "database": target.dbname,
+        "app_name": console.owner.app_name,
+        "environment": console.owner.environment,
+        "database": console.target.dbname,
         "server_version": plan.server_version,
         "pg_dump_version": plan.dump.version,
         "pg_dump_major": plan.dump.major,
@@ -220,15 +214,19 @@ def publish_manifest(storage: Storage, result: BackupResult, manifest: dict) -> 
 
 
 def apply_retention(
-    storage: Storage, zone: ZoneInfo, *, app_name: str, environment: str, policy: RetentionPolicy, just_made: str
+    console: ConsoleBackups, listed: list[Backup], *, policy: RetentionPolicy, just_made: str
 ) -> tuple[list[str], dict[str, str]]:
-    """Delete expired backups (with their sidecars); one failed delete does not stop the rest."""
+    """Delete our expired backups (with their sidecars); one failed delete does not stop the rest.
+
+    `listed` must be read after the new backup was published, so that it and any pin made
+    meanwhile are seen.
+    """
     deleted, failures = [], {}
-    for backup in expired_backups(list_backups(storage, zone), app_name, environment, policy, just_made, zone):
+    for backup in expired_backups(listed, console.owner, policy, just_made, console.zone):
         try:
-            storage.delete(backup.filename)
+            console.storage.delete(backup.filename)
             for sidecar in sidecar_names(backup.filename):
-                storage.delete(sidecar)
+                console.storage.delete(sidecar)
             deleted.append(backup.filename)
         except StorageError as exc:
             failures[backup.filename] = str(exc)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from app.domain.naming import DUMP_SUFFIX, manifest_name, parse_backup_name
+from app.domain.naming import DUMP_SUFFIX, Owner, manifest_name, parse_backup_name
 from app.domain.storage import Storage, StorageError, check_name
 
 
@@ -122,15 +122,15 @@ def record_verification(storage: Storage, filename: str, report: dict) -> None:
     write_json(storage, filename + VERIFIED_SUFFIX, report)
 
 
-def find_backup(storage: Storage, zone: ZoneInfo, filename: str) -> Backup | None:
-    """The listed backup with this exact name, or None (also for unsafe names)."""
+def find_backup(backups: list[Backup], filename: str) -> Backup | None:
+    """The listed backup with this exact name, or None (also for unsafe names and sidecars)."""
     try:
         check_name(filename)
     except StorageError:
         return None
     if not filename.endswith(DUMP_SUFFIX):
         return None
-    return next((b for b in list_backups(storage, zone) if b.filename == filename), None)
+    return next((b for b in backups if b.filename == filename), None)
 
 
 def read_manifest(storage: Storage, filename: str) -> dict | None:
@@ -141,19 +141,12 @@ def write_manifest(storage: Storage, filename: str, manifest: dict) -> None:
     write_json(storage, manifest_name(filename), manifest)
 
 
-def recent_backup(
-    backups: list[Backup], app_name: str, environment: str, within: timedelta, now: datetime
-) -> Backup | None:
+def recent_backup(backups: list[Backup], owner: Owner, within: timedelta, now: datetime) -> Backup | None:
     """The newest completed backup of this console's environment taken within `within` of now.
 
     'Taken' is the dump's start (its name): pg_dump's snapshot is of that moment.
     """
     for backup in backups:
-        if (
-            backup.environment == environment
-            and backup.app_name == app_name
-            and backup.filename.endswith(DUMP_SUFFIX)
-            and now - within <= backup.created_at <= now + timedelta(minutes=1)
-        ):
+        if owner.owns(backup) and now - within <= backup.created_at <= now + timedelta(minutes=1):
             return backup
     return None

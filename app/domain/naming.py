@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 DUMP_SUFFIX = ".dump"
@@ -27,6 +28,34 @@ def backup_filename(app_name: str, environment: str, at: datetime, zone: ZoneInf
     local = at.astimezone(zone)
     abbreviation = local.strftime("%Z") or "UTC"
     return f"{app_name}-{environment}-on-{local:%Y-%m-%d}-at-{local:%I-%M-%S-%p}-{abbreviation}{DUMP_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose backups a name says they are: one app in one environment. A bucket may hold others'."""
+
+    app_name: str
+    environment: str
+
+    def owns(self, backup: _Named) -> bool:
+        """A `.dump` of this app and environment; everything else in the bucket is someone else's."""
+        return (
+            backup.app_name == self.app_name
+            and backup.environment == self.environment
+            and backup.filename.endswith(DUMP_SUFFIX)
+        )
+
+    def filename_at(self, at: datetime, zone: ZoneInfo) -> str:
+        return backup_filename(self.app_name, self.environment, at, zone)
+
+    def __str__(self) -> str:
+        return f"{self.app_name}/{self.environment}"
+
+
+class _Named(Protocol):
+    filename: str
+    app_name: str | None
+    environment: str | None
 
 
 @dataclass(frozen=True)

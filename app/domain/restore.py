@@ -26,13 +26,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
 
 from app.domain import pgtools
-from app.domain.catalog import Backup, list_backups, recent_backup
+from app.domain.catalog import Backup, recent_backup
+from app.domain.naming import Owner
 from app.domain.storage import MiB, Storage
 from app.settings import TargetDatabase
 
@@ -60,14 +60,12 @@ def passkey_matches(given: str, passkey: str | None, passkey_sha256: str | None)
     return hmac.compare_digest(given_digest, expected)
 
 
-def require_recent_backup(
-    backups: list[Backup], *, app_name: str, environment: str, minutes: int, now: datetime | None = None
-) -> Backup:
+def require_recent_backup(backups: list[Backup], *, owner: Owner, minutes: int, now: datetime | None = None) -> Backup:
     """The seed's rule: no restore without a backup of this environment from the last N minutes."""
-    found = recent_backup(backups, app_name, environment, timedelta(minutes=minutes), now or datetime.now(UTC))
+    found = recent_backup(backups, owner, timedelta(minutes=minutes), now or datetime.now(UTC))
     if found is None:
         raise RestoreRefused(
-            f"no backup of the {environment} environment from the last {minutes} minute(s); "
+            f"no backup of the {owner.environment} environment from the last {minutes} minute(s); "
             "create a safety backup first, then restore"
         )
     return found
@@ -296,8 +294,3 @@ def temp_folder(parent: str):
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def find_listed(storage: Storage, zone: ZoneInfo, filename: str) -> tuple[Backup | None, list[Backup]]:
-    backups = list_backups(storage, zone)
-    return next((b for b in backups if b.filename == filename), None), backups

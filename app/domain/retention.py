@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from app.domain.catalog import Backup
-from app.domain.naming import DUMP_SUFFIX
+from app.domain.naming import Owner
 from app.settings import Settings
 
 
@@ -45,18 +45,14 @@ class Decision:
 
 def retention_plan(
     backups: list[Backup],
-    app_name: str,
-    environment: str,
+    owner: Owner,
     policy: RetentionPolicy,
     zone: ZoneInfo | None = None,
     just_made: str | None = None,
 ) -> list[Decision]:
     """A decision, with its reasons, for every candidate backup, newest first."""
     zone = zone or ZoneInfo("UTC")
-    mine = [
-        b for b in backups
-        if b.environment == environment and b.app_name == app_name and b.filename.endswith(DUMP_SUFFIX)
-    ]  # fmt: skip
+    mine = [b for b in backups if owner.owns(b)]
     mine.sort(key=lambda b: (b.filename == just_made, b.created_at, b.filename), reverse=True)
     reasons: dict[str, list[str]] = {b.filename: [] for b in mine}
     ranked = [b for b in mine if not b.pinned]
@@ -95,13 +91,12 @@ def retention_plan(
 
 def expired_backups(
     backups: list[Backup],
-    app_name: str,
-    environment: str,
+    owner: Owner,
     keep: int | RetentionPolicy,
     just_made: str | None = None,
     zone: ZoneInfo | None = None,
 ) -> list[Backup]:
     """The backups retention deletes, newest first (see `retention_plan` for the reasons)."""
     policy = keep if isinstance(keep, RetentionPolicy) else RetentionPolicy(newest=keep)
-    return [d.backup for d in retention_plan(backups, app_name, environment, policy, zone, just_made)
+    return [d.backup for d in retention_plan(backups, owner, policy, zone, just_made)
             if not d.keep]  # fmt: skip

@@ -11,7 +11,7 @@ from html import escape
 from statistics import median
 
 from app.domain.catalog import Backup
-from app.domain.naming import DUMP_SUFFIX
+from app.domain.naming import Owner
 
 # How many earlier backups the drop rule compares with, and how many it needs before it judges.
 DROP_WINDOW = 5
@@ -32,8 +32,7 @@ def backup_trend(
     backups: list[Backup],
     manifests: dict[str, dict],
     *,
-    app_name: str,
-    environment: str,
+    owner: Owner,
     drop_percent: int,
     limit: int = 30,
 ) -> list[Point]:
@@ -50,11 +49,7 @@ def backup_trend(
     drop after it. The comparison runs over the whole history, so the oldest point shown still
     has its predecessors; backups of other environments or apps never enter it.
     """
-    own = [
-        b
-        for b in backups
-        if b.app_name == app_name and b.environment == environment and b.filename.endswith(DUMP_SUFFIX)
-    ]
+    own = [b for b in backups if owner.owns(b)]
     own.sort(key=lambda b: (b.created_at, b.last_modified, b.filename))
     points = []
     for index, backup in enumerate(own):

@@ -12,9 +12,11 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from app.jobs.locks import DatabaseLock
-from app.jobs.progress import percent
+from app.jobs.state import JobState
 from app.settings import Settings
 
+TASKS = "app.jobs.tasks"  # job functions are enqueued by dotted path: this module never imports them
+JOB_KINDS = ("backup", "restore", "verify")
 LOCK_GRACE_SECONDS = 120  # the lock outlives the job's timeout a little, then frees itself
 
 
@@ -56,16 +58,24 @@ def queue_for(settings: Settings, redis: Redis) -> Queue:
 
 
 def start_job(
-    settings: Settings, redis: Redis, kind: str, requested_by: str, *, scheduled: bool = False, **names: str | bool
+    settings: Settings,
+    redis: Redis,
+    kind: str,
+    requested_by: str,
+    *,
+    filename: str | None = None,
+    scheduled: bool = False,
+    **options: bool,
 ) -> str:
     """Take the database lock, then enqueue; refuse (409) while another job holds it.
+
+    The job gets plain values only: who asked, the file, and `options` (e.g. verify's trusted_only).
 
     A manual backup (not `scheduled`) is also refused (429) within BACKUP_MIN_INTERVAL_SECONDS of the
     last backup request or finish, so nobody can make retention delete history by starting a burst.
     """
-    from app.jobs import tasks
-
-    function = {"backup": tasks.backup_job, "restore": tasks.restore_job, "verify": tasks.verify_job}[kind]
+    if kind not in JOB_KINDS:
+        raise ValueError(f"unknown job kind {kind!r}")
     if kind == "backup" and not scheduled:
         check_backup_interval(settings, redis)
     job_id = uuid.uuid4().hex
@@ -75,18 +85,19 @@ def start_job(
             f"another backup or restore of {settings.target.dbname} is running (job {lock.holder()}); "
             "wait for it to finish"
         )
+    state = JobState(kind=kind, requested_by=requested_by, filename=filename)
     try:
         if kind == "backup":
             mark_backup(settings, redis)  # under the lock: a second request sees it or gets the 409
         queue_for(settings, redis).enqueue(
-            function,
-            kwargs={"requested_by": requested_by, **names},
+            f"{TASKS}.{kind}_job",
+            kwargs={"requested_by": requested_by, **({"filename": filename} if filename else {}), **options},
             job_id=job_id,
             job_timeout=settings.job_timeout_seconds,
             result_ttl=7 * 24 * 3600,
             failure_ttl=7 * 24 * 3600,
-            on_failure=Callback(tasks.on_failure),
-            meta={"kind": kind, "requested_by": requested_by, **names},
+            on_failure=Callback(f"{TASKS}.on_failure"),
+            meta=state.to_meta(),
             description=f"{kind} of {settings.target.dbname}",
         )
     except BaseException:
@@ -102,29 +113,25 @@ def job_status(redis: Redis, job_id: str) -> dict | None:
     except (NoSuchJobError, ValueError):
         return None
     status = job.get_status()
-    state = {
+    state_name = {
         JobStatus.QUEUED: "queued",
         JobStatus.DEFERRED: "queued",
         JobStatus.SCHEDULED: "queued",
         JobStatus.STARTED: "started",
         JobStatus.FINISHED: "finished",
     }.get(status, "failed")
-    meta = job.get_meta()
-    progress = dict(meta.get("progress") or {"phase": "queued", "bytes_done": 0, "bytes_total": None})
-    progress["percent"] = percent(progress, state == "finished")
-    error = None
-    if state == "failed":
-        error = meta.get("error") or f"the job ended as {status}"
+    state = JobState.from_meta(job.get_meta())
+    finished = state_name == "finished"
     return {
         "id": job.id,
-        "kind": meta.get("kind"),
-        "status": state,
-        "progress": progress,
-        "result": job.return_value() if state == "finished" else None,
-        "error": error,
-        "requested_by": meta.get("requested_by"),
-        "filename": meta.get("filename"),
-        "warning": meta.get("warning"),
+        "kind": state.kind,
+        "status": state_name,
+        "progress": state.progress.to_json(finished),
+        "result": job.return_value() if finished else None,
+        "error": (state.error or f"the job ended as {status}") if state_name == "failed" else None,
+        "requested_by": state.requested_by,
+        "filename": state.filename,
+        "warning": state.warning,
         "enqueued_at": job.enqueued_at.isoformat() if job.enqueued_at else None,
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "ended_at": job.ended_at.isoformat() if job.ended_at else None,

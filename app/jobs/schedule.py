@@ -18,7 +18,6 @@ from redis import Redis
 from rq.cron import CronJob, CronScheduler
 
 from app.domain import alerts
-from app.domain.catalog import list_backups
 from app.domain.storage import StorageError
 from app.extensions import db
 from app.models import ConsoleSetting, utcnow
@@ -74,13 +73,13 @@ def check_stale_backups(settings: Settings, redis: Redis) -> bool:
     from app.jobs import runtime
 
     max_age = timedelta(hours=settings.backup_max_age_hours)
+    ours = runtime.console()
     try:
-        listed = list_backups(runtime.storage(), settings.zone)
+        newest = ours.newest()
     except StorageError as exc:
         alert = alerts.Alert("stale-backup", f"cannot list backups to check their age: {exc}", {})
     else:
-        alert = alerts.stale_backup_alert(listed, app_name=settings.app_name, environment=settings.app_env,
-                                          max_age=max_age, now=datetime.now(UTC))  # fmt: skip
+        alert = alerts.stale_backup_alert(newest, ours.owner, max_age=max_age, now=datetime.now(UTC))
     if alert is None:
         redis.delete(f"{settings.redis_namespace}:alert:stale")
         return False

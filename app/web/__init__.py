@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import Flask, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, default_exceptions
 
 from app import services
+from app.operations import Refused
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -67,6 +68,11 @@ def register_blueprints(app: Flask) -> None:
         if wants_json():
             return jsonify(error=exc.description), exc.code
         return render_template("error.html", error=exc), exc.code
+
+    @app.errorhandler(Refused)
+    def refused(exc: Refused):
+        """The one place a refusal of the application layer becomes an HTTP answer."""
+        return http_error(default_exceptions[exc.status](str(exc)))
 
 
 def human_size(size: int | None) -> str:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, g, jsonify, request, url_for
-from flask_login import current_user
 
-from app import services
-from app.domain.catalog import list_backups
+from app import operations, services
 from app.domain.storage import StorageError
 from app.extensions import csrf
-from app.jobs.queue import JobRefused, job_status
-from app.web.auth import load_user_from_token, role_required
-from app.web.backups.views import start_backup_for
-from app.web.restore.views import RestoreDenied, request_restore
+from app.jobs.queue import job_status
+from app.web.auth import current_actor, load_user_from_token, role_required
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)
@@ -51,17 +47,14 @@ def accepted(job_id: str):
 @bp.route("/setting/backup", methods=["POST"])
 @role_required("operator")
 def create_backup():
-    try:
-        return accepted(start_backup_for(current_user.username))
-    except JobRefused as exc:
-        return jsonify(error=str(exc)), exc.status
+    return accepted(operations.request_backup(current_actor(), operations.collaborators()))
 
 
 @bp.route("/setting/backups")
 @role_required("viewer")
 def backups():
     try:
-        found = list_backups(services.storage(), services.settings().zone)
+        found = operations.collaborators().backups.listing()
     except StorageError as exc:
         return jsonify(error=str(exc)), 503
     return jsonify([b.to_json() for b in found])
@@ -90,7 +83,4 @@ def restore():
         return jsonify(error="filename must be the name of a listed backup"), 400
     if not is_text(passkey, 256):
         return jsonify(error="passkey must be a non-empty string"), 400
-    try:
-        return accepted(request_restore(filename, passkey))
-    except RestoreDenied as exc:
-        return jsonify(error=str(exc)), exc.status
+    return accepted(operations.request_restore(current_actor(), operations.collaborators(), filename, passkey))

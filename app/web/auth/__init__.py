@@ -9,9 +9,10 @@ from typing import Any, TypeVar
 from flask import Flask, abort, current_app, g, jsonify, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from app import services
+from app import operations
 from app.extensions import db, login_manager
 from app.models import ApiToken, LoginSession, User, utcnow
+from app.operations import Actor
 from app.ratelimit import FailureLimit
 from app.settings import ROLES
 
@@ -115,9 +116,22 @@ def has_role(role: str) -> bool:
     return token_role is None or ROLES.index(token_role) >= ROLES.index(role)
 
 
+def acting_role() -> str:
+    """The role the signed-in user acts with: their own, capped by the API token's."""
+    token_role = g.get("token_role")
+    if token_role is not None and ROLES.index(token_role) < ROLES.index(current_user.role):
+        return token_role
+    return current_user.role
+
+
+def current_actor() -> Actor:
+    """Who is asking, for the application layer (which never reads the request itself)."""
+    return Actor(current_user.username, acting_role(), client_address())
+
+
 def failure_limit(name: str, allowed: int, window_seconds: int) -> FailureLimit:
     """A failure counter in this console's Redis namespace; the caller names its parts (user, address, ...)."""
-    return FailureLimit(services.redis(), services.settings().redis_namespace, name, allowed, window_seconds)
+    return operations.failure_limit(operations.collaborators(), name, allowed, window_seconds)
 
 
 def client_address() -> str:

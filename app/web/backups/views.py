@@ -4,18 +4,16 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import quote
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, stream_with_context, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, stream_with_context, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
-from app import audit, services
+from app import audit, operations, services
 from app.domain import catalog, trends
-from app.domain.catalog import find_backup, list_backups, read_manifest, read_pin
-from app.domain.provenance import provenance_in
+from app.domain.catalog import read_manifest, read_pin
 from app.domain.storage import StorageError
-from app.jobs.queue import JobRefused, start_job
 from app.jobs.schedule import effective_schedule, next_run
-from app.web.auth import client_address, has_role, role_required
+from app.web.auth import client_address, current_actor, role_required
 from app.web.auth.forms import safe_next
 from app.web.backups.forms import CreateBackupForm, PinForm
 from app.web.forms import require_submitted
@@ -28,14 +26,15 @@ bp = Blueprint("backups", __name__)
 def index():
     settings = services.settings()
     storage = services.storage()
+    ours = operations.collaborators().backups
     error = None
     try:
-        backups = list_backups(storage, settings.zone)
+        backups = ours.listing()
     except StorageError as exc:
         backups, error = [], str(exc)
     points = trends.backup_trend(
-        backups, {b.filename: m for b in backups if (m := cached_manifest(storage, b))},
-        app_name=settings.app_name, environment=settings.app_env, drop_percent=settings.size_drop_alert_percent,
+        backups, {b.filename: m for b in backups if ours.is_ours(b) and (m := cached_manifest(storage, b))},
+        owner=ours.owner, drop_percent=settings.size_drop_alert_percent,
     )  # fmt: skip
     schedule = effective_schedule(settings)
     return render_template(
@@ -43,7 +42,7 @@ def index():
         backups=backups,
         notes={b.filename: (read_pin(storage, b.filename) or {}).get("note", "") for b in backups if b.pinned},
         dropped={p.filename for p in points if p.dropped},
-        foreign={b.filename for b in backups if (b.environment, b.app_name) != (settings.app_env, settings.app_name)},
+        foreign={b.filename for b in backups if not ours.is_ours(b)},
         trend_points=points,
         trend_svg=Markup(trends.chart_svg(points, zone=settings.zone)),  # noqa: S704 - chart_svg escapes all text
         schedule=schedule,
@@ -62,7 +61,7 @@ def _manifest(storage_id: int, filename: str, last_modified) -> dict | None:
 
 def cached_manifest(storage, backup) -> dict | None:
     """Manifests never change once written, so each is read from the store once per process."""
-    if not backup.has_manifest or backup.environment != services.settings().app_env:
+    if not backup.has_manifest:
         return None
     return _manifest(id(storage), backup.filename, backup.last_modified)
 
@@ -72,24 +71,13 @@ def cached_manifest(storage, backup) -> dict | None:
 def create():
     form = require_submitted(CreateBackupForm())
     try:
-        job_id = start_backup_for(current_user.username)
-    except JobRefused as exc:
+        job_id = operations.request_backup(current_actor(), operations.collaborators())
+    except operations.Refused as exc:
         flash(str(exc), "error")
         if exc.status == 429:  # too soon after the last backup: the list, with the wait, answered as 429
             return index(), 429
         return redirect(url_for("backups.index")), 303
     return redirect(url_for("jobs.show", job_id=job_id, next=safe_next(form.next.data)), 303)
-
-
-def start_backup_for(username: str) -> str:
-    """Enqueue a backup and audit the request; shared by the page and the API."""
-    try:
-        job_id = start_job(services.settings(), services.redis(), "backup", username)
-    except JobRefused as exc:
-        audit.record("backup", "refused", username=username, detail=str(exc), address=client_address())
-        raise
-    audit.record("backup", "requested", username=username, job_id=job_id, address=client_address())
-    return job_id
 
 
 @bp.route("/backups/<path:filename>/download")
@@ -115,16 +103,8 @@ def attachment(filename: str) -> str:
 
 
 def listed_or_404(filename: str, action: str) -> catalog.Backup:
-    """The listed backup, if the user may `action` it: another environment's backups need an admin."""
-    backup = find_backup(services.storage(), services.settings().zone, filename)
-    if backup is None:
-        abort(404, "no such backup")
-    settings = services.settings()
-    if (backup.environment, backup.app_name) != (settings.app_env, settings.app_name) and not has_role("admin"):
-        owner = f"{backup.app_name or 'unknown'}/{backup.environment or 'unknown'}"
-        abort(403, f"{filename} belongs to another environment ({owner}, not {settings.app_name}/{settings.app_env}); "
-                   f"only an admin may {action} it")  # fmt: skip
-    return backup
+    """The listed backup, if the user may `action` it (see operations.backup_for); else 404 or 403."""
+    return operations.backup_for(current_actor(), operations.collaborators(), filename, action)
 
 
 @bp.route("/backups/<path:filename>/pin", methods=["POST"])
@@ -153,22 +133,12 @@ def unpin(filename: str):
 @bp.route("/backups/<path:filename>/verify", methods=["POST"])
 @role_required("operator")
 def verify(filename: str):
-    """Operators may verify only trusted backups of their own environment: a restore test runs the archive's SQL."""
-    backup = listed_or_404(filename, "verify")
     require_submitted(PinForm())
-    settings, admin = services.settings(), has_role("admin")
-    origin = provenance_in(services.storage(), backup, settings.signing_key)
-    if not origin.trusted and not admin:
-        message = f"{filename} is not trusted ({origin.reason}); only an admin may verify it"
-        audit.record("verify", "refused", username=current_user.username, target=filename, detail=message,
-                     address=client_address())  # fmt: skip
-        abort(403, message)
     try:
-        job_id = start_job(settings, services.redis(), "verify", current_user.username, filename=filename,
-                           trusted_only=not admin)  # fmt: skip
-    except JobRefused as exc:
+        job_id = operations.request_verify(current_actor(), operations.collaborators(), filename)
+    except operations.Refused as exc:
+        if exc.status != 409:  # not found, not allowed: the error page; busy: back to the list
+            raise
         flash(str(exc), "error")
         return redirect(url_for("backups.index"), 303)
-    audit.record("verify", "requested", username=current_user.username, target=filename, job_id=job_id,
-                 address=client_address(), detail=origin.audit_note)  # fmt: skip
     return redirect(url_for("jobs.show", job_id=job_id), 303)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 
-from app import services
+from app import operations, services
 from app.domain import pgtools
-from app.domain.catalog import list_backups
+from app.domain.alerts import is_stale
 from app.extensions import db
 from app.jobs.schedule import effective_schedule, scheduler_alive
 from app.web.auth import load_user_from_token
@@ -30,14 +30,14 @@ CACHE_SECONDS = 15.0
 def newest_backup(settings) -> dict | None:
     """Age of this environment's newest backup: reported, not a reason for 503 (alerts cover it)."""
     try:
-        backups = list_backups(services.storage(), settings.zone)
+        newest = operations.collaborators().backups.newest()
     except Exception:  # noqa: BLE001 - storage being down is reported by its own check
         return None
-    mine = [b for b in backups if b.environment == settings.app_env and b.app_name == settings.app_name]
-    if not mine:
-        return {"filename": None, "age_seconds": None, "stale": True}
-    age = (datetime.now(UTC) - mine[0].created_at).total_seconds()
-    return {"filename": mine[0].filename, "age_seconds": int(age), "stale": age > settings.backup_max_age_hours * 3600}
+    now = datetime.now(UTC)
+    stale = is_stale(newest, timedelta(hours=settings.backup_max_age_hours), now)
+    if newest is None:
+        return {"filename": None, "age_seconds": None, "stale": stale}
+    return {"filename": newest.filename, "age_seconds": int((now - newest.created_at).total_seconds()), "stale": stale}
 
 
 def component_checks() -> dict[str, str]:

@@ -10,9 +10,8 @@ from flask_wtf import FlaskForm
 from wtforms import StringField, SubmitField
 from wtforms.validators import Length, ValidationError
 
-from app import audit, services
-from app.domain.catalog import Backup, list_backups
-from app.domain.naming import backup_filename
+from app import audit, operations, services
+from app.domain.catalog import Backup
 from app.domain.retention import RetentionPolicy, retention_plan
 from app.domain.storage import StorageError
 from app.domain.storage_check import CheckResult, all_passed, check_storage, summary
@@ -85,16 +84,17 @@ def render_settings(form: ScheduleForm, status: int, check_results: list[CheckRe
 @role_required("operator")
 def retention_preview():
     settings = services.settings()
+    ours = operations.collaborators().backups
     policy = RetentionPolicy.from_settings(settings)
     try:
-        backups = list_backups(services.storage(), settings.zone)
+        backups = ours.listing()
     except StorageError as exc:
         flash(f"Cannot list backups: {exc}", "error")
         backups = []
     # Retention runs right after a backup, so preview it with the next backup in place (taken now).
     now = datetime.now(UTC)
-    upcoming = backup_filename(settings.app_name, settings.app_env, now, settings.zone)
-    nxt = Backup(upcoming, 0, now, now, settings.app_name, settings.app_env, False)
-    plan = retention_plan([nxt, *backups], settings.app_name, settings.app_env, policy, settings.zone, upcoming)
+    upcoming = ours.owner.filename_at(now, settings.zone)
+    nxt = Backup(upcoming, 0, now, now, ours.owner.app_name, ours.owner.environment, False)
+    plan = retention_plan([nxt, *backups], ours.owner, policy, settings.zone, upcoming)
     return render_template("maintenance/retention.html", plan=plan, policy=policy, settings=settings,
                            upcoming=upcoming)  # fmt: skip

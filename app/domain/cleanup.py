@@ -1,0 +1,64 @@
+"""Putting things right after a job failed, and saying why it failed, in words a person reads.
+
+The jobs layer calls these from its one failure callback with the facts the job recorded
+(upload id, scratch and set-aside database names); nothing here knows about RQ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import shutil
+
+import psycopg
+
+from app.domain import pgtools, restore
+from app.domain.backup import BackupError
+from app.domain.catalog import sidecar_names
+from app.domain.pgtools import PgToolError
+from app.domain.storage import Storage, StorageError
+from app.settings import TargetDatabase
+
+
+def abort_upload(storage: Storage, filename: str, upload_id: str) -> None:
+    """Abort an unfinished multipart upload; if that fails, the next backup's stale-upload sweep removes it."""
+    with contextlib.suppress(StorageError):
+        storage.abort_upload(filename, upload_id)
+
+
+def remove_unfinished_backup(storage: Storage, filename: str) -> None:
+    """A dump whose manifest was never written is not a finished backup: remove it and any sidecar."""
+    for name in (filename, *sidecar_names(filename)):
+        storage.delete(name)
+
+
+def undo_restore(
+    target: TargetDatabase, *, scratch: str | None, set_aside: str | None, was_restore: bool, temp_folder: str | None
+) -> str:
+    """Whatever a failed restore or verify left on the server, put right; returns words to add to the reason."""
+    note = ""
+    if set_aside and restore.put_back(target, set_aside):
+        note = f"; the live database {target.dbname} was put back as it was"
+    elif set_aside:
+        with pgtools.admin_connect(target) as conn:
+            if pgtools.database_exists(conn, set_aside):
+                note = f"; the swap had finished, the previous database is kept as {set_aside}"
+    elif scratch or was_restore:
+        note = f"; the live database {target.dbname} was not touched"
+    if scratch:
+        restore.drop_scratch(target, scratch)
+    if temp_folder:
+        shutil.rmtree(temp_folder, ignore_errors=True)
+    return note
+
+
+def describe_error(value: BaseException | None) -> str | None:
+    """The reason for an error the domain knows; None for anything else (the caller names it)."""
+    if isinstance(value, StorageError | PgToolError | BackupError | restore.RestoreError):
+        return str(value)
+    if isinstance(value, OSError) and value.errno == errno.ENOSPC:
+        return f"the worker's disk is full ({value.filename or 'temp folder'}); free space or move INSTANCE_PATH"
+    if isinstance(value, psycopg.Error):
+        first_line = str(value).strip().splitlines()[0] if str(value).strip() else type(value).__name__
+        return f"database error: {first_line}"
+    return None

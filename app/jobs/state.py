@@ -1,0 +1,105 @@
+"""What a job records about itself in RQ's `job.meta`: one typed record, written and read only here.
+
+The job writes its phase and progress for the pages and the API, and the facts its failure
+callback needs to clean up after it (an upload to abort, a scratch database to drop, a
+set-aside database to put back). Everything else reads them through `JobState`, never as
+bare `job.meta[...]` keys.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from rq.job import Job
+
+SAVE_EVERY_SECONDS = 0.5  # progress is throttled; phases and cleanup facts are saved at once
+
+
+@dataclass
+class Progress:
+    phase: str = "queued"
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    items_done: int | None = None  # pg_restore counts archive entries, not bytes
+    items_total: int | None = None
+
+    def percent(self, finished: bool) -> int | None:
+        """Whole percent done; never 100 before the job has really finished."""
+        if finished:
+            return 100
+        done, total = self.bytes_done, self.bytes_total
+        if self.items_total:
+            done, total = self.items_done or 0, self.items_total
+        if not total:
+            return None
+        return min(99, int(100 * done / total))
+
+    def to_json(self, finished: bool) -> dict:
+        shown = {k: v for k, v in asdict(self).items() if v is not None or not k.startswith("items_")}
+        return {**shown, "percent": self.percent(finished)}
+
+
+@dataclass
+class JobState:
+    kind: str = "job"  # backup, restore or verify
+    requested_by: str = "?"
+    filename: str | None = None
+    progress: Progress = field(default_factory=Progress)
+    warning: str | None = None
+    error: str | None = None
+    # What the failure callback cleans up (see app.domain.cleanup).
+    upload_id: str | None = None
+    published: bool = False  # the backup's manifest is written: the backup is complete
+    temp_folder: str | None = None
+    scratch_database: str | None = None
+    set_aside_database: str | None = None
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> JobState:
+        known = {f.name for f in fields(cls)} - {"progress"}
+        progress = meta.get("progress") or {}
+        return cls(
+            **{k: v for k, v in meta.items() if k in known},
+            progress=Progress(**{k: v for k, v in progress.items() if k in Progress.__dataclass_fields__}),
+        )
+
+    def to_meta(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class JobRecord:
+    """The running job's state, saved to Redis as it changes (progress at most every 0.5 s)."""
+
+    def __init__(self, job: Job | None, **initial: Any):
+        self.job = job
+        self.state = JobState.from_meta({**initial, **(job.meta if job else {})})
+        self._last_save = 0.0
+
+    def phase(self, name: str, bytes_total: int | None = None, bytes_done: int = 0) -> None:
+        self.state.progress = Progress(name, bytes_done, bytes_total)
+        self.save(force=True)
+
+    def advance(self, bytes_done: int) -> None:
+        self.state.progress.bytes_done = bytes_done
+        self.save()
+
+    def items(self, done: int, total: int) -> None:
+        self.state.progress.items_done, self.state.progress.items_total = done, total
+        self.save()
+
+    def remember(self, **facts: Any) -> None:
+        """Set fields of the state (e.g. upload_id=..., scratch_database=None) and save at once."""
+        for name, value in facts.items():
+            if name not in JobState.__dataclass_fields__:
+                raise AttributeError(f"JobState has no field {name!r}")
+            setattr(self.state, name, value)
+        self.save(force=True)
+
+    def save(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.job is not None and (force or now - self._last_save >= SAVE_EVERY_SECONDS):
+            self.job.meta.update(self.state.to_meta())
+            self.job.save_meta()
+            self._last_save = now

@@ -1,0 +1,209 @@
+"""Requests for work: the one place where the pages, the API, the CLI and the scheduler ask for a
+backup, a restore or a verify.
+
+Each request runs its guards, takes the database lock and enqueues (`jobs.queue.start_job`),
+then audits what happened, refused or requested. It is told who asks (an `Actor`: a person
+or the scheduler, with the address they came from) and gets its collaborators as an
+argument; it never reads Flask's `request` or `current_user`. A refusal is a `Refused`,
+whose `status` the web layer answers with (400/403/404/409/429/503) in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from redis import Redis
+
+from app import audit, services
+from app.domain import catalog, provenance
+from app.domain.catalog import Backup
+from app.domain.console import ConsoleBackups
+from app.domain.restore import RestoreRefused, passkey_matches, require_recent_backup
+from app.jobs.queue import JobRefused, start_job
+from app.ratelimit import FailureLimit
+from app.settings import ROLES, Settings
+
+PASSKEY_FAILURES_ALLOWED = 5  # per admin and address
+# ... and across everyone on this console, so a new admin account does not buy fresh guesses.
+PASSKEY_ENVIRONMENT_FAILURES_ALLOWED = 20
+PASSKEY_WINDOW_SECONDS = 15 * 60
+
+
+class Refused(Exception):
+    """A request was refused before anything was enqueued; `status` is the HTTP answer."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks: a person (with the role they act with, a token's cap applied) or the scheduler."""
+
+    username: str
+    role: str
+    address: str | None = None
+
+    @classmethod
+    def scheduler(cls) -> Actor:
+        return cls("scheduler", "operator")
+
+    def may(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+@dataclass(frozen=True)
+class Collaborators:
+    settings: Settings
+    redis: Redis
+    backups: ConsoleBackups
+
+
+def collaborators() -> Collaborators:
+    """This app's settings, Redis and backups (needs an app context: a request, a command or a job)."""
+    settings = services.settings()
+    return Collaborators(settings, services.redis(), ConsoleBackups.from_settings(settings, services.storage()))
+
+
+def failure_limit(using: Collaborators, name: str, allowed: int, window_seconds: int) -> FailureLimit:
+    """A failure counter in this console's Redis namespace; the caller names its parts (user, address, ...)."""
+    return FailureLimit(using.redis, using.settings.redis_namespace, name, allowed, window_seconds)
+
+
+# --------------------------------------------------------------------------- backups
+
+
+def request_backup(actor: Actor, using: Collaborators, *, scheduled: bool = False, source: str | None = None) -> str:
+    """Enqueue a backup of the target; `source` says where it came from in the audit row."""
+    detail = "scheduled" if scheduled else source
+    try:
+        job_id = start_job(using.settings, using.redis, "backup", actor.username, scheduled=scheduled)
+    except JobRefused as exc:
+        audit.record("backup", "refused", username=actor.username, detail=str(exc), address=actor.address)
+        raise Refused(str(exc), exc.status) from None
+    audit.record("backup", "requested", username=actor.username, job_id=job_id, address=actor.address,
+                 detail=detail)  # fmt: skip
+    return job_id
+
+
+def backup_for(actor: Actor, using: Collaborators, filename: str, action: str) -> Backup:
+    """The listed backup, if `actor` may `action` it: another environment's backups need an admin."""
+    backup = using.backups.find(filename)
+    if backup is None:
+        raise Refused("no such backup", 404)
+    if not using.backups.is_ours(backup) and not actor.may("admin"):
+        owner = f"{backup.app_name or 'unknown'}/{backup.environment or 'unknown'}"
+        raise Refused(f"{filename} belongs to another environment ({owner}, not {using.backups.owner}); "
+                      f"only an admin may {action} it", 403)  # fmt: skip
+    return backup
+
+
+# --------------------------------------------------------------------------- restore tests
+
+
+def request_verify(actor: Actor, using: Collaborators, filename: str) -> str:
+    """Operators may verify only trusted backups of their own environment: a restore test runs the archive's SQL."""
+    backup = backup_for(actor, using, filename, "verify")
+    origin = provenance.provenance_in(using.backups.storage, backup, using.settings.signing_key)
+    admin = actor.may("admin")
+    try:
+        if not origin.trusted and not admin:
+            raise Refused(f"{filename} is not trusted ({origin.reason}); only an admin may verify it", 403)
+        return _enqueue_verify(actor, using, backup, trusted_only=not admin, note=origin.audit_note)
+    except Refused as exc:
+        audit.record("verify", "refused", username=actor.username, target=filename, detail=str(exc),
+                     address=actor.address)  # fmt: skip
+        raise
+
+
+def request_scheduled_verify(using: Collaborators) -> str | None:
+    """Verify the newest *trusted* backup of ours, by the signed `finished_at` (a name is chosen by whoever
+    wrote the file); None when there is none."""
+    storage = using.backups.storage
+    newest = provenance.newest_trusted(using.backups.ours(), lambda b: catalog.read_manifest(storage, b.filename),
+                                       using.settings.signing_key, datetime.now(UTC))  # fmt: skip
+    if newest is None:
+        return None
+    try:
+        return _enqueue_verify(Actor.scheduler(), using, newest, trusted_only=True, note=None)
+    except Refused as exc:
+        audit.record("verify", "refused", username="scheduler", target=newest.filename, detail=str(exc))
+        raise
+
+
+def _enqueue_verify(actor: Actor, using: Collaborators, backup: Backup, *, trusted_only: bool, note: str | None) -> str:
+    try:
+        job_id = start_job(using.settings, using.redis, "verify", actor.username, filename=backup.filename,
+                           trusted_only=trusted_only)  # fmt: skip
+    except JobRefused as exc:
+        raise Refused(str(exc), exc.status) from None
+    audit.record("verify", "requested", username=actor.username, target=backup.filename, job_id=job_id,
+                 address=actor.address, detail=note)  # fmt: skip
+    return job_id
+
+
+# --------------------------------------------------------------------------- restore
+
+
+def passkey_limit(using: Collaborators) -> FailureLimit:
+    return failure_limit(using, "passkey", PASSKEY_FAILURES_ALLOWED, PASSKEY_WINDOW_SECONDS)
+
+
+def environment_passkey_limit(using: Collaborators) -> FailureLimit:
+    return failure_limit(using, "passkey-environment", PASSKEY_ENVIRONMENT_FAILURES_ALLOWED, PASSKEY_WINDOW_SECONDS)
+
+
+def restorable(using: Collaborators, filename: str) -> tuple[Backup, list[Backup]]:
+    """The backup to restore and the listing it came from (the recent-backup rule reads the same one)."""
+    listed = using.backups.listing()
+    backup = using.backups.find(filename, listed)
+    if backup is None:
+        raise Refused(f"no backup named {filename[:120]!r}", 404)
+    return backup, listed
+
+
+def request_restore(actor: Actor, using: Collaborators, filename: str, passkey: str) -> str:
+    """Check every guard in order, then enqueue; audits each attempt, never the passkey."""
+    try:
+        job_id, backup = _guarded_restore(actor, using, filename, passkey)
+    except Refused as exc:
+        audit.record("restore", "refused", username=actor.username, target=filename[:255], detail=str(exc),
+                     address=actor.address)  # fmt: skip
+        raise
+    origin = provenance.provenance_in(using.backups.storage, backup, using.settings.signing_key)
+    audit.record("restore", "requested", username=actor.username, target=filename, job_id=job_id,
+                 address=actor.address, detail=origin.audit_note)  # fmt: skip
+    return job_id
+
+
+def _guarded_restore(actor: Actor, using: Collaborators, filename: str, passkey: str) -> tuple[str, Backup]:
+    settings = using.settings
+    if not actor.may("admin"):
+        raise Refused(f"restore needs the admin role; you act as {actor.role}", 403)
+    if not settings.restore_enabled:
+        raise Refused("restore is disabled: no RESTORE_PASSKEY is configured for this console", 503)
+    backup, listed = restorable(using, filename)
+    limit, everyone = passkey_limit(using), environment_passkey_limit(using)
+    wait = everyone.blocked_for(settings.app_env) or limit.blocked_for(actor.username, actor.address or "unknown")
+    if wait:
+        raise Refused(f"too many wrong passkeys; try again in {-(-wait // 60)} minute(s)", 429)
+    if not passkey_matches(passkey, settings.restore_passkey, settings.restore_passkey_hash):
+        limit.failed(actor.username, actor.address or "unknown")
+        everyone.failed(settings.app_env)
+        raise Refused("wrong passkey", 403)
+    limit.reset(actor.username, actor.address or "unknown")  # not the console's count: see above
+    try:
+        recent_backup_required(using, listed)
+        return start_job(settings, using.redis, "restore", actor.username, filename=filename), backup
+    except JobRefused as exc:
+        raise Refused(str(exc), 409) from None
+
+
+def recent_backup_required(using: Collaborators, listed: list[Backup]) -> Backup:
+    """The seed's rule (a backup of ours from the last N minutes), as a 409 refusal."""
+    try:
+        return require_recent_backup(listed, owner=using.backups.owner, minutes=using.settings.recent_check_minutes)
+    except RestoreRefused as exc:
+        raise Refused(str(exc), 409) from None
