@@ -52,15 +52,12 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# The app finds templates/ and static/ beside app/, so it must be imported from this
-# directory (gunicorn and `flask --app` put the working directory first on sys.path;
-# PYTHONPATH makes that hold for any other entry point too).
+# The package carries its pages, static files and migrations (app/templates, app/static,
+# app/migrations), so the installed copy works from any directory; wsgi.py stays here for
+# `gunicorn wsgi:app` and `flask --app wsgi`.
 COPY app/ app/
-COPY templates/ templates/
-COPY static/ static/
 COPY wsgi.py README.md ./
-RUN pip install --no-cache-dir . && rm -rf build ./*.egg-info
-ENV PYTHONPATH=/srv/pgconsole
+RUN pip install --no-cache-dir --no-deps . && rm -rf build ./*.egg-info app
 
 # The code stays root-owned and read-only to the process; only the instance path is writable.
 USER pgconsole

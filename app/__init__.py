@@ -14,19 +14,14 @@ from flask import Flask
 from app.extensions import csrf, db, login_manager
 from app.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the web app. `config` overrides environment variables (tests use it)."""
     config = dict(config or {})
     settings = Settings.from_env({**os.environ, **{k: str(v) for k, v in config.items()}})
-    app = Flask(
-        __name__,
-        instance_path=settings.instance_path,
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
-    )
+    # Templates and static files live inside the package (app/templates, app/static), so an
+    # installed wheel has its pages; the top-level templates/ and static/ are links to them.
+    app = Flask(__name__, instance_path=settings.instance_path)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.update(
         SECRET_KEY=settings.secret_key,
