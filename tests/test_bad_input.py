@@ -740,13 +740,13 @@ def test_bug_a_lone_surrogate_passkey_is_a_4xx(console, stored):
 def test_bug_a_post_with_a_bad_token_is_401(console, path):
     for header in ("Bearer pgc_wrong", "Bearer", "Basic YWRhOnB3"):
         response = console.api.post(path, headers={"Authorization": header}, json={"filename": "x", "passkey": "y"})
-        assert_api_error(response, {401})  # today: 400 "The CSRF token is missing."
+        assert_api_error(response, {401})  # was 400 "The CSRF token is missing."
 
 
 @pytest.mark.parametrize("password", [" ", "\r" * 300])
 def test_bug_a_blank_password_is_a_400(console, password):
     data = {"username": "bob", "role": "viewer", "password": password, "csrf_token": console.csrf}
-    assert console.client.post("/users", data=data).status_code == 400  # today: 500 (PeopleError)
+    assert console.client.post("/users", data=data).status_code == 400  # was 500 (PeopleError)
 
 
 def test_bug_deeply_nested_json_is_a_400(console):
@@ -771,9 +771,13 @@ def test_bug_audit_dates_at_the_calendar_limits_are_not_a_500(console, query):
 
 def test_bug_a_schedule_that_never_fires_is_refused_not_saved(console):
     response = console.client.post("/settings", data={"schedule": "0 0 30 2 *", "csrf_token": console.csrf})
-    # Either refuse it (400), or accept it and keep rendering; today it is saved and then
-    # every page that shows the next run (/settings, the backups list /) answers 500.
-    assert response.status_code in (303, 400)
+    # Once it was saved, and every page that shows the next run (/settings, /) answered 500.
+    assert response.status_code == 400
+    assert "never fires" in response.get_data(as_text=True)
+    with console.app.app_context():
+        from app.jobs.schedule import stored_schedule
+
+        assert stored_schedule() is None  # nothing was saved
     assert console.client.get("/settings").status_code == 200
     assert console.client.get("/").status_code == 200
 
