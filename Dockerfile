@@ -57,6 +57,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # `gunicorn wsgi:app` and `flask --app wsgi`.
 COPY app/ app/
 COPY wsgi.py README.md ./
+COPY bin/docker-entrypoint /usr/local/bin/pgconsole-entrypoint
 RUN pip install --no-cache-dir --no-deps . && rm -rf build ./*.egg-info app
 
 # The code stays root-owned and read-only to the process; only the instance path is writable.
@@ -68,4 +69,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
+# Runs `flask --app wsgi db upgrade` first, in every container, then the command.
+ENTRYPOINT ["pgconsole-entrypoint"]
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-", "wsgi:app"]

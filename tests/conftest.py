@@ -36,6 +36,7 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
+STORE_FILE = "console.sqlite3"  # the console store's default file name under INSTANCE_PATH
 
 
 # --------------------------------------------------------------------------- services
@@ -153,9 +154,31 @@ def s3_server(s3_endpoints) -> Iterator[dict[str, str]]:
 # --------------------------------------------------------------------------- the app
 
 
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory) -> Path:
+    """A console store brought to this release's revision by `flask --app wsgi db upgrade`, once.
+
+    Each test gets a copy (see app_env): the same file the real command makes, without running
+    the migrations again for every test.
+    """
+    instance = tmp_path_factory.mktemp("store-template")
+    env = {"INSTANCE_PATH": str(instance), "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/postgres"}
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT, env=child_env(env), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return instance / STORE_FILE
+
+
 @pytest.fixture
-def app_env(target_db, redis_ns, tmp_path) -> dict[str, str]:
-    """Environment variables for a console on this test's database, Redis space and folder."""
+def app_env(target_db, redis_ns, tmp_path, migrated_store) -> dict[str, str]:
+    """Environment variables for a console on this test's database, Redis space and folder.
+
+    Its instance folder starts with a current console store, as after `db upgrade` at boot.
+    """
+    (tmp_path / "instance").mkdir()
+    shutil.copyfile(migrated_store, tmp_path / "instance" / STORE_FILE)
     return {
         "APP_ENV": "staging",
         "APP_NAME": "pharmatracker",

@@ -38,7 +38,15 @@ def test_an_installed_wheel_serves_its_pages_from_another_directory(tmp_path, ap
         """
     )
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target), "HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", script, json.dumps(app_env)], cwd=elsewhere, env=env,
+    # As in the Docker image: only wsgi.py beside the installed package, and a new store that the
+    # wheel's own migrations create.
+    shutil.copy(ROOT / "wsgi.py", elsewhere)
+    settings = {**app_env, "INSTANCE_PATH": str(elsewhere / "instance")}
+    upgraded = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=elsewhere,
+                              env={**env, **settings}, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stderr[-2000:]
+    assert "Running upgrade  -> 0001" in upgraded.stderr
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(settings)], cwd=elsewhere, env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     where, answers = done.stdout.strip().splitlines()[-2:]
