@@ -45,18 +45,16 @@ RUN set -eux; \
 
 WORKDIR /srv/pgconsole
 
-# Dependencies first, in their own layer, so a code change does not reinstall them.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# Dependencies first, in their own layer, so a code change does not reinstall them: the pinned
+# versions of requirements.lock, each file's sha256 checked (bin/lock writes it from pyproject.toml).
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock && rm requirements.lock
 
 # The package carries its pages, static files and migrations (app/templates, app/static,
 # app/migrations), so the installed copy works from any directory; wsgi.py stays here for
 # `gunicorn wsgi:app` and `flask --app wsgi`.
 COPY app/ app/
-COPY wsgi.py README.md ./
+COPY pyproject.toml wsgi.py README.md ./
 COPY bin/docker-entrypoint /usr/local/bin/pgconsole-entrypoint
 RUN pip install --no-cache-dir --no-deps . && rm -rf build ./*.egg-info app
 

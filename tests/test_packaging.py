@@ -53,3 +53,24 @@ def test_an_installed_wheel_serves_its_pages_from_another_directory(tmp_path, ap
     assert where.startswith(str(target))  # the installed copy, not the checkout
     status, signed_form, css_status, css_bytes = answers.split()
     assert (status, signed_form, css_status) == ("200", "True", "200") and int(css_bytes) > 1000
+
+
+def test_the_lock_files_pin_every_declared_dependency():
+    """bin/setup and the Dockerfile install from the lock files: a dependency added to pyproject.toml
+    without running bin/lock would be missing from them."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def pinned(lock: str) -> set[str]:
+        names = re.findall(r"^([A-Za-z0-9_.-]+)==", (ROOT / lock).read_text(), flags=re.MULTILINE)
+        return {re.sub(r"[-_.]+", "-", name).lower() for name in names}
+
+    def declared(requirements: list[str]) -> set[str]:
+        return {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", r).group()).lower() for r in requirements}
+
+    assert declared(project["dependencies"]) <= pinned("requirements.lock")
+    everything = project["dependencies"] + project["optional-dependencies"]["dev"]
+    assert declared(everything) <= pinned("requirements-dev.lock")
+    assert "--hash=sha256:" in (ROOT / "requirements.lock").read_text()
