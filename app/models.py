@@ -11,7 +11,7 @@ import secrets
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -38,6 +38,7 @@ class User(UserMixin, db.Model):
     # Part of every session's user id (see get_id): bumping it ends all of this user's sessions.
     session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
+    target_roles: Mapped[list[TargetRole]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
     @property
     def is_active(self) -> bool:  # flask-login refuses inactive users
@@ -56,6 +57,23 @@ class User(UserMixin, db.Model):
     def has_role(self, role: str) -> bool:
         """Roles are ordered: an admin may do all an operator may, and so on."""
         return ROLES.index(self.role) >= ROLES.index(role)
+
+    def role_on(self, target: str) -> str:
+        """The role on one target: its per-target role ("none" hides it), else the global role."""
+        return next((r.role for r in self.target_roles if r.target == target), self.role)
+
+
+class TargetRole(db.Model):
+    """A user's role on one target, overriding their global role there ("none": the target is hidden)."""
+
+    __tablename__ = "target_roles"
+    __table_args__ = (UniqueConstraint("user_id", "target", name="uq_target_roles_user_id_target"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    target: Mapped[str] = mapped_column(String(40))
+    role: Mapped[str] = mapped_column(String(16))
+    user: Mapped[User] = relationship(back_populates="target_roles")
 
 
 class ApiToken(db.Model):
@@ -130,11 +148,12 @@ class AuditEvent(db.Model):
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     username: Mapped[str | None] = mapped_column(String(64), index=True)
     action: Mapped[str] = mapped_column(String(40), index=True)
-    target: Mapped[str | None] = mapped_column(String(255))
+    target: Mapped[str | None] = mapped_column(String(255))  # what was acted on: a file, a user, ...
     outcome: Mapped[str] = mapped_column(String(20), index=True)
     detail: Mapped[str | None] = mapped_column(Text)
     job_id: Mapped[str | None] = mapped_column(String(64), index=True)
     address: Mapped[str | None] = mapped_column(String(64))
+    target_name: Mapped[str | None] = mapped_column(String(40), index=True)  # the database target it concerns
 
 
 class ConsoleSetting(db.Model):

@@ -12,8 +12,10 @@ from datetime import datetime, timedelta
 
 from app import audit
 from app.extensions import db
-from app.models import ApiToken, LoginSession, User, utcnow
-from app.settings import ROLES
+from app.models import ApiToken, LoginSession, TargetRole, User, utcnow
+from app.settings import ROLES, TARGET_ROLES
+
+GLOBAL = "global"  # as a per-target role: none of its own, the user's global role applies
 
 MIN_PASSWORD_LENGTH = 10
 SET_PASSWORD_LINK_HOURS = 24
@@ -98,6 +100,29 @@ def change_role(user: User, role: str, changed_by: str) -> None:
         end_sessions(user)  # pages already open were shown for the old role
     db.session.commit()
     audit.record("user.role", "ok", username=changed_by, target=user.username, detail=f"{old} -> {role}")
+
+
+def grant_target_role(user: User, target: str, role: str, changed_by: str, known_targets: list[str]) -> None:
+    """Set `user`'s role on one target ("none" hides it; GLOBAL removes the override)."""
+    if target not in known_targets:
+        raise PeopleError(f"unknown target {target!r} (targets: {', '.join(known_targets)})")
+    if role not in (*TARGET_ROLES, GLOBAL):
+        raise PeopleError(f"unknown role {role!r}")
+    old = user.role_on(target)
+    existing = next((r for r in user.target_roles if r.target == target), None)
+    if role == GLOBAL:
+        if existing is not None:
+            user.target_roles.remove(existing)
+    elif existing is not None:
+        existing.role = role
+    else:
+        user.target_roles.append(TargetRole(target=target, role=role))
+    new = user.role_on(target)
+    if old != new:
+        end_sessions(user)  # pages already open were shown for the old role
+    db.session.commit()
+    audit.record("user.target-role", "ok", username=changed_by, target=user.username, target_name=target,
+                 detail=f"{old} -> {new}" + (" (the global role)" if role == GLOBAL else ""))  # fmt: skip
 
 
 def set_active(user: User, active: bool, changed_by: str) -> None:

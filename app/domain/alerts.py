@@ -86,11 +86,11 @@ def stale_backup_alert(newest: Backup | None, owner: Owner, *, max_age: timedelt
         return None
     return Alert(
         kind="stale-backup",
-        summary=f"No backup of {owner.app_name} ({owner.environment}) in the last {_duration(max_age)}",
+        summary=f"No backup of {owner.app_name} ({owner.environment}) in the last {duration(max_age)}",
         details={
             "newest_backup": newest.filename if newest else "none",
-            "newest_backup_age": _duration(now - newest.created_at) if newest else "none",
-            "max_age": _duration(max_age),
+            "newest_backup_age": duration(now - newest.created_at) if newest else "none",
+            "max_age": duration(max_age),
         },
     )
 
@@ -102,7 +102,7 @@ def _post_webhook(alert: Alert, settings: Settings) -> None:
     url = settings.alert_webhook_url or ""
     payload = {
         # Slack (and Mattermost, Teams' Slack-compatible hooks, …) show "text"; the rest is for machines.
-        "text": f"[{settings.app_env}] {_one_line(alert.summary)}",
+        "text": f"{_label(settings)} {_one_line(alert.summary)}",
         "attachments": [
             {
                 "color": "danger",
@@ -113,6 +113,7 @@ def _post_webhook(alert: Alert, settings: Settings) -> None:
         else [],
         "pgconsole": {
             "kind": alert.kind,
+            "target": settings.target_name,
             "environment": settings.app_env,
             "app_name": settings.app_name,
             "database": settings.target.dbname,
@@ -134,13 +135,14 @@ def _post_webhook(alert: Alert, settings: Settings) -> None:
 
 def _send_email(alert: Alert, settings: Settings) -> None:
     message = EmailMessage()
-    message["Subject"] = f"[pgconsole {settings.app_env}] {_one_line(alert.summary)}"
+    message["Subject"] = f"[pgconsole {_label(settings)[1:]} {_one_line(alert.summary)}"
     message["From"] = settings.smtp_from
     message["To"] = ", ".join(settings.alert_email_to)
     lines = [
         _one_line(alert.summary),
         "",
         f"kind: {alert.kind}",
+        f"target: {settings.target_name}",
         f"environment: {settings.app_env}",
         f"app_name: {settings.app_name}",
         f"database: {settings.target.dbname}",
@@ -210,12 +212,19 @@ def _safe_url(url: str) -> str:
         return "<webhook>"
 
 
+def _label(settings: Settings) -> str:
+    """[environment], or [target · environment] when the console has several targets: an alert names its target."""
+    if settings.several_targets:
+        return f"[{settings.target_name} · {settings.app_env}]"
+    return f"[{settings.app_env}]"
+
+
 def _one_line(text: str) -> str:
     # A newline in a mail subject is header injection (EmailMessage refuses it); in chat, noise.
     return " ".join(str(text).split())
 
 
-def _duration(delta: timedelta) -> str:
+def duration(delta: timedelta) -> str:
     minutes = max(0, int(delta.total_seconds() // 60))
     days, minutes = divmod(minutes, 24 * 60)
     hours, minutes = divmod(minutes, 60)

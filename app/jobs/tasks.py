@@ -222,7 +222,7 @@ def scheduled_verify() -> str | None:
 def _finish(job: Job | None, action: str, outcome: str, username: str, target: str | None, detail: str) -> None:
     settings = services.settings()
     if job is not None:
-        DatabaseLock(services.redis(), settings.redis_namespace, settings.target.dbname).release(job.id)
+        DatabaseLock(services.redis(), settings.redis_namespace, settings.lock_name).release(job.id)
     audit.record(action, outcome, username=username, target=target, detail=detail, job_id=job.id if job else None)
 
 
@@ -237,8 +237,13 @@ def describe_failure(exc_type: type | None, value: BaseException | None, timeout
 
 @console_job
 def on_failure(job: Job, connection, exc_type=None, value=None, traceback=None) -> None:
-    settings, ours = services.settings(), console()
     state = JobState.from_meta(job.meta)
+    with services.acting_on(state.target):  # RQ calls this without the job's arguments
+        _clean_up_failed(job, state, exc_type, value)
+
+
+def _clean_up_failed(job: Job, state: JobState, exc_type, value) -> None:
+    settings, ours = services.settings(), console()
     error = describe_failure(exc_type, value, job.timeout or settings.job_timeout_seconds)
     try:
         if state.upload_id and state.filename:

@@ -1,13 +1,20 @@
-"""The web layer: blueprints by feature, the sign-in rules they share, and security headers."""
+"""The web layer: blueprints by feature, the sign-in rules they share, and security headers.
+
+Pages and API routes about one target have two addresses: the seed's (`/`, `/backups/…`,
+`/api/setting/…`), which act on the default target, and `/targets/<name>/…`. The `target` in
+the URL is taken off before the view runs and becomes the target the request acts on
+(`services.acting_on`); links built on such a page stay on that target.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, default_exceptions
 
 from app import services
+from app.domain.alerts import duration
 from app.operations import Refused
 
 CSP = (
@@ -32,14 +39,40 @@ def register_blueprints(app: Flask) -> None:
     for blueprint in (auth_bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, maintenance_bp, api_bp, health_bp):
         app.register_blueprint(blueprint)
 
+    @app.url_value_preprocessor
+    def take_target(endpoint: str | None, values: dict | None) -> None:
+        """Act on the URL's target, or on the default one for the seed's addresses of a target's page."""
+        name = (values or {}).pop("target", None)
+        g.target_in_url, g.requested_target = name is not None, name
+        about_a_target = endpoint is not None and app.url_map.is_endpoint_expecting(endpoint, "target")
+        if name is None:
+            name = services.console_settings().default_target if about_a_target else None
+        known = name is not None and any(t.name == name for t in services.console_settings().targets)
+        services.set_target(name if known else None)  # an unknown name is a 404 once the user is known
+
+    @app.url_defaults
+    def keep_target(endpoint: str, values: dict) -> None:
+        if "target" not in values and g.get("target_in_url") and app.url_map.is_endpoint_expecting(endpoint, "target"):
+            values["target"] = services.scoped_target()
+
+    @app.teardown_request
+    def forget_target(_exc: BaseException | None) -> None:
+        services.set_target(None)
+
     @app.context_processor
     def inject_environment() -> dict:
         settings = services.settings()
-        return {"app_env": settings.app_env, "target_db": settings.target.dbname}
+        return {"app_env": settings.app_env, "target_db": settings.target.dbname, "target_name": settings.target_name,
+                "several_targets": settings.several_targets, "on_target": services.scoped_target() is not None,
+                "may": auth.has_role}  # fmt: skip
 
     @app.template_filter("filesize")
     def filesize(size: int | None) -> str:
         return human_size(size)
+
+    @app.template_filter("age")
+    def age(seconds: int) -> str:
+        return duration(timedelta(seconds=seconds))  # as alerts say it: 2d 3h 5m
 
     @app.template_filter("localtime")
     def localtime(moment) -> str:

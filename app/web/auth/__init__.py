@@ -1,4 +1,8 @@
-"""Who is asking: session sign-in for pages, bearer tokens for the API, and the role check."""
+"""Who is asking: session sign-in for pages, bearer tokens for the API, and the role check.
+
+On a target's pages the role is the user's role on that target (a per-target role overrides the
+global one; "none" makes the target and every route for it a 404), capped by the API token's.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,12 @@ from typing import Any, TypeVar
 from flask import Flask, abort, current_app, g, jsonify, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from app import operations
+from app import operations, services
 from app.extensions import db, login_manager
 from app.models import ApiToken, LoginSession, User, utcnow
 from app.operations import Actor
 from app.ratelimit import FailureLimit
-from app.settings import ROLES
+from app.settings import ROLES, Target
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -99,8 +103,10 @@ def role_required(role: str) -> Callable[[F], F]:
         def wrapped(*args, **kwargs):
             if not current_user.is_authenticated:
                 return login_manager.unauthorized()
+            if target_hidden():
+                abort(404, "no such target")
             if not has_role(role):
-                abort(403, f"this needs the {role} role; you are signed in as {current_user.role}")
+                abort(403, f"this needs the {role} role; you are signed in as {own_role()}")
             return view(*args, **kwargs)
 
         return wrapped  # type: ignore[return-value]
@@ -108,20 +114,43 @@ def role_required(role: str) -> Callable[[F], F]:
     return decorator
 
 
+def own_role(target: str | None = None) -> str:
+    """The signed-in user's role on `target` (default: the one this request is about), or their global role."""
+    target = target or services.scoped_target()
+    return current_user.role_on(target) if target else current_user.role
+
+
+def target_hidden() -> bool:
+    """The URL names a target that does not exist, or one the user may not see: both answer 404."""
+    if g.get("requested_target") and services.scoped_target() is None:
+        return True
+    return own_role() == "none"
+
+
+def visible_targets() -> list[Target]:
+    """The targets the signed-in user may see, in the order of the configuration."""
+    return [t for t in services.console_settings().targets if not hidden(t.name)]
+
+
+def hidden(target: str | None) -> bool:
+    """True for a target the signed-in user may not see (per-target role "none")."""
+    return target is not None and current_user.is_authenticated and current_user.role_on(target) == "none"
+
+
 def has_role(role: str) -> bool:
-    """The signed-in user's role, capped by the role of the API token in use, if any."""
-    if not current_user.is_authenticated or not current_user.has_role(role):
+    """The signed-in user's role here (see `acting_role`) is at least `role`."""
+    if not current_user.is_authenticated:
         return False
-    token_role = g.get("token_role")
-    return token_role is None or ROLES.index(token_role) >= ROLES.index(role)
+    acting = acting_role()
+    return acting != "none" and ROLES.index(acting) >= ROLES.index(role)
 
 
 def acting_role() -> str:
-    """The role the signed-in user acts with: their own, capped by the API token's."""
-    token_role = g.get("token_role")
-    if token_role is not None and ROLES.index(token_role) < ROLES.index(current_user.role):
+    """The role the signed-in user acts with here: their own on this target, capped by the API token's."""
+    role, token_role = own_role(), g.get("token_role")
+    if role != "none" and token_role is not None and ROLES.index(token_role) < ROLES.index(role):
         return token_role
-    return current_user.role
+    return role
 
 
 def current_actor() -> Actor:

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import quote
 
-from flask import Blueprint, Response, flash, redirect, render_template, stream_with_context, url_for
+from flask import Blueprint, Response, flash, g, redirect, render_template, stream_with_context, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -16,14 +16,24 @@ from app.jobs.schedule import effective_schedule, next_run
 from app.web.auth import client_address, current_actor, role_required
 from app.web.auth.forms import safe_next
 from app.web.backups.forms import CreateBackupForm, PinForm
+from app.web.backups.overview import overview
 from app.web.forms import require_submitted
 
 bp = Blueprint("backups", __name__)
 
 
 @bp.route("/")
-@role_required("viewer")
+@bp.route("/targets/<target>/")
 def index():
+    """One target's backups; with several targets, `/` is the overview of them all."""
+    if services.console_settings().several_targets and not g.target_in_url:
+        services.set_target(None)  # the overview is about no one target
+        return overview()
+    return target_backups()
+
+
+@role_required("viewer")
+def target_backups():
     settings = services.settings()
     storage = services.storage()
     ours = operations.collaborators().backups
@@ -67,6 +77,7 @@ def cached_manifest(storage, backup) -> dict | None:
 
 
 @bp.route("/backups", methods=["POST"])
+@bp.route("/targets/<target>/backups", methods=["POST"])
 @role_required("operator")
 def create():
     form = require_submitted(CreateBackupForm())
@@ -81,6 +92,7 @@ def create():
 
 
 @bp.route("/backups/<path:filename>/download")
+@bp.route("/targets/<target>/backups/<path:filename>/download")
 @role_required("operator")
 def download(filename: str):
     storage = services.storage()
@@ -108,6 +120,7 @@ def listed_or_404(filename: str, action: str) -> catalog.Backup:
 
 
 @bp.route("/backups/<path:filename>/pin", methods=["POST"])
+@bp.route("/targets/<target>/backups/<path:filename>/pin", methods=["POST"])
 @role_required("operator")
 def pin(filename: str):
     listed_or_404(filename, "pin")
@@ -120,6 +133,7 @@ def pin(filename: str):
 
 
 @bp.route("/backups/<path:filename>/unpin", methods=["POST"])
+@bp.route("/targets/<target>/backups/<path:filename>/unpin", methods=["POST"])
 @role_required("admin")  # an operator could otherwise unpin everything, then let retention erase it
 def unpin(filename: str):
     listed_or_404(filename, "unpin")
@@ -131,6 +145,7 @@ def unpin(filename: str):
 
 
 @bp.route("/backups/<path:filename>/verify", methods=["POST"])
+@bp.route("/targets/<target>/backups/<path:filename>/verify", methods=["POST"])
 @role_required("operator")
 def verify(filename: str):
     require_submitted(PinForm())

@@ -40,6 +40,7 @@ class StorageCheckForm(FlaskForm):
 
 
 @bp.route("/settings", methods=["GET", "POST"])
+@bp.route("/targets/<target>/settings", methods=["GET", "POST"])
 @role_required("admin")
 def settings_page():
     settings = services.settings()
@@ -54,6 +55,7 @@ def settings_page():
 
 
 @bp.route("/settings/storage-check", methods=["POST"])
+@bp.route("/targets/<target>/settings/storage-check", methods=["POST"])
 @role_required("admin")
 def storage_check():
     """Run every storage call the console needs (in the domain layer) and show each outcome here."""
@@ -81,6 +83,7 @@ def render_settings(form: ScheduleForm, status: int, check_results: list[CheckRe
 
 
 @bp.route("/retention")
+@bp.route("/targets/<target>/retention")
 @role_required("operator")
 def retention_preview():
     settings = services.settings()

@@ -4,8 +4,8 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional, ValidationError
 
-from app.people import password_problem, username_problem
-from app.settings import ROLES
+from app.people import GLOBAL, password_problem, username_problem
+from app.settings import ROLES, TARGET_ROLES
 
 ROLE_CHOICES = list(ROLES)
 
@@ -36,6 +36,16 @@ class AddUserForm(FlaskForm):
 class RoleForm(FlaskForm):
     role = SelectField("Role", choices=ROLE_CHOICES)
     submit = SubmitField("Change role")
+
+
+class TargetRoleForm(FlaskForm):
+    target = SelectField("Target")
+    role = SelectField("Role there", choices=[GLOBAL, *TARGET_ROLES])
+    submit = SubmitField("Set role on target")
+
+    def __init__(self, targets: list[str], *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.target.choices = targets
 
 
 class ActionForm(FlaskForm):

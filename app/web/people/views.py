@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from app import audit, people
+from app import audit, people, services
 from app.extensions import db
 from app.models import ApiToken, User, utcnow
 from app.web.auth import client_address, end_session, role_required, start_session
@@ -19,6 +19,7 @@ from app.web.people.forms import (
     ChangePasswordForm,
     RoleForm,
     SetPasswordForm,
+    TargetRoleForm,
     TokenForm,
 )
 
@@ -56,8 +57,13 @@ def users_page(form: AddUserForm, link: str | None) -> str:
     """The users page: everyone, the add form, and a one-time link when one was just made."""
     everyone = db.session.execute(db.select(User).order_by(User.username)).scalars().all()
     return render_template(
-        "people/users.html", users=everyone, form=form, link=link, role_choices=ROLE_CHOICES, action_form=ActionForm()
-    )
+        "people/users.html", users=everyone, form=form, link=link, role_choices=ROLE_CHOICES, action_form=ActionForm(),
+        target_names=target_names(), target_role_form=TargetRoleForm(target_names(), formdata=None),
+    )  # fmt: skip
+
+
+def target_names() -> list[str]:
+    return [t.name for t in services.console_settings().targets]
 
 
 @bp.route("/users/<int:user_id>/role", methods=["POST"])
@@ -66,6 +72,15 @@ def change_role(user_id: int):
     user, form = user_or_404(user_id), require_submitted(RoleForm())
     return _apply(lambda: people.change_role(user, form.role.data, current_user.username),
                   f"{user.username} is now {form.role.data}.")  # fmt: skip
+
+
+@bp.route("/users/<int:user_id>/target-role", methods=["POST"])
+@role_required("admin")
+def change_target_role(user_id: int):
+    user, form = user_or_404(user_id), require_submitted(TargetRoleForm(target_names()))
+    target, role = form.target.data, form.role.data
+    return _apply(lambda: people.grant_target_role(user, target, role, current_user.username, target_names()),
+                  f"{user.username} is now {user.role if role == people.GLOBAL else role} on {target}.")
 
 
 @bp.route("/users/<int:user_id>/active", methods=["POST"])
