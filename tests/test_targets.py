@@ -422,3 +422,41 @@ def test_the_overview_marks_a_stale_target(console):
     assert rows == {"staging": " stale", "production": "", "reports": " stale"}
     assert "backup <strong>ok</strong>" in page  # production's last job
     assert client.get("/targets/production/").status_code == 200
+
+
+# --------------------------------------------------------------------------- in the browser
+
+
+@pytest.mark.browser
+def test_the_overview_in_the_browser_shows_which_target_is_stale(page, processes, targets_env):
+    """gunicorn and a worker as real processes; production is backed up from the CLI, the others never were."""
+    from tests.conftest import PASSWORD
+    from tests.test_browser import sign_in
+
+    def flask(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, input=stdin,
+                              env=child_env(targets_env), capture_output=True, text=True, timeout=180)  # fmt: skip
+
+    assert flask("users", "create", "admin", "--role", "admin", "--password-stdin", stdin=PASSWORD).returncode == 0
+    base = processes.web(targets_env)
+    processes.worker(targets_env)
+    made = flask("backup", "create", "--target", "production", "--wait")
+    assert made.returncode == 0 and "Backup finished: pharmatracker-production-on-" in made.stdout, made.stderr
+
+    sign_in(page, base)
+    page.get_by_role("heading", name="Targets").wait_for()
+    rows = page.locator("table.targets tbody tr")
+    assert rows.count() == 3
+    production, staging = rows.filter(has_text="production"), page.locator('tr[data-target="staging"]')
+    assert "pharmatracker-production-on-" in production.inner_text()
+    assert "backup ok" in production.inner_text() and "stale" not in production.inner_text()
+    assert "stale" in staging.inner_text() and "none yet" in staging.inner_text()
+    # It stands out: a stale row is painted differently from a healthy one.
+    background = "el => getComputedStyle(el).backgroundColor"
+    assert staging.evaluate(background) != production.evaluate(background)
+
+    page.get_by_role("link", name="production", exact=True).click()
+    page.get_by_role("heading", name="Backups").wait_for()
+    assert page.url == base + "/targets/production/"
+    assert page.locator("#target-name").inner_text() == "production"
+    assert "pharmatracker-production-on-" in page.locator("table.backups tbody tr").first.inner_text()
