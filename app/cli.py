@@ -201,17 +201,20 @@ storage_cli = StoreCheckedGroup("storage", help="The backup store (bucket or fol
 
 
 @storage_cli.command("check")
-def storage_check() -> None:
+@click.option("--target", "target", default=None, help="Whose store (default: the default target's).")
+def storage_check(target: str | None) -> None:
     """Make every call the console needs on a probe in the store; one line per call; exit 1 if any fails."""
-    from app import services
     from app.domain.storage_check import all_passed, check_storage, summary
 
-    storage = services.storage()
+    try:
+        storage = services.storage(target)
+    except UnknownTarget:
+        fail(f"no target named {target!r} (see: flask --app wsgi targets list)")
     click.echo(f"Checking {storage.description}")
     results = check_storage(storage)
     for result in results:
         click.echo(result.line())
     audit.record("storage-check", "ok" if all_passed(results) else "failed", username="cli",
-                 target=storage.description, detail=summary(results))  # fmt: skip
+                 target=storage.description, detail=summary(results), target_name=target)  # fmt: skip
     if not all_passed(results):
         sys.exit(1)

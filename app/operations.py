@@ -25,7 +25,8 @@ from app.ratelimit import FailureLimit
 from app.settings import ROLES, Settings
 
 PASSKEY_FAILURES_ALLOWED = 5  # per admin and address
-# ... and across everyone on this console, so a new admin account does not buy fresh guesses.
+# ... and across everyone, per target (each has its own passkey), so a new admin account does not
+# buy fresh guesses.
 PASSKEY_ENVIRONMENT_FAILURES_ALLOWED = 20
 PASSKEY_WINDOW_SECONDS = 15 * 60
 
@@ -62,7 +63,8 @@ class Collaborators:
 
 
 def collaborators() -> Collaborators:
-    """This app's settings, Redis and backups (needs an app context: a request, a command or a job)."""
+    """The settings, Redis and backups of the target this request, command or job acts on
+    (`services.acting_on`; the default target otherwise). Needs an app context."""
     settings = services.settings()
     return Collaborators(settings, services.redis(), ConsoleBackups.from_settings(settings, services.storage()))
 
@@ -186,12 +188,13 @@ def _guarded_restore(actor: Actor, using: Collaborators, filename: str, passkey:
         raise Refused("restore is disabled: no RESTORE_PASSKEY is configured for this console", 503)
     backup, listed = restorable(using, filename)
     limit, everyone = passkey_limit(using), environment_passkey_limit(using)
-    wait = everyone.blocked_for(settings.app_env) or limit.blocked_for(actor.username, actor.address or "unknown")
+    passkey_of = settings.target_name or settings.app_env
+    wait = everyone.blocked_for(passkey_of) or limit.blocked_for(actor.username, actor.address or "unknown")
     if wait:
         raise Refused(f"too many wrong passkeys; try again in {-(-wait // 60)} minute(s)", 429)
     if not passkey_matches(passkey, settings.restore_passkey, settings.restore_passkey_hash):
         limit.failed(actor.username, actor.address or "unknown")
-        everyone.failed(settings.app_env)
+        everyone.failed(passkey_of)
         raise Refused("wrong passkey", 403)
     limit.reset(actor.username, actor.address or "unknown")  # not the console's count: see above
     try:

@@ -349,6 +349,13 @@ def _targets_from_file(path: str, env: Mapping[str, str]) -> tuple[tuple[Target,
         raise ConfigError("TARGETS_FILE", "names no target: add a [targets.NAME] table")
     defaults = _per_target_defaults(env)
     targets = tuple(_file_target(name, table, env, defaults) for name, table in tables.items())
+    seen: dict[tuple[str, str, str], str] = {}
+    for target in targets:  # same store, prefix and environment: retention would delete the other's backups
+        other = seen.setdefault((target.storage_url.rstrip("/"), target.app_name, target.app_env), target.name)
+        if other != target.name:
+            raise ConfigError("TARGETS_FILE", f"target {target.name!r}, key 'app_name': its backups would have the "
+                                              f"same names as target {other!r}'s in the same storage; give one "
+                                              "another app_name or environment")  # fmt: skip
     default = data.get("default", targets[0].name)
     if not isinstance(default, str) or default not in tables:
         raise ConfigError("TARGETS_FILE", f"default = {default!r} is not one of the targets ({', '.join(tables)})")

@@ -371,6 +371,17 @@ def test_a_malformed_targets_file_is_refused_with_one_line(tmp_path, table, env,
     assert "hunter22" not in message and "open sesame" not in message
 
 
+def test_two_targets_whose_backups_would_share_names_are_refused(tmp_path):
+    from app.settings import ConfigError, Settings
+
+    path = tmp_path / "targets.toml"
+    path.write_text("".join(f'[targets.{name}]\nenvironment = "staging"\ndatabase_url = "postgresql://h/app"\n'
+                            'storage_url = "s3://bucket/app"\n' for name in ("one", "two")))  # fmt: skip
+    with pytest.raises(ConfigError, match="target 'two', key 'app_name': its backups would have the same names as "
+                                          "target 'one'"):  # fmt: skip
+        Settings.from_env({"TARGETS_FILE": str(path), "SECRET_KEY": "k"})
+
+
 def test_a_malformed_targets_file_stops_start_up_with_one_line(tmp_path, app_env):
     path = tmp_path / "targets.toml"
     path.write_text('[targets.prod]\ndatabase_url = "postgresql://backup:s3cret@db/app"\nstorage_url = "file:///x"\n')
