@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from tests.conftest import PASSWORD, ROOT, child_env, drop_database, new_name
+from tests.helpers import PASSWORD, ROOT, child_env, drop_database, new_name
 
 # Releases that landed before migrations: each made its store with create_all and kept no revision.
 # 11ca1fb predates users.session_epoch and login_sessions; a951972 is the last release without Alembic.
@@ -97,7 +97,7 @@ def test_a_store_written_by_an_earlier_release_upgrades_in_place(release, store_
     from app import create_app
     from app.extensions import db
     from app.models import AuditEvent, ConsoleSetting
-    from tests.conftest import AuthActions
+    from tests.helpers import AuthActions
 
     for name in ("DATABASE_URL", "CONSOLE_DATABASE_URL", "INSTANCE_PATH"):
         monkeypatch.delenv(name, raising=False)

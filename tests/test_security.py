@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import PASSWORD, ROOT, AuthActions, child_env, wait_for_job
+from tests.helpers import PASSWORD, ROOT, AuthActions, child_env, wait_for_job
 
 
 def test_every_state_changing_page_route_needs_a_csrf_token(app, client, auth, make_user):
@@ -149,7 +149,7 @@ def test_a_pg_dump_child_inherits_no_secret_of_the_worker(secrets_env, processes
 
     from app import create_app
     from app.jobs.queue import start_job
-    from tests.conftest import PG, wait_for
+    from tests.helpers import PG, wait_for
 
     processes.worker(secrets_env)
     blocker = psycopg.connect(**{**PG, "dbname": target_db})
