@@ -18,8 +18,20 @@ import pytest
 from rq import Queue
 
 from tests import test_beyond
-from tests.conftest import PG, ROOT, AuthActions, child_env, create_database, database_names, drop_database, new_name
-from tests.conftest import table_fingerprint as fingerprint
+from tests.helpers import (
+    PG,
+    ROOT,
+    AuthActions,
+    child_env,
+    create_database,
+    database_names,
+    drop_database,
+    job_of,
+    log_in,
+    new_name,
+    run_jobs_for,
+)
+from tests.helpers import table_fingerprint as fingerprint
 
 webhook = test_beyond.webhook  # a fixture: a local Slack-style receiver
 
@@ -77,18 +89,18 @@ def console(make_app, targets_env):
 
 
 def make_person(app, username: str, role: str, grants: dict[str, str] | None = None):
+    """A new user with a global role and per-target roles, and a client signed in as them."""
     from app import people
     from app.people import create_user
-    from tests.conftest import PASSWORD
+    from tests.helpers import PASSWORD
 
     with app.app_context():
         user = create_user(username, role, PASSWORD, created_by="test")
         for target, target_role in (grants or {}).items():
             people.grant_target_role(user, target, target_role, "test", ["staging", "production", "reports"])
     client = app.test_client()
-    auth = AuthActions(client)
-    assert auth.login(username).status_code == 302
-    return client, auth
+    log_in(app, client, username)
+    return client, AuthActions(client)
 
 
 def token(app, username: str, role: str | None = None) -> dict[str, str]:
@@ -100,25 +112,11 @@ def token(app, username: str, role: str | None = None) -> dict[str, str]:
     return {"Authorization": f"Bearer {plain}"}
 
 
-def run(app):
-    from tests.conftest import run_jobs_for
-
-    run_jobs_for(app)
-
-
-def job(app, job_id: str) -> dict:
-    from app.jobs.queue import job_status
-    from app.services import redis
-
-    with app.app_context():
-        return job_status(redis(), job_id)
-
-
 def backed_up(app, client, headers, target: str) -> str:
     answer = client.post(f"/api/targets/{target}/backup", headers=headers)
     assert answer.status_code == 202, answer.get_json()
-    run(app)
-    status = job(app, answer.get_json()["job_id"])
+    run_jobs_for(app)
+    status = job_of(app, answer.get_json()["job_id"])
     assert status["status"] == "finished", status["error"]
     assert status["target"] == target
     return status["result"]["filename"]
@@ -155,8 +153,8 @@ def test_a_backup_and_a_restore_of_each_target(console, databases, tmp_path):
         answer = client.post(f"/api/targets/{name}/restore", headers=headers,
                              json={"filename": made[name], "passkey": PASSKEYS[name]})  # fmt: skip
         assert answer.status_code == 202, answer.get_json()
-        run(console)
-        assert job(console, answer.get_json()["job_id"])["status"] == "finished"
+        run_jobs_for(console)
+        assert job_of(console, answer.get_json()["job_id"])["status"] == "finished"
         assert fingerprint(dbname) == before[name], name
 
     from app.models import AuditEvent
@@ -191,8 +189,8 @@ def test_a_staging_backup_restored_on_productions_page_goes_into_production_only
     assert ok.status_code == 303
     job_page = client.get(ok.headers["Location"]).get_data(as_text=True)
     assert re.search(r'id="job-target">Target: <strong>production</strong>', job_page)
-    run(console)
-    assert job(console, ok.headers["Location"].rsplit("/", 1)[1])["status"] == "finished"
+    run_jobs_for(console)
+    assert job_of(console, ok.headers["Location"].rsplit("/", 1)[1])["status"] == "finished"
     assert fingerprint(databases["production"]) == staging_before  # production now holds staging's data
     assert fingerprint(databases["staging"]) == staging_before  # and staging was never touched
 
@@ -208,7 +206,7 @@ def test_per_target_roles_override_the_global_role(console, targets_env):
     reports_job = admin.post("/api/targets/reports/backup", headers=token(console, "ada")).get_json()["job_id"]
 
     # A developer: admin on staging (set on /users), viewer on production (from the CLI), none on reports.
-    dev, dev_auth = make_person(console, "dev", "viewer")
+    dev, _ = make_person(console, "dev", "viewer")
     admin_auth = AuthActions(admin)
     with console.app_context():
         from app.people import find_user
@@ -222,8 +220,7 @@ def test_per_target_roles_override_the_global_role(console, targets_env):
                            text=True, timeout=60)  # fmt: skip
     assert grant.returncode == 0 and grant.stdout.strip() == "dev is now none on reports.", grant.stderr
     assert "staging: admin" in admin.get("/users").get_data(as_text=True)
-    dev, dev_auth = AuthActions(dev).client, dev_auth
-    dev_auth.login("dev")  # the role changes ended dev's sessions
+    log_in(console, dev, "dev")  # the role changes ended dev's sessions
 
     assert dev.get(f"/targets/staging/backups/{staging_file}/restore").status_code == 200
     assert dev.get(f"/targets/production/backups/{production_file}/restore").status_code == 403
@@ -259,8 +256,8 @@ def test_the_seeds_routes_act_on_the_default_target(console, databases):
     headers = token(console, "ada")
     answer = client.post("/api/setting/backup", headers=headers)
     assert answer.status_code == 202
-    run(console)
-    status = job(console, answer.get_json()["job_id"])
+    run_jobs_for(console)
+    status = job_of(console, answer.get_json()["job_id"])
     assert status["target"] == "staging" and status["result"]["filename"].startswith("pharmatracker-staging-on-")
     assert client.get("/api/setting/backups", headers=headers).get_json() == \
         client.get("/api/targets/staging/backups", headers=headers).get_json()  # fmt: skip
@@ -273,7 +270,7 @@ def test_the_seeds_routes_act_on_the_default_target(console, databases):
     answer = client.post("/api/setting/restore", headers=headers,
                          json={"filename": filename, "passkey": PASSKEYS["staging"]})  # fmt: skip
     assert answer.status_code == 202
-    run(console)
+    run_jobs_for(console)
     assert fingerprint(databases["staging"]) == before
     assert client.post("/api/targets/nosuch/backup", headers=headers).status_code == 404
 
@@ -314,7 +311,7 @@ def test_one_scheduler_fires_each_targets_schedule_with_its_name(console, redis_
         scheduler.enqueue_jobs()
     queued = Queue(settings.redis_namespace, connection=redis_server).get_jobs()
     assert sorted(j.kwargs["target"] for j in queued) == ["production", "reports"]
-    run(console)  # each trigger requests its target's backup, which runs too
+    run_jobs_for(console)  # each trigger requests its target's backup, which runs too
     from app.models import AuditEvent
 
     with console.app_context():
@@ -441,7 +438,7 @@ def test_the_overview_marks_a_stale_target(console):
 @pytest.mark.browser
 def test_the_overview_in_the_browser_shows_which_target_is_stale(page, processes, targets_env):
     """gunicorn and a worker as real processes; production is backed up from the CLI, the others never were."""
-    from tests.conftest import PASSWORD
+    from tests.helpers import PASSWORD
     from tests.test_browser import sign_in
 
     def flask(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
