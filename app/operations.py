@@ -185,7 +185,8 @@ def _guarded_restore(actor: Actor, using: Collaborators, filename: str, passkey:
     if not actor.may("admin"):
         raise Refused(f"restore needs the admin role; you act as {actor.role}", 403)
     if not settings.restore_enabled:
-        raise Refused("restore is disabled: no RESTORE_PASSKEY is configured for this console", 503)
+        where = f"target {settings.target_name}" if settings.several_targets else "this console"
+        raise Refused(f"restore is disabled: no RESTORE_PASSKEY is configured for {where}", 503)
     backup, listed = restorable(using, filename)
     limit, everyone = passkey_limit(using), environment_passkey_limit(using)
     passkey_of = settings.target_name or settings.app_env

@@ -299,10 +299,15 @@ def test_one_scheduler_fires_each_targets_schedule_with_its_name(console, redis_
     from app.jobs.schedule import ConsoleScheduler, save_schedule
 
     settings = console.config["SETTINGS"]
+    client, auth = make_person(console, "ada", "admin")
+    saved = client.post("/targets/reports/settings", data={"schedule": "0 3 * * *",
+                                                            "csrf_token": auth.csrf_token("/targets/reports/settings")})
+    assert saved.status_code == 303 and saved.headers["Location"] == "/targets/reports/settings"
+    assert "<code>0 3 * * *</code>" in client.get("/targets/reports/").get_data(as_text=True)
+    assert "<code>0 3 * * *</code>" not in client.get("/targets/staging/").get_data(as_text=True)
     with console.app_context():
         runtime.configure(console)
         save_schedule("*/5 * * * *", "ada", settings.for_target("production"))
-        save_schedule("0 3 * * *", "ada", settings.for_target("reports"))
         scheduler = ConsoleScheduler(settings, redis_server, settings.redis_namespace, tasks.scheduled_backup)
         assert sorted(j.name for j in scheduler.get_jobs()) == ["scheduled-backup:production",
                                                                  "scheduled-backup:reports"]  # fmt: skip
