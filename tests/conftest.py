@@ -191,6 +191,9 @@ def app_env(target_db, redis_ns, tmp_path, migrated_store) -> dict[str, str]:
         "RESTORE_PASSKEY": "test-passkey-0451",
         "JOB_TIMEOUT_SECONDS": "120",
         "BACKUP_MIN_INTERVAL_SECONDS": "0",  # many tests back up quickly; tests/test_history.py sets it
+        # The default (admins) sends every admin to two-factor enrolment first; the tests of that
+        # (tests/test_second_factor.py) set it, the others sign admins in with a password alone.
+        "REQUIRE_2FA": "none",
     }
 
 
@@ -286,6 +289,50 @@ def token_for(app):
         return {"Authorization": f"Bearer {plain}"}
 
     return issue
+
+
+# --------------------------------------------------------------------------- an OpenID Connect provider
+
+
+class Provider:
+    """A real OpenID Connect provider (oidc-provider-mock) on 127.0.0.1, in this test's process."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def set_user(self, sub: str, **claims) -> None:
+        """The claims the provider puts in `sub`'s ID token (groups included)."""
+        from urllib.parse import quote
+
+        import requests
+
+        answer = requests.put(f"{self.url}/users/{quote(sub, safe='')}", json=claims, timeout=10)
+        assert answer.status_code == 204, answer.text
+
+    def authorize(self, authorization_url: str, sub: str) -> str:
+        """What a person does on the provider's page: sign in as `sub`; returns where it sends the browser."""
+        import requests
+
+        answer = requests.post(authorization_url, data={"sub": sub}, allow_redirects=False, timeout=10)
+        assert answer.status_code == 302, answer.text
+        return answer.headers["Location"]
+
+
+@contextlib.contextmanager
+def run_provider(**options) -> Iterator[Provider]:
+    """A provider of its own (its own keys, users and issuer); options as run_server_in_thread takes them."""
+    import oidc_provider_mock
+
+    with oidc_provider_mock.run_server_in_thread(**options) as server:
+        host, port = server.server_address[:2]
+        assert host == "127.0.0.1", host
+        yield Provider(f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture
+def oidc_provider() -> Iterator[Provider]:
+    with run_provider() as provider:
+        yield provider
 
 
 # --------------------------------------------------------------------------- jobs and processes
