@@ -163,3 +163,32 @@ def test_pin_a_backup_and_prove_it_restorable_from_the_page(page, live):
     page.get_by_role("link", name="Back to backups").click()
     proven = page.locator("table.backups tbody tr").first.locator("td").nth(4).inner_text()
     assert proven.endswith("IST")  # when it was last proven restorable
+
+
+def test_single_sign_on_through_the_provider_in_the_browser(page, app_env, processes, oidc_provider):
+    """The whole round trip in Chromium: the console's button, the provider's page, back signed in."""
+    env = {**app_env, "OIDC_ISSUER": oidc_provider.url, "OIDC_CLIENT_ID": "pgconsole",
+           "OIDC_CLIENT_SECRET": "browser-test-client-secret", "OIDC_ROLE_MAP": "dba=admin,developers=operator",
+           "OIDC_BUTTON_TEXT": "Sign in with Example ID"}  # fmt: skip
+    base = processes.web(env)
+    oidc_provider.set_user("u-1", preferred_username="alice", email="alice@example.com", groups=["dba"])
+    oidc_provider.set_user("u-2", preferred_username="mallory", groups=["marketing"])
+
+    page.goto(base + "/login")
+    page.get_by_role("link", name="Sign in with Example ID").click()
+    page.wait_for_url(oidc_provider.url + "/oauth2/authorize*")  # the provider's own page
+    page.get_by_placeholder("sub").fill("u-1")
+    page.get_by_role("button", name="Authorize").click()
+    page.get_by_role("heading", name="Backups").wait_for()
+    assert page.url == base + "/"
+    assert "alice (admin)" in page.locator("nav").inner_text()
+    page.get_by_role("link", name="Users").click()
+    assert "single sign-on" in page.locator("table.users").inner_text()
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("link", name="Sign in with Example ID").click()
+    page.get_by_placeholder("sub").fill("u-2")
+    page.get_by_role("button", name="Authorize").click()
+    page.get_by_role("heading", name="Not signed in").wait_for()
+    assert "none of your groups is given a role in this console" in page.locator("#refusal").inner_text()
+    assert page.locator("nav").inner_text().strip() == ""  # nobody is signed in
