@@ -123,7 +123,7 @@ def _new_recovery_codes(user: User) -> list[str]:
 
 
 def check_code(user: User, code: str, settings: Settings, address: str | None) -> str | None:
-    """At sign-in: "code" for a fresh TOTP code, "recovery code" for an unused recovery code, else None.
+    """At sign-in: "two-factor code" for a fresh TOTP code, "recovery code" for an unused recovery code, else None.
 
     Each is accepted once: a TOTP code's time step is remembered, a recovery code is marked used.
     """
@@ -135,7 +135,7 @@ def check_code(user: User, code: str, settings: Settings, address: str | None) -
             return None
         user.totp_last_step = step
         db.session.commit()
-        return "code"
+        return "two-factor code"
     digest = _recovery_digest(code)
     unused = [r for r in user.recovery_codes if r.used_at is None]
     match = next((r for r in unused if hmac.compare_digest(r.code_hash, digest)), None)

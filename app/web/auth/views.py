@@ -68,12 +68,10 @@ def login_page(form: LoginForm, status: int = 200):
     return render_template("auth/login.html", form=form, oidc=settings.oidc, local_login=settings.local_login), status
 
 
-def too_many_failures(form, wait: int, username: str, address: str, template: str = "auth/login.html"):
+def refuse_for_a_while(wait: int, username: str, address: str) -> None:
+    """A sign-in step refused by a failure limit: audited, and the page says for how long."""
     audit.record("login", "rate-limited", username=username, address=address)
     flash(f"Too many failed sign-ins. Try again in {-(-wait // 60)} minute(s).", "error")
-    if template == "auth/login.html":
-        return login_page(form, 429)
-    return render_template(template, form=form), 429
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -92,7 +90,8 @@ def login():
         per_address, per_username = address_limit(), username_failures()
         wait = per_address.blocked_for(address)
         if wait:
-            return too_many_failures(form, wait, username, address)
+            refuse_for_a_while(wait, username, address)
+            return login_page(form, 429)
         time.sleep(slowdown_seconds(per_username.count(username.lower())))
         user = db.session.execute(db.select(User).where(User.username == username)).scalar_one_or_none()
         matches = password_matches(user, form.password.data)  # a disabled user costs the same check
@@ -153,13 +152,14 @@ def code():
     per_address, per_username, per_account = address_limit(), username_failures(), code_limit()
     wait = per_address.blocked_for(address) or per_account.blocked_for(str(user.id))
     if wait:
-        return too_many_failures(form, wait, user.username, address, "auth/code.html")
+        refuse_for_a_while(wait, user.username, address)
+        return render_template("auth/code.html", form=form), 429
     time.sleep(slowdown_seconds(per_username.count(user.username.lower())))
     kind = second_factor.check_code(user, form.code.data, services.settings(), address)
     if kind is not None:
         per_username.reset(user.username.lower())
         per_account.reset(str(user.id))
-        return signed_in(user, next_page, f"with a {'recovery code' if kind == 'recovery code' else 'two-factor code'}")
+        return signed_in(user, next_page, f"with a {kind}")
     for limit, part in ((per_address, address), (per_username, user.username.lower()), (per_account, str(user.id))):
         limit.failed(part)
     audit.record("login", "failed", username=user.username, address=address, detail="wrong two-factor code")
