@@ -5,8 +5,7 @@ hides the target). `audit_events.target_name` records which target an event was 
 audit log can be filtered by it; events written before this revision have none.
 
 Revision ID: 0003
-Revises: 0001 (0002, SSO and second factor, is being added in parallel: whoever merges second
-         sets down_revision to "0002")
+Revises: 0002
 Create Date: 2026-12-03
 """
 
@@ -14,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"  # TODO(merge): "0002" once 0002_sso_and_second_factor.py is on main
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
