@@ -25,7 +25,7 @@ from app import operations, services
 from app.domain.catalog import Backup, read_manifest
 from app.domain.console import ConsoleBackups, target_name
 from app.domain.trends import manifest_seconds
-from app.jobs.queue import job_counts, queue_for
+from app.jobs.queue import JOB_KINDS, job_counts, queue_for
 from app.jobs.schedule import scheduler_alive
 from app.status import COMPONENTS, component_checks
 
@@ -119,7 +119,10 @@ def _redis_metrics(labels: list[str]) -> Iterator[Metric]:
     settings, redis = services.settings(), services.redis()
     jobs = CounterMetricFamily("pgconsole_jobs", "Jobs finished by this console's workers, by kind and outcome.",
                                labels=[*LABELS, "kind", "outcome"])  # fmt: skip
-    for (kind, outcome), count in sorted(job_counts(settings, redis).items()):
+    # Every kind and outcome from the start, at 0: Prometheus' increase() cannot see a series' first value.
+    counts = {(kind, outcome): 0 for kind in JOB_KINDS for outcome in ("ok", "failed")}
+    counts.update(job_counts(settings, redis))
+    for (kind, outcome), count in sorted(counts.items()):
         jobs.add_metric([*labels, kind, outcome], count)
     yield jobs
     queue = queue_for(settings, redis)

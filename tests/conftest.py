@@ -26,10 +26,10 @@ from psycopg import sql
 
 from app.jobs.queue import purge_namespace
 
-pytest.register_assert_rewrite("tests.s3_servers", "tests.pg_servers")
+pytest.register_assert_rewrite("tests.s3_servers", "tests.pg_servers", "tests.notify_servers")
 from tests.s3_servers import create_bucket, free_port, remove_bucket  # noqa: E402 - after the rewrite hook, so its asserts report well
 
-pytest_plugins = ["tests.s3_servers", "tests.pg_servers"]
+pytest_plugins = ["tests.s3_servers", "tests.pg_servers", "tests.notify_servers"]
 
 ROOT = Path(__file__).resolve().parent.parent
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
