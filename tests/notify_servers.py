@@ -71,6 +71,7 @@ def receiver() -> Iterator[Receiver]:
 @dataclass
 class Mailbox:
     port: int = 0
+    refuse_logins: bool = False
     logins: list[tuple[str, str]] = field(default_factory=list)
     messages: list[tuple[str, list[str], str]] = field(default_factory=list)  # (from, rcpts, data)
 
@@ -89,7 +90,7 @@ def mailbox() -> Iterator[Mailbox]:
 
     def authenticate(server, session, envelope, mechanism, auth_data):
         box.logins.append((auth_data.login.decode(), auth_data.password.decode()))
-        return AuthResult(success=True)
+        return AuthResult(success=not box.refuse_logins, handled=False)  # handled=False: aiosmtpd answers 535
 
     box.port = free_port()
     controller = Controller(Handler(), hostname="127.0.0.1", port=box.port, authenticator=authenticate,

@@ -94,6 +94,22 @@ def test_the_old_smtp_variables_still_send_mail_and_log_in(tmp_path, mailbox):
     assert set(mailbox.logins) == {("mailer", SMTP_PASSWORD)}
 
 
+def test_a_refused_smtp_login_is_reported_without_the_password(tmp_path, mailbox, caplog):
+    mailbox.refuse_logins = True
+    settings = make_settings(tmp_path, ALERT_EMAIL_TO="ops@example.com", SMTP_HOST="127.0.0.1",
+                             SMTP_PORT=str(mailbox.port), SMTP_USERNAME="mailer",
+                             SMTP_PASSWORD=SMTP_PASSWORD)  # fmt: skip
+
+    with caplog.at_level(logging.DEBUG):
+        [delivery] = deliver(failure_alert(settings), settings, attempts=2, **NO_SLEEP)
+
+    assert delivery.outcome.startswith("failed: ")
+    # smtplib tries each mechanism the server offers (PLAIN, LOGIN), on each of the 2 attempts.
+    assert mailbox.logins == [("mailer", SMTP_PASSWORD)] * 4 and mailbox.messages == []
+    assert SMTP_PASSWORD not in caplog.text and SMTP_PASSWORD not in delivery.outcome
+    assert f"alert to mailto://127.0.0.1:{mailbox.port} failed after 2 attempt(s)" in caplog.text
+
+
 def test_every_url_is_tried_in_turn_whatever_the_others_do(tmp_path, receiver, mailbox):
     urls = f"json://127.0.0.1:{closed_port()}/x, {receiver.url()} {mailbox.url()}"
     settings = make_settings(tmp_path, NOTIFY_URLS=urls)

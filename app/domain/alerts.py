@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import apprise
 
@@ -284,9 +284,11 @@ def _secret_parts(url: str) -> dict[str, str]:
     except ValueError:
         candidates = []
     for part in candidates:
-        if part and len(part) > 1:  # never redact a bare "/": it would garble every message
-            secrets[part] = "…"
-            for piece in part.strip("/").split("/"):  # a message may quote one segment (a token)
+        if not part or len(part) < 2:  # never redact a bare "/": it would garble every message
+            continue
+        for form in {part, unquote(part)}:  # a message may quote it as written or decoded
+            secrets[form] = "…"
+            for piece in form.strip("/").split("/"):  # … or quote one segment (a token)
                 if len(piece) >= 6:
                     secrets[piece] = "…"
     return dict(sorted(secrets.items(), key=lambda item: -len(item[0])))

@@ -23,7 +23,7 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-NOTIFY_TIMEOUT_SECONDS = 180  # every URL, each with its retries and Apprise's own timeouts
+SECONDS_PER_URL = 60  # three attempts, their backoff and Apprise's own timeouts (mail connects wait 15 s)
 
 
 def notify(settings: Settings, redis: Redis, alert: alerts.Alert) -> str | None:
@@ -31,13 +31,14 @@ def notify(settings: Settings, redis: Redis, alert: alerts.Alert) -> str | None:
 
     Returns the delivery job's id, or None when nothing was enqueued.
     """
-    if alert.kind not in settings.notify_events or not alerts.apprise_urls(settings):
+    urls = alerts.apprise_urls(settings)
+    if alert.kind not in settings.notify_events or not urls:
         return None
     try:
         job = notify_queue(settings, redis).enqueue(
             "app.jobs.notify.deliver_job",
             kwargs={"alert": alert.to_json()},
-            job_timeout=NOTIFY_TIMEOUT_SECONDS,
+            job_timeout=SECONDS_PER_URL * len(urls),
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
             description=f"alert: {alert.kind}",
