@@ -17,7 +17,7 @@ from redis import Redis
 
 from app import audit, services
 from app.domain import catalog, provenance
-from app.domain.alerts import Delivery, deliver, test_alert
+from app.domain.alerts import Delivery, deliver, notification_test_alert
 from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
 from app.domain.restore import RestoreRefused, passkey_matches, require_recent_backup
@@ -218,7 +218,7 @@ def send_test_notification(actor: Actor, settings: Settings) -> list[Delivery]:
 
     A single attempt per URL, so the page answers quickly and says what really happened.
     """
-    deliveries = deliver(test_alert(actor.username), settings, attempts=1)
+    deliveries = deliver(notification_test_alert(actor.username), settings, attempts=1)
     summary = "; ".join(d.line() for d in deliveries) or "no notification URL is configured"
     audit.record("notify-test", "ok" if deliveries and all(d.ok for d in deliveries) else "failed",
                  username=actor.username, detail=summary[:1000], address=actor.address)  # fmt: skip

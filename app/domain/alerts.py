@@ -136,7 +136,7 @@ def stale_backup_alert(newest: Backup | None, owner: Owner, *, max_age: timedelt
     )
 
 
-def test_alert(requested_by: str) -> Alert:
+def notification_test_alert(requested_by: str) -> Alert:
     return Alert("test", "Test notification from pgconsole", {"requested by": requested_by})
 
 

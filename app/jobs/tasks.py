@@ -91,7 +91,8 @@ def _warn_if_size_dropped(listed: list[catalog.Backup], filename: str, record: J
         return
     message = f"possible data loss: this backup is {drop} % smaller than the backups before it"
     record.remember(warning=message)
-    notify(settings, services.redis(), alerts.Alert("size-drop", f"{filename}: {message}", {"file": filename}))
+    details = {"file": filename, **({"job": alerts.job_link(settings, record.job.id)} if record.job else {})}
+    notify(settings, services.redis(), alerts.Alert("size-drop", f"{filename}: {message}", details))
 
 
 @console_job
