@@ -324,8 +324,10 @@ def _notify_urls(env: Mapping[str, str]) -> tuple[str, ...]:
     urls = tuple(parse_urls(env.get("NOTIFY_URLS", "")))
     for n, url in enumerate(urls, 1):
         if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://\S*$", url):
-            raise ConfigError("NOTIFY_URLS", f"entry {n} is not an Apprise URL, or text follows it that is not "
-                                             "one (scheme://…, e.g. slack://…)")
+            raise ConfigError(
+                "NOTIFY_URLS",
+                f"entry {n} is not an Apprise URL, or text follows it that is not one (scheme://…, e.g. slack://…)",
+            )
     return urls
 
 

@@ -13,7 +13,7 @@ from app.domain.alerts import Alert, deliver, job_alert, stale_backup_alert, whe
 from app.domain.catalog import Backup
 from app.domain.naming import Owner
 from app.settings import ConfigError, Settings
-from tests.conftest import AuthActions, free_port, run_jobs_for, wait_for, wait_for_job
+from tests.helpers import AuthActions, audit_rows, free_port, run_jobs_for, wait_for, wait_for_job
 from tests.notify_servers import SECRET_PATH, closed_port, mail_text
 
 SMTP_PASSWORD = "smtp-pa55word-never-logged"
@@ -290,17 +290,14 @@ def test_the_settings_button_reports_each_url_by_scheme_and_host(app_env, make_a
     page = response.get_data(as_text=True)
     assert response.status_code == 200
     assert f"<code>json://127.0.0.1:{receiver.port}</code></td>\n            <td>delivered" in page
-    assert f"<code>json://127.0.0.1:{dead}</code></td>\n            <td><span class=\"mark danger-mark\">FAILED" in page
+    assert f'<code>json://127.0.0.1:{dead}</code></td>\n            <td><span class="mark danger-mark">FAILED' in page
     assert "s3cr3t" not in page
     [(_, payload)] = receiver.requests
     assert payload["title"] == "[pgconsole staging] Test notification from pgconsole"
     assert "requested by: ada" in payload["message"]
-    from app.models import AuditEvent
-
-    with app.app_context():
-        [event] = AuditEvent.query.filter_by(action="notify-test").all()
-        assert event.outcome == "failed" and event.username == "ada"
-        assert f"json://127.0.0.1:{receiver.port}: ok" in event.detail and "s3cr3t" not in event.detail
+    [event] = audit_rows(app, "notify-test")
+    assert event.outcome == "failed" and event.username == "ada"
+    assert f"json://127.0.0.1:{receiver.port}: ok" in event.detail and "s3cr3t" not in event.detail
 
 
 def test_only_admins_may_send_a_test_notification(app, make_user, receiver):

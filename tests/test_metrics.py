@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.domain.catalog import read_manifest
 from app.domain.trends import manifest_seconds
-from tests.conftest import free_port, run_jobs_for
+from tests.helpers import free_port, job_of, run_jobs_for
 
 TOKEN = "metrics-token-for-the-test-7731"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -47,14 +47,6 @@ def start(app, kind: str, **options) -> str:
         return start_job(settings(), redis(), kind, "olga", **options)
 
 
-def status(app, job_id: str) -> dict:
-    from app.jobs.queue import job_status
-    from app.services import redis
-
-    with app.app_context():
-        return job_status(redis(), job_id)
-
-
 def test_without_a_token_configured_metrics_do_not_exist(app):
     assert app.test_client().get("/metrics").status_code == 404
     assert app.test_client().get("/metrics", headers=BEARER).status_code == 404
@@ -81,16 +73,16 @@ def test_metric_values_match_a_backup_a_failed_backup_and_a_verify(make_app, app
 
     good = start(app, "backup")
     run_jobs_in(app)
-    result = status(app, good)["result"]
+    result = job_of(app, good)["result"]
     # The same console with its database gone: this backup fails (same Redis namespace and store).
     dbname = app_env["DATABASE_URL"].rsplit("/", 1)[1]
     broken = make_app(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/{dbname}", METRICS_TOKEN=TOKEN)
     bad = start(broken, "backup")
     run_jobs_in(broken)
-    assert status(broken, bad)["status"] == "failed"
+    assert job_of(broken, bad)["status"] == "failed"
     verify = start(app, "verify", filename=result["filename"], trusted_only=True)
     run_jobs_in(app)
-    assert status(app, verify)["status"] == "finished"
+    assert job_of(app, verify)["status"] == "finished"
 
     monkeypatch.setattr(metrics, "STORE_CACHE_SECONDS", 0.0)  # the first scrape above is cached: read again
     samples = scrape(app)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import PASSWORD, ROOT, AuthActions, child_env, wait_for, wait_for_job
+from tests.helpers import PASSWORD, ROOT, AuthActions, child_env, wait_for, wait_for_job
 from tests.notify_servers import closed_port
 
 
@@ -197,7 +197,7 @@ def test_a_pg_dump_child_inherits_no_secret_of_the_worker(secrets_env, processes
 
     from app import create_app
     from app.jobs.queue import start_job
-    from tests.conftest import PG, wait_for
+    from tests.helpers import PG, wait_for
 
     processes.worker(secrets_env)
     blocker = psycopg.connect(**{**PG, "dbname": target_db})
