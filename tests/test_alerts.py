@@ -258,6 +258,7 @@ def test_a_failing_channel_leaves_the_jobs_outcome_as_it_was(make_app, receiver)
     assert "restore of" in receiver.requests[0][1]["title"] and "finished" in receiver.requests[0][1]["title"]
 
 
+@pytest.mark.web_only  # the target database is never reached
 def test_notify_events_narrows_what_is_queued(make_app, redis_server):
     from app.jobs.notify import notify
     from app.jobs.queue import notify_queue
@@ -275,6 +276,7 @@ def test_notify_events_narrows_what_is_queued(make_app, redis_server):
 # --------------------------------------------------------------------------- the test notification
 
 
+@pytest.mark.web_only  # the target database is never reached
 def test_the_settings_button_reports_each_url_by_scheme_and_host(app_env, make_app, make_user, receiver):
     dead = closed_port()
     app = make_app(NOTIFY_URLS=f"{receiver.url()} json://127.0.0.1:{dead}/also-s3cr3t")
@@ -300,6 +302,7 @@ def test_the_settings_button_reports_each_url_by_scheme_and_host(app_env, make_a
     assert f"json://127.0.0.1:{receiver.port}: ok" in event.detail and "s3cr3t" not in event.detail
 
 
+@pytest.mark.web_only  # the target database is never reached
 def test_only_admins_may_send_a_test_notification(app, make_user, receiver):
     make_user("olga", "operator")
     client = app.test_client()
@@ -309,6 +312,7 @@ def test_only_admins_may_send_a_test_notification(app, make_user, receiver):
     assert response.status_code == 403 and receiver.requests == []
 
 
+@pytest.mark.web_only  # the target database is never reached
 def test_the_cli_prints_each_urls_outcome_and_fails_when_one_fails(make_app, receiver, mailbox):
     dead = closed_port()
     app = make_app(NOTIFY_URLS=f"{receiver.url()} {mailbox.url()} json://127.0.0.1:{dead}/s3cr3t")
@@ -324,6 +328,7 @@ def test_the_cli_prints_each_urls_outcome_and_fails_when_one_fails(make_app, rec
     assert len(receiver.requests) == 1 and len(mailbox.messages) == 1
 
 
+@pytest.mark.web_only  # the target database is never reached
 def test_the_cli_says_when_nothing_is_configured(make_app):
     result = make_app().test_cli_runner().invoke(args=["notify", "test"])
     assert result.exit_code == 2 and "no notification URL is configured" in result.output

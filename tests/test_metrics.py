@@ -47,11 +47,13 @@ def start(app, kind: str, **options) -> str:
         return start_job(settings(), redis(), kind, "olga", **options)
 
 
+@pytest.mark.web_only  # refused before anything is read
 def test_without_a_token_configured_metrics_do_not_exist(app):
     assert app.test_client().get("/metrics").status_code == 404
     assert app.test_client().get("/metrics", headers=BEARER).status_code == 404
 
 
+@pytest.mark.web_only  # refused before anything is read
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x", "Bearer "])
 def test_a_missing_or_wrong_token_is_401(make_app, header):
     app = make_app(METRICS_TOKEN=TOKEN)
