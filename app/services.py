@@ -63,10 +63,6 @@ def settings() -> Settings:
     return console_settings().for_target(_acting_on.get())
 
 
-def target_name() -> str:
-    return settings().target_name
-
-
 def redis() -> Redis:
     return current_app.extensions["pgconsole.redis"]
 

@@ -335,8 +335,8 @@ def test_alerts_and_healthz_name_each_target(make_app, targets_env, redis_server
     with app.app_context():
         assert check_stale_backups(settings.for_target("reports"), redis_server) is True
     runtime.configure(None)
-    assert received[0]["pgconsole"]["target"] == "reports"
-    assert received[0]["text"].startswith("[reports · staging] No backup of reports (staging)")
+    assert received[0]["title"].startswith("[pgconsole reports · staging] No backup of reports (staging)")
+    assert "target: reports (reports)" in received[0]["text"]
 
     client, _ = make_person(app, "ada", "admin", {"reports": "none"})
     body = client.get("/healthz").get_json()

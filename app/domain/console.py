@@ -18,6 +18,12 @@ from app.domain.storage import Storage
 from app.settings import Settings, TargetDatabase
 
 
+def target_name(settings: Settings) -> str:
+    """The name of `settings`' target, as alerts and metrics label it (settings made by hand, without
+    targets, are named after their environment, as the target made from today's variables is)."""
+    return settings.target_name or settings.app_env
+
+
 @dataclass(frozen=True)
 class ConsoleBackups:
     target: TargetDatabase
