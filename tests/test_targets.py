@@ -334,6 +334,7 @@ def test_alerts_and_healthz_name_each_target(make_app, targets_env, redis_server
     runtime.configure(app)
     with app.app_context():
         assert check_stale_backups(settings.for_target("reports"), redis_server) is True
+    run_jobs_for(app)  # the delivery is a job of its own, for the target it names
     runtime.configure(None)
     assert received[0]["title"].startswith("[pgconsole reports · staging] No backup of reports (staging)")
     assert "target: reports (reports)" in received[0]["text"]

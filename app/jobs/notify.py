@@ -3,8 +3,9 @@
 Why a job and not a call or a thread: a delivery retries with backoff (seconds, for a channel
 that is down), and the job it reports on must neither wait for that nor fail because of it. A
 thread would not do: RQ's work horse exits as soon as its job is done, killing the thread. So
-the failing (or finishing) job only enqueues a `deliver_job` with the alert's plain text (no URL,
-no secret: the delivering worker reads the URLs from its own settings) and goes on. Workers
+the failing (or finishing) job only enqueues a `deliver_job` with the alert's plain text and its
+target's name (no URL, no secret: the delivering worker reads the URLs from its own settings)
+and goes on. Workers
 listen on the notify queue before the job queue, so the alert goes out within seconds, as soon
 as a worker is free.
 """
@@ -37,7 +38,8 @@ def notify(settings: Settings, redis: Redis, alert: alerts.Alert) -> str | None:
     try:
         job = notify_queue(settings, redis).enqueue(
             "app.jobs.notify.deliver_job",
-            kwargs={"alert": alert.to_json()},
+            # The target's name: the delivering worker uses that target's channels and names it.
+            kwargs={"alert": alert.to_json(), **({"target": settings.target_name} if settings.target_name else {})},
             job_timeout=SECONDS_PER_URL * len(urls),
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
