@@ -474,3 +474,19 @@ def test_the_overview_in_the_browser_shows_which_target_is_stale(page, processes
     assert page.url == base + "/targets/production/"
     assert page.locator("#target-name").inner_text() == "production"
     assert "pharmatracker-production-on-" in page.locator("table.backups tbody tr").first.inner_text()
+
+
+def test_metrics_have_one_series_per_target(make_app, targets_env):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    secret = "metrics-token-for-the-targets-test"
+    app = make_app(**targets_env, METRICS_TOKEN=secret)
+    client, _ = make_person(app, "ada", "admin")
+    backed_up(app, client, token(app, "ada"), "reports")
+    text = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {secret}"}).get_data(as_text=True)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    stored = {s.labels["target"]: s.value for s in families["pgconsole_backups_stored"].samples}
+    assert stored == {"staging": 0, "production": 0, "reports": 1}
+    up = {(s.labels["target"], s.labels["component"]) for s in families["pgconsole_up"].samples if s.value == 1}
+    assert {("reports", "storage"), ("production", "database"), ("staging", "storage")} <= up
+    assert text.count("# HELP pgconsole_backups_stored ") == 1  # one family, a series per target
