@@ -490,3 +490,18 @@ def test_metrics_have_one_series_per_target(make_app, targets_env):
     up = {(s.labels["target"], s.labels["component"]) for s in families["pgconsole_up"].samples if s.value == 1}
     assert {("reports", "storage"), ("production", "database"), ("staging", "storage")} <= up
     assert text.count("# HELP pgconsole_backups_stored ") == 1  # one family, a series per target
+
+
+def test_retention_is_per_target_and_environment(make_app, targets_env):
+    path = Path(targets_env["TARGETS_FILE"])
+    production = 'restore_passkey_env = "PRODUCTION_PASSKEY"'
+    path.write_text(path.read_text().replace(production, production + "\nmax_backup_files = 1", 1))
+    app = make_app(**targets_env)
+    client, _ = make_person(app, "ada", "admin")
+    headers = token(app, "ada")
+    staging = backed_up(app, client, headers, "staging")
+    first = backed_up(app, client, headers, "production")
+    second = backed_up(app, client, headers, "production")
+    listed = {b["filename"] for b in client.get("/api/targets/production/backups", headers=headers).get_json()}
+    assert listed == {staging, second}  # production keeps 1 of its own; staging's, in the same bucket, stays
+    assert first not in listed
