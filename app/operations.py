@@ -21,6 +21,7 @@ from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
 from app.domain.restore import RestoreRefused, passkey_matches, require_recent_backup
 from app.jobs.queue import JobRefused, start_job
+from app.listing_cache import listing_cache
 from app.ratelimit import FailureLimit
 from app.settings import ROLES, Settings
 
@@ -63,8 +64,9 @@ class Collaborators:
 
 def collaborators() -> Collaborators:
     """This app's settings, Redis and backups (needs an app context: a request, a command or a job)."""
-    settings = services.settings()
-    return Collaborators(settings, services.redis(), ConsoleBackups.from_settings(settings, services.storage()))
+    settings, redis = services.settings(), services.redis()
+    backups = ConsoleBackups.from_settings(settings, services.storage(), listing_cache(settings, redis))
+    return Collaborators(settings, redis, backups)
 
 
 def failure_limit(using: Collaborators, name: str, allowed: int, window_seconds: int) -> FailureLimit:

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from app.domain.catalog import Backup, find_backup, list_backups
 from app.domain.naming import Owner
 from app.domain.provenance import dated_in_future
-from app.domain.storage import Storage
+from app.domain.storage import Storage, StoredObject
 from app.settings import Settings, TargetDatabase
+
+
+class ListingCache(Protocol):
+    """A listing of the store made a moment ago, shared by whoever reads it (kept outside the domain)."""
+
+    def objects(self, storage: Storage) -> list[StoredObject]: ...
 
 
 @dataclass(frozen=True)
@@ -24,14 +31,15 @@ class ConsoleBackups:
     owner: Owner
     zone: ZoneInfo
     storage: Storage
+    cache: ListingCache | None = None  # None: every listing asks the store (what jobs need)
 
     @classmethod
-    def from_settings(cls, settings: Settings, storage: Storage) -> ConsoleBackups:
-        return cls(settings.target, Owner(settings.app_name, settings.app_env), settings.zone, storage)
+    def from_settings(cls, settings: Settings, storage: Storage, cache: ListingCache | None = None) -> ConsoleBackups:
+        return cls(settings.target, Owner(settings.app_name, settings.app_env), settings.zone, storage, cache)
 
     def listing(self) -> list[Backup]:
-        """Everything in the store (ours and others'), newest first."""
-        return list_backups(self.storage, self.zone)
+        """Everything in the store (ours and others'), newest first; from the cache when there is one."""
+        return list_backups(self.storage, self.zone, self.cache.objects(self.storage) if self.cache else None)
 
     def find(self, filename: str, listed: list[Backup] | None = None) -> Backup | None:
         """The listed backup with this exact name, ours or not; None for unknown or unsafe names."""
