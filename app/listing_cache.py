@@ -6,7 +6,10 @@ listing (names, sizes and times only: nothing secret) is kept under this console
 (a backup, retention, a pin, an unpin, a restore test's report, the clean-up after a failed
 job) calls `listing_changed`, which bumps a generation number: a listing cached under an older
 generation is never read again, even one that a slow reader stores after the write. Jobs do
-not read this cache: retention and restore decide on a listing made just then.
+not read this cache: retention and restore decide on a listing made just then. A name asked
+for (download, pin, verify, restore) that the shared listing lacks is looked up afresh
+(`ConsoleBackups.find_listed`), so a file put in the bucket by another tool is never refused
+as unknown; it appears on the list when the shared listing expires.
 
 A pin's note lives in its `X.dump.pin` sidecar, which only a GET can read. The note of a given
 pin never changes (pinning again writes a new sidecar, with a new time), so each note is read
@@ -37,13 +40,14 @@ class BucketListingCache:
     def __init__(self, redis: Redis, namespace: str, seconds: int):
         self.redis, self.namespace, self.seconds = redis, namespace, seconds
 
-    def objects(self, storage: Storage) -> list[StoredObject]:
+    def objects(self, storage: Storage, fresh: bool = False) -> list[StoredObject]:
+        """The shared listing, or (`fresh`, or none shared yet) the store's, which is then shared."""
         # The store's description (s3://bucket/prefix or a folder) is hashed into the key, so two
         # consoles that share a namespace but not a store never read each other's listing.
         store = hashlib.sha256(storage.description.encode()).hexdigest()[:16]
         try:
             key = f"{self.namespace}:listing:{store}:{int(self.redis.get(generation_key(self.namespace)) or 0)}"
-            cached = self.redis.get(key)
+            cached = None if fresh else self.redis.get(key)
         except RedisError:
             return storage.list_objects()
         if cached is not None:

@@ -159,8 +159,7 @@ def environment_passkey_limit(using: Collaborators) -> FailureLimit:
 
 def restorable(using: Collaborators, filename: str) -> tuple[Backup, list[Backup]]:
     """The backup to restore and the listing it came from (the recent-backup rule reads the same one)."""
-    listed = using.backups.listing()
-    backup = using.backups.find(filename, listed)
+    backup, listed = using.backups.find_listed(filename)
     if backup is None:
         raise Refused(f"no backup named {filename[:120]!r}", 404)
     return backup, listed

@@ -127,13 +127,18 @@ def record_verification(storage: Storage, filename: str, report: dict) -> None:
     write_json(storage, filename + VERIFIED_SUFFIX, report)
 
 
-def find_backup(backups: list[Backup], filename: str) -> Backup | None:
-    """The listed backup with this exact name, or None (also for unsafe names and sidecars)."""
+def may_be_backup(filename: str) -> bool:
+    """A safe name of a dump (not a sidecar): the only names a backup is looked up by."""
     try:
         check_name(filename)
     except StorageError:
-        return None
-    if not filename.endswith(DUMP_SUFFIX):
+        return False
+    return filename.endswith(DUMP_SUFFIX)
+
+
+def find_backup(backups: list[Backup], filename: str) -> Backup | None:
+    """The listed backup with this exact name, or None (also for unsafe names and sidecars)."""
+    if not may_be_backup(filename):
         return None
     return next((b for b in backups if b.filename == filename), None)
 
