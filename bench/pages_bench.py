@@ -52,6 +52,7 @@ PASSWORD = "pages bench password"
 APP_NAME, OURS, THEIRS = "pharmatracker", "staging", "production"
 CACHE_SECONDS = 5  # the default BACKUP_LIST_CACHE_SECONDS
 PARALLEL_HEALTHZ = 10
+BUSY: list[float] = []  # the machine's load before each measurement
 
 
 # --------------------------------------------------------------------------- the bucket
@@ -232,7 +233,7 @@ def measure(console: Console, repeat: int, cold: int) -> dict[str, dict]:
         ("`/api/setting/backups` (token)", anonymous, "/api/setting/backups", bearer),
     ]
     for label, opener, path, headers in cases:
-        common.wait_until_idle(0.5, 30, label)
+        BUSY.append(common.wait_until_idle(0.5, 30, label)[0])
         results[label] = summary([timed(opener, base + path, headers) for _ in range(repeat)])
         log(f"  {label}: {results[label]['median_ms']:.0f} ms median")
     samples = []
@@ -272,9 +273,11 @@ def report(runs: list[dict], args: argparse.Namespace) -> str:
         f"`bench/pages_bench.py --before {args.before} --repeat {args.repeat} --stores {args.stores}`. "
         f"Machine: {common.machine_summary()}.",
         "",
-        "gunicorn with 2 sync workers (as the Dockerfile), `--timeout 300`; the bucket holds 2,000 backups (1,000 of "
-        "this console's environment), a manifest each and 1,000 pins; requests one after another from one client "
-        "on 127.0.0.1. Milliseconds: median and (min–max); bytes: the median body.",
+        "gunicorn with 2 sync workers (as the Dockerfile), `--timeout 300`; the bucket holds backups (half of them "
+        "this console's environment), a manifest each and a pin on every second one; requests one after another "
+        "from one client on 127.0.0.1. Milliseconds: median and (min–max); bytes: the median body. The highest "
+        "load seen on the 2 cores before a measurement (other people's test runs share them): "
+        f"{max(BUSY, default=0):.0%}.",
         "",
     ]
     for run in runs:
@@ -301,6 +304,7 @@ def main() -> None:
     parser.add_argument("--before", default="main", help="git ref of the code to compare with (default main)")
     parser.add_argument("--repeat", type=int, default=9, help="requests per measurement (default 9)")
     parser.add_argument("--cold", type=int, default=3, help="requests after the cache expired (default 3)")
+    parser.add_argument("--backups", type=int, default=2000, help="backups in the bucket (default 2000: 5,000 objects)")
     parser.add_argument("--stores", default="seaweedfs", help="seaweedfs, moto or both (comma-separated)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "pages.md"))
     args = parser.parse_args()
@@ -309,7 +313,8 @@ def main() -> None:
     after = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                            check=True).stdout.strip()  # fmt: skip
     dirty = subprocess.run(["git", "status", "--porcelain", "app"], cwd=ROOT, capture_output=True, text=True).stdout
-    trees = {f"before ({args.before} {before_commit})": work / "before",
+    named = args.before if before_commit.startswith(args.before) else f"{args.before} {before_commit}"
+    trees = {f"before ({named})": work / "before",
              f"after ({after}{' + changes' if dirty.strip() else ''})": ROOT}  # fmt: skip
     runs = []
     try:
@@ -319,7 +324,7 @@ def main() -> None:
                 client = common.s3_client(s3[0], {"AWS_ACCESS_KEY_ID": s3[1], "AWS_SECRET_ACCESS_KEY": s3[2]})
                 client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": common.REGION})
                 log(f"{store}: filling {bucket}")
-                filled = fill_bucket(client, bucket)
+                filled = fill_bucket(client, bucket, args.backups)
                 results = {}
                 for label, tree in trees.items():
                     log(f"{store}: {label}")
