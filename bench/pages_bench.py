@@ -174,7 +174,7 @@ class Console:
         page = opener.open(self.base + "/login", timeout=30).read().decode()
         token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
         form = urllib.parse.urlencode({"username": "admin", "password": PASSWORD, "csrf_token": token}).encode()
-        opener.open(self.base + "/login", data=form, timeout=30).read()
+        opener.open(self.base + "/login", data=form, timeout=600).read()  # then `/`, which may be slow
         return opener
 
     def stop(self) -> None:
@@ -336,6 +336,7 @@ def main() -> None:
                     finally:
                         console.stop()
                 runs.append({"store": store, "bucket": filled, "results": results})
+                common.write_report(report(runs, args), args.out)  # each store's figures as soon as they exist
                 pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
                 for page in pages:
                     for item in page.get("Contents", []):
@@ -345,7 +346,6 @@ def main() -> None:
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
-    common.write_report(report(runs, args), args.out)
 
 
 if __name__ == "__main__":
