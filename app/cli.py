@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
 
 from app import audit
 from app.clients import redis_for
@@ -17,13 +16,16 @@ from app.extensions import db
 from app.models import utcnow
 from app.people import PeopleError, create_token, create_user, find_user, username_problem
 from app.settings import ROLES
+from app.store import StoreCheckedCommand, StoreCheckedGroup
 
 
 def register_commands(app: Flask) -> None:
+    """Every command but Flask-Migrate's `db` first checks that the console store is current."""
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)
     app.cli.add_command(backup_cli)
     app.cli.add_command(storage_cli)
+    app.cli.add_command(notify_cli)
     app.cli.add_command(worker)
     app.cli.add_command(scheduler)
 
@@ -33,7 +35,7 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-users_cli = AppGroup("users", help="Manage the people who may use the console.")
+users_cli = StoreCheckedGroup("users", help="Manage the people who may use the console.")
 
 
 @users_cli.command("create")
@@ -57,7 +59,7 @@ def users_create(username: str, role: str, password_stdin: bool) -> None:
     click.echo(f"Created {role} {username}.")
 
 
-tokens_cli = AppGroup("tokens", help="API tokens for scripts (Authorization: Bearer …).")
+tokens_cli = StoreCheckedGroup("tokens", help="API tokens for scripts (Authorization: Bearer …).")
 
 
 @tokens_cli.command("create")
@@ -76,13 +78,13 @@ def tokens_create(username: str, name: str, expires_days: int | None) -> None:
     click.echo(plain)
 
 
-@click.command("worker")
+@click.command("worker", cls=StoreCheckedCommand)
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 def worker(burst: bool) -> None:
     """Run an RQ worker for this console's queue, with the app's settings."""
     from app.domain import pgtools
     from app.jobs import runtime
-    from app.jobs.queue import queue_for
+    from app.jobs.queue import worker_queues
     from app.jobs.worker import ConsoleWorker
 
     settings = current_app.config["SETTINGS"]
@@ -98,7 +100,7 @@ def worker(burst: bool) -> None:
     os.register_at_fork(after_in_child=lambda: db.engine.dispose(close=False))
     redis = redis_for(settings)
     ConsoleWorker(
-        [queue_for(settings, redis)],
+        worker_queues(settings, redis),
         connection=redis,
         worker_ttl=60,  # an idle worker wakes at least every 45 s to run maintenance
         maintenance_interval=30,  # so jobs of a worker on another host are failed within ~2 minutes
@@ -106,7 +108,7 @@ def worker(burst: bool) -> None:
     ).work(burst=burst)
 
 
-@click.command("scheduler")
+@click.command("scheduler", cls=StoreCheckedCommand)
 def scheduler() -> None:
     """Run RQ's cron scheduler for the backup schedule (safe to start on several hosts)."""
     from app.jobs import runtime, tasks
@@ -121,7 +123,7 @@ def scheduler() -> None:
     ).start()
 
 
-backup_cli = AppGroup("backup", help="Backups from the shell.")
+backup_cli = StoreCheckedGroup("backup", help="Backups from the shell.")
 
 
 @backup_cli.command("create")
@@ -154,7 +156,7 @@ def backup_create(wait: bool, as_user: str) -> None:
     fail("gave up waiting; is a worker running? (flask --app wsgi worker)")
 
 
-storage_cli = AppGroup("storage", help="The backup store (bucket or folder).")
+storage_cli = StoreCheckedGroup("storage", help="The backup store (bucket or folder).")
 
 
 @storage_cli.command("check")
@@ -171,4 +173,22 @@ def storage_check() -> None:
     audit.record("storage-check", "ok" if all_passed(results) else "failed", username="cli",
                  target=storage.description, detail=summary(results))  # fmt: skip
     if not all_passed(results):
+        sys.exit(1)
+
+
+notify_cli = StoreCheckedGroup("notify", help="Notifications (Apprise URLs).")
+
+
+@notify_cli.command("test")
+@click.option("--as", "as_user", default="cli", help="Name recorded in the audit log and the message.")
+def notify_test(as_user: str) -> None:
+    """Send one message to every configured URL; one line per URL (scheme and host); exit 1 if any fails."""
+    from app import operations, services
+
+    deliveries = operations.send_test_notification(operations.Actor(as_user, "admin"), services.settings())
+    if not deliveries:
+        fail("no notification URL is configured (NOTIFY_URLS, ALERT_WEBHOOK_URL, SMTP_HOST + ALERT_EMAIL_TO)")
+    for delivery in deliveries:
+        click.echo(delivery.line())
+    if not all(d.ok for d in deliveries):
         sys.exit(1)

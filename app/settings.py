@@ -21,6 +21,8 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROLES = ("viewer", "operator", "admin")
+# What can be notified (NOTIFY_EVENTS narrows it); app/domain/alerts.py sends them.
+NOTIFY_EVENTS = ("backup-failed", "restore-failed", "verify-failed", "restore-finished", "stale-backup", "size-drop")
 _ENV_NAME = re.compile(r"^[A-Za-z0-9_]{1,40}$")
 _APP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,80}$")
 
@@ -65,6 +67,27 @@ class TargetDatabase:
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    """Single sign-on through one OpenID Connect provider (the OIDC_* variables)."""
+
+    issuer: str
+    client_id: str
+    client_secret: str | None = field(repr=False)
+    scopes: str = "openid email profile"
+    username_claim: str = "preferred_username"
+    roles_claim: str = "groups"
+    # (group, role) pairs from OIDC_ROLE_MAP; the group "*" stands for everyone the provider signs in.
+    role_map: tuple[tuple[str, str], ...] = ()
+    button_text: str = "Sign in with SSO"
+    session_hours: int = 12
+
+    def role_for(self, groups: list[str]) -> str | None:
+        """The highest role any of `groups` maps to ("*" maps everyone), or None: refused."""
+        mapped = [role for group, role in self.role_map if group == "*" or group in groups]
+        return max(mapped, key=ROLES.index, default=None)
+
+
+@dataclass(frozen=True)
 class Settings:
     secret_key: str = field(repr=False)
     app_env: str
@@ -104,6 +127,11 @@ class Settings:
     smtp_password: str | None = field(default=None, repr=False)
     smtp_from: str = "pgconsole@localhost"
     smtp_starttls: bool = True
+    # Apprise URLs (NOTIFY_URLS); they carry tokens and passwords, so never in a repr.
+    notify_urls: tuple[str, ...] = field(default=(), repr=False)
+    notify_events: tuple[str, ...] = NOTIFY_EVENTS
+    public_url: str | None = None  # the console's address as people reach it, for links in messages
+    metrics_token: str | None = field(default=None, repr=False)
     backup_max_age_hours: int = 26
     backup_min_interval_seconds: int = 60  # between manual backups; 0 turns the limit off
     backup_list_cache_seconds: int = 5  # the bucket listing shared in Redis by pages and API; 0 is off
@@ -112,6 +140,15 @@ class Settings:
     pg_bin_dirs: tuple[str, ...] = ()
     # Signs manifests; the consoles of a team's environments share it (BACKUP_SIGNING_KEY).
     backup_signing_key: str | None = field(default=None, repr=False)
+    # Sign-in: single sign-on through an OpenID Connect provider, and who may use the password form.
+    oidc: OidcSettings | None = None
+    local_login: str = "enabled"  # enabled | admins | disabled
+    require_2fa: str = "admins"  # none | admins | all: which local accounts must have two-factor codes
+
+    @property
+    def second_factor_key(self) -> bytes:
+        """32 bytes derived from SECRET_KEY that encrypt the two-factor secrets in the console store."""
+        return hmac.new(self.secret_key.encode(), b"pgconsole second factor key v1", hashlib.sha256).digest()
 
     @property
     def signing_key(self) -> bytes:
@@ -207,13 +244,65 @@ class Settings:
             smtp_password=env.get("SMTP_PASSWORD") or None,
             smtp_from=env.get("SMTP_FROM", "pgconsole@localhost"),
             smtp_starttls=_bool(env, "SMTP_STARTTLS", True),
+            notify_urls=_notify_urls(env),
+            notify_events=_notify_events(env),
+            public_url=(_http_url(env, "PUBLIC_URL") or "").rstrip("/") or None,
+            metrics_token=env.get("METRICS_TOKEN") or None,
             backup_max_age_hours=_int(env, "BACKUP_MAX_AGE_HOURS", 26, minimum=1),
             backup_min_interval_seconds=_int(env, "BACKUP_MIN_INTERVAL_SECONDS", 60, minimum=0),
             backup_list_cache_seconds=_int(env, "BACKUP_LIST_CACHE_SECONDS", 5, minimum=0, maximum=300),
             size_drop_alert_percent=_int(env, "SIZE_DROP_ALERT_PERCENT", 50, minimum=1, maximum=100),
             pg_bin_dirs=_bin_dirs(env),
             backup_signing_key=_signing_key(env),
+            **_sign_in(env),
         )
+
+
+def _sign_in(env: Mapping[str, str]) -> dict:
+    """OIDC_*, LOCAL_LOGIN and REQUIRE_2FA."""
+    local_login = _choice(env, "LOCAL_LOGIN", ("enabled", "admins", "disabled"))
+    require_2fa = env.get("REQUIRE_2FA", "").strip().lower() or "admins"
+    if require_2fa not in ("none", "admins", "all"):
+        raise ConfigError("REQUIRE_2FA", f"must be one of none, admins, all (got {require_2fa!r})")
+    issuer = env.get("OIDC_ISSUER", "").strip().rstrip("/")
+    if not issuer:
+        if local_login == "disabled":
+            raise ConfigError("LOCAL_LOGIN", "is disabled but OIDC_ISSUER is not set: nobody could sign in")
+        return {"oidc": None, "local_login": local_login, "require_2fa": require_2fa}
+    if urlsplit(issuer).scheme not in ("http", "https") or not urlsplit(issuer).netloc:
+        raise ConfigError("OIDC_ISSUER", f"must be the provider's https:// URL (got {issuer!r})")
+    client_id = env.get("OIDC_CLIENT_ID", "").strip()
+    if not client_id:
+        raise ConfigError("OIDC_CLIENT_ID", "is required when OIDC_ISSUER is set")
+    scopes = " ".join(env.get("OIDC_SCOPES", "").split()) or "openid email profile"
+    if "openid" not in scopes.split():
+        raise ConfigError("OIDC_SCOPES", f"must include openid (got {scopes!r})")
+    oidc = OidcSettings(
+        issuer=issuer,
+        client_id=client_id,
+        client_secret=env.get("OIDC_CLIENT_SECRET") or None,
+        scopes=scopes,
+        username_claim=env.get("OIDC_USERNAME_CLAIM", "").strip() or "preferred_username",
+        roles_claim=env.get("OIDC_ROLES_CLAIM", "").strip() or "groups",
+        role_map=_role_map(env),
+        button_text=env.get("OIDC_BUTTON_TEXT", "").strip() or "Sign in with SSO",
+        session_hours=_int(env, "OIDC_SESSION_HOURS", 12, minimum=1, maximum=24 * 30),
+    )
+    return {"oidc": oidc, "local_login": local_login, "require_2fa": require_2fa}
+
+
+def _role_map(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """OIDC_ROLE_MAP: group=role pairs separated by commas, e.g. dba=admin,developers=operator,*=viewer."""
+    raw = env.get("OIDC_ROLE_MAP", "").strip()
+    if not raw:
+        raise ConfigError("OIDC_ROLE_MAP", "is required when OIDC_ISSUER is set, e.g. dba=admin,developers=operator")
+    pairs = []
+    for item in (part.strip() for part in raw.split(",") if part.strip()):
+        group, _, role = (x.strip() for x in item.rpartition("="))
+        if not group or role not in ROLES:
+            raise ConfigError("OIDC_ROLE_MAP", f"{item!r} is not group=role with a role of {', '.join(ROLES)}")
+        pairs.append((group, role))
+    return tuple(pairs)
 
 
 def _signing_key(env: Mapping[str, str]) -> str | None:
@@ -305,6 +394,29 @@ def _http_url(env: Mapping[str, str], name: str) -> str | None:
     if raw and urlsplit(raw).scheme not in ("http", "https"):
         raise ConfigError(name, "must be an http:// or https:// URL")
     return raw or None
+
+
+def _notify_urls(env: Mapping[str, str]) -> tuple[str, ...]:
+    """NOTIFY_URLS: Apprise URLs separated by spaces or commas (Apprise's own splitter, which keeps
+    a comma inside a URL, e.g. mailto://…?to=a@x,b@x). The error never quotes a URL: they hold secrets."""
+    from apprise.utils.parse import parse_urls
+
+    urls = tuple(parse_urls(env.get("NOTIFY_URLS", "")))
+    for n, url in enumerate(urls, 1):
+        if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://\S*$", url):
+            raise ConfigError(
+                "NOTIFY_URLS",
+                f"entry {n} is not an Apprise URL, or text follows it that is not one (scheme://…, e.g. slack://…)",
+            )
+    return urls
+
+
+def _notify_events(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("NOTIFY_EVENTS", "").replace(",", " ").split()
+    unknown = [e for e in raw if e not in NOTIFY_EVENTS]
+    if unknown:
+        raise ConfigError("NOTIFY_EVENTS", f"unknown event {unknown[0]!r}; use some of {', '.join(NOTIFY_EVENTS)}")
+    return tuple(e for e in NOTIFY_EVENTS if e in raw) if raw else NOTIFY_EVENTS
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None) -> int:

@@ -14,8 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.domain.naming import backup_filename
-from tests.conftest import backup_run_in_process
-from tests.test_beyond import IST, signed_in, storage_of
+from tests.helpers import IST, backup_run_in_process, run_jobs_for, signed_in, storage_of
 
 
 def count_requests(app) -> Counter:
@@ -120,8 +119,6 @@ def test_pins_backups_retention_and_restore_tests_show_at_once(make_app, make_us
     assert operator.get("/api/setting/backups").get_json()[0]["verifiedAt"] is None
     verified = operator.post(f"/backups/{made}/verify", data={"csrf_token": op_auth.csrf_token("/")})
     assert verified.status_code == 303
-    from tests.conftest import run_jobs_for
-
     run_jobs_for(app)
     assert operator.get("/api/setting/backups").get_json()[0]["verifiedAt"] is not None
 
