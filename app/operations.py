@@ -22,6 +22,7 @@ from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
 from app.domain.restore import RestoreRefused, passkey_matches, require_recent_backup
 from app.jobs.queue import JobRefused, start_job
+from app.listing_cache import listing_cache
 from app.ratelimit import FailureLimit
 from app.settings import ROLES, Settings
 
@@ -66,8 +67,9 @@ class Collaborators:
 def collaborators() -> Collaborators:
     """The settings, Redis and backups of the target this request, command or job acts on
     (`services.acting_on`; the default target otherwise). Needs an app context."""
-    settings = services.settings()
-    return Collaborators(settings, services.redis(), ConsoleBackups.from_settings(settings, services.storage()))
+    settings, redis = services.settings(), services.redis()
+    backups = ConsoleBackups.from_settings(settings, services.storage(), listing_cache(settings, redis))
+    return Collaborators(settings, redis, backups)
 
 
 def failure_limit(using: Collaborators, name: str, allowed: int, window_seconds: int) -> FailureLimit:
@@ -160,8 +162,7 @@ def environment_passkey_limit(using: Collaborators) -> FailureLimit:
 
 def restorable(using: Collaborators, filename: str) -> tuple[Backup, list[Backup]]:
     """The backup to restore and the listing it came from (the recent-backup rule reads the same one)."""
-    listed = using.backups.listing()
-    backup = using.backups.find(filename, listed)
+    backup, listed = using.backups.find_listed(filename)
     if backup is None:
         raise Refused(f"no backup named {filename[:120]!r}", 404)
     return backup, listed

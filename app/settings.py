@@ -171,6 +171,7 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     backup_max_age_hours: int = 26
     backup_min_interval_seconds: int = 60  # between manual backups; 0 turns the limit off
+    backup_list_cache_seconds: int = 5  # the bucket listing shared in Redis by pages and API; 0 is off
     size_drop_alert_percent: int = 50
     # Folders searched for pg_dump/pg_restore before the usual places (PG_BIN_DIRS).
     pg_bin_dirs: tuple[str, ...] = ()
@@ -309,6 +310,7 @@ class Settings:
             public_url=(_http_url(env, "PUBLIC_URL") or "").rstrip("/") or None,
             metrics_token=env.get("METRICS_TOKEN") or None,
             backup_min_interval_seconds=_int(env, "BACKUP_MIN_INTERVAL_SECONDS", 60, minimum=0),
+            backup_list_cache_seconds=_int(env, "BACKUP_LIST_CACHE_SECONDS", 5, minimum=0, maximum=300),
             size_drop_alert_percent=_int(env, "SIZE_DROP_ALERT_PERCENT", 50, minimum=1, maximum=100),
             pg_bin_dirs=_bin_dirs(env),
             backup_signing_key=_signing_key(env),

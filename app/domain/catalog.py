@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from app.domain.naming import DUMP_SUFFIX, Owner, manifest_name, parse_backup_name
-from app.domain.storage import Storage, StorageError, check_name
+from app.domain.storage import Storage, StorageError, StoredObject, check_name
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Backup:
     environment: str | None  # None for names of another form (e.g. hand-made files)
     has_manifest: bool
     pinned: bool = False
+    pinned_at: datetime | None = None  # when the pin (and its note) was last written: the note's version
     verified_at: datetime | None = None  # when a restore test last proved it restorable
 
     def to_json(self) -> dict:
@@ -58,9 +59,12 @@ def sidecar_of(name: str) -> tuple[str, str] | None:
     return None
 
 
-def list_backups(storage: Storage, zone: ZoneInfo) -> list[Backup]:
-    """Every file in the store except sidecars, newest first; unreadable names still listed."""
-    objects = storage.list_objects()
+def list_backups(storage: Storage, zone: ZoneInfo, objects: list[StoredObject] | None = None) -> list[Backup]:
+    """Every file in the store except sidecars, newest first; unreadable names still listed.
+
+    `objects` is a listing of the store made a moment ago (a cache's); without it the store is listed.
+    """
+    objects = storage.list_objects() if objects is None else objects
     sidecars: dict[str, dict[str, datetime]] = {}
     for obj in objects:
         found = sidecar_of(obj.name)
@@ -83,6 +87,7 @@ def list_backups(storage: Storage, zone: ZoneInfo) -> list[Backup]:
                 environment=parsed.environment if parsed else None,
                 has_manifest=".json" in mine,
                 pinned=PIN_SUFFIX in mine,
+                pinned_at=mine.get(PIN_SUFFIX),
                 verified_at=mine.get(VERIFIED_SUFFIX),
             )
         )
@@ -122,13 +127,18 @@ def record_verification(storage: Storage, filename: str, report: dict) -> None:
     write_json(storage, filename + VERIFIED_SUFFIX, report)
 
 
-def find_backup(backups: list[Backup], filename: str) -> Backup | None:
-    """The listed backup with this exact name, or None (also for unsafe names and sidecars)."""
+def may_be_backup(filename: str) -> bool:
+    """A safe name of a dump (not a sidecar): the only names a backup is looked up by."""
     try:
         check_name(filename)
     except StorageError:
-        return None
-    if not filename.endswith(DUMP_SUFFIX):
+        return False
+    return filename.endswith(DUMP_SUFFIX)
+
+
+def find_backup(backups: list[Backup], filename: str) -> Backup | None:
+    """The listed backup with this exact name, or None (also for unsafe names and sidecars)."""
+    if not may_be_backup(filename):
         return None
     return next((b for b in backups if b.filename == filename), None)
 

@@ -16,6 +16,7 @@ from app.domain.naming import Owner
 # How many earlier backups the drop rule compares with, and how many it needs before it judges.
 DROP_WINDOW = 5
 DROP_MIN_HISTORY = 2
+POINTS = 30  # the newest backups a trend shows (only their manifests are needed)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def backup_trend(
     *,
     owner: Owner,
     drop_percent: int,
-    limit: int = 30,
+    limit: int = POINTS,
 ) -> list[Point]:
     """This app and environment's `.dump` backups, oldest first (the newest `limit` of them).
 

@@ -29,6 +29,7 @@ from app.jobs.notify import notify
 from app.jobs.queue import count_job, mark_backup
 from app.jobs.runtime import console, console_job
 from app.jobs.state import JobRecord, JobState
+from app.listing_cache import listing_changed
 
 
 @console_job
@@ -54,13 +55,18 @@ def backup_job(requested_by: str) -> dict:
     manifest = backups.manifest_for(plan, result, console=ours, requested_by=requested_by,
                                     signing_key=settings.signing_key)  # fmt: skip
     backups.publish_manifest(ours.storage, result, manifest)
+    listing_changed(settings, services.redis())  # the list shows the new backup at once
     record.remember(upload_id=None, published=True)
     record.phase("retention")
-    # Listed again after publishing (the plan's listing predates this backup and any pin made since).
+    # Listed again after publishing (the plan's listing predates this backup and any pin made since),
+    # from the store itself: this job's console has no listing cache.
     listed = ours.listing()
-    result.deleted, result.delete_failures = backups.apply_retention(
-        ours, listed, policy=RetentionPolicy.from_settings(settings), just_made=result.filename
-    )
+    try:
+        result.deleted, result.delete_failures = backups.apply_retention(
+            ours, listed, policy=RetentionPolicy.from_settings(settings), just_made=result.filename
+        )
+    finally:
+        listing_changed(settings, services.redis())
     _audit_retention(result, requested_by, job.id if job else None)
     record.phase("done", bytes_total=result.size, bytes_done=result.size)
     mark_backup(settings, services.redis())  # BACKUP_MIN_INTERVAL_SECONDS counts from the finish too
@@ -170,6 +176,7 @@ def verify_job(filename: str, requested_by: str, trusted_only: bool = True) -> d
         "requested_by": requested_by,
     }
     catalog.record_verification(ours.storage, filename, report)
+    listing_changed(settings, services.redis())
     record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
     total = sum(rows.values())
     _finish(job, "verify", "ok", requested_by, filename, f"{len(rows)} tables, {total} rows, {report['seconds']} s")
@@ -271,6 +278,7 @@ def _clean_up_failed(job: Job, state: JobState, exc_type, value) -> None:
         notify(settings, services.redis(), alerts.job_alert(
             f"{state.kind}-failed", settings, action=state.kind, job_id=job.id, requested_by=state.requested_by,
             seconds=_seconds_since(job.started_at), filename=state.filename, reason=error))  # fmt: skip
+        listing_changed(settings, services.redis())  # clean-up may have removed a file the list showed
 
 
 def _seconds_since(started: datetime | None) -> float | None:
