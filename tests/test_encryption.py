@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 
 from app.domain.naming import backup_filename
-from tests.conftest import AuthActions, backup_run_in_process, run_jobs_for, table_fingerprint
+from tests.conftest import PG, AuthActions, backup_run_in_process, run_jobs_for, table_fingerprint
+from tests.test_backups import NOTHING_LEFT, leftovers, limited_role  # noqa: F401 - limited_role is a fixture
 from tests.test_real_stores import keys
 from tests.test_restore import assert_failed_and_unchanged, change_live, job_of, restore_api, storage_of
 
@@ -204,9 +206,7 @@ def test_after_a_rotation_backups_made_with_the_old_key_still_restore(
     assert table_fingerprint(target_db) == at_old
 
 
-def test_a_plain_backup_made_before_encryption_was_turned_on_still_restores(
-    make_app, key_a, target_db, token_for
-):
+def test_a_plain_backup_made_before_encryption_was_turned_on_still_restores(make_app, key_a, target_db, token_for):
     plain_app = make_app()
     old = backed_up(plain_app)["filename"]
     assert old.endswith(".dump")
@@ -317,3 +317,51 @@ def test_an_encrypted_backup_and_restore_on_seaweedfs(seaweedfs_bucket, make_app
     status = job_of(app, response.get_json()["job_id"])
     assert status["status"] == "finished", status["error"]
     assert table_fingerprint(target_db) == at_backup
+
+
+def test_an_ssh_ed25519_recipient_and_its_openssh_key_work_like_an_age_key(tmp_path):
+    """The domain's stream with an admin's ssh key: encrypted to the public key, opened by the private one."""
+    from app.domain import encryption
+
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ada@laptop", "-f", str(key)], check=True)
+    (recipient,) = encryption.parse_recipients(key.with_suffix(".pub").read_text())
+    assert recipient.startswith("ssh-ed25519 ") and "ada@laptop" not in recipient
+    plain_bytes = b"PGDMP" + bytes(range(256)) * 1000
+    out, plain = bytearray(), encryption.Digest()
+    encryption.encrypt_stream(iter([plain_bytes[:1000], plain_bytes[1000:]]), (recipient,), out.extend, plain)
+    assert plain.hexdigest() == hashlib.sha256(plain_bytes).hexdigest() and not out.startswith(b"PGDMP")
+    decrypted = subprocess.run(["age", "-d", "-i", str(key)], input=bytes(out), capture_output=True, check=True)
+    assert decrypted.stdout == plain_bytes
+    back, stored = bytearray(), encryption.Digest()
+    encryption.decrypt_stream(iter([bytes(out)]), encryption.load_identities(str(key)), back.extend, stored)
+    assert bytes(back) == plain_bytes and stored.size == len(out)
+
+
+@pytest.mark.parametrize("where", ["s3", "folder"])
+def test_an_encrypted_backup_whose_pg_dump_fails_leaves_nothing_and_says_why(
+    where, request, make_app, key_a, target_db
+):
+    """age writes its header before pg_dump's first byte; the failure still aborts the upload."""
+    overrides = request.getfixturevalue("s3_server") if where == "s3" else {}
+    role = request.getfixturevalue("limited_role")  # a role that may connect but not read: pg_dump fails for real
+    app = make_app(DATABASE_URL=f"postgresql://{role}@127.0.0.1:5432/{target_db}",
+                   BACKUP_ENCRYPTION_RECIPIENTS=key_a[1], **overrides)  # fmt: skip
+    status = backup_run_in_process(app)
+    assert status["status"] == "failed"
+    assert "pg_dump failed" in status["error"] and "permission denied" in status["error"]
+    assert leftovers(app) == NOTHING_LEFT
+
+
+def test_an_encrypted_backup_past_its_timeout_is_stopped_and_leaves_nothing(make_app, key_a, target_db, pg_admin):
+    """The timeout fires while pyrage waits for pg_dump's output: it is reported as the timeout, not as age's error."""
+    app = make_app(JOB_TIMEOUT_SECONDS="5", BACKUP_ENCRYPTION_RECIPIENTS=key_a[1])
+    blocker = psycopg.connect(**{**PG, "dbname": target_db})
+    blocker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # pg_dump waits on it forever
+    try:
+        status = backup_run_in_process(app)
+        assert status["status"] == "failed"
+        assert status["error"] == "timed out after 5 s (JOB_TIMEOUT_SECONDS); nothing was kept"
+        assert leftovers(app) == NOTHING_LEFT
+    finally:
+        blocker.close()

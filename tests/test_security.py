@@ -180,8 +180,14 @@ def test_a_pg_dump_child_inherits_no_secret_of_the_worker(secrets_env, processes
         blocker.close()
     names = {entry.partition("=")[0] for entry in environ if entry}
     assert {"PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PATH"} <= names
-    for name in ("RESTORE_PASSKEY", "SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "REDIS_URL",
-                 "BACKUP_ENCRYPTION_IDENTITY_FILE"):
+    for name in (
+        "RESTORE_PASSKEY",
+        "SECRET_KEY",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "REDIS_URL",
+        "BACKUP_ENCRYPTION_IDENTITY_FILE",
+    ):
         assert name not in names
     joined = "\n".join(environ)
     for secret in ("passkey-that-must-never-leak-4417", "flask-secret-that-must-never-leak-2201",

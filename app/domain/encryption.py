@@ -178,9 +178,7 @@ def encrypt_stream(
         raise (source.error or sink.error or EncryptionError(f"age encryption failed: {exc}")) from None
 
 
-def decrypt_stream(
-    blocks: Iterable[bytes], identities: list, write: Callable[[bytes], object], stored: Digest
-) -> None:
+def decrypt_stream(blocks: Iterable[bytes], identities: list, write: Callable[[bytes], object], stored: Digest) -> None:
     """Decrypt `blocks` into `write`, hashing the stored (encrypted) bytes into `stored`.
 
     When the ciphertext is damaged the rest is still read into `stored`, so that the caller can
