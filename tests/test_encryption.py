@@ -365,3 +365,43 @@ def test_an_encrypted_backup_past_its_timeout_is_stopped_and_leaves_nothing(make
         assert leftovers(app) == NOTHING_LEFT
     finally:
         blocker.close()
+
+
+def test_the_decrypted_archives_checksum_is_checked_too(encrypted_app, admin_headers, target_db, pg_admin):
+    """Another age file under the name, with a manifest edited to its sha256 and size: the plain check refuses it."""
+    first = backed_up(encrypted_app)["filename"]
+    change_live(target_db)
+    other = backed_up(encrypted_app)["filename"]  # a different database state, encrypted to the same key
+    before = table_fingerprint(target_db)
+    storage = storage_of(encrypted_app)
+    swapped = storage.get_bytes(other)
+    manifest = manifest_of(encrypted_app, first)
+    manifest.update(sha256=hashlib.sha256(swapped).hexdigest(), size=len(swapped))
+    storage.put_bytes(first, swapped)
+    storage.put_bytes(first + ".json", json.dumps(manifest).encode())
+    job_id = restore_api(encrypted_app.test_client(), admin_headers, first).get_json()["job_id"]
+    run_jobs_for(encrypted_app)
+    status = assert_failed_and_unchanged(encrypted_app, job_id, target_db, pg_admin, before, "checksum mismatch")
+    assert "decrypted archive's sha256" in status["error"]
+
+
+def test_an_age_file_made_by_hand_without_a_manifest_restores_with_a_warning(
+    encrypted_app, admin_headers, key_a, target_db, tmp_path
+):
+    """An old plain dump encrypted with the age CLI and put in the bucket by hand."""
+    public = key_a[1]
+    expected = table_fingerprint(target_db)
+    plain = tmp_path / "old.dump"
+    subprocess.run(["pg_dump", "-Fc", "-h", "127.0.0.1", "-U", "postgres", "-f", str(plain), target_db], check=True)
+    encrypted = subprocess.run(["age", "-r", public, str(plain)], capture_output=True, check=True).stdout
+    zone = ZoneInfo("Asia/Kolkata")
+    name = backup_filename("pharmatracker", "staging", datetime.now(UTC) - timedelta(days=2), zone) + ".age"
+    storage_of(encrypted_app).put_bytes(name, encrypted)
+    backed_up(encrypted_app)  # the safety backup
+    change_live(target_db)
+    response = restore_api(encrypted_app.test_client(), admin_headers, name)
+    run_jobs_for(encrypted_app)
+    status = job_of(encrypted_app, response.get_json()["job_id"])
+    assert status["status"] == "finished", status["error"]
+    assert status["result"]["verified"] is False and "no manifest" in status["warning"]
+    assert table_fingerprint(target_db) == expected

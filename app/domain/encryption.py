@@ -198,5 +198,5 @@ def decrypt_stream(blocks: Iterable[bytes], identities: list, write: Callable[[b
 
 def no_matching_key_message(recipients: Iterable[str]) -> str:
     """The job's error when the worker cannot open a backup (the wording the issue asks for)."""
-    named = ", ".join(recipients) or "age recipients its manifest does not name"
+    named = ", ".join(recipients) or "age recipients that no manifest names"
     return f"this backup is encrypted to {named}, and none of the worker's keys matches"

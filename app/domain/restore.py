@@ -114,7 +114,6 @@ class Archive:
     path: Path  # the plain pg_dump archive (decrypted while it downloaded, when it was an age file)
     sha256: str  # of the stored object, as the manifest's "sha256"
     checksum_verified: bool  # False when there was no manifest to check against
-    encrypted: bool
 
 
 def fetch_archive(
@@ -143,12 +142,13 @@ def fetch_archive(
     if stored.size != backup.size:
         raise RestoreError(f"downloaded {stored.size} bytes of {backup.size}; the archive is incomplete")
     verified = check_checksum(manifest, stored.hexdigest())
-    if backup.encrypted and verified and manifest and manifest.get("archive_sha256") != plain.hexdigest():
+    recorded = (manifest or {}).get("archive_sha256") if backup.encrypted else None
+    if recorded and recorded != plain.hexdigest():
         raise RestoreError(
             f"checksum mismatch: the decrypted archive's sha256 is {plain.hexdigest()}, its manifest says "
-            f"{manifest.get('archive_sha256')}; nothing was changed"
+            f"{recorded}; nothing was changed"
         )
-    return Archive(path, stored.hexdigest(), verified, backup.encrypted)
+    return Archive(path, stored.hexdigest(), verified)
 
 
 def _decrypt_into(out, plain: encryption.Digest, blocks: Iterator[bytes], stored: encryption.Digest,
