@@ -405,3 +405,18 @@ def test_an_age_file_made_by_hand_without_a_manifest_restores_with_a_warning(
     assert status["status"] == "finished", status["error"]
     assert status["result"]["verified"] is False and "no manifest" in status["warning"]
     assert table_fingerprint(target_db) == expected
+
+
+def test_a_broken_identity_file_is_named_by_line_never_quoted(tmp_path, key_a):
+    from app.domain import encryption
+
+    good = key_a[0].read_text()
+    secret = next(line for line in good.splitlines() if line.startswith("AGE-SECRET-KEY-"))
+    broken = tmp_path / "broken.txt"
+    broken.write_text(f"# a comment\n{secret}\n{secret[:-3]}xyz\n")
+    with pytest.raises(encryption.EncryptionError) as caught:
+        encryption.load_identities(str(broken))
+    assert str(caught.value) == f"line 3 of the identity file {broken} is not an age identity"
+    with pytest.raises(encryption.EncryptionError, match="cannot read the identity file"):
+        encryption.load_identities(str(tmp_path / "missing.txt"))
+    assert len(encryption.load_identities(str(key_a[0]))) == 1
