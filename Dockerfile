@@ -46,18 +46,17 @@ RUN set -eux; \
 
 WORKDIR /srv/pgconsole
 
-# Dependencies first, in their own layer, so a code change does not reinstall them.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# Dependencies first, in their own layer, so a code change does not reinstall them: the pinned
+# versions of requirements.lock, each file's sha256 checked (bin/lock writes it from pyproject.toml).
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock && rm requirements.lock
 
 # The package carries its pages, static files and migrations (app/templates, app/static,
 # app/migrations), so the installed copy works from any directory; wsgi.py stays here for
 # `gunicorn wsgi:app` and `flask --app wsgi`.
 COPY app/ app/
-COPY wsgi.py README.md ./
+COPY pyproject.toml wsgi.py README.md ./
+COPY bin/docker-entrypoint /usr/local/bin/pgconsole-entrypoint
 RUN pip install --no-cache-dir --no-deps . && rm -rf build ./*.egg-info app
 
 # The code stays root-owned and read-only to the process; only the instance path is writable.
@@ -69,4 +68,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
+# Runs `flask --app wsgi db upgrade` first, in every container, then the command.
+ENTRYPOINT ["pgconsole-entrypoint"]
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-", "wsgi:app"]

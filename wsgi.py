@@ -4,9 +4,12 @@ import sys
 
 from app import create_app
 from app.settings import ConfigError
+from app.store import StoreBehind
 
 try:
     app = create_app()
 except ConfigError as exc:
     # One line naming the variable, never a traceback.
     sys.exit(f"pgconsole: configuration error: {exc}")
+except StoreBehind as exc:
+    sys.exit(f"pgconsole: {exc}")

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import sqlite3
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
-from app.extensions import csrf, db, login_manager
+from app.extensions import csrf, db, login_manager, migrate
 from app.settings import Settings
+from app.store import MIGRATIONS, require_current_store
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -47,6 +46,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
 
     db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     csrf.init_app(app)
     login_manager.init_app(app)
 
@@ -63,60 +63,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_commands(app)
 
     with app.app_context():
-        use_wal_for_sqlite()
-        create_tables()
+        wait_for_sqlite_locks()
+        if os.environ.get("FLASK_RUN_FROM_CLI") != "true":
+            # A web server (or a test's app): refuse a store that is behind. CLI commands check
+            # for themselves (app/store.py), so that `db upgrade` can run on such a store.
+            require_current_store()
     return app
 
 
-def use_wal_for_sqlite() -> None:
-    """SQLite in WAL mode: page reads never wait on the worker's audit writes, and vice versa."""
+def wait_for_sqlite_locks() -> None:
+    """A SQLite store waits up to 10 s for another process's write instead of failing at once."""
     from sqlalchemy import event
 
     if db.engine.url.get_backend_name() != "sqlite":
         return
 
     @event.listens_for(db.engine, "connect")
-    def _wal(dbapi_connection, _record) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=10000")
-        # Switching a new store to WAL needs it to itself: SQLite answers "locked" at once, without
-        # waiting, while another process (a worker starting beside the CLI) holds a lock.
-        retry_while_raced(lambda: cursor.execute("PRAGMA journal_mode=WAL"), sqlite3.OperationalError, ("locked",))
-        cursor.close()
-
-
-def create_tables() -> None:
-    """Create the console store's tables; tolerate other processes doing it at the same moment.
-
-    Two processes starting on a new store race: the loser sees "already exists", or, on SQLite,
-    "locked" at once when its read snapshot went stale under the winner's CREATE. Both mean
-    "look again".
-    """
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
-    def create_all() -> None:
-        try:
-            db.create_all()
-        except (OperationalError, ProgrammingError):
-            db.session.rollback()
-            raise
-
-    retry_while_raced(create_all, (OperationalError, ProgrammingError), ("already exists", "locked"))
-
-
-def retry_while_raced(
-    action: Callable[[], object],
-    errors: type[Exception] | tuple[type[Exception], ...],
-    signs: tuple[str, ...],
-    within: float = 10.0,
-) -> None:
-    """Run `action`; while it fails with one of `errors` whose message has one of `signs`, try again."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            action()
-            return
-        except errors as exc:
-            if not any(sign in str(exc) for sign in signs) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    def _busy_timeout(dbapi_connection, _record) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=10000")

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
 
 from app import audit
 from app.clients import redis_for
@@ -17,9 +16,11 @@ from app.extensions import db
 from app.models import utcnow
 from app.people import PeopleError, create_token, create_user, find_user, username_problem
 from app.settings import ROLES
+from app.store import StoreCheckedCommand, StoreCheckedGroup
 
 
 def register_commands(app: Flask) -> None:
+    """Every command but Flask-Migrate's `db` first checks that the console store is current."""
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)
     app.cli.add_command(backup_cli)
@@ -33,7 +34,7 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-users_cli = AppGroup("users", help="Manage the people who may use the console.")
+users_cli = StoreCheckedGroup("users", help="Manage the people who may use the console.")
 
 
 @users_cli.command("create")
@@ -57,7 +58,7 @@ def users_create(username: str, role: str, password_stdin: bool) -> None:
     click.echo(f"Created {role} {username}.")
 
 
-tokens_cli = AppGroup("tokens", help="API tokens for scripts (Authorization: Bearer …).")
+tokens_cli = StoreCheckedGroup("tokens", help="API tokens for scripts (Authorization: Bearer …).")
 
 
 @tokens_cli.command("create")
@@ -76,7 +77,7 @@ def tokens_create(username: str, name: str, expires_days: int | None) -> None:
     click.echo(plain)
 
 
-@click.command("worker")
+@click.command("worker", cls=StoreCheckedCommand)
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 def worker(burst: bool) -> None:
     """Run an RQ worker for this console's queue, with the app's settings."""
@@ -106,7 +107,7 @@ def worker(burst: bool) -> None:
     ).work(burst=burst)
 
 
-@click.command("scheduler")
+@click.command("scheduler", cls=StoreCheckedCommand)
 def scheduler() -> None:
     """Run RQ's cron scheduler for the backup schedule (safe to start on several hosts)."""
     from app.jobs import runtime, tasks
@@ -121,7 +122,7 @@ def scheduler() -> None:
     ).start()
 
 
-backup_cli = AppGroup("backup", help="Backups from the shell.")
+backup_cli = StoreCheckedGroup("backup", help="Backups from the shell.")
 
 
 @backup_cli.command("create")
@@ -154,7 +155,7 @@ def backup_create(wait: bool, as_user: str) -> None:
     fail("gave up waiting; is a worker running? (flask --app wsgi worker)")
 
 
-storage_cli = AppGroup("storage", help="The backup store (bucket or folder).")
+storage_cli = StoreCheckedGroup("storage", help="The backup store (bucket or folder).")
 
 
 @storage_cli.command("check")

@@ -3,9 +3,9 @@
 Defaults (each overridable by the environment): target database `pgconsole_demo` on
 127.0.0.1:5432 (created with sample rows if missing), Redis on 127.0.0.1:6379, backups in
 `instance/backups`, and a secret key and restore passkey generated once into
-`instance/quickstart.env` (mode 0600). When the console has no users yet, an admin is created
-and its password printed once. The web server and one worker start together and stop
-together on Ctrl-C.
+`instance/quickstart.env` (mode 0600). The console store is created or upgraded first
+(`flask --app wsgi db upgrade`). When it has no users yet, an admin is created and its
+password printed once. The web server and one worker start together and stop together on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -72,6 +72,13 @@ def ensure_demo_database(url: str) -> None:
     print(f"Created the demo database {target.dbname} with sample products and orders.")
 
 
+def upgrade_store() -> None:
+    """`flask --app wsgi db upgrade`, as every deployment runs it before starting anything."""
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT)
+    if done.returncode != 0:
+        sys.exit("pgconsole: could not create or upgrade the console store (see above)")
+
+
 def ensure_admin() -> None:
     from app import create_app
     from app.extensions import db
@@ -104,6 +111,7 @@ def main() -> int:
 
     try:
         ensure_demo_database(os.environ["DATABASE_URL"]) if "DB_DATABASE" not in os.environ else None
+        upgrade_store()
         ensure_admin()
     except ConfigError as exc:
         sys.exit(f"pgconsole: configuration error: {exc}")

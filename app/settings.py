@@ -65,6 +65,27 @@ class TargetDatabase:
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    """Single sign-on through one OpenID Connect provider (the OIDC_* variables)."""
+
+    issuer: str
+    client_id: str
+    client_secret: str | None = field(repr=False)
+    scopes: str = "openid email profile"
+    username_claim: str = "preferred_username"
+    roles_claim: str = "groups"
+    # (group, role) pairs from OIDC_ROLE_MAP; the group "*" stands for everyone the provider signs in.
+    role_map: tuple[tuple[str, str], ...] = ()
+    button_text: str = "Sign in with SSO"
+    session_hours: int = 12
+
+    def role_for(self, groups: list[str]) -> str | None:
+        """The highest role any of `groups` maps to ("*" maps everyone), or None: refused."""
+        mapped = [role for group, role in self.role_map if group == "*" or group in groups]
+        return max(mapped, key=ROLES.index, default=None)
+
+
+@dataclass(frozen=True)
 class Settings:
     secret_key: str = field(repr=False)
     app_env: str
@@ -115,6 +136,15 @@ class Settings:
     encryption_recipients: tuple[str, ...] = ()
     # The workers' age identity file (private keys), read only when a restore or verify decrypts.
     encryption_identity_file: str | None = None
+    # Sign-in: single sign-on through an OpenID Connect provider, and who may use the password form.
+    oidc: OidcSettings | None = None
+    local_login: str = "enabled"  # enabled | admins | disabled
+    require_2fa: str = "admins"  # none | admins | all: which local accounts must have two-factor codes
+
+    @property
+    def second_factor_key(self) -> bytes:
+        """32 bytes derived from SECRET_KEY that encrypt the two-factor secrets in the console store."""
+        return hmac.new(self.secret_key.encode(), b"pgconsole second factor key v1", hashlib.sha256).digest()
 
     @property
     def signing_key(self) -> bytes:
@@ -217,7 +247,55 @@ class Settings:
             backup_signing_key=_signing_key(env),
             encryption_recipients=_recipients(env),
             encryption_identity_file=env.get("BACKUP_ENCRYPTION_IDENTITY_FILE", "").strip() or None,
+            **_sign_in(env),
         )
+
+
+def _sign_in(env: Mapping[str, str]) -> dict:
+    """OIDC_*, LOCAL_LOGIN and REQUIRE_2FA."""
+    local_login = _choice(env, "LOCAL_LOGIN", ("enabled", "admins", "disabled"))
+    require_2fa = env.get("REQUIRE_2FA", "").strip().lower() or "admins"
+    if require_2fa not in ("none", "admins", "all"):
+        raise ConfigError("REQUIRE_2FA", f"must be one of none, admins, all (got {require_2fa!r})")
+    issuer = env.get("OIDC_ISSUER", "").strip().rstrip("/")
+    if not issuer:
+        if local_login == "disabled":
+            raise ConfigError("LOCAL_LOGIN", "is disabled but OIDC_ISSUER is not set: nobody could sign in")
+        return {"oidc": None, "local_login": local_login, "require_2fa": require_2fa}
+    if urlsplit(issuer).scheme not in ("http", "https") or not urlsplit(issuer).netloc:
+        raise ConfigError("OIDC_ISSUER", f"must be the provider's https:// URL (got {issuer!r})")
+    client_id = env.get("OIDC_CLIENT_ID", "").strip()
+    if not client_id:
+        raise ConfigError("OIDC_CLIENT_ID", "is required when OIDC_ISSUER is set")
+    scopes = " ".join(env.get("OIDC_SCOPES", "").split()) or "openid email profile"
+    if "openid" not in scopes.split():
+        raise ConfigError("OIDC_SCOPES", f"must include openid (got {scopes!r})")
+    oidc = OidcSettings(
+        issuer=issuer,
+        client_id=client_id,
+        client_secret=env.get("OIDC_CLIENT_SECRET") or None,
+        scopes=scopes,
+        username_claim=env.get("OIDC_USERNAME_CLAIM", "").strip() or "preferred_username",
+        roles_claim=env.get("OIDC_ROLES_CLAIM", "").strip() or "groups",
+        role_map=_role_map(env),
+        button_text=env.get("OIDC_BUTTON_TEXT", "").strip() or "Sign in with SSO",
+        session_hours=_int(env, "OIDC_SESSION_HOURS", 12, minimum=1, maximum=24 * 30),
+    )
+    return {"oidc": oidc, "local_login": local_login, "require_2fa": require_2fa}
+
+
+def _role_map(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """OIDC_ROLE_MAP: group=role pairs separated by commas, e.g. dba=admin,developers=operator,*=viewer."""
+    raw = env.get("OIDC_ROLE_MAP", "").strip()
+    if not raw:
+        raise ConfigError("OIDC_ROLE_MAP", "is required when OIDC_ISSUER is set, e.g. dba=admin,developers=operator")
+    pairs = []
+    for item in (part.strip() for part in raw.split(",") if part.strip()):
+        group, _, role = (x.strip() for x in item.rpartition("="))
+        if not group or role not in ROLES:
+            raise ConfigError("OIDC_ROLE_MAP", f"{item!r} is not group=role with a role of {', '.join(ROLES)}")
+        pairs.append((group, role))
+    return tuple(pairs)
 
 
 def _signing_key(env: Mapping[str, str]) -> str | None:

@@ -188,7 +188,7 @@ def pg_server(request, pg_servers) -> PgServer:
 @pytest.fixture
 def server_db(pg_server) -> Iterator[str]:
     """A throw-away database with sample rows on `pg_server`; it and its scratch copies are dropped after."""
-    from tests.conftest import create_database, database_names, drop_database, new_name
+    from tests.helpers import create_database, database_names, drop_database, new_name
 
     name = new_name()
     with pg_server.admin() as admin:

@@ -18,14 +18,18 @@ import pytest
 
 from app.domain.naming import backup_filename, parse_backup_name
 from app.domain.storage import MiB
-from tests.conftest import (
+from tests.helpers import (
+    NOTHING_LEFT,
     PG,
     ROOT,
     AuthActions,
     backup_run_in_process,
     child_env,
+    leftovers,
     new_name,
+    operator_headers,
     run_jobs_for,
+    storage_of,
     wait_for,
     wait_for_job,
 )
@@ -51,49 +55,10 @@ def job(client, headers, job_id) -> dict:
     return response.get_json()
 
 
-def storage_of(app):
-    from app.clients import storage_for
-
-    return storage_for(app.config["SETTINGS"])
-
-
-def leftovers(app) -> dict:
-    """Anything a failed backup could have left: objects, partial files, unfinished uploads, the lock."""
-    from app.jobs.locks import DatabaseLock
-    from app.services import redis
-
-    settings = app.config["SETTINGS"]
-    storage = storage_of(app)
-    found = {"objects": [o.name for o in storage.list_objects()]}
-    if hasattr(storage, "client"):
-        found["uploads"] = storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", [])
-    else:
-        found["uploads"] = [p.name for p in Path(storage.folder).glob(".partial-*")] if storage.folder.exists() else []
-    with app.app_context():
-        found["lock"] = DatabaseLock(redis(), settings.redis_namespace, settings.target.dbname).holder()
-    return found
-
-
-NOTHING_LEFT = {"objects": [], "uploads": [], "lock": None}
-
-
 def pg_restore_list(data: bytes, tmp_path: Path) -> str:
     archive = tmp_path / "check.dump"
     archive.write_bytes(data)
     return subprocess.run(["pg_restore", "--list", str(archive)], capture_output=True, text=True, check=True).stdout
-
-
-def operator_headers(app, username: str = "olga") -> dict[str, str]:
-    from app.extensions import db
-    from app.models import ApiToken
-    from app.people import create_user
-
-    with app.app_context():
-        user = create_user(username, "operator", "x" * 12, created_by="test")
-        token, plain = ApiToken.issue(user)
-        db.session.add(token)
-        db.session.commit()
-    return {"Authorization": f"Bearer {plain}"}
 
 
 @pytest.mark.parametrize("where", ["s3", "folder"])
@@ -454,7 +419,7 @@ def test_s3_going_away_mid_backup_leaves_no_backup_and_says_why(app_env, process
     from app.jobs.locks import DatabaseLock
     from app.jobs.queue import start_job
     from app.settings import Settings
-    from tests.conftest import free_port
+    from tests.s3_servers import free_port
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"

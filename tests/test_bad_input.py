@@ -26,7 +26,9 @@ from hypothesis import strategies as st
 
 from app.domain.naming import BackupName, backup_filename, parse_backup_name
 from app.domain.storage import InvalidName, check_name
-from tests.conftest import PASSWORD, AuthActions
+from tests.helpers import PASSWORD, AuthActions
+
+pytestmark = pytest.mark.web_only  # sign-in, roles and forms: the target database is never reached
 
 PASSKEY = "test-passkey-0451"  # the app_env fixture's RESTORE_PASSKEY
 ZONE = ZoneInfo("Asia/Kolkata")

@@ -7,30 +7,20 @@ import re
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
-from app.domain.naming import backup_filename
-from tests.conftest import PG, AuthActions, backup_run_in_process, database_names, run_jobs_for, table_fingerprint
-
-IST = ZoneInfo("Asia/Kolkata")
-
-
-def storage_of(app):
-    from app.clients import storage_for
-
-    return storage_for(app.config["SETTINGS"])
-
-
-def old_backups(app, days, env="staging"):
-    storage = storage_of(app)
-    storage.check()
-    names = [backup_filename("pharmatracker", env, datetime.now(UTC) - timedelta(days=d, hours=1), IST) for d in days]
-    for name in names:
-        storage.put_bytes(name, b"old")
-    return names
+from tests.helpers import (
+    PG,
+    backup_run_in_process,
+    database_names,
+    old_backups,
+    run_jobs_for,
+    signed_in,
+    storage_of,
+    table_fingerprint,
+)
 
 
 @pytest.fixture
@@ -52,14 +42,6 @@ def webhook():
     yield f"http://127.0.0.1:{server.server_port}/hooks/secret-path", received
     server.shutdown()
     server.server_close()
-
-
-def signed_in(app, make_user, role="operator", username="olga"):
-    make_user(username, role)
-    client = app.test_client()
-    auth = AuthActions(client)
-    auth.login(username)
-    return client, auth
 
 
 # --------------------------------------------------------------------------- schedules

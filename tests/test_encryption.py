@@ -14,10 +14,21 @@ import psycopg
 import pytest
 
 from app.domain.naming import backup_filename
-from tests.conftest import PG, AuthActions, backup_run_in_process, run_jobs_for, table_fingerprint
-from tests.test_backups import NOTHING_LEFT, leftovers, limited_role  # noqa: F401 - limited_role is a fixture
-from tests.test_real_stores import keys
-from tests.test_restore import assert_failed_and_unchanged, change_live, job_of, restore_api, storage_of
+from tests.helpers import (
+    NOTHING_LEFT,
+    PG,
+    AuthActions,
+    backup_run_in_process,
+    job_of,
+    keys,
+    leftovers,
+    restore_api,
+    run_jobs_for,
+    storage_of,
+    table_fingerprint,
+)
+from tests.test_backups import limited_role  # noqa: F401 - a fixture, used through request.getfixturevalue
+from tests.test_restore import assert_failed_and_unchanged, change_live
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import PG, database_names, table_fingerprint, wait_for, wait_for_job
+from tests.helpers import PG, database_names, table_fingerprint, wait_for, wait_for_job
 
 
 class FlakyS3:
@@ -158,7 +158,8 @@ def test_a_worker_killed_mid_download_leaves_the_live_database_and_no_temp_file(
 
 
 def test_postgresql_refusing_connections_fails_the_job_and_the_console_still_answers(make_app, app_env, make_user):
-    from tests.conftest import AuthActions, backup_run_in_process, free_port
+    from tests.helpers import AuthActions, backup_run_in_process
+    from tests.s3_servers import free_port
 
     app = make_app(
         DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/{app_env['DATABASE_URL'].rsplit('/', 1)[1]}"
@@ -179,7 +180,7 @@ def test_a_full_disk_for_the_restore_archive_fails_clearly_and_changes_nothing(a
     import subprocess
     from pathlib import Path
 
-    from tests.conftest import backup_run_in_process, run_jobs_for
+    from tests.helpers import backup_run_in_process, run_jobs_for
 
     filename = backup_run_in_process(app)["result"]["filename"]
     before = table_fingerprint(target_db)
@@ -208,7 +209,7 @@ def own_redis(tmp_path):
     import shutil
     import subprocess
 
-    from tests.conftest import free_port
+    from tests.s3_servers import free_port
 
     port = free_port()
     folder = tmp_path / "redis"

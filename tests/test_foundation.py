@@ -9,7 +9,7 @@ import pytest
 
 from app.models import AuditEvent
 from app.settings import ConfigError, Settings
-from tests.conftest import PASSWORD, ROOT, child_env
+from tests.helpers import PASSWORD, ROOT, child_env
 
 BASE_ENV = {"DATABASE_URL": "postgresql://postgres@127.0.0.1/x"}
 
@@ -234,7 +234,7 @@ def test_healthz_names_what_is_down(make_app, free_redis_port):
 
 @pytest.fixture
 def free_redis_port():
-    from tests.conftest import free_port
+    from tests.s3_servers import free_port
 
     return free_port()
 
@@ -265,36 +265,11 @@ def test_cli_users_and_tokens(app, runner):
         assert User.query.filter_by(username="ops").one().password_hash != "a long enough password"
 
 
-def test_the_console_starts_while_another_process_holds_a_new_stores_lock(app_env, make_app, tmp_path):
-    """A worker and the CLI starting together on a new store: SQLite refuses the switch to WAL
-    at once, without waiting, while the other holds a lock. The console waits it out instead."""
-    import sqlite3
-    import threading
-
-    store = tmp_path / "instance" / "console.sqlite3"
-    store.parent.mkdir(parents=True, exist_ok=True)
-    other = sqlite3.connect(store, isolation_level=None, check_same_thread=False)
-    other.execute("CREATE TABLE other_process (i INTEGER)")
-    other.execute("BEGIN IMMEDIATE")
-    other.execute("INSERT INTO other_process VALUES (1)")
-    threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
-    try:
-        app = make_app()
-        with app.app_context():
-            from app.extensions import db
-
-            assert db.session.execute(db.text("PRAGMA journal_mode")).scalar() == "wal"
-            tables = set(db.inspect(db.engine).get_table_names())
-            assert {"users", "api_tokens", "audit_events", "console_settings"} <= tables
-    finally:
-        other.close()
-
-
 def test_anonymous_healthz_lists_nothing_and_answers_from_a_short_cache(make_app, make_user, token_for, target_db,
                                                                          pg_admin, monkeypatch):  # fmt: skip
     """Anyone can reach /healthz: it must not cost a bucket listing or name a backup file."""
     from app.web.health import views as health
-    from tests.conftest import backup_run_in_process, drop_database
+    from tests.helpers import backup_run_in_process, drop_database
 
     app = make_app()
     filename = backup_run_in_process(app)["result"]["filename"]

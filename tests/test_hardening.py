@@ -6,8 +6,9 @@ import csv
 import io
 import time
 
-from tests.conftest import backup_run_in_process
-from tests.test_beyond import signed_in, storage_of
+import pytest
+
+from tests.helpers import backup_run_in_process, signed_in, storage_of
 
 
 def test_audit_csv_cells_that_could_start_a_formula_are_escaped(app, make_user):
@@ -44,7 +45,7 @@ def test_hsts_only_when_cookies_are_secure(make_app):
 
 
 def sign_in_from(client, address: str, username: str, password: str):
-    from tests.conftest import AuthActions
+    from tests.helpers import AuthActions
 
     token = AuthActions(client).csrf_token("/login")
     return client.post("/login", data={"username": username, "password": password, "csrf_token": token},
@@ -53,7 +54,7 @@ def sign_in_from(client, address: str, username: str, password: str):
 
 def test_behind_trusted_proxies_an_attackers_failures_do_not_lock_out_the_real_user(make_app, make_user):
     from app.web.auth.views import ADDRESS_FAILURES_ALLOWED, USERNAME_FREE_FAILURES
-    from tests.conftest import PASSWORD
+    from tests.helpers import PASSWORD
 
     app = make_app(TRUSTED_PROXIES="1")
     make_user("ada", "admin")
@@ -99,7 +100,6 @@ def test_behind_a_proxy_the_scheme_is_forwarded_but_a_forwarded_host_never_reach
 
 
 def test_trusted_proxies_must_be_a_hop_count(app_env):
-    import pytest
 
     from app.settings import ConfigError, Settings
 
@@ -120,7 +120,7 @@ def timed_sign_in(client, address: str, username: str, password: str) -> float:
 
 def test_many_failures_for_one_username_slow_it_down_but_never_lock_it(make_app, make_user):
     from app.web.auth.views import SLOWDOWN_MAX_SECONDS, USERNAME_FREE_FAILURES, slowdown_seconds
-    from tests.conftest import PASSWORD
+    from tests.helpers import PASSWORD
 
     app = make_app(TRUSTED_PROXIES="1")
     make_user("ada", "admin")
@@ -149,7 +149,7 @@ def test_an_unknown_username_costs_the_same_hash_check_as_a_wrong_password(make_
 
 def test_wrong_passkeys_are_limited_for_the_whole_console_not_only_per_admin(app, make_user, token_for):
     from app.operations import PASSKEY_ENVIRONMENT_FAILURES_ALLOWED, PASSKEY_FAILURES_ALLOWED
-    from tests.test_restore import PASSKEY, restore_api
+    from tests.helpers import PASSKEY, restore_api
 
     filename = backup_run_in_process(app)["result"]["filename"]
     client = app.test_client()

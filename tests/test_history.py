@@ -14,15 +14,7 @@ import pytest
 from rq import Queue
 
 from app.domain.naming import backup_filename
-from tests.conftest import backup_run_in_process, run_jobs_for
-from tests.test_beyond import IST, old_backups, signed_in, storage_of
-
-
-def audit_rows(app, action: str) -> list:
-    from app.models import AuditEvent
-
-    with app.app_context():
-        return AuditEvent.query.filter_by(action=action).all()
+from tests.helpers import IST, audit_rows, backup_run_in_process, old_backups, run_jobs_for, signed_in, storage_of
 
 
 def queued(app) -> int:

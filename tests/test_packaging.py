@@ -38,10 +38,39 @@ def test_an_installed_wheel_serves_its_pages_from_another_directory(tmp_path, ap
         """
     )
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target), "HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", script, json.dumps(app_env)], cwd=elsewhere, env=env,
+    # As in the Docker image: only wsgi.py beside the installed package, and a new store that the
+    # wheel's own migrations create.
+    shutil.copy(ROOT / "wsgi.py", elsewhere)
+    settings = {**app_env, "INSTANCE_PATH": str(elsewhere / "instance")}
+    upgraded = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=elsewhere,
+                              env={**env, **settings}, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stderr[-2000:]
+    assert "Running upgrade  -> 0001" in upgraded.stderr
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(settings)], cwd=elsewhere, env=env,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     where, answers = done.stdout.strip().splitlines()[-2:]
     assert where.startswith(str(target))  # the installed copy, not the checkout
     status, signed_form, css_status, css_bytes = answers.split()
     assert (status, signed_form, css_status) == ("200", "True", "200") and int(css_bytes) > 1000
+
+
+def test_the_lock_files_pin_every_declared_dependency():
+    """bin/setup and the Dockerfile install from the lock files: a dependency added to pyproject.toml
+    without running bin/lock would be missing from them."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def pinned(lock: str) -> set[str]:
+        names = re.findall(r"^([A-Za-z0-9_.-]+)==", (ROOT / lock).read_text(), flags=re.MULTILINE)
+        return {re.sub(r"[-_.]+", "-", name).lower() for name in names}
+
+    def declared(requirements: list[str]) -> set[str]:
+        return {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", r).group()).lower() for r in requirements}
+
+    assert declared(project["dependencies"]) <= pinned("requirements.lock")
+    everything = project["dependencies"] + project["optional-dependencies"]["dev"]
+    assert declared(everything) <= pinned("requirements-dev.lock")
+    assert "--hash=sha256:" in (ROOT / "requirements.lock").read_text()

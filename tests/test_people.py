@@ -12,31 +12,15 @@ import pytest
 
 from app.extensions import db
 from app.models import ApiToken, AuditEvent, User, utcnow
-from tests.conftest import PASSWORD, AuthActions
+from tests.helpers import PASSWORD, AuthActions, post, sign_in, user_named
 
-
-def signed_in(app, username, password=PASSWORD):
-    client = app.test_client()
-    auth = AuthActions(client)
-    assert auth.login(username, password).status_code == 302
-    return client, auth
-
-
-def post(client, auth, url, data=None, page="/"):
-    return client.post(url, data={**(data or {}), "csrf_token": auth.csrf_token(page)})
-
-
-def user_named(app, username) -> User:
-    with app.app_context():
-        user = db.session.execute(db.select(User).filter_by(username=username)).scalar_one()
-        db.session.expunge(user)
-        return user
+pytestmark = pytest.mark.web_only  # sign-in, roles and forms: the target database is never reached
 
 
 @pytest.fixture
 def admin(app, make_user):
     make_user("ada", "admin")
-    return signed_in(app, "ada")
+    return sign_in(app, "ada")
 
 
 def test_an_admin_adds_a_user_with_a_password(app, admin):
@@ -46,7 +30,7 @@ def test_an_admin_adds_a_user_with_a_password(app, admin):
     assert response.status_code == 303
     page = client.get("/users").get_data(as_text=True)
     assert "olga" in page and "Added operator olga." in page
-    assert signed_in(app, "olga", "olga's long pass")  # she can sign in with it
+    assert sign_in(app, "olga", "olga's long pass")  # she can sign in with it
     with app.app_context():
         event = AuditEvent.query.filter_by(action="user.create", target="olga").one()
         assert event.username == "ada" and "olga's long pass" not in (event.detail or "")
@@ -114,7 +98,7 @@ def test_change_role_and_the_last_admin_guard(app, admin, make_user):
 
 def test_disabling_a_user_ends_their_session_and_tokens_at_once(app, admin, make_user, token_for):
     make_user("olga", "operator")
-    olga_client, _ = signed_in(app, "olga")
+    olga_client, _ = sign_in(app, "olga")
     token = token_for("olga")
     assert olga_client.get("/").status_code == 200
     assert app.test_client().get("/api/setting/backups", headers=token).status_code == 200
@@ -141,7 +125,7 @@ def test_reset_password_gives_a_link_and_the_old_password_still_works_until_used
 @pytest.mark.parametrize("url", ["/users", "/audit", "/audit.csv"])
 def test_people_pages_are_for_admins_only(app, make_user, url):
     make_user("olga", "operator")
-    client, auth = signed_in(app, "olga")
+    client, auth = sign_in(app, "olga")
     assert client.get(url).status_code == 403
     assert post(client, auth, "/users", {"username": "x", "role": "admin", "password": "x" * 12}).status_code == 403
     assert app.test_client().get(url).status_code == 302  # signed out: to the sign-in page
@@ -149,7 +133,7 @@ def test_people_pages_are_for_admins_only(app, make_user, url):
 
 def test_change_my_password(app, make_user):
     make_user("vic", "viewer")
-    client, auth = signed_in(app, "vic")
+    client, auth = sign_in(app, "vic")
     form = {"pw-current": "wrong one!!", "pw-new": "a brand new password", "pw-repeat": "a brand new password",
             "pw-submit": "Change password"}  # fmt: skip
     refused = post(client, auth, "/account", form, page="/account")
@@ -169,7 +153,7 @@ def create_token(client, auth, name, role, days=""):
 
 def test_my_tokens_shown_once_with_a_role_no_higher_than_mine_and_revocable(app, make_user):
     make_user("olga", "operator")
-    client, auth = signed_in(app, "olga")
+    client, auth = sign_in(app, "olga")
     page, plain = create_token(client, auth, "ci", "viewer")
     assert plain and page.status_code == 200
     headers = {"Authorization": f"Bearer {plain}"}
@@ -185,7 +169,7 @@ def test_my_tokens_shown_once_with_a_role_no_higher_than_mine_and_revocable(app,
     assert post(client, auth, f"/account/tokens/{token_id}/revoke", page="/account").status_code == 303
     assert api.get("/api/setting/backups", headers=headers).status_code == 401
     make_user("eve", "admin")
-    eve, eve_auth = signed_in(app, "eve")
+    eve, eve_auth = sign_in(app, "eve")
     assert post(eve, eve_auth, f"/account/tokens/{token_id}/revoke", page="/account").status_code == 404
 
 
@@ -196,7 +180,7 @@ def db_token_id(app, name):
 
 def test_an_expired_token_is_refused(app, make_user):
     make_user("olga", "operator")
-    client, auth = signed_in(app, "olga")
+    client, auth = sign_in(app, "olga")
     _, plain = create_token(client, auth, "short-lived", "operator", days="1")
     headers = {"Authorization": f"Bearer {plain}"}
     assert app.test_client().get("/api/setting/backups", headers=headers).status_code == 200
@@ -254,7 +238,7 @@ def test_no_password_token_or_passkey_reaches_the_audit_log_or_the_logs(app, adm
     secrets = ["olga's long pass", "a wrong password", "test-passkey-0451"]
     post(client, auth, "/users", {"username": "olga", "role": "operator", "password": secrets[0]}, page="/users")
     AuthActions(app.test_client()).login("olga", secrets[1])
-    olga, olga_auth = signed_in(app, "olga", secrets[0])
+    olga, olga_auth = sign_in(app, "olga", secrets[0])
     _, plain = create_token(olga, olga_auth, "ci", "operator")
     secrets.append(plain)
     with app.app_context():

@@ -20,9 +20,18 @@ import pytest
 from app.domain import pgtools
 from app.domain.naming import backup_filename
 from app.settings import ConfigError, Settings
-from tests.conftest import backup_run_in_process, database_names, run_jobs_for, table_fingerprint, wait_for_job
+from tests.helpers import (
+    NOTHING_LEFT,
+    backup_run_in_process,
+    database_names,
+    leftovers,
+    operator_headers,
+    run_jobs_for,
+    storage_of,
+    table_fingerprint,
+    wait_for_job,
+)
 from tests.pg_servers import SYSTEM, wheel_bin_dir, wheel_bin_dirs
-from tests.test_backups import NOTHING_LEFT, leftovers, operator_headers, storage_of
 
 # What `auto` gives on each server's own pg_dump (the worker picks the oldest major >= the server's).
 AUTO_LEVEL = "1"  # the measured choice for zstd (README, Benchmarks; bench/results/compression.md)

@@ -19,9 +19,7 @@ from app.domain import provenance
 from app.domain.catalog import Backup, read_json
 from app.domain.naming import backup_filename
 from app.settings import ConfigError, Settings
-from tests.conftest import database_names, new_name, run_jobs_for
-from tests.test_beyond import signed_in, storage_of
-from tests.test_restore import PASSKEY, job_of, restore_api
+from tests.helpers import PASSKEY, database_names, job_of, new_name, restore_api, run_jobs_for, signed_in, storage_of
 
 KEY = b"k" * 32
 IST = ZoneInfo("Asia/Kolkata")
@@ -138,7 +136,7 @@ def test_a_forged_manifest_with_the_right_checksum_is_untrusted(app, make_user, 
 
     make_user("ada", "admin")
     admin = app.test_client()
-    from tests.conftest import AuthActions
+    from tests.helpers import AuthActions
 
     AuthActions(admin).login("ada")
     page = admin.get(f"/backups/{planted}/restore").get_data(as_text=True)
@@ -149,7 +147,7 @@ def test_a_forged_manifest_with_the_right_checksum_is_untrusted(app, make_user, 
 def test_a_console_made_backup_is_trusted_and_an_admin_may_still_verify_a_foreign_one(
     app, make_user, pg_admin, target_db, tmp_path
 ):
-    from tests.conftest import backup_run_in_process
+    from tests.helpers import backup_run_in_process
 
     made = backup_run_in_process(app)["result"]["filename"]
     manifest = json.loads(storage_of(app).get_bytes(made + ".json"))
@@ -172,7 +170,7 @@ def test_a_console_made_backup_is_trusted_and_an_admin_may_still_verify_a_foreig
 def test_restoring_an_untrusted_backup_needs_the_passkey_and_is_audited_as_untrusted(
     app, make_user, token_for, pg_admin, tmp_path
 ):
-    from tests.conftest import backup_run_in_process
+    from tests.helpers import backup_run_in_process
 
     make_user("ada", "admin")
     headers = token_for("ada")
@@ -193,7 +191,7 @@ def test_restoring_an_untrusted_backup_needs_the_passkey_and_is_audited_as_untru
 
 def test_the_scheduled_verify_skips_a_future_dated_unsigned_file_and_an_older_name(make_app, redis_server):
     from app.jobs import runtime, tasks
-    from tests.conftest import backup_run_in_process
+    from tests.helpers import backup_run_in_process
 
     app = make_app(VERIFY_SCHEDULE="0 3 * * *")
     made = backup_run_in_process(app)["result"]["filename"]
@@ -218,7 +216,7 @@ def test_a_worker_role_that_is_not_a_superuser_backs_up_verifies_and_restores(
     """The role the README recommends: CREATEDB and owner of the target, nothing more."""
     import psycopg
 
-    from tests.conftest import PG, backup_run_in_process, table_fingerprint
+    from tests.helpers import PG, backup_run_in_process, table_fingerprint
 
     role = new_name("pgct_worker")
     pg_admin.execute(f'CREATE ROLE "{role}" LOGIN CREATEDB')

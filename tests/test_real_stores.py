@@ -14,10 +14,18 @@ import psycopg
 import pytest
 
 from app.domain.storage import MIN_PART_SIZE, S3Storage
-from tests.conftest import PG, backup_run_in_process, drop_database, new_name, run_jobs_for, table_fingerprint
+from tests.helpers import (
+    PASSKEY,
+    PG,
+    backup_run_in_process,
+    drop_database,
+    keys,
+    new_name,
+    run_jobs_for,
+    table_fingerprint,
+)
 from tests.s3_servers import REGION, S3Bucket
 
-PASSKEY = "test-passkey-0451"  # the app_env fixture's RESTORE_PASSKEY
 MiB = 1024 * 1024
 
 
@@ -29,11 +37,6 @@ def part_sizes(bucket: S3Bucket, key: str) -> list[int]:
     for number in range(2, first["PartsCount"] + 1):
         sizes.append(client.head_object(Bucket=bucket.name, Key=key, PartNumber=number)["ContentLength"])
     return sizes
-
-
-def keys(bucket: S3Bucket) -> list[str]:
-    pages = bucket.client().get_paginator("list_objects_v2").paginate(Bucket=bucket.name)
-    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
 
 def unfinished(bucket: S3Bucket) -> list[str]:

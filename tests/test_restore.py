@@ -12,45 +12,29 @@ import psycopg
 import pytest
 
 from app.domain.naming import backup_filename
-from tests.conftest import (
+from tests.helpers import (
+    PASSKEY,
     PG,
     AuthActions,
     backup_run_in_process,
     create_database,
     database_names,
     drop_database,
+    job_of,
     new_name,
+    restore_api,
     run_jobs_for,
+    storage_of,
     table_fingerprint,
     wait_for,
     wait_for_job,
 )
-
-PASSKEY = "test-passkey-0451"  # the app_env fixture's RESTORE_PASSKEY
 
 
 @pytest.fixture
 def admin(app, make_user, token_for):
     make_user("ada", "admin")
     return token_for("ada")
-
-
-def storage_of(app):
-    from app.clients import storage_for
-
-    return storage_for(app.config["SETTINGS"])
-
-
-def restore_api(client, headers, filename, passkey=PASSKEY):
-    return client.post("/api/setting/restore", headers=headers, json={"filename": filename, "passkey": passkey})
-
-
-def job_of(app, job_id):
-    from app.jobs.queue import job_status
-    from app.services import redis
-
-    with app.app_context():
-        return job_status(redis(), job_id)
 
 
 def change_live(dbname: str) -> None:
@@ -404,7 +388,7 @@ def test_an_s3_outage_fails_the_restore_and_changes_nothing(app_env, processes, 
     from moto.server import ThreadedMotoServer
 
     from app.jobs.queue import job_status, start_job
-    from tests.conftest import free_port
+    from tests.s3_servers import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 
+import pyotp
 import pytest
+import requests
 
-from tests.conftest import PASSWORD, ROOT, AuthActions, child_env, wait_for_job
+from tests.helpers import PASSWORD, ROOT, AuthActions, child_env, wait_for_job
 
 
 def test_every_state_changing_page_route_needs_a_csrf_token(app, client, auth, make_user):
@@ -47,7 +50,7 @@ def test_session_cookie_is_secure_when_configured(make_app, make_user):
 
 
 @pytest.fixture
-def secrets_env(app_env, s3_server, tmp_path):
+def secrets_env(app_env, s3_server, oidc_provider, tmp_path):
     """A console whose every secret is distinctive, so a leak is easy to find. Its backups are
     encrypted with age, so the worker reads a private key (the identity file) to restore them."""
     from tests.test_encryption import age_key
@@ -62,6 +65,10 @@ def secrets_env(app_env, s3_server, tmp_path):
         "SECRET_KEY": "flask-secret-that-must-never-leak-2201",
         "BACKUP_ENCRYPTION_RECIPIENTS": recipient,
         "BACKUP_ENCRYPTION_IDENTITY_FILE": str(identity),
+        "OIDC_ISSUER": oidc_provider.url,
+        "OIDC_CLIENT_ID": "pgconsole",
+        "OIDC_CLIENT_SECRET": "oidc-client-secret-that-must-never-leak-7761",
+        "OIDC_ROLE_MAP": "dba=admin,developers=operator",
     }
 
 
@@ -71,7 +78,46 @@ def private_key_of(identity_file: str) -> str:
         return next(line.strip() for line in lines if line.startswith("AGE-SECRET-KEY-"))
 
 
-def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(secrets_env, processes, redis_server, tmp_path):
+def csrf_token(browser: requests.Session, url: str) -> str:
+    page = browser.get(url, timeout=30).text
+    return re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', page).group(1)
+
+
+def sign_in_with_second_factor(base: str, username: str, password: str) -> tuple[str, list[str]]:
+    """Over HTTP, as a browser: enrol in two-factor codes, then sign in with a recovery code and with a code.
+
+    Returns the TOTP secret and the recovery codes the pages showed.
+    """
+    browser = requests.Session()
+
+    def post(path: str, data: dict, token_from: str) -> requests.Response:
+        return browser.post(base + path, data={**data, "csrf_token": csrf_token(browser, base + token_from)},
+                            timeout=30)  # fmt: skip
+
+    assert post("/login", {"username": username, "password": password}, "/login").url == base + "/"
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', browser.get(base + "/account/two-factor").text).group(1)
+    shown = post("/account/two-factor", {"code": pyotp.TOTP(secret).now()}, "/account/two-factor")
+    codes = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", shown.text)
+    assert len(codes) == 10
+    for code in (codes[0], pyotp.TOTP(secret).at(time.time() + 30)):
+        post("/logout", {}, "/")
+        assert post("/login", {"username": username, "password": password}, "/login").url == base + "/login/code"
+        post("/login/code", {"code": "000000"}, "/login/code")  # a wrong one first
+        assert post("/login/code", {"code": code}, "/login/code").url == base + "/"
+    return secret, codes
+
+
+def sign_in_with_sso(base: str, provider) -> None:
+    browser = requests.Session()
+    provider.set_user("u-1", preferred_username="alice", groups=["dba"])
+    start = browser.get(base + "/login/oidc", allow_redirects=False, timeout=30)
+    back = provider.authorize(start.headers["Location"], "u-1")
+    assert browser.get(back, timeout=30).url == base + "/"
+
+
+def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(
+    secrets_env, processes, redis_server, tmp_path, oidc_provider
+):
     from app import create_app
     from app.extensions import db
     from app.people import create_token, create_user, find_user
@@ -114,11 +160,14 @@ def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(secrets_env, pro
     restore_jobs = [e.job_id for e in _audit(app) if e.action == "restore" and e.outcome == "requested"]
     assert restore_jobs, "the restore with the right passkey was accepted"
     wait_for_job(redis, restore_jobs[0])
+    sign_in_with_sso(base, oidc_provider)
+    totp_secret, recovery_codes = sign_in_with_second_factor(base, "olga", "olga's secret password 77")
 
-    secrets = [secrets_env[k] for k in ("AWS_SECRET_ACCESS_KEY", "RESTORE_PASSKEY", "SECRET_KEY")]
+    secrets = [secrets_env[k] for k in ("AWS_SECRET_ACCESS_KEY", "RESTORE_PASSKEY", "SECRET_KEY", "OIDC_CLIENT_SECRET")]
     secret_key = private_key_of(secrets_env["BACKUP_ENCRYPTION_IDENTITY_FILE"])
     secrets += [secret_key, secret_key.removeprefix("AGE-SECRET-KEY-1").lower()]  # as written, and bech32 data
     secrets += [PASSWORD, "olga's secret password 77", token, "wrong-passkey-typed-by-someone"]
+    secrets += [totp_secret, *recovery_codes, *(c.replace("-", "") for c in recovery_codes)]
     logs = processes.log("web") + processes.log("worker")
     namespace = settings.redis_namespace
     keys = [*redis_server.scan_iter(f"{namespace}*"), *redis_server.scan_iter("rq:*")]
@@ -127,6 +176,7 @@ def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(secrets_env, pro
         audit_text = " ".join(f"{e.username} {e.action} {e.target} {e.outcome} {e.detail}" for e in _audit(app))
         db.engine.dispose()
     assert "restore" in audit_text and "backup" in audit_text
+    assert "sso.login" in audit_text and "2fa.enrol" in audit_text and "2fa.recovery-code" in audit_text
     for secret in secrets:
         assert secret not in logs, f"a secret is in the logs: {secret[:6]}…"
         assert secret.encode() not in stored, f"a secret is in Redis: {secret[:6]}…"
@@ -164,7 +214,7 @@ def test_a_pg_dump_child_inherits_no_secret_of_the_worker(secrets_env, processes
 
     from app import create_app
     from app.jobs.queue import start_job
-    from tests.conftest import PG, wait_for
+    from tests.helpers import PG, wait_for
 
     processes.worker(secrets_env)
     blocker = psycopg.connect(**{**PG, "dbname": target_db})
@@ -180,17 +230,11 @@ def test_a_pg_dump_child_inherits_no_secret_of_the_worker(secrets_env, processes
         blocker.close()
     names = {entry.partition("=")[0] for entry in environ if entry}
     assert {"PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PATH"} <= names
-    for name in (
-        "RESTORE_PASSKEY",
-        "SECRET_KEY",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_ACCESS_KEY_ID",
-        "REDIS_URL",
-        "BACKUP_ENCRYPTION_IDENTITY_FILE",
-    ):
+    for name in ("RESTORE_PASSKEY", "SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "REDIS_URL",
+                 "OIDC_CLIENT_SECRET", "BACKUP_ENCRYPTION_IDENTITY_FILE"):  # fmt: skip
         assert name not in names
     joined = "\n".join(environ)
     for secret in ("passkey-that-must-never-leak-4417", "flask-secret-that-must-never-leak-2201",
-                   "aws-secret-that-must-never-leak-9931"):  # fmt: skip
+                   "aws-secret-that-must-never-leak-9931", "oidc-client-secret-that-must-never-leak-7761"):  # fmt: skip
         assert secret not in joined
     wait_for_job(redis_server, job_id)

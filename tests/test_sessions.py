@@ -9,8 +9,9 @@ import pytest
 
 from app.extensions import db
 from app.models import AuditEvent, LoginSession, User
-from tests.conftest import PASSWORD, AuthActions
-from tests.test_people import post, signed_in, user_named
+from tests.helpers import PASSWORD, AuthActions, post, sign_in, user_named
+
+pytestmark = pytest.mark.web_only  # sign-in, roles and forms: the target database is never reached
 
 NEW_PASSWORD = "a brand new password"
 
@@ -30,14 +31,14 @@ def assert_signed_in(client, username: str) -> None:
 @pytest.fixture
 def admin(app, make_user):
     make_user("ada", "admin")
-    return signed_in(app, "ada")
+    return sign_in(app, "ada")
 
 
 @pytest.fixture
 def olga(app, make_user):
     """olga, an operator, signed in twice: `first` acts, `second` is the other browser."""
     make_user("olga", "operator")
-    first, second = signed_in(app, "olga"), signed_in(app, "olga")
+    first, second = sign_in(app, "olga"), sign_in(app, "olga")
     assert_signed_in(first[0], "olga")
     assert_signed_in(second[0], "olga")
     return first, second
@@ -85,7 +86,7 @@ def test_an_admin_disabling_then_enabling_a_user_ends_their_sessions(app, admin,
     assert_signed_out(client)
     post(admin_client, admin_auth, f"/users/{olga_id}/active", page="/users")  # enable
     assert_signed_out(other, "/account")  # enabling brings no old session back
-    assert_signed_in(signed_in(app, "olga")[0], "olga")  # she signs in again as usual
+    assert_signed_in(sign_in(app, "olga")[0], "olga")  # she signs in again as usual
     assert_signed_in(admin_client, "ada")  # the admin's own session is untouched
 
 
@@ -97,7 +98,7 @@ def test_an_admin_changing_a_role_ends_that_users_sessions(app, admin, olga):
     assert answer.status_code == 303
     assert_signed_out(client)
     assert_signed_out(other, "/account")
-    again, _ = signed_in(app, "olga")
+    again, _ = sign_in(app, "olga")
     assert "You are <strong>olga</strong>, viewer." in again.get("/account").get_data(as_text=True)
 
 
@@ -181,7 +182,7 @@ def test_sign_ins_past_the_cookie_lifetime_are_forgotten_at_the_next_sign_in(app
         for record in LoginSession.query.all():
             record.started_at = utcnow() - app.permanent_session_lifetime - timedelta(minutes=1)
         db.session.commit()
-    signed_in(app, "olga")
+    sign_in(app, "olga")
     with app.app_context():
         assert LoginSession.query.count() == 1  # only the new one
     assert_signed_out(old_client)

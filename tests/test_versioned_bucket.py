@@ -21,11 +21,18 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import PG, backup_run_in_process, run_jobs_for, table_fingerprint
+from tests.helpers import (
+    PASSKEY,
+    PG,
+    audit_rows,
+    backup_run_in_process,
+    keys,
+    run_jobs_for,
+    signed_in,
+    storage_of,
+    table_fingerprint,
+)
 from tests.s3_servers import REGION, S3Bucket, create_bucket, remove_bucket
-from tests.test_beyond import signed_in, storage_of
-from tests.test_history import audit_rows
-from tests.test_real_stores import PASSKEY, keys
 
 LOCK_DAYS = 1
 

@@ -20,6 +20,7 @@ def register_blueprints(app: Flask) -> None:
     from app.web import auth
     from app.web.api.views import bp as api_bp
     from app.web.audit.views import bp as audit_bp
+    from app.web.auth import sso
     from app.web.auth.views import bp as auth_bp
     from app.web.backups.views import bp as backups_bp
     from app.web.health.views import bp as health_bp
@@ -29,7 +30,9 @@ def register_blueprints(app: Flask) -> None:
     from app.web.restore.views import bp as restore_bp
 
     auth.init_app(app)
-    for blueprint in (auth_bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, maintenance_bp, api_bp, health_bp):
+    sso.init_app(app, app.config["SETTINGS"].oidc)
+    blueprints = (auth_bp, sso.bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, maintenance_bp, api_bp)
+    for blueprint in (*blueprints, health_bp):
         app.register_blueprint(blueprint)
 
     @app.context_processor

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, abort, current_app, g, jsonify, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from app import operations
+from app import operations, second_factor, services
 from app.extensions import db, login_manager
 from app.models import ApiToken, LoginSession, User, utcnow
 from app.operations import Actor
@@ -23,6 +24,22 @@ def init_app(app: Flask) -> None:
     login_manager.user_loader(_load_user)
     login_manager.request_loader(load_user_from_token)
     login_manager.unauthorized_handler(_unauthorized)
+    app.before_request(_enrol_first)
+
+
+# What a signed-in user who must enrol in two-factor codes may still reach (REQUIRE_2FA).
+_BEFORE_ENROLMENT = {"people.second_factor_page", "auth.logout", "static"}
+
+
+def _enrol_first():
+    """REQUIRE_2FA: an account that must have two-factor codes does nothing else until it enrols."""
+    if request.endpoint in _BEFORE_ENROLMENT or "Authorization" in request.headers:
+        return None  # API tokens are judged by the token alone
+    if not current_user.is_authenticated or not second_factor.must_enrol(current_user, services.settings()):
+        return None
+    if request.path.startswith("/api/"):
+        return jsonify(error="set up two-factor codes on /account/two-factor first"), 403
+    return redirect(url_for("people.second_factor_page"))
 
 
 # The session cookie carries this sign-in's random id; the console store says whether it has ended.
@@ -36,7 +53,7 @@ def _load_user(user_id: str) -> User | None:
     if user is None or not user.active or user.session_epoch != int(epoch):
         return None
     record = _this_sign_in()
-    if record is None or record.ended_at is not None or record.user_id != user.id:
+    if record is None or not record.in_force or record.user_id != user.id:
         return None
     return user
 
@@ -46,11 +63,14 @@ def _this_sign_in() -> LoginSession | None:
     return LoginSession.find(sid) if isinstance(sid, str) else None
 
 
-def start_session(user: User) -> None:
-    """Sign `user` in with a fresh session (no fixation) and a new server-side sign-in record."""
+def start_session(user: User, expires_at: datetime | None = None) -> None:
+    """Sign `user` in with a fresh session (no fixation) and a new server-side sign-in record.
+
+    `expires_at` ends it on the server at that time (single sign-on: OIDC_SESSION_HOURS).
+    """
     session.clear()
     LoginSession.forget_older_than(utcnow() - current_app.permanent_session_lifetime)
-    record, sid = LoginSession.start(user, client_address())
+    record, sid = LoginSession.start(user, client_address(), expires_at)
     db.session.add(record)
     login_user(user)
     session[SESSION_ID_KEY] = sid

@@ -68,3 +68,8 @@ class TokenForm(FlaskForm):
         self.role.choices = list(ROLES[: ROLES.index(owner_role) + 1])
         if not self.role.data:
             self.role.data = owner_role
+
+
+class CodeConfirmForm(FlaskForm):
+    code = StringField("Code from the app", validators=[DataRequired(), Length(max=12)])
+    submit = SubmitField("Turn on two-factor codes")

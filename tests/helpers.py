@@ -1,0 +1,435 @@
+"""What the tests share besides fixtures: throw-away databases, the console in-process and as real
+processes, signing in, and waiting for jobs. Fixtures stay in conftest.py and build on these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg import sql
+
+from app.domain.naming import backup_filename
+from tests.s3_servers import S3Bucket, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
+
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+PASSWORD = "correct horse battery"
+
+
+STORE_FILE = "console.sqlite3"  # the console store's default file name under INSTANCE_PATH
+
+
+def new_name(prefix: str = "pgct") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def create_database(pg_admin: psycopg.Connection, name: str, rows: int = 2000, server: Mapping = PG) -> None:
+    """A database with sample rows, made through `pg_admin` on `server` (connection params like PG)."""
+    pg_admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with psycopg.connect(**{**server, "dbname": name}, autocommit=True) as conn:
+        conn.execute(
+            """
+            CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text UNIQUE,
+                                    created_at timestamptz DEFAULT now(), profile jsonb);
+            CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int REFERENCES customers(id),
+                                 total numeric(12,2), note text);
+            CREATE INDEX ON orders (customer_id);
+            """
+        )
+        conn.execute(
+            """INSERT INTO customers (name, email, profile)
+               SELECT 'customer ' || g, 'c' || g || '@example.com', jsonb_build_object('n', g, 'tag', md5(g::text))
+               FROM generate_series(1, %(rows)s) g""",
+            {"rows": rows},
+        )
+        conn.execute(
+            """INSERT INTO orders (customer_id, total, note)
+               SELECT 1 + (g %% %(rows)s), (g * 7 %% 1000) / 3.0, md5(g::text) || md5((g * 3)::text)
+               FROM generate_series(1, %(rows)s * 3) g""",
+            {"rows": rows},
+        )
+
+
+def drop_database(pg_admin: psycopg.Connection, name: str) -> None:
+    pg_admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def database_names(pg_admin: psycopg.Connection, like: str) -> list[str]:
+    rows = pg_admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (like,)).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def table_fingerprint(dbname: str, server: Mapping = PG) -> dict[str, tuple[int, str]]:
+    """Row count and an order-independent checksum of every user table's rows."""
+    with psycopg.connect(**{**server, "dbname": dbname}) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            ).fetchall()
+        ]
+        result = {}
+        for table in tables:
+            query = sql.SQL(
+                "SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' ORDER BY md5(t::text)), '')) FROM {} t"
+            ).format(sql.SQL(table))
+            count, digest = conn.execute(query).fetchone()
+            result[table] = (count, digest)
+        return result
+
+
+class AuthActions:
+    """Sign in through the real form, CSRF token included (the flaskr `auth` helper)."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def csrf_token(self, path: str = "/login") -> str:
+
+        page = self.client.get(path).get_data(as_text=True)
+        match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page) or re.search(
+            r'name="csrf_token" value="([^"]+)"', page
+        )
+        assert match, f"no CSRF token on {path}"
+        return match.group(1)
+
+    def login(self, username: str = "admin", password: str = PASSWORD, next: str = ""):
+        token = self.csrf_token("/login")
+        return self.client.post(
+            "/login", data={"username": username, "password": password, "next": next, "csrf_token": token}
+        )
+
+    def logout(self):
+        return self.client.post("/logout", data={"csrf_token": self.csrf_token("/")})
+
+
+def backup_run_in_process(app) -> dict:
+    """Enqueue a backup through the jobs layer, run it with SimpleWorker, return its final status."""
+    from app.jobs.queue import job_status, start_job
+    from app.services import redis, settings
+
+    with app.app_context():
+        job_id = start_job(settings(), redis(), "backup", "olga")
+    run_jobs_for(app)
+    with app.app_context():
+        return job_status(redis(), job_id)
+
+
+def run_jobs_for(app):
+    from rq import SimpleWorker
+
+    from app.jobs import runtime
+    from app.jobs.queue import queue_for
+    from app.services import redis, settings
+
+    with app.app_context():
+        runtime.configure(app)
+        SimpleWorker([queue_for(settings(), redis())], connection=redis()).work(burst=True)
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
+    return {**keep, **env, "PYTHONUNBUFFERED": "1"}
+
+
+class Processes:
+    """Real processes started by a test (worker, gunicorn), stopped at the end; logs kept."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.procs: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = self.log_dir / f"{name}.log"
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=child_env(env),
+            stdout=open(log, "ab"),  # noqa: SIM115 - the child owns it
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append((proc, log))
+        return proc
+
+    def worker(self, env: dict[str, str], name: str = "worker") -> subprocess.Popen:
+        return self.start(name, [sys.executable, "-m", "flask", "--app", "wsgi", "worker"], env)
+
+    def web(self, env: dict[str, str]) -> str:
+        port = free_port()
+        self.start(
+            "web",
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "wsgi:app"],
+            env,
+        )
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(base + "/login")
+        return base
+
+    @staticmethod
+    def kill(proc: subprocess.Popen) -> None:
+        """SIGKILL the process and everything below it, as when a host is lost.
+
+        RQ's work horse runs in a session of its own, so killing the worker's process group
+        alone would leave the horse (and its pg_dump) running: walk the tree instead.
+        """
+        victims = [proc.pid, *descendants(proc.pid)]
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    @staticmethod
+    def stop(proc: subprocess.Popen) -> None:
+        """A clean stop (SIGTERM: RQ finishes the current job first)."""
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc, _ in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found += [int(child), *descendants(int(child))]
+    return found
+
+
+def wait_for_http(url: str, timeout: float = 20) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - a local test server
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.2, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def wait_for_job(redis, job_id: str, state: str = "finished", timeout: float = 120) -> dict:
+    """Poll the job's status (as the API shows it) until it reaches `state`; fail on the other end."""
+    from app.jobs.queue import job_status
+
+    def reached():
+        status = job_status(redis, job_id)
+        if status["status"] in ("finished", "failed") and status["status"] != state:
+            raise AssertionError(f"job {job_id} ended {status['status']}: {status['error']}")
+        return status if status["status"] == state else None
+
+    return wait_for(reached, timeout=timeout, interval=0.2, message=f"job {job_id} to be {state}")
+
+
+PASSKEY = "test-passkey-0451"  # the app_env fixture's RESTORE_PASSKEY
+IST = ZoneInfo("Asia/Kolkata")
+NOTHING_LEFT = {"objects": [], "uploads": [], "lock": None}
+
+
+# --------------------------------------------------------------------------- signing in
+
+
+def sign_in(app, username: str, password: str = PASSWORD):
+    """A client signed in as an existing user through the real form; (client, auth)."""
+    client = app.test_client()
+    auth = AuthActions(client)
+    assert auth.login(username, password).status_code == 302
+    return client, auth
+
+
+def signed_in(app, make_user, role: str = "operator", username: str = "olga"):
+    """A new user of `role`, and a client signed in as them (without the form: see log_in)."""
+    make_user(username, role)
+    client = app.test_client()
+    log_in(app, client, username)
+    return client, AuthActions(client)
+
+
+def log_in(app, client, username: str) -> None:
+    """Sign `client` in as `username` the way the form does once the password matched (start_session),
+    for tests where the form itself is not under test: no password hashing, no CSRF round trip."""
+    from flask import session
+
+    from app.people import find_user
+    from app.web.auth import start_session
+
+    with app.test_request_context(environ_base=client.environ_base):  # the client's address and agent
+        start_session(find_user(username))
+        values = dict(session)
+    with client.session_transaction() as browser_session:
+        browser_session.update(values)
+
+
+def post(client, auth, url, data=None, page="/"):
+    return client.post(url, data={**(data or {}), "csrf_token": auth.csrf_token(page)})
+
+
+def user_named(app, username):
+    from app.extensions import db
+    from app.models import User
+
+    with app.app_context():
+        user = db.session.execute(db.select(User).filter_by(username=username)).scalar_one()
+        db.session.expunge(user)
+        return user
+
+
+def operator_headers(app, username: str = "olga") -> dict[str, str]:
+    from app.extensions import db
+    from app.models import ApiToken
+    from app.people import create_user
+
+    with app.app_context():
+        user = create_user(username, "operator", "x" * 12, created_by="test")
+        token, plain = ApiToken.issue(user)
+        db.session.add(token)
+        db.session.commit()
+    return {"Authorization": f"Bearer {plain}"}
+
+
+# --------------------------------------------------------------------------- the store, jobs, the audit log
+
+
+def storage_of(app):
+    from app.clients import storage_for
+
+    return storage_for(app.config["SETTINGS"])
+
+
+def old_backups(app, days, env="staging"):
+    """Backups (a few bytes each) named as if made `days` days ago."""
+    storage = storage_of(app)
+    storage.check()
+    names = [backup_filename("pharmatracker", env, datetime.now(UTC) - timedelta(days=d, hours=1), IST) for d in days]
+    for name in names:
+        storage.put_bytes(name, b"old")
+    return names
+
+
+def keys(bucket: S3Bucket) -> list[str]:
+    pages = bucket.client().get_paginator("list_objects_v2").paginate(Bucket=bucket.name)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def leftovers(app) -> dict:
+    """Anything a failed backup could have left: objects, partial files, unfinished uploads, the lock."""
+    from app.jobs.locks import DatabaseLock
+    from app.services import redis
+
+    settings = app.config["SETTINGS"]
+    storage = storage_of(app)
+    found = {"objects": [o.name for o in storage.list_objects()]}
+    if hasattr(storage, "client"):
+        found["uploads"] = storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", [])
+    else:
+        found["uploads"] = [p.name for p in Path(storage.folder).glob(".partial-*")] if storage.folder.exists() else []
+    with app.app_context():
+        found["lock"] = DatabaseLock(redis(), settings.redis_namespace, settings.target.dbname).holder()
+    return found
+
+
+def restore_api(client, headers, filename, passkey=PASSKEY):
+    return client.post("/api/setting/restore", headers=headers, json={"filename": filename, "passkey": passkey})
+
+
+def job_of(app, job_id):
+    from app.jobs.queue import job_status
+    from app.services import redis
+
+    with app.app_context():
+        return job_status(redis(), job_id)
+
+
+def audit_rows(app, action: str) -> list:
+    from app.models import AuditEvent
+
+    with app.app_context():
+        return AuditEvent.query.filter_by(action=action).all()
+
+
+# --------------------------------------------------------------------------- an OpenID Connect provider
+
+
+class Provider:
+    """A real OpenID Connect provider (oidc-provider-mock) on 127.0.0.1, in this test's process."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def set_user(self, sub: str, **claims) -> None:
+        """The claims the provider puts in `sub`'s ID token (groups included)."""
+        from urllib.parse import quote
+
+        import requests
+
+        answer = requests.put(f"{self.url}/users/{quote(sub, safe='')}", json=claims, timeout=10)
+        assert answer.status_code == 204, answer.text
+
+    def authorize(self, authorization_url: str, sub: str) -> str:
+        """What a person does on the provider's page: sign in as `sub`; returns where it sends the browser."""
+        import requests
+
+        answer = requests.post(authorization_url, data={"sub": sub}, allow_redirects=False, timeout=10)
+        assert answer.status_code == 302, answer.text
+        return answer.headers["Location"]
+
+
+@contextlib.contextmanager
+def run_provider(**options) -> Iterator[Provider]:
+    """A provider of its own (its own keys, users and issuer); options as run_server_in_thread takes them."""
+    import oidc_provider_mock
+
+    with oidc_provider_mock.run_server_in_thread(**options) as server:
+        host, port = server.server_address[:2]
+        assert host == "127.0.0.1", host
+        yield Provider(f"http://127.0.0.1:{port}")
