@@ -15,7 +15,9 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 DUMP_SUFFIX = ".dump"
-ENCRYPTED_SUFFIX = ".dump.age"
+MANIFEST_SUFFIX = ".dump.json"
+AGE_SUFFIX = ".age"  # an age file (https://age-encryption.org) holding the archive
+ENCRYPTED_SUFFIX = DUMP_SUFFIX + AGE_SUFFIX
 BACKUP_SUFFIXES = (DUMP_SUFFIX, ENCRYPTED_SUFFIX)
 
 _NAME = re.compile(
@@ -105,12 +107,12 @@ def is_encrypted_name(filename: str) -> bool:
 
 def encrypted_name(filename: str) -> str:
     """`X.dump` → `X.dump.age`: the name of the same backup encrypted with age."""
-    return filename + ENCRYPTED_SUFFIX[len(DUMP_SUFFIX) :]
+    return filename + AGE_SUFFIX
 
 
 def both_forms(filename: str) -> tuple[str, str]:
     """The plain and the encrypted name of the backup taken at the moment this name records."""
-    plain = filename.removesuffix(ENCRYPTED_SUFFIX[len(DUMP_SUFFIX) :])
+    plain = filename.removesuffix(AGE_SUFFIX)
     return plain, encrypted_name(plain)
 
 
