@@ -24,6 +24,8 @@ import os
 import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -38,6 +40,7 @@ from common import (
     PG_USER,
     MiB,
     WorkerProcess,
+    child_env,
     comm_of,
     database_size,
     log,
@@ -95,6 +98,9 @@ class Console:
             self.env["BACKUP_ENCRYPTION_RECIPIENTS"] = recipients
         self.settings = Settings.from_env(self.env)
         self.redis = redis_for(self.settings)
+        # The worker refuses a console store that is not at the release's revision (as after boot).
+        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=common.ROOT,
+                       env=child_env(self.env), check=True, capture_output=True)  # fmt: skip
         self.worker = WorkerProcess(self.env, workdir / f"worker-{kind}.log")
         from app.jobs.queue import queue_for
 
