@@ -25,6 +25,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(tokens_cli)
     app.cli.add_command(backup_cli)
     app.cli.add_command(storage_cli)
+    app.cli.add_command(notify_cli)
     app.cli.add_command(worker)
     app.cli.add_command(scheduler)
 
@@ -83,7 +84,7 @@ def worker(burst: bool) -> None:
     """Run an RQ worker for this console's queue, with the app's settings."""
     from app.domain import pgtools
     from app.jobs import runtime
-    from app.jobs.queue import queue_for
+    from app.jobs.queue import worker_queues
     from app.jobs.worker import ConsoleWorker
 
     settings = current_app.config["SETTINGS"]
@@ -99,7 +100,7 @@ def worker(burst: bool) -> None:
     os.register_at_fork(after_in_child=lambda: db.engine.dispose(close=False))
     redis = redis_for(settings)
     ConsoleWorker(
-        [queue_for(settings, redis)],
+        worker_queues(settings, redis),
         connection=redis,
         worker_ttl=60,  # an idle worker wakes at least every 45 s to run maintenance
         maintenance_interval=30,  # so jobs of a worker on another host are failed within ~2 minutes
@@ -172,4 +173,22 @@ def storage_check() -> None:
     audit.record("storage-check", "ok" if all_passed(results) else "failed", username="cli",
                  target=storage.description, detail=summary(results))  # fmt: skip
     if not all_passed(results):
+        sys.exit(1)
+
+
+notify_cli = StoreCheckedGroup("notify", help="Notifications (Apprise URLs).")
+
+
+@notify_cli.command("test")
+@click.option("--as", "as_user", default="cli", help="Name recorded in the audit log and the message.")
+def notify_test(as_user: str) -> None:
+    """Send one message to every configured URL; one line per URL (scheme and host); exit 1 if any fails."""
+    from app import operations, services
+
+    deliveries = operations.send_test_notification(operations.Actor(as_user, "admin"), services.settings())
+    if not deliveries:
+        fail("no notification URL is configured (NOTIFY_URLS, ALERT_WEBHOOK_URL, SMTP_HOST + ALERT_EMAIL_TO)")
+    for delivery in deliveries:
+        click.echo(delivery.line())
+    if not all(d.ok for d in deliveries):
         sys.exit(1)

@@ -17,6 +17,7 @@ from redis import Redis
 
 from app import audit, services
 from app.domain import catalog, provenance
+from app.domain.alerts import Delivery, deliver, notification_test_alert
 from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
 from app.domain.restore import RestoreRefused, passkey_matches, require_recent_backup
@@ -207,3 +208,18 @@ def recent_backup_required(using: Collaborators, listed: list[Backup]) -> Backup
         return require_recent_backup(listed, owner=using.backups.owner, minutes=using.settings.recent_check_minutes)
     except RestoreRefused as exc:
         raise Refused(str(exc), 409) from None
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+def send_test_notification(actor: Actor, settings: Settings) -> list[Delivery]:
+    """One message to every configured URL, now (the person waits for each URL's answer), audited.
+
+    A single attempt per URL, so the page answers quickly and says what really happened.
+    """
+    deliveries = deliver(notification_test_alert(actor.username), settings, attempts=1)
+    summary = "; ".join(d.line() for d in deliveries) or "no notification URL is configured"
+    audit.record("notify-test", "ok" if deliveries and all(d.ok for d in deliveries) else "failed",
+                 username=actor.username, detail=summary[:1000], address=actor.address)  # fmt: skip
+    return deliveries

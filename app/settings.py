@@ -21,6 +21,8 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROLES = ("viewer", "operator", "admin")
+# What can be notified (NOTIFY_EVENTS narrows it); app/domain/alerts.py sends them.
+NOTIFY_EVENTS = ("backup-failed", "restore-failed", "verify-failed", "restore-finished", "stale-backup", "size-drop")
 _ENV_NAME = re.compile(r"^[A-Za-z0-9_]{1,40}$")
 _APP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,80}$")
 
@@ -125,6 +127,11 @@ class Settings:
     smtp_password: str | None = field(default=None, repr=False)
     smtp_from: str = "pgconsole@localhost"
     smtp_starttls: bool = True
+    # Apprise URLs (NOTIFY_URLS); they carry tokens and passwords, so never in a repr.
+    notify_urls: tuple[str, ...] = field(default=(), repr=False)
+    notify_events: tuple[str, ...] = NOTIFY_EVENTS
+    public_url: str | None = None  # the console's address as people reach it, for links in messages
+    metrics_token: str | None = field(default=None, repr=False)
     backup_max_age_hours: int = 26
     backup_min_interval_seconds: int = 60  # between manual backups; 0 turns the limit off
     size_drop_alert_percent: int = 50
@@ -240,6 +247,10 @@ class Settings:
             smtp_password=env.get("SMTP_PASSWORD") or None,
             smtp_from=env.get("SMTP_FROM", "pgconsole@localhost"),
             smtp_starttls=_bool(env, "SMTP_STARTTLS", True),
+            notify_urls=_notify_urls(env),
+            notify_events=_notify_events(env),
+            public_url=(_http_url(env, "PUBLIC_URL") or "").rstrip("/") or None,
+            metrics_token=env.get("METRICS_TOKEN") or None,
             backup_max_age_hours=_int(env, "BACKUP_MAX_AGE_HOURS", 26, minimum=1),
             backup_min_interval_seconds=_int(env, "BACKUP_MIN_INTERVAL_SECONDS", 60, minimum=0),
             size_drop_alert_percent=_int(env, "SIZE_DROP_ALERT_PERCENT", 50, minimum=1, maximum=100),
@@ -408,6 +419,29 @@ def _http_url(env: Mapping[str, str], name: str) -> str | None:
     if raw and urlsplit(raw).scheme not in ("http", "https"):
         raise ConfigError(name, "must be an http:// or https:// URL")
     return raw or None
+
+
+def _notify_urls(env: Mapping[str, str]) -> tuple[str, ...]:
+    """NOTIFY_URLS: Apprise URLs separated by spaces or commas (Apprise's own splitter, which keeps
+    a comma inside a URL, e.g. mailto://…?to=a@x,b@x). The error never quotes a URL: they hold secrets."""
+    from apprise.utils.parse import parse_urls
+
+    urls = tuple(parse_urls(env.get("NOTIFY_URLS", "")))
+    for n, url in enumerate(urls, 1):
+        if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://\S*$", url):
+            raise ConfigError(
+                "NOTIFY_URLS",
+                f"entry {n} is not an Apprise URL, or text follows it that is not one (scheme://…, e.g. slack://…)",
+            )
+    return urls
+
+
+def _notify_events(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("NOTIFY_EVENTS", "").replace(",", " ").split()
+    unknown = [e for e in raw if e not in NOTIFY_EVENTS]
+    if unknown:
+        raise ConfigError("NOTIFY_EVENTS", f"unknown event {unknown[0]!r}; use some of {', '.join(NOTIFY_EVENTS)}")
+    return tuple(e for e in NOTIFY_EVENTS if e in raw) if raw else NOTIFY_EVENTS
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None) -> int:

@@ -24,7 +24,7 @@ import redis as redis_lib
 from app.jobs.queue import purge_namespace
 
 # Before importing them, so that their asserts report as well as a test's own.
-pytest.register_assert_rewrite("tests.s3_servers", "tests.pg_servers", "tests.helpers")
+pytest.register_assert_rewrite("tests.s3_servers", "tests.pg_servers", "tests.helpers", "tests.notify_servers")
 from tests.helpers import (  # noqa: E402
     CHROMIUM,
     PASSWORD,
@@ -45,7 +45,7 @@ from tests.helpers import (  # noqa: E402
 )
 from tests.s3_servers import create_bucket, remove_bucket  # noqa: E402
 
-pytest_plugins = ["tests.s3_servers", "tests.pg_servers"]
+pytest_plugins = ["tests.s3_servers", "tests.pg_servers", "tests.notify_servers"]
 
 
 # --------------------------------------------------------------------------- services

@@ -141,12 +141,12 @@ def run_jobs_for(app):
     from rq import SimpleWorker
 
     from app.jobs import runtime
-    from app.jobs.queue import queue_for
+    from app.jobs.queue import worker_queues
     from app.services import redis, settings
 
     with app.app_context():
         runtime.configure(app)
-        SimpleWorker([queue_for(settings(), redis())], connection=redis()).work(burst=True)
+        SimpleWorker(worker_queues(settings(), redis()), connection=redis()).work(burst=True)
 
 
 def child_env(env: dict[str, str]) -> dict[str, str]:

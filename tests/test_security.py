@@ -11,7 +11,8 @@ import pyotp
 import pytest
 import requests
 
-from tests.helpers import PASSWORD, ROOT, AuthActions, child_env, wait_for_job
+from tests.helpers import PASSWORD, ROOT, AuthActions, child_env, wait_for, wait_for_job
+from tests.notify_servers import closed_port
 
 
 def test_every_state_changing_page_route_needs_a_csrf_token(app, client, auth, make_user):
@@ -115,13 +116,35 @@ def sign_in_with_sso(base: str, provider) -> None:
     assert browser.get(back, timeout=30).url == base + "/"
 
 
-def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(
-    secrets_env, processes, redis_server, tmp_path, oidc_provider
-):
+# Secrets inside notification URLs: paths, tokens where a host would be, a mail password.
+NOTIFY_SECRETS = ("notify-url-secret-5521", "dead-url-secret-8812", "T0SLACKSECRETA", "slack-token-secret-3391",
+                  "old-webhook-secret-4410", "smtp-password-secret-6620")  # fmt: skip
+
+
+def notify_env(receiver) -> dict[str, str]:
+    """Every kind of channel, with distinctive secrets: one delivering, the others failing (and so logged)."""
+    return {
+        "NOTIFY_URLS": f"json://127.0.0.1:{receiver.port}/hook/notify-url-secret-5521, "
+                       f"json://127.0.0.1:{closed_port()}/hook/dead-url-secret-8812 "
+                       "slack://T0SLACKSECRETA/B0SLACKSECRETB/slack-token-secret-3391",
+        "ALERT_WEBHOOK_URL": f"http://127.0.0.1:{receiver.port}/services/old-webhook-secret-4410",
+        "ALERT_EMAIL_TO": "ops@example.com",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(closed_port()),
+        "SMTP_USERNAME": "mailer",
+        "SMTP_PASSWORD": "smtp-password-secret-6620",
+    }  # fmt: skip
+
+
+def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(secrets_env, processes, redis_server, tmp_path,
+                                                                 receiver, oidc_provider):  # fmt: skip
     from app import create_app
     from app.extensions import db
+    from app.jobs.queue import notify_queue
     from app.people import create_token, create_user, find_user
     from app.settings import Settings
+
+    secrets_env = {**secrets_env, **notify_env(receiver)}
 
     subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "users", "create", "ada", "--role", "admin",
                     "--password-stdin"], cwd=ROOT, env=child_env(secrets_env), input=PASSWORD, text=True,
@@ -160,18 +183,29 @@ def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(
     restore_jobs = [e.job_id for e in _audit(app) if e.action == "restore" and e.outcome == "requested"]
     assert restore_jobs, "the restore with the right passkey was accepted"
     wait_for_job(redis, restore_jobs[0])
+    # The restore's "restore-finished" alert reaches the two working URLs; the other three fail, and are logged.
+    wait_for(lambda: len(receiver.requests) >= 2, timeout=30, message="the restore's alert")
+    deliveries = notify_queue(settings, redis).finished_job_registry
+    wait_for(lambda: deliveries.count >= 1, timeout=60, message="the whole delivery")
+    cli = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "notify", "test"], cwd=ROOT,
+                         env=child_env(secrets_env), capture_output=True, text=True)  # fmt: skip
+    assert cli.returncode == 1 and f"json://127.0.0.1:{receiver.port}: ok" in cli.stdout
+    pages = cli.stdout + cli.stderr + _settings_pages(app)
     sign_in_with_sso(base, oidc_provider)
     totp_secret, recovery_codes = sign_in_with_second_factor(base, "olga", "olga's secret password 77")
 
     secrets = [secrets_env[k] for k in ("AWS_SECRET_ACCESS_KEY", "RESTORE_PASSKEY", "SECRET_KEY", "OIDC_CLIENT_SECRET")]
     secret_key = private_key_of(secrets_env["BACKUP_ENCRYPTION_IDENTITY_FILE"])
     secrets += [secret_key, secret_key.removeprefix("AGE-SECRET-KEY-1").lower()]  # as written, and bech32 data
-    secrets += [PASSWORD, "olga's secret password 77", token, "wrong-passkey-typed-by-someone"]
+    secrets += [PASSWORD, "olga's secret password 77", token, "wrong-passkey-typed-by-someone", *NOTIFY_SECRETS]
     secrets += [totp_secret, *recovery_codes, *(c.replace("-", "") for c in recovery_codes)]
+    for secret in NOTIFY_SECRETS:
+        assert secret not in pages, f"a notification secret is on a page or the CLI's output: {secret[:6]}…"
     logs = processes.log("web") + processes.log("worker")
+    assert "alert to json://127.0.0.1:" in logs  # the failed deliveries were logged, by scheme and host
     namespace = settings.redis_namespace
     keys = [*redis_server.scan_iter(f"{namespace}*"), *redis_server.scan_iter("rq:*")]
-    stored = b" ".join(redis_server.dump(key) or b"" for key in keys)
+    stored = b" ".join(redis_server.dump(key) or b"" for key in keys) + b" ".join(keys)  # values and names
     with app.app_context():
         audit_text = " ".join(f"{e.username} {e.action} {e.target} {e.outcome} {e.detail}" for e in _audit(app))
         db.engine.dispose()
@@ -181,6 +215,18 @@ def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(
         assert secret not in logs, f"a secret is in the logs: {secret[:6]}…"
         assert secret.encode() not in stored, f"a secret is in Redis: {secret[:6]}…"
         assert secret not in audit_text, f"a secret is in the audit log: {secret[:6]}…"
+
+
+def _settings_pages(app) -> str:
+    """/settings and the test notification's answer, as an admin sees them."""
+    client = app.test_client()
+    auth = AuthActions(client)
+    assert auth.login("ada", PASSWORD).status_code == 302
+    page = client.get("/settings").get_data(as_text=True)
+    assert "slack://…" in page
+    answer = client.post("/settings/test-notification", data={"csrf_token": auth.csrf_token("/settings")})
+    assert answer.status_code == 200
+    return page + answer.get_data(as_text=True)
 
 
 def _audit(app):

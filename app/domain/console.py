@@ -18,6 +18,12 @@ from app.domain.storage import Storage
 from app.settings import Settings, TargetDatabase
 
 
+def target_name(settings: Settings) -> str:
+    """The name of this console's one target, as alerts and metrics label it: named after APP_ENV,
+    as the several-targets design names the target built from today's variables."""
+    return settings.app_env
+
+
 @dataclass(frozen=True)
 class ConsoleBackups:
     target: TargetDatabase

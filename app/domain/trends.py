@@ -61,7 +61,7 @@ def backup_trend(
                 filename=backup.filename,
                 created_at=backup.created_at,
                 size=backup.size,
-                seconds=_duration(manifests.get(backup.filename)),
+                seconds=manifest_seconds(manifests.get(backup.filename)),
                 dropped=dropped,
                 drop_pct=round(pct) if dropped and pct is not None else None,
             )
@@ -88,7 +88,8 @@ def _drop_pct(size: int, earlier: list[int]) -> float | None:
     return (baseline - size) * 100 / baseline
 
 
-def _duration(manifest: dict | None) -> float | None:
+def manifest_seconds(manifest: dict | None) -> float | None:
+    """How long the backup took, from its manifest's started_at and finished_at; None when unknown."""
     if not isinstance(manifest, dict):
         return None
     try:

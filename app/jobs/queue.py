@@ -57,6 +57,35 @@ def queue_for(settings: Settings, redis: Redis) -> Queue:
     return Queue(settings.redis_namespace, connection=redis)
 
 
+def notify_queue(settings: Settings, redis: Redis) -> Queue:
+    """Alert deliveries (app/jobs/notify.py): short jobs, kept apart so they never wait behind a backup."""
+    return Queue(notify_queue_name(settings.redis_namespace), connection=redis)
+
+
+def notify_queue_name(namespace: str) -> str:
+    return f"{namespace}:notify"
+
+
+def worker_queues(settings: Settings, redis: Redis) -> list[Queue]:
+    """What a worker serves, in order: alerts first, then backups, restores and verifies."""
+    return [notify_queue(settings, redis), queue_for(settings, redis)]
+
+
+def jobs_total_key(namespace: str) -> str:
+    return f"{namespace}:metrics:jobs"
+
+
+def count_job(settings: Settings, redis: Redis, kind: str, outcome: str) -> None:
+    """One more finished job of `kind` with `outcome` (ok/failed), for pgconsole_jobs_total."""
+    redis.hincrby(jobs_total_key(settings.redis_namespace), f"{kind}:{outcome}", 1)
+
+
+def job_counts(settings: Settings, redis: Redis) -> dict[tuple[str, str], int]:
+    """{(kind, outcome): count} of every job this console's workers finished, since the key was made."""
+    counts = redis.hgetall(jobs_total_key(settings.redis_namespace))
+    return {tuple(k.decode().split(":", 1)): int(v) for k, v in counts.items()}  # type: ignore[misc]
+
+
 def start_job(
     settings: Settings,
     redis: Redis,
@@ -143,17 +172,18 @@ def purge_namespace(redis: Redis, namespace: str) -> None:
 
     For throw-away namespaces (the tests, the benchmarks); never needed in normal running.
     """
-    queue = Queue(namespace, connection=redis)
-    job_ids = set(queue.get_job_ids())
-    for registry in (
-        queue.started_job_registry,
-        queue.finished_job_registry,
-        queue.failed_job_registry,
-        queue.deferred_job_registry,
-        queue.scheduled_job_registry,
-        queue.canceled_job_registry,
-    ):
-        job_ids.update(registry.get_job_ids())
+    job_ids = set()
+    for queue in (Queue(namespace, connection=redis), Queue(notify_queue_name(namespace), connection=redis)):
+        job_ids.update(queue.get_job_ids())
+        for registry in (
+            queue.started_job_registry,
+            queue.finished_job_registry,
+            queue.failed_job_registry,
+            queue.deferred_job_registry,
+            queue.scheduled_job_registry,
+            queue.canceled_job_registry,
+        ):
+            job_ids.update(registry.get_job_ids())
     keys = set()
     for job_id in job_ids:
         keys.update(redis.scan_iter(match=f"rq:*{job_id}*"))

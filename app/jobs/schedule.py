@@ -20,6 +20,7 @@ from rq.cron import CronJob, CronScheduler
 from app.domain import alerts
 from app.domain.storage import StorageError
 from app.extensions import db
+from app.jobs.notify import notify
 from app.models import ConsoleSetting, utcnow
 from app.settings import Settings
 
@@ -85,7 +86,7 @@ def check_stale_backups(settings: Settings, redis: Redis) -> bool:
         return False
     if not redis.set(f"{settings.redis_namespace}:alert:stale", "1", nx=True, ex=int(max_age.total_seconds())):
         return False
-    alerts.deliver(alert, settings)
+    notify(settings, redis, alert)
     return True
 
 

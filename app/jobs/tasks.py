@@ -25,7 +25,8 @@ from app.domain import backup as backups
 from app.domain.provenance import UNTRUSTED_WARNING
 from app.domain.retention import RetentionPolicy
 from app.jobs.locks import DatabaseLock
-from app.jobs.queue import mark_backup
+from app.jobs.notify import notify
+from app.jobs.queue import count_job, mark_backup
 from app.jobs.runtime import console, console_job
 from app.jobs.state import JobRecord, JobState
 
@@ -93,7 +94,8 @@ def _warn_if_size_dropped(listed: list[catalog.Backup], filename: str, record: J
         return
     message = f"possible data loss: this backup is {drop} % smaller than the backups before it"
     record.remember(warning=message)
-    alerts.deliver(alerts.Alert("size-drop", f"{filename}: {message}", {"file": filename}), settings)
+    details = {"file": filename, **({"job": alerts.job_link(settings, record.job.id)} if record.job else {})}
+    notify(settings, services.redis(), alerts.Alert("size-drop", f"{filename}: {message}", details))
 
 
 @console_job
@@ -132,6 +134,10 @@ def restore_job(filename: str, requested_by: str) -> dict:
     if not copy.trusted:
         detail += f"; untrusted backup ({copy.untrusted_reason})"
     _finish(job, "restore", "ok", requested_by, filename, detail)
+    # Restores are rare and replace live data: the team hears of every one.
+    notify(settings, services.redis(), alerts.job_alert(
+        "restore-finished", settings, action="restore", job_id=job.id if job else None, requested_by=requested_by,
+        seconds=outcome.seconds, filename=filename))  # fmt: skip
     return outcome.to_json()
 
 
@@ -226,9 +232,10 @@ def scheduled_verify() -> str | None:
 
 
 def _finish(job: Job | None, action: str, outcome: str, username: str, target: str | None, detail: str) -> None:
-    settings = services.settings()
+    settings, redis = services.settings(), services.redis()
     if job is not None:
-        DatabaseLock(services.redis(), settings.redis_namespace, settings.target.dbname).release(job.id)
+        DatabaseLock(redis, settings.redis_namespace, settings.target.dbname).release(job.id)
+    count_job(settings, redis, action, outcome)
     audit.record(action, outcome, username=username, target=target, detail=detail, job_id=job.id if job else None)
 
 
@@ -262,8 +269,13 @@ def on_failure(job: Job, connection, exc_type=None, value=None, traceback=None) 
         job.meta["error"] = error
         job.save_meta()
         _finish(job, state.kind, "failed", state.requested_by, state.filename, error)
-        alerts.deliver(
-            alerts.Alert(f"{state.kind}-failed", f"{state.kind} of {ours.target.dbname} failed: {error}",
-                         {"job": job.id, "file": state.filename or "", "requested_by": state.requested_by}),
-            settings,
-        )  # fmt: skip
+        notify(settings, services.redis(), alerts.job_alert(
+            f"{state.kind}-failed", settings, action=state.kind, job_id=job.id, requested_by=state.requested_by,
+            seconds=_seconds_since(job.started_at), filename=state.filename, reason=error))  # fmt: skip
+
+
+def _seconds_since(started: datetime | None) -> float | None:
+    """How long a job ran before it failed (RQ keeps its start in UTC, with or without a zone)."""
+    if started is None:
+        return None
+    return (datetime.now(UTC) - (started if started.tzinfo else started.replace(tzinfo=UTC))).total_seconds()

@@ -26,13 +26,14 @@ def register_blueprints(app: Flask) -> None:
     from app.web.health.views import bp as health_bp
     from app.web.jobs.views import bp as jobs_bp
     from app.web.maintenance.views import bp as maintenance_bp
+    from app.web.metrics.views import bp as metrics_bp
     from app.web.people.views import bp as people_bp
     from app.web.restore.views import bp as restore_bp
 
     auth.init_app(app)
     sso.init_app(app, app.config["SETTINGS"].oidc)
-    blueprints = (auth_bp, sso.bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, maintenance_bp, api_bp)
-    for blueprint in (*blueprints, health_bp):
+    pages = (auth_bp, sso.bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, maintenance_bp)
+    for blueprint in (*pages, api_bp, health_bp, metrics_bp):
         app.register_blueprint(blueprint)
 
     @app.context_processor

@@ -17,10 +17,8 @@ from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 
 from app import operations, services
-from app.domain import pgtools
 from app.domain.alerts import is_stale
-from app.extensions import db
-from app.jobs.schedule import effective_schedule, scheduler_alive
+from app.status import component_checks
 from app.web.auth import load_user_from_token
 
 bp = Blueprint("health", __name__)
@@ -38,28 +36,6 @@ def newest_backup(settings) -> dict | None:
     if newest is None:
         return {"filename": None, "age_seconds": None, "stale": stale}
     return {"filename": newest.filename, "age_seconds": int((now - newest.created_at).total_seconds()), "stale": stale}
-
-
-def component_checks() -> dict[str, str]:
-    """Each dependency is `ok` or a short reason; never a secret (no URL, no credentials)."""
-    checks = {
-        "redis": lambda: services.redis().ping(),
-        "storage": lambda: services.storage().check(),
-        "database": lambda: pgtools.ping(services.settings().target),
-        "console_store": lambda: db.session.execute(db.text("SELECT 1")),
-    }
-    report = {}
-    for name, check in checks.items():
-        try:
-            check()
-            report[name] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means "down", named below
-            report[name] = f"down: {type(exc).__name__}"
-    settings = services.settings()
-    if effective_schedule(settings):
-        alive = scheduler_alive(services.redis(), settings.redis_namespace)
-        report["scheduler"] = "ok" if alive else "down: no scheduler heartbeat in 2 minutes"
-    return report
 
 
 class _CachedChecks:
