@@ -140,6 +140,10 @@ class Settings:
     pg_bin_dirs: tuple[str, ...] = ()
     # Signs manifests; the consoles of a team's environments share it (BACKUP_SIGNING_KEY).
     backup_signing_key: str | None = field(default=None, repr=False)
+    # age recipients (public keys) every new backup is encrypted to; empty: backups stay plain.
+    encryption_recipients: tuple[str, ...] = ()
+    # The workers' age identity file (private keys), read only when a restore or verify decrypts.
+    encryption_identity_file: str | None = None
     # Sign-in: single sign-on through an OpenID Connect provider, and who may use the password form.
     oidc: OidcSettings | None = None
     local_login: str = "enabled"  # enabled | admins | disabled
@@ -254,6 +258,8 @@ class Settings:
             size_drop_alert_percent=_int(env, "SIZE_DROP_ALERT_PERCENT", 50, minimum=1, maximum=100),
             pg_bin_dirs=_bin_dirs(env),
             backup_signing_key=_signing_key(env),
+            encryption_recipients=_recipients(env),
+            encryption_identity_file=env.get("BACKUP_ENCRYPTION_IDENTITY_FILE", "").strip() or None,
             **_sign_in(env),
         )
 
@@ -311,6 +317,27 @@ def _signing_key(env: Mapping[str, str]) -> str | None:
         hint = "e.g. python -c 'import secrets; print(secrets.token_hex(32))'"
         raise ConfigError("BACKUP_SIGNING_KEY", f"must be at least 32 characters (got {len(key)}); {hint}")
     return key or None
+
+
+def _recipients(env: Mapping[str, str]) -> tuple[str, ...]:
+    """BACKUP_ENCRYPTION_RECIPIENTS (comma-separated) and/or the lines of BACKUP_ENCRYPTION_RECIPIENTS_FILE."""
+    from app.domain.encryption import parse_recipients
+
+    found: tuple[str, ...] = ()
+    path = env.get("BACKUP_ENCRYPTION_RECIPIENTS_FILE", "").strip()
+    sources = [("BACKUP_ENCRYPTION_RECIPIENTS", lambda: env.get("BACKUP_ENCRYPTION_RECIPIENTS", ""))]
+    if path:
+        sources.append(("BACKUP_ENCRYPTION_RECIPIENTS_FILE", lambda: Path(path).read_text()))
+    for name, read in sources:
+        try:
+            found += parse_recipients(read())
+        except OSError as exc:
+            raise ConfigError(name, f"cannot read {path} ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise ConfigError(name, str(exc)) from None
+    if path and not found:
+        raise ConfigError("BACKUP_ENCRYPTION_RECIPIENTS_FILE", f"{path} names no recipient")
+    return tuple(dict.fromkeys(found))
 
 
 def _target_database(env: Mapping[str, str]) -> TargetDatabase:
