@@ -214,6 +214,10 @@ class Settings:
     def key_prefix(self) -> str:
         """The Redis prefix of this target's own state (last backup, stale alert, schedule slots)."""
         return self.redis_namespace if not self.several_targets else f"{self.redis_namespace}:target:{self.target_name}"
+    # age recipients (public keys) every new backup is encrypted to; empty: backups stay plain.
+    encryption_recipients: tuple[str, ...] = ()
+    # The workers' age identity file (private keys), read only when a restore or verify decrypts.
+    encryption_identity_file: str | None = None
     # Sign-in: single sign-on through an OpenID Connect provider, and who may use the password form.
     oidc: OidcSettings | None = None
     local_login: str = "enabled"  # enabled | admins | disabled
@@ -317,6 +321,8 @@ class Settings:
             targets=targets,
             target_name=first.name,
             default_target=default,
+            encryption_recipients=_recipients(env),
+            encryption_identity_file=env.get("BACKUP_ENCRYPTION_IDENTITY_FILE", "").strip() or None,
             **_sign_in(env),
         )
 
@@ -541,6 +547,27 @@ def _database_from_url(url: str, variable: str) -> TargetDatabase:
         password=unquote(parts.password or ""),
         dbname=dbname,
     )
+
+
+def _recipients(env: Mapping[str, str]) -> tuple[str, ...]:
+    """BACKUP_ENCRYPTION_RECIPIENTS (comma-separated) and/or the lines of BACKUP_ENCRYPTION_RECIPIENTS_FILE."""
+    from app.domain.encryption import parse_recipients
+
+    found: tuple[str, ...] = ()
+    path = env.get("BACKUP_ENCRYPTION_RECIPIENTS_FILE", "").strip()
+    sources = [("BACKUP_ENCRYPTION_RECIPIENTS", lambda: env.get("BACKUP_ENCRYPTION_RECIPIENTS", ""))]
+    if path:
+        sources.append(("BACKUP_ENCRYPTION_RECIPIENTS_FILE", lambda: Path(path).read_text()))
+    for name, read in sources:
+        try:
+            found += parse_recipients(read())
+        except OSError as exc:
+            raise ConfigError(name, f"cannot read {path} ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise ConfigError(name, str(exc)) from None
+    if path and not found:
+        raise ConfigError("BACKUP_ENCRYPTION_RECIPIENTS_FILE", f"{path} names no recipient")
+    return tuple(dict.fromkeys(found))
 
 
 def _target_database(env: Mapping[str, str]) -> TargetDatabase:

@@ -51,8 +51,12 @@ def test_session_cookie_is_secure_when_configured(make_app, make_user):
 
 
 @pytest.fixture
-def secrets_env(app_env, s3_server, oidc_provider):
-    """A console whose every secret is distinctive, so a leak is easy to find."""
+def secrets_env(app_env, s3_server, oidc_provider, tmp_path):
+    """A console whose every secret is distinctive, so a leak is easy to find. Its backups are
+    encrypted with age, so the worker reads a private key (the identity file) to restore them."""
+    from tests.test_encryption import age_key
+
+    identity, recipient = age_key(tmp_path, "worker-key")
     return {
         **app_env,
         **s3_server,
@@ -60,11 +64,19 @@ def secrets_env(app_env, s3_server, oidc_provider):
         "AWS_SECRET_ACCESS_KEY": "aws-secret-that-must-never-leak-9931",
         "RESTORE_PASSKEY": "passkey-that-must-never-leak-4417",
         "SECRET_KEY": "flask-secret-that-must-never-leak-2201",
+        "BACKUP_ENCRYPTION_RECIPIENTS": recipient,
+        "BACKUP_ENCRYPTION_IDENTITY_FILE": str(identity),
         "OIDC_ISSUER": oidc_provider.url,
         "OIDC_CLIENT_ID": "pgconsole",
         "OIDC_CLIENT_SECRET": "oidc-client-secret-that-must-never-leak-7761",
         "OIDC_ROLE_MAP": "dba=admin,developers=operator",
     }
+
+
+def private_key_of(identity_file: str) -> str:
+    """The AGE-SECRET-KEY-1… line of an identity file made by age-keygen."""
+    with open(identity_file) as lines:
+        return next(line.strip() for line in lines if line.startswith("AGE-SECRET-KEY-"))
 
 
 def csrf_token(browser: requests.Session, url: str) -> str:
@@ -163,6 +175,7 @@ def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(secrets_env, pro
 
     redis = redis_for(settings)
     filename = wait_for_job(redis, json.loads(body)["job_id"])["result"]["filename"]
+    assert filename.endswith(".dump.age")  # so the restore below decrypts with the worker's private key
     for passkey in ("wrong-passkey-typed-by-someone", secrets_env["RESTORE_PASSKEY"]):
         call("POST", "/api/setting/restore", json.dumps({"filename": filename, "passkey": passkey}).encode())
     status, body = call("GET", "/api/setting/backups")
@@ -182,6 +195,8 @@ def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(secrets_env, pro
     totp_secret, recovery_codes = sign_in_with_second_factor(base, "olga", "olga's secret password 77")
 
     secrets = [secrets_env[k] for k in ("AWS_SECRET_ACCESS_KEY", "RESTORE_PASSKEY", "SECRET_KEY", "OIDC_CLIENT_SECRET")]
+    secret_key = private_key_of(secrets_env["BACKUP_ENCRYPTION_IDENTITY_FILE"])
+    secrets += [secret_key, secret_key.removeprefix("AGE-SECRET-KEY-1").lower()]  # as written, and bech32 data
     secrets += [PASSWORD, "olga's secret password 77", token, "wrong-passkey-typed-by-someone", *NOTIFY_SECRETS]
     secrets += [totp_secret, *recovery_codes, *(c.replace("-", "") for c in recovery_codes)]
     for secret in NOTIFY_SECRETS:
@@ -262,7 +277,7 @@ def test_a_pg_dump_child_inherits_no_secret_of_the_worker(secrets_env, processes
     names = {entry.partition("=")[0] for entry in environ if entry}
     assert {"PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PATH"} <= names
     for name in ("RESTORE_PASSKEY", "SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "REDIS_URL",
-                 "OIDC_CLIENT_SECRET"):  # fmt: skip
+                 "OIDC_CLIENT_SECRET", "BACKUP_ENCRYPTION_IDENTITY_FILE"):  # fmt: skip
         assert name not in names
     joined = "\n".join(environ)
     for secret in ("passkey-that-must-never-leak-4417", "flask-secret-that-must-never-leak-2201",

@@ -6,6 +6,8 @@ knows about a backup travels with it and survives the console:
 - `X.dump.json` — the manifest (sha256, size, versions, who asked);
 - `X.dump.pin` — a pin and its note: retention never deletes a pinned backup;
 - `X.dump.verified.json` — the last successful restore test (its time is the object's time).
+
+An encrypted backup `X.dump.age` has the same sidecars under its own name (`X.dump.age.json`, …).
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from app.domain.naming import DUMP_SUFFIX, Owner, manifest_name, parse_backup_name
+from app.domain.naming import (
+    BACKUP_SUFFIXES,
+    Owner,
+    is_backup_name,
+    is_encrypted_name,
+    manifest_name,
+    parse_backup_name,
+)
 from app.domain.storage import Storage, StorageError, StoredObject, check_name
 
 
@@ -32,6 +41,16 @@ class Backup:
     pinned_at: datetime | None = None  # when the pin (and its note) was last written: the note's version
     verified_at: datetime | None = None  # when a restore test last proved it restorable
 
+    @property
+    def is_backup_file(self) -> bool:
+        """A `.dump` or `.dump.age`: something the console can verify, pin and restore."""
+        return is_backup_name(self.filename)
+
+    @property
+    def encrypted(self) -> bool:
+        """An age file (`.dump.age`): restoring it needs one of the recipients' keys."""
+        return is_encrypted_name(self.filename)
+
     def to_json(self) -> dict:
         return {
             "filename": self.filename,
@@ -43,6 +62,7 @@ class Backup:
             "hasManifest": self.has_manifest,
             "pinned": self.pinned,
             "verifiedAt": self.verified_at.isoformat() if self.verified_at else None,
+            "encrypted": self.encrypted,
         }
 
 
@@ -54,7 +74,7 @@ SIDECAR_SUFFIXES = (VERIFIED_SUFFIX, ".json", PIN_SUFFIX)  # longest first
 def sidecar_of(name: str) -> tuple[str, str] | None:
     """(dump name, suffix) when `name` is a sidecar of a dump, else None."""
     for suffix in SIDECAR_SUFFIXES:
-        if name.endswith(DUMP_SUFFIX + suffix):
+        if name.endswith(tuple(backup + suffix for backup in BACKUP_SUFFIXES)):
             return name[: -len(suffix)], suffix
     return None
 
@@ -133,7 +153,7 @@ def may_be_backup(filename: str) -> bool:
         check_name(filename)
     except StorageError:
         return False
-    return filename.endswith(DUMP_SUFFIX)
+    return is_backup_name(filename)
 
 
 def find_backup(backups: list[Backup], filename: str) -> Backup | None:

@@ -41,7 +41,8 @@ def backup_job(requested_by: str) -> dict:
     ours.storage.check()
     # Uploads left by killed jobs (here or in another environment's console) cost money: sweep.
     ours.storage.abort_stale_uploads(older_than=timedelta(seconds=max(6 * 3600, 2 * settings.job_timeout_seconds)))
-    plan = backups.plan_backup(ours, compression=settings.backup_compression, bin_dirs=settings.pg_bin_dirs)
+    plan = backups.plan_backup(ours, compression=settings.backup_compression, bin_dirs=settings.pg_bin_dirs,
+                               recipients=settings.encryption_recipients)  # fmt: skip
     record.remember(filename=plan.filename)
     record.phase("dumping", bytes_total=plan.expected_bytes or None)
     result = backups.stream_backup(
@@ -72,6 +73,8 @@ def backup_job(requested_by: str) -> dict:
     mark_backup(settings, services.redis())  # BACKUP_MIN_INTERVAL_SECONDS counts from the finish too
     _warn_if_size_dropped([b for b in listed if b.filename not in result.deleted], result.filename, record)
     detail = f"{result.size} bytes, sha256 {result.sha256}"
+    if plan.recipients:
+        detail += f"; encrypted with age to {len(plan.recipients)} recipient(s)"
     if result.delete_failures:
         detail += f"; retention could not delete {len(result.delete_failures)} file(s)"
     _finish(job, "backup", "ok", requested_by, result.filename, detail)
@@ -200,18 +203,21 @@ def _restore_into_scratch(
         )
     record.remember(temp_folder=str(folder))
     record.phase("downloading", bytes_total=backup.size)
-    archive, sha256 = restore.download(ours.storage, backup, folder, on_progress=record.advance)
+    archive = restore.fetch_archive(
+        ours.storage, backup, folder, manifest, identity_file=settings.encryption_identity_file,
+        on_progress=record.advance,
+    )  # fmt: skip
     record.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
-    checksum_verified = restore.check_checksum(manifest, sha256)
     if not origin.trusted:
         record.remember(warning=f"this backup is not trusted: {origin.reason}; {UNTRUSTED_WARNING}")
     scratch = restore.scratch_name(ours.target.dbname)
     record.remember(scratch_database=scratch)
     restore.create_scratch(ours.target, scratch)
     record.phase("restoring")
-    tables = restore.restore_into(ours.target, archive, scratch, jobs=settings.restore_jobs,
+    tables = restore.restore_into(ours.target, archive.path, scratch, jobs=settings.restore_jobs,
                                   bin_dirs=settings.pg_bin_dirs, on_progress=record.items)  # fmt: skip
-    return restore.ScratchCopy(scratch, sha256, checksum_verified, origin.trusted, origin.reason, tables)
+    return restore.ScratchCopy(scratch, archive.sha256, archive.checksum_verified, origin.trusted, origin.reason,
+                               tables)  # fmt: skip
 
 
 @console_job
