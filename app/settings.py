@@ -94,6 +94,7 @@ class Target:
     backup_max_age_hours: int = 26
     alert_webhook_url: str | None = field(default=None, repr=False)
     alert_email_to: tuple[str, ...] = ()
+    encryption_recipients: tuple[str, ...] = ()  # age public keys; empty: this target's backups stay plain
 
 
 _PER_TARGET = tuple(f.name for f in fields(Target) if f.name not in ("name", "database"))
@@ -321,7 +322,6 @@ class Settings:
             targets=targets,
             target_name=first.name,
             default_target=default,
-            encryption_recipients=_recipients(env),
             encryption_identity_file=env.get("BACKUP_ENCRYPTION_IDENTITY_FILE", "").strip() or None,
             **_sign_in(env),
         )
@@ -394,6 +394,7 @@ def _per_target_defaults(env: Mapping[str, str]) -> dict:
         "backup_max_age_hours": _int(env, "BACKUP_MAX_AGE_HOURS", 26, minimum=1),
         "alert_webhook_url": _http_url(env, "ALERT_WEBHOOK_URL"),
         "alert_email_to": tuple(a.strip() for a in env.get("ALERT_EMAIL_TO", "").split(",") if a.strip()),
+        "encryption_recipients": _recipients(env),
     }
 
 
@@ -425,6 +426,7 @@ _TARGET_KEYS = {
     "backup_schedule": "cron", "verify_schedule": "cron", "max_backup_files": "count",
     "retention_daily": "count", "retention_weekly": "count", "retention_monthly": "count",
     "backup_max_age_hours": "count", "alert_webhook_url_env": "env", "alert_email_to": "list",
+    "encryption_recipients": "list",
 }  # fmt: skip
 _SECRET_KEYS = ("password", "restore_passkey", "restore_passkey_hash", "alert_webhook_url")
 
@@ -492,6 +494,8 @@ def _file_target(name: str, table: object, env: Mapping[str, str], defaults: dic
             value = env[value]
         if kind == "cron" and (cron := cron_problem(value)):
             raise problem(key, cron)
+        if key == "encryption_recipients":
+            value = _file_recipients(value, problem)
         values[key] = value
     for required in ("database_url", "storage_url"):
         if required not in values:
@@ -547,6 +551,16 @@ def _database_from_url(url: str, variable: str) -> TargetDatabase:
         password=unquote(parts.password or ""),
         dbname=dbname,
     )
+
+
+def _file_recipients(values: tuple[str, ...], problem) -> tuple[str, ...]:
+    """A target's own age recipients (public keys, so they may be written in the file)."""
+    from app.domain.encryption import parse_recipients
+
+    try:
+        return tuple(dict.fromkeys(r for value in values for r in parse_recipients(value)))
+    except ValueError as exc:
+        raise problem("encryption_recipients", str(exc)) from None
 
 
 def _recipients(env: Mapping[str, str]) -> tuple[str, ...]:

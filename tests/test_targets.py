@@ -359,6 +359,7 @@ def test_alerts_and_healthz_name_each_target(make_app, targets_env, redis_server
         ('password_env = "BAD_DB_PASSWORD"', {}, "target 'bad', key 'password_env': names the environment "
                                                  "variable BAD_DB_PASSWORD, which is not set"),
         ('backup_schedule = "every day"', {}, "target 'bad', key 'backup_schedule': must be a cron expression"),
+        ('encryption_recipients = ["age1notakey"]', {}, "target 'bad', key 'encryption_recipients': "),
     ],
 )
 def test_a_malformed_targets_file_is_refused_with_one_line(tmp_path, table, env, expected):
@@ -505,3 +506,36 @@ def test_retention_is_per_target_and_environment(make_app, targets_env):
     listed = {b["filename"] for b in client.get("/api/targets/production/backups", headers=headers).get_json()}
     assert listed == {staging, second}  # production keeps 1 of its own; staging's, in the same bucket, stays
     assert first not in listed
+
+
+def test_each_target_encrypts_to_its_own_recipients(make_app, targets_env, databases, tmp_path):
+    """Production's backups are age files for production's key; staging (no recipients) stays plain."""
+    from tests.test_encryption import age_key
+
+    key, public = age_key(tmp_path, "production-key")
+    path = Path(targets_env["TARGETS_FILE"])
+    path.write_text(path.read_text().replace(
+        'restore_passkey_env = "PRODUCTION_PASSKEY"',
+        f'restore_passkey_env = "PRODUCTION_PASSKEY"\nencryption_recipients = ["{public}"]'))  # fmt: skip
+    app = make_app(**targets_env, BACKUP_ENCRYPTION_IDENTITY_FILE=str(key))
+    client, _ = make_person(app, "ada", "admin")
+    headers = token(app, "ada")
+    production, staging = (backed_up(app, client, headers, name) for name in ("production", "staging"))
+    assert production.endswith(".dump.age") and staging.endswith(".dump")
+    from app.clients import storage_for
+
+    storage = storage_for(app.config["SETTINGS"].for_target("production"))
+    stored = storage.get_bytes(production)
+    assert not stored.startswith(b"PGDMP")
+    plain = subprocess.run(["age", "-d", "-i", str(key)], input=stored, capture_output=True, check=True).stdout
+    assert plain.startswith(b"PGDMP") and storage.get_bytes(staging).startswith(b"PGDMP")
+
+    before = fingerprint(databases["production"])
+    delete_customers(databases["production"], 10)
+    answer = client.post("/api/targets/production/restore", headers=headers,
+                         json={"filename": production, "passkey": PASSKEYS["production"]})  # fmt: skip
+    assert answer.status_code == 202, answer.get_json()
+    run_jobs_for(app)
+    assert job_of(app, answer.get_json()["job_id"])["status"] == "finished"
+    assert fingerprint(databases["production"]) == before
+
