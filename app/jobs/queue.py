@@ -85,7 +85,7 @@ def start_job(
             f"another backup or restore of {settings.target.dbname} is running (job {lock.holder()}); "
             "wait for it to finish"
         )
-    state = JobState(kind=kind, requested_by=requested_by, filename=filename)
+    state = JobState(kind=kind, requested_by=requested_by, filename=filename, scheduled=scheduled)
     try:
         if kind == "backup":
             mark_backup(settings, redis)  # under the lock: a second request sees it or gets the 409

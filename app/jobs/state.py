@@ -46,6 +46,7 @@ class JobState:
     kind: str = "job"  # backup, restore or verify
     requested_by: str = "?"
     filename: str | None = None
+    scheduled: bool = False
     progress: Progress = field(default_factory=Progress)
     warning: str | None = None
     error: str | None = None

@@ -24,6 +24,7 @@ from app.domain import alerts, catalog, cleanup, provenance, restore, trends
 from app.domain import backup as backups
 from app.domain.provenance import UNTRUSTED_WARNING
 from app.domain.retention import RetentionPolicy
+from app.jobs import history
 from app.jobs.locks import DatabaseLock
 from app.jobs.queue import mark_backup
 from app.jobs.runtime import console, console_job
@@ -34,7 +35,7 @@ from app.jobs.state import JobRecord, JobState
 def backup_job(requested_by: str) -> dict:
     """Plan → stream → publish → retention."""
     job, settings, ours = get_current_job(), services.settings(), console()
-    record = JobRecord(job)
+    record = _begin(job)
     record.phase("preparing")
     ours.storage.check()
     # Uploads left by killed jobs (here or in another environment's console) cost money: sweep.
@@ -67,7 +68,10 @@ def backup_job(requested_by: str) -> dict:
     detail = f"{result.size} bytes, sha256 {result.sha256}"
     if result.delete_failures:
         detail += f"; retention could not delete {len(result.delete_failures)} file(s)"
-    _finish(job, "backup", "ok", requested_by, result.filename, detail)
+    summary = f"saved {result.filename}"
+    if result.deleted:
+        summary += f"; retention deleted {len(result.deleted)} older backup(s)"
+    _finish(job, "backup", "ok", requested_by, result.filename, detail, summary=summary, size=result.size)
     return result.to_json()
 
 
@@ -97,14 +101,14 @@ def _warn_if_size_dropped(listed: list[catalog.Backup], filename: str, record: J
 def restore_job(filename: str, requested_by: str) -> dict:
     """Check → download into scratch → swap in."""
     job, settings, ours = get_current_job(), services.settings(), console()
-    record = JobRecord(job)
+    record = _begin(job)
     started = time.monotonic()
     record.phase("checking")
     listed = ours.listing()
     backup = ours.find(filename, listed)
     if backup is None:
         raise restore.RestoreRefused(f"{filename} is no longer in the store; nothing was changed")
-    restore.require_recent_backup(listed, owner=ours.owner, minutes=settings.recent_check_minutes)
+    safety = restore.require_recent_backup(listed, owner=ours.owner, minutes=settings.recent_check_minutes)
     with restore.temp_folder(str(Path(settings.instance_path, "tmp"))) as folder:
         copy = _restore_into_scratch(backup, folder, record, trusted_only=False)
         set_aside = restore.scratch_name(ours.target.dbname, "previous")
@@ -128,8 +132,10 @@ def restore_job(filename: str, requested_by: str) -> dict:
         detail += "; no manifest, checksum not verified"
     if not copy.trusted:
         detail += f"; untrusted backup ({copy.untrusted_reason})"
-    _finish(job, "restore", "ok", requested_by, filename, detail)
-    return outcome.to_json()
+    _finish(job, "restore", "ok", requested_by, filename, detail, size=backup.size,
+            summary=f"{ours.target.dbname} now holds the data of {filename}")  # fmt: skip
+    # What the job page needs to say what changed and how to undo it.
+    return {**outcome.to_json(), "backup_taken_at": backup.created_at.isoformat(), "safety_backup": safety.filename}
 
 
 @console_job
@@ -140,7 +146,7 @@ def verify_job(filename: str, requested_by: str, trusted_only: bool = True) -> d
     is not signed by this team's key before anything is downloaded or created.
     """
     job, settings, ours = get_current_job(), services.settings(), console()
-    record = JobRecord(job)
+    record = _begin(job)
     started = time.monotonic()
     record.phase("checking")
     backup = ours.find(filename)
@@ -166,7 +172,8 @@ def verify_job(filename: str, requested_by: str, trusted_only: bool = True) -> d
     catalog.record_verification(ours.storage, filename, report)
     record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
     total = sum(rows.values())
-    _finish(job, "verify", "ok", requested_by, filename, f"{len(rows)} tables, {total} rows, {report['seconds']} s")
+    summary = f"{len(rows)} tables, {total} rows, {report['seconds']} s"
+    _finish(job, "verify", "ok", requested_by, filename, summary, summary=f"restorable: {summary}", size=backup.size)
     return report
 
 
@@ -219,10 +226,26 @@ def scheduled_verify() -> str | None:
         return None  # audited by the request
 
 
-def _finish(job: Job | None, action: str, outcome: str, username: str, target: str | None, detail: str) -> None:
+def _begin(job: Job | None) -> JobRecord:
+    """The running job's state, and its record in the console store marked started."""
+    record = JobRecord(job)
+    if job is not None:
+        settings = services.settings()
+        history.started(job.id, record.state, environment=settings.app_env, database=settings.target.dbname)
+    return record
+
+
+def _finish(
+    job: Job | None, action: str, outcome: str, username: str, target: str | None, detail: str,
+    *, summary: str | None = None, size: int | None = None,
+) -> None:  # fmt: skip
+    """Free the lock, end the job's record (`summary` says what it did) and audit; `detail` is the audit's."""
     settings = services.settings()
     if job is not None:
         DatabaseLock(services.redis(), settings.redis_namespace, settings.target.dbname).release(job.id)
+        ok = outcome == "ok"
+        history.ended(job.id, ok=ok, outcome=summary if ok else None, error=None if ok else detail, size=size,
+                      filename=target)  # fmt: skip
     audit.record(action, outcome, username=username, target=target, detail=detail, job_id=job.id if job else None)
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, render_template, request, url_for
+from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException, default_exceptions
 
 from app import services
 from app.operations import Refused
 
+JOB_MENTION = re.compile(r"\bjob ([0-9a-f]{32})\b")  # job ids are uuid4 hex (jobs.queue.start_job)
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -18,6 +21,7 @@ CSP = (
 
 def register_blueprints(app: Flask) -> None:
     from app.web import auth
+    from app.web.activity.views import bp as activity_bp
     from app.web.api.views import bp as api_bp
     from app.web.audit.views import bp as audit_bp
     from app.web.auth.views import bp as auth_bp
@@ -29,7 +33,8 @@ def register_blueprints(app: Flask) -> None:
     from app.web.restore.views import bp as restore_bp
 
     auth.init_app(app)
-    for blueprint in (auth_bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, maintenance_bp, api_bp, health_bp):
+    for blueprint in (auth_bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, maintenance_bp, api_bp, health_bp,
+                      activity_bp):
         app.register_blueprint(blueprint)
 
     @app.context_processor
@@ -40,6 +45,17 @@ def register_blueprints(app: Flask) -> None:
     @app.template_filter("filesize")
     def filesize(size: int | None) -> str:
         return human_size(size)
+
+    @app.template_filter("duration")
+    def duration(seconds: float | None) -> str:
+        return human_duration(seconds)
+
+    @app.template_filter("link_jobs")
+    def link_jobs(message: str) -> Markup:
+        """A message that names a job ("… is running (job 9de6…)") links to that job's page."""
+        escaped = str(escape(message))
+        linked = JOB_MENTION.sub(lambda m: f'<a href="{url_for("jobs.show", job_id=m[1])}">job {m[1]}</a>', escaped)
+        return Markup(linked)  # noqa: S704 - the message is escaped above and a job id is hex
 
     @app.template_filter("localtime")
     def localtime(moment) -> str:
@@ -84,6 +100,17 @@ def human_size(size: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 def wants_json() -> bool:

@@ -12,6 +12,7 @@ from app import audit, operations, services
 from app.domain import catalog, trends
 from app.domain.catalog import read_manifest, read_pin
 from app.domain.storage import StorageError
+from app.jobs import history
 from app.jobs.schedule import effective_schedule, next_run
 from app.web.auth import client_address, current_actor, role_required
 from app.web.auth.forms import safe_next
@@ -51,6 +52,9 @@ def index():
         form=CreateBackupForm(),
         action_form=PinForm(),
         zone=settings.zone,
+        failures=history.latest_failures(settings.app_env),
+        running=history.running(settings.app_env),
+        reason_of=history.reason_of,
     )
 
 

@@ -1,0 +1,122 @@
+"""Job records and /activity through the Flask test client: what everyone can see happened."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from tests.helpers import post, run_jobs_for, signed_in
+
+
+@pytest.fixture
+def broken_app(make_app, run_jobs):
+    """A console whose target database refuses connections (nothing listens on port 1)."""
+    return make_app(DATABASE_URL="postgresql://postgres@127.0.0.1:1/nowhere")
+
+
+def backup_from_page(app, make_user, run_jobs, username: str = "olga") -> str:
+    """An operator asks for a backup on `app`'s home page; its worker runs it; returns the job id."""
+    client, auth = signed_in(app, make_user, "operator", username)
+    response = post(client, auth, "/backups")
+    assert response.status_code == 303, response.get_data(as_text=True)
+    run_jobs_for(app)
+    return response.headers["Location"].split("/jobs/")[1].split("?")[0]
+
+
+def test_a_viewer_sees_a_finished_backup_on_the_activity_page(app, make_user, run_jobs):
+    job_id = backup_from_page(app, make_user, run_jobs)
+    viewer, _ = signed_in(app, make_user, "viewer", "vera")
+    page = viewer.get("/activity").get_data(as_text=True)
+    row = re.search(r"<tr class=\"status-finished\".*?</tr>", page, re.S)
+    assert row, page
+    assert f'href="/jobs/{job_id}"' in row[0] and ">Backup<" in row[0]
+    assert "olga" in row[0] and "staging" in row[0] and "saved pharmatracker-staging-on-" in row[0]
+    assert re.search(r'data-label="Size" class="num">\d+(\.\d)? [KM]?B<', row[0])
+    assert 'aria-current="page">Activity<' in page
+
+
+def test_a_failed_backup_shows_its_reason_on_activity_and_as_a_banner(broken_app, make_user, run_jobs):
+    app = broken_app
+    job_id = backup_from_page(app, make_user, run_jobs)
+    viewer, _ = signed_in(app, make_user, "viewer", "vera")
+    page = viewer.get("/activity?status=failed").get_data(as_text=True)
+    assert "Failed: the database refused connections" in page and f"/jobs/{job_id}" in page
+    assert "No jobs" not in page
+    assert "No jobs match these filters" in viewer.get("/activity?status=finished").get_data(as_text=True)
+
+    home = viewer.get("/").get_data(as_text=True)
+    banner = re.search(r'<p class="banner banner-failed" role="alert">(.*?)</p>', home, re.S)
+    assert banner, home
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", banner[1]))
+    assert re.search(r"Last backup failed at \d{4}-\d\d-\d\d .* IST: the database refused connections · details", text)
+    assert f'href="/jobs/{job_id}"' in banner[1]
+
+
+def test_a_later_success_clears_the_banner(broken_app, app, make_user, run_jobs):
+    backup_from_page(broken_app, make_user, run_jobs)
+    client, _ = signed_in(app, make_user, "viewer", "vera")  # the same store, on the real database
+    assert "Last backup failed" in client.get("/").get_data(as_text=True)
+    backup_from_page(app, make_user, run_jobs, "otto")
+    assert "Last backup failed" not in client.get("/").get_data(as_text=True)
+
+
+def test_a_refused_backup_links_to_the_running_job_which_is_a_live_row_on_top(app, make_user):
+    client, auth = signed_in(app, make_user, "operator", "olga")
+    first = post(client, auth, "/backups").headers["Location"].split("/jobs/")[1].split("?")[0]
+    home = client.get("/").get_data(as_text=True)
+    assert "Running now" in home and f'data-live-job="/api/jobs/{first}"' in home and "live.js" in home
+    page = post(client, auth, "/backups")
+    page = (
+        client.get(page.headers["Location"]).get_data(as_text=True)
+        if page.status_code == 303
+        else page.get_data(as_text=True)
+    )
+    assert f'(<a href="/jobs/{first}">job {first}</a>)' in page
+    activity = client.get("/activity?status=running").get_data(as_text=True)
+    assert f'data-live-job="/api/jobs/{first}"' in activity and "queued" in activity
+
+
+def test_filters_and_pages(app, make_user):
+    from app.extensions import db
+    from app.models import JobRun
+
+    with app.app_context():
+        for n in range(60):
+            db.session.add(JobRun(id=f"job{n:03}", kind="verify" if n % 2 else "backup", environment="staging",
+                                  database="d", requested_by="scheduler", status="finished"))  # fmt: skip
+        db.session.commit()
+    viewer, _ = signed_in(app, make_user, "viewer", "vera")
+    first = viewer.get("/activity").get_data(as_text=True)
+    assert first.count("<tr class=") == 50 and "Older" in first and "Newer" not in first
+    second = viewer.get("/activity?page=2").get_data(as_text=True)
+    assert second.count("<tr class=") == 10 and "Newer" in second
+    verifies = viewer.get("/activity?kind=verify").get_data(as_text=True)
+    assert verifies.count("<tr class=") == 30 and ">Backup<" not in verifies
+    # Nonsense arguments show the unfiltered first page, never a 500.
+    assert viewer.get("/activity?kind=drop&page=-4&status=%00").status_code == 200
+
+
+def test_records_are_kept_for_500_jobs_or_30_days(app):
+    from app.extensions import db
+    from app.jobs import history
+    from app.models import JobRun, utcnow
+
+    now = utcnow()
+    with app.app_context():
+
+        def add(job_id, at):
+            db.session.add(JobRun(id=job_id, kind="backup", environment="staging", database="d", requested_by="a",
+                                  status="finished", enqueued_at=at))  # fmt: skip
+
+        for n in range(520):  # 520 old records, the oldest last
+            add(f"old{n:03}", now - timedelta(days=90, minutes=n))
+        for n in range(30):  # and 30 of this month
+            add(f"new{n:03}", now - timedelta(days=29))
+        db.session.commit()
+        assert history.prune() == 50  # the newest 500 are kept, the 30 recent ones among them
+        kept = set(db.session.execute(db.select(JobRun.id)).scalars())
+        assert len(kept) == 500 and {f"new{n:03}" for n in range(30)} <= kept
+        assert "old469" in kept and "old470" not in kept
+
