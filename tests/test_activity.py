@@ -120,3 +120,38 @@ def test_records_are_kept_for_500_jobs_or_30_days(app):
         assert len(kept) == 500 and {f"new{n:03}" for n in range(30)} <= kept
         assert "old469" in kept and "old470" not in kept
 
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_a_failed_backup_page_says_what_did_not_change_and_offers_next_steps(broken_app, make_user, run_jobs):
+    job_id = backup_from_page(broken_app, make_user, run_jobs)
+    client, _ = signed_in(broken_app, make_user, "operator", "otto")
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    heading = re.search(r'<h1 class="failed-heading" id="job-heading">(.*?)</h1>', page, re.S)
+    assert heading and text_of(heading[1]).strip() == "Backup failed: no backup was saved, nowhere is unchanged"
+    assert "<progress" not in page and "job.js" not in page  # nothing moves on a job that ended
+    assert "Cause: the database refused connections." in text_of(page)
+    assert re.search(r"<details id=\"job-error-detail\"><summary>Technical detail</summary><p id=\"job-error\">"
+                     r"database error: connection", page)  # fmt: skip
+    assert re.search(r'action="/backups".*?>Try again</button>', page, re.S)
+    assert '<a href="/">Back to backups</a>' in page
+    assert re.search(r'class="step step-failed" aria-current="step">\s*Prepare', page)
+
+
+def test_a_finished_backup_links_to_download_and_restore_and_a_verify_shows_its_report(app, make_user, run_jobs):
+    job_id = backup_from_page(app, make_user, run_jobs)
+    admin, auth = signed_in(app, make_user, "admin", "ada")
+    page = admin.get(f"/jobs/{job_id}").get_data(as_text=True)
+    filename = re.search(r"Saved <code>([^<]+)</code>", page)[1]
+    assert f'href="/backups/{filename}/download">Download</a>' in page
+    assert f'href="/backups/{filename}/restore">Restore</a>' in page
+    assert page.count('class="step step-done"') == 4 and 'aria-current="step"' not in page
+
+    verify = post(admin, auth, f"/backups/{filename}/verify")
+    run_jobs()
+    report = admin.get(verify.headers["Location"]).get_data(as_text=True)
+    assert "Verify finished" in report
+    assert re.search(r"restores: \d+ tables, \d+ rows, in \d+ s\.", text_of(report))
+    assert re.search(r"<tr><td>public\.\w+</td><td class=\"num\">\d+</td></tr>", report), report

@@ -3,9 +3,13 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 
 from app import services
+from app.domain.cleanup import plain_reason
+from app.jobs import history
 from app.jobs.queue import job_status
+from app.web.activity.steps import steps_of
 from app.web.auth import role_required
 from app.web.auth.forms import safe_next
+from app.web.backups.forms import PinForm
 
 bp = Blueprint("jobs", __name__)
 
@@ -14,6 +18,30 @@ bp = Blueprint("jobs", __name__)
 @role_required("viewer")
 def show(job_id: str):
     job = job_status(services.redis(), job_id)
-    if job is None:
-        abort(404, "no such job (jobs are kept for 7 days)")
-    return render_template("jobs/show.html", job=job, next=safe_next(request.args.get("next")))
+    run = history.find(job_id) if len(job_id) <= 64 else None
+    if job is None and run is None:
+        abort(404, "no such job (the last 500 jobs, and those of the last 30 days, are kept)")
+    if job is None:  # RQ has forgotten it; the console store has not
+        job = from_record(run)
+    return render_template(
+        "jobs/show.html",
+        job=job,
+        run=run,
+        steps=steps_of(job["kind"], job["progress"]["phase"], job["status"]),
+        reason=plain_reason(job["error"] or "") if job["status"] == "failed" else None,
+        action_form=PinForm(),
+        next=safe_next(request.args.get("next")),
+    )
+
+
+def from_record(run) -> dict:
+    """The job as job_status shows it, from its record alone (no progress or result are kept)."""
+    return {
+        "id": run.id, "kind": run.kind, "status": "started" if run.status == "started" else run.status,
+        "progress": {"phase": "done" if run.status == "finished" else run.status, "bytes_done": run.size or 0,
+                     "percent": 100 if run.status == "finished" else None},
+        "result": None, "error": run.error, "requested_by": run.requested_by, "filename": run.filename,
+        "warning": None, "enqueued_at": run.enqueued_at.isoformat(),
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "ended_at": run.ended_at.isoformat() if run.ended_at else None,
+    }  # fmt: skip
