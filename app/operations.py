@@ -165,6 +165,12 @@ def environment_passkey_limit(using: Collaborators) -> FailureLimit:
     return failure_limit(using, "passkey-environment", PASSKEY_ENVIRONMENT_FAILURES_ALLOWED, PASSKEY_WINDOW_SECONDS)
 
 
+def passkey_tries_left(actor: Actor, using: Collaborators) -> int:
+    """Wrong passkeys `actor` may still type before the wait: theirs or the console's, whichever is fewer."""
+    return min(passkey_limit(using).remaining(actor.username, actor.address or "unknown"),
+               environment_passkey_limit(using).remaining(using.settings.app_env))  # fmt: skip
+
+
 def restorable(using: Collaborators, filename: str) -> tuple[Backup, list[Backup]]:
     """The backup to restore and the listing it came from (the recent-backup rule reads the same one)."""
     listed = using.backups.listing()

@@ -21,6 +21,8 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROLES = ("viewer", "operator", "admin")
+ENVIRONMENT_COLOR_NAMES = ("red", "amber", "green", "blue", "purple", "neutral")
+DEFAULT_ENVIRONMENT_COLORS = {"production": "red", "staging": "amber"}
 _ENV_NAME = re.compile(r"^[A-Za-z0-9_]{1,40}$")
 _APP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,80}$")
 
@@ -111,6 +113,13 @@ class Settings:
     pg_bin_dirs: tuple[str, ...] = ()
     # Signs manifests; the consoles of a team's environments share it (BACKUP_SIGNING_KEY).
     backup_signing_key: str | None = field(default=None, repr=False)
+    # Environment -> colour of its bar and badges (ENVIRONMENT_COLORS), over the defaults.
+    environment_colors: tuple[tuple[str, str], ...] = ()
+
+    def color_of(self, environment: str | None) -> str:
+        """The colour an environment is shown in: ENVIRONMENT_COLORS, else production red, staging amber."""
+        chosen = dict(self.environment_colors)
+        return chosen.get(environment or "", DEFAULT_ENVIRONMENT_COLORS.get(environment or "", "neutral"))
 
     @property
     def signing_key(self) -> bytes:
@@ -211,6 +220,7 @@ class Settings:
             size_drop_alert_percent=_int(env, "SIZE_DROP_ALERT_PERCENT", 50, minimum=1, maximum=100),
             pg_bin_dirs=_bin_dirs(env),
             backup_signing_key=_signing_key(env),
+            environment_colors=_environment_colors(env),
         )
 
 
@@ -336,3 +346,18 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(name, f"must be true or false (got {raw!r})")
+
+
+def _environment_colors(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """ENVIRONMENT_COLORS: `production=red,staging=amber,qa=blue`; colours from ENVIRONMENT_COLOR_NAMES."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in env.get("ENVIRONMENT_COLORS", "").split(","))):
+        name, _, color = (x.strip() for x in item.partition("="))
+        if not _ENV_NAME.match(name) or color not in ENVIRONMENT_COLOR_NAMES:
+            raise ConfigError(
+                "ENVIRONMENT_COLORS",
+                f"write environment=colour pairs separated by commas, colours {', '.join(ENVIRONMENT_COLOR_NAMES)} "
+                f"(got {item!r})",
+            )
+        pairs.append((name, color))
+    return tuple(pairs)

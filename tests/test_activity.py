@@ -155,3 +155,19 @@ def test_a_finished_backup_links_to_download_and_restore_and_a_verify_shows_its_
     assert "Verify finished" in report
     assert re.search(r"restores: \d+ tables, \d+ rows, in \d+ s\.", text_of(report))
     assert re.search(r"<tr><td>public\.\w+</td><td class=\"num\">\d+</td></tr>", report), report
+
+
+@pytest.mark.web_only
+def test_each_environment_has_its_colour_on_a_full_width_bar(make_app, make_user):
+    from app.settings import ConfigError, Settings
+
+    staging = make_app()
+    client, _ = signed_in(staging, make_user, "viewer", "vera")
+    assert re.search(r'<div class="env-bar env-amber">staging console · database \w+</div>', client.get("/").text)
+    production = make_app(APP_ENV="production")
+    assert '<div class="env-bar env-red">production console' in production.test_client().get("/login").text
+    chosen = make_app(APP_ENV="qa", ENVIRONMENT_COLORS="qa=blue, production=purple")
+    assert '<div class="env-bar env-blue">qa console' in chosen.test_client().get("/login").text
+    assert Settings.from_env({"DATABASE_URL": "postgresql://h/d"}).color_of("development") == "neutral"
+    with pytest.raises(ConfigError, match="^ENVIRONMENT_COLORS: .*got 'qa=pink'"):
+        Settings.from_env({"DATABASE_URL": "postgresql://h/d", "ENVIRONMENT_COLORS": "qa=pink"})

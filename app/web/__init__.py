@@ -33,14 +33,14 @@ def register_blueprints(app: Flask) -> None:
     from app.web.restore.views import bp as restore_bp
 
     auth.init_app(app)
-    for blueprint in (auth_bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, maintenance_bp, api_bp, health_bp,
-                      activity_bp):
+    blueprints = (auth_bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, maintenance_bp, api_bp, health_bp)
+    for blueprint in (*blueprints, activity_bp):
         app.register_blueprint(blueprint)
 
     @app.context_processor
     def inject_environment() -> dict:
         settings = services.settings()
-        return {"app_env": settings.app_env, "target_db": settings.target.dbname}
+        return {"app_env": settings.app_env, "target_db": settings.target.dbname, "env_css": settings.color_of}
 
     @app.template_filter("filesize")
     def filesize(size: int | None) -> str:
@@ -59,13 +59,12 @@ def register_blueprints(app: Flask) -> None:
 
     @app.template_filter("localtime")
     def localtime(moment) -> str:
-        if moment is None:
-            return ""
-        if isinstance(moment, str):
-            moment = datetime.fromisoformat(moment)
-        if moment.tzinfo is None:  # the console store keeps naive UTC
-            moment = moment.replace(tzinfo=UTC)
-        return moment.astimezone(services.settings().zone).strftime("%Y-%m-%d %I:%M:%S %p %Z")
+        return in_display_zone(moment, "%Y-%m-%d %I:%M:%S %p %Z")
+
+    @app.template_filter("clock")
+    def clock(moment) -> str:
+        """Only the time of day ("04:28 PM IST"), for moments within the hour."""
+        return in_display_zone(moment, "%I:%M %p %Z")
 
     @app.after_request
     def security_headers(response):
@@ -100,6 +99,16 @@ def human_size(size: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+def in_display_zone(moment, layout: str) -> str:
+    if moment is None:
+        return ""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:  # the console store keeps naive UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(services.settings().zone).strftime(layout)
 
 
 def human_duration(seconds: float | None) -> str:

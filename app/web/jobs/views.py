@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, abort, render_template, request
 
 from app import services
@@ -28,10 +30,18 @@ def show(job_id: str):
         job=job,
         run=run,
         steps=steps_of(job["kind"], job["progress"]["phase"], job["status"]),
+        seconds=elapsed(job),
         reason=plain_reason(job["error"] or "") if job["status"] == "failed" else None,
         action_form=PinForm(),
         next=safe_next(request.args.get("next")),
     )
+
+
+def elapsed(job: dict) -> float | None:
+    """Seconds from start to end of a job that ended (job.js counts while it runs)."""
+    if not job["started_at"] or not job["ended_at"]:
+        return None
+    return (datetime.fromisoformat(job["ended_at"]) - datetime.fromisoformat(job["started_at"])).total_seconds()
 
 
 def from_record(run) -> dict:
