@@ -171,3 +171,44 @@ def test_each_environment_has_its_colour_on_a_full_width_bar(make_app, make_user
     assert Settings.from_env({"DATABASE_URL": "postgresql://h/d"}).color_of("development") == "neutral"
     with pytest.raises(ConfigError, match="^ENVIRONMENT_COLORS: .*got 'qa=pink'"):
         Settings.from_env({"DATABASE_URL": "postgresql://h/d", "ENVIRONMENT_COLORS": "qa=pink"})
+
+
+def test_a_backups_estimate_follows_the_database_when_the_previous_backup_is_outgrown_or_missing():
+    from app.domain.backup import BackupPlan
+
+    def plan(previous: int, database: int) -> BackupPlan:
+        return BackupPlan("f.dump", None, "16.0", [], expected_bytes=previous, database_bytes=database)
+
+    assert plan(previous=300, database=1000).estimate(0) == 300
+    assert plan(previous=300, database=1000).estimate(300) == 300
+    assert plan(previous=300, database=1000).estimate(301) == 1000  # grown past the last backup
+    assert plan(previous=0, database=1000).estimate(0) == 1000  # the first backup
+    assert plan(previous=300, database=1000).estimate(5000) == 5000  # never below what is done
+
+
+@pytest.mark.web_only
+def test_a_scheduled_backup_that_did_not_run_is_a_banner(app, make_user):
+    from app.extensions import db
+    from app.jobs.schedule import save_schedule
+    from app.models import ConsoleSetting, JobRun, utcnow
+
+    now = utcnow()
+    with app.app_context():
+        save_schedule("0 * * * *", "ada")  # hourly; set three hours ago, used since
+        db.session.get(ConsoleSetting, "backup_schedule").updated_at = now - timedelta(hours=3)
+        db.session.add(JobRun(id="earlier", kind="backup", environment="staging", database="d",
+                              requested_by="scheduler", scheduled=True, status="finished",
+                              enqueued_at=now - timedelta(hours=2, minutes=30)))  # fmt: skip
+        db.session.commit()
+    viewer, _ = signed_in(app, make_user, "viewer", "vera")
+    home = viewer.get("/").text
+    banner = re.search(r'<p class="banner banner-failed" role="alert" id="missed-backup">(.*?)</p>', home, re.S)
+    assert banner, home
+    assert re.search(r"The scheduled backup of \d{4}-\d\d-\d\d \d\d:00:00 [AP]M IST did not run", text_of(banner[1]))
+    assert 'href="/activity?kind=backup"' in banner[1]
+
+    with app.app_context():  # the scheduler came back: the latest slot's backup was enqueued
+        db.session.add(JobRun(id="on-time", kind="backup", environment="staging", database="d", scheduled=True,
+                              requested_by="scheduler", status="finished", enqueued_at=now))  # fmt: skip
+        db.session.commit()
+    assert "missed-backup" not in viewer.get("/").text

@@ -9,18 +9,21 @@ facts (kind, who asked, file, size, outcome or reason), never a secret.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 
 from app.domain.cleanup import plain_reason
 from app.extensions import db
+from app.jobs.schedule import previous_run
 from app.jobs.state import JobState
 from app.models import JobRun, utcnow
 
 KEEP_NEWEST = 500  # at least this many records are kept, however old ...
 KEEP_DAYS = 30  # ... and every record of the last 30 days, however many
 KINDS = ("backup", "restore", "verify")
+MISSED_AFTER = timedelta(minutes=10)  # a scheduled backup this late has not run
 STATUSES = ("queued", "started", "finished", "failed")
 
 
@@ -132,6 +135,33 @@ def latest_failures(environment: str) -> list[JobRun]:
         if last is not None and last.status == "failed":
             failures.append(last)
     return sorted(failures, key=lambda run: run.ended_at or run.enqueued_at, reverse=True)
+
+
+def missed_scheduled_backup(
+    environment: str, schedule: str, zone: ZoneInfo, schedule_since: datetime | None, now: datetime | None = None
+) -> datetime | None:
+    """The slot (naive UTC) of the last scheduled backup that never started a job here, if it was missed.
+
+    A slot counts once MISSED_AFTER has passed. It is missed when no scheduled backup was enqueued
+    from a minute before it on (scheduler down, or its request refused). Slots from before the
+    schedule was set (`schedule_since`) or before this console's first job are not held against it.
+    """
+    now = now or utcnow()
+    slot = previous_run(schedule, zone, (now - MISSED_AFTER).replace(tzinfo=UTC))
+    if slot is None:
+        return None
+    slot = slot.replace(tzinfo=None)
+    if schedule_since is not None and schedule_since > slot:
+        return None
+    first = db.session.execute(db.select(db.func.min(JobRun.enqueued_at))).scalar()
+    if first is None or first > slot:
+        return None
+    ran = db.session.execute(
+        db.select(JobRun.id).where(JobRun.environment == environment, JobRun.kind == "backup",
+                                   JobRun.scheduled.is_(True), JobRun.enqueued_at >= slot - timedelta(minutes=1))
+        .limit(1)
+    ).first()  # fmt: skip
+    return None if ran else slot
 
 
 def reason_of(run: JobRun) -> str:

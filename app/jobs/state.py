@@ -82,8 +82,10 @@ class JobRecord:
         self.state.progress = Progress(name, bytes_done, bytes_total)
         self.save(force=True)
 
-    def advance(self, bytes_done: int) -> None:
+    def advance(self, bytes_done: int, bytes_total: int | None = None) -> None:
         self.state.progress.bytes_done = bytes_done
+        if bytes_total is not None:
+            self.state.progress.bytes_total = bytes_total
         self.save()
 
     def items(self, done: int, total: int) -> None:

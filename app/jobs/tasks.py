@@ -42,13 +42,13 @@ def backup_job(requested_by: str) -> dict:
     ours.storage.abort_stale_uploads(older_than=timedelta(seconds=max(6 * 3600, 2 * settings.job_timeout_seconds)))
     plan = backups.plan_backup(ours, compression=settings.backup_compression, bin_dirs=settings.pg_bin_dirs)
     record.remember(filename=plan.filename)
-    record.phase("dumping", bytes_total=plan.expected_bytes or None)
+    record.phase("dumping", bytes_total=plan.estimate(0) or None)
     result = backups.stream_backup(
         plan,
         ours.target,
         ours.storage,
         on_upload_started=lambda upload_id: record.remember(upload_id=upload_id),
-        on_progress=record.advance,
+        on_progress=lambda done: record.advance(done, plan.estimate(done) or None),
     )
     record.phase("recording")
     manifest = backups.manifest_for(plan, result, console=ours, requested_by=requested_by,

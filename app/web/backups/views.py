@@ -13,7 +13,7 @@ from app.domain import catalog, trends
 from app.domain.catalog import read_manifest, read_pin
 from app.domain.storage import StorageError
 from app.jobs import history
-from app.jobs.schedule import effective_schedule, next_run
+from app.jobs.schedule import effective_schedule, next_run, stored_schedule
 from app.web.auth import client_address, current_actor, role_required
 from app.web.auth.forms import safe_next
 from app.web.backups.forms import CreateBackupForm, PinForm
@@ -53,9 +53,17 @@ def index():
         action_form=PinForm(),
         zone=settings.zone,
         failures=history.latest_failures(settings.app_env),
+        missed=history.missed_scheduled_backup(settings.app_env, schedule, settings.zone, schedule_since())
+        if schedule else None,
         running=history.running(settings.app_env),
         reason_of=history.reason_of,
     )
+
+
+def schedule_since():
+    """When an admin last set the schedule (None when it comes from BACKUP_SCHEDULE)."""
+    stored = stored_schedule()
+    return stored.updated_at if stored else None
 
 
 @lru_cache(maxsize=512)
