@@ -176,3 +176,18 @@ def test_no_page_scrolls_sideways_on_a_phone(browser, app_env, processes):
         assert nav.get_by_role("link", name="Audit log").get_attribute("aria-current") == "page"
     finally:
         context.close()
+
+
+def test_a_new_token_has_a_copy_button(page, app_env, processes):
+    base = console(app_env, processes, ("ada", "admin"))
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    sign_in(page, base, "ada")
+    page.goto(base + "/account")
+    page.get_by_label("What the token is for").fill("ci")
+    page.get_by_role("button", name="Create token").click()
+    token = page.locator("#new-token").inner_text()
+    page.get_by_role("button", name="Copy").click()
+    page.get_by_text("Copied.").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == token
+    row = page.get_by_role("row", name="ci")
+    assert "viewer" in row.inner_text() and "never" not in row.locator("td").nth(3).inner_text()

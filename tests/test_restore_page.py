@@ -67,3 +67,11 @@ def test_the_quick_start_prints_the_new_passkey_once(tmp_path, capsys, monkeypat
     assert "restore passkey" in first and made["RESTORE_PASSKEY"] in first
     assert load_or_create_secrets(tmp_path / "quickstart.env") == made
     assert made["RESTORE_PASSKEY"] not in capsys.readouterr().out
+
+
+@pytest.mark.web_only
+def test_a_new_token_defaults_to_the_lowest_role_and_90_days(app, make_user):
+    client, _ = signed_in(app, make_user, "admin", "ada")
+    page = client.get("/account").get_data(as_text=True)
+    assert re.search(r'<option selected value="viewer">viewer</option>', page), page
+    assert re.search(r'<input [^>]*id="token-expires_days"[^>]*value="90"', page)
