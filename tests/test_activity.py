@@ -212,3 +212,19 @@ def test_a_scheduled_backup_that_did_not_run_is_a_banner(app, make_user):
                               requested_by="scheduler", status="finished", enqueued_at=now))  # fmt: skip
         db.session.commit()
     assert "missed-backup" not in viewer.get("/").text
+
+
+@pytest.mark.web_only
+def test_a_job_the_queue_lost_is_not_shown_running_for_ever(app, make_user):
+    from app.extensions import db
+    from app.models import JobRun
+
+    with app.app_context():
+        db.session.add(JobRun(id="f" * 32, kind="backup", environment="staging", database="d",
+                              requested_by="olga", status="started"))  # fmt: skip
+        db.session.commit()
+    viewer, _ = signed_in(app, make_user, "viewer", "vera")
+    page = viewer.get("/activity").text
+    assert 'class="status-failed"' in page and "data-live-job" not in page
+    assert "Failed: the job was lost when Redis was restarted or emptied" in page
+    assert "Last backup failed at" in viewer.get("/").text

@@ -69,6 +69,7 @@ def describe_error(value: BaseException | None) -> str | None:
 _PLAIN_REASONS = (
     ("timed out after", "it ran longer than JOB_TIMEOUT_SECONDS allows"),
     ("worker running this job stopped", "the worker running it stopped before it finished"),
+    ("queue no longer knows it", "the job was lost when Redis was restarted or emptied"),
     ("password authentication failed", "the database server refused the console's credentials"),
     ("connection refused", "the database refused connections"),
     ("could not connect", "the database refused connections"),

@@ -7,6 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField
 from wtforms.validators import NumberRange, Optional
 
+from app import services
 from app.jobs import history
 from app.web.auth import role_required
 
@@ -29,6 +30,7 @@ class ActivityFilterForm(FlaskForm):
 @bp.route("/activity")
 @role_required("viewer")
 def index():
+    history.settle(services.redis())
     form = ActivityFilterForm(request.args)
     valid = form.validate()  # an unknown kind or page shows the unfiltered first page, never a 500
     page = form.page.data if valid and form.page.data else 1

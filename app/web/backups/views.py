@@ -38,6 +38,7 @@ def index():
         owner=ours.owner, drop_percent=settings.size_drop_alert_percent,
     )  # fmt: skip
     schedule = effective_schedule(settings)
+    history.settle(services.redis())
     return render_template(
         "backups/index.html",
         backups=backups,
