@@ -17,16 +17,14 @@ from sqlalchemy.exc import IntegrityError
 
 from app.domain.cleanup import plain_reason
 from app.extensions import db
-from app.jobs.queue import job_status
+from app.jobs.queue import JOB_KINDS, job_status
 from app.jobs.schedule import previous_run
 from app.jobs.state import JobState
 from app.models import JobRun, utcnow
 
 KEEP_NEWEST = 500  # at least this many records are kept, however old ...
 KEEP_DAYS = 30  # ... and every record of the last 30 days, however many
-KINDS = ("backup", "restore", "verify")
 MISSED_AFTER = timedelta(minutes=10)  # a scheduled backup this late has not run
-STATUSES = ("queued", "started", "finished", "failed")
 
 
 def enqueued(
@@ -156,7 +154,7 @@ def running(environment: str) -> list[JobRun]:
 def latest_failures(environment: str) -> list[JobRun]:
     """For each kind, its latest ended job in `environment` when that one failed (newest first)."""
     failures = []
-    for kind in KINDS:
+    for kind in JOB_KINDS:
         last = db.session.execute(
             db.select(JobRun).where(JobRun.environment == environment, JobRun.kind == kind,
                                     JobRun.status.in_(("finished", "failed")))

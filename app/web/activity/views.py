@@ -9,6 +9,7 @@ from wtforms.validators import NumberRange, Optional
 
 from app import services
 from app.jobs import history
+from app.jobs.queue import JOB_KINDS
 from app.web.auth import role_required
 
 bp = Blueprint("activity", __name__)
@@ -18,7 +19,7 @@ class ActivityFilterForm(FlaskForm):
     class Meta:
         csrf = False  # a GET filter changes nothing
 
-    kind = SelectField("Kind", choices=[("", "any")] + [(k, k) for k in history.KINDS], validators=[Optional()])
+    kind = SelectField("Kind", choices=[("", "any")] + [(k, k) for k in JOB_KINDS], validators=[Optional()])
     status = SelectField(
         "Status",
         choices=[("", "any"), ("running", "running"), ("finished", "finished"), ("failed", "failed")],
