@@ -228,3 +228,11 @@ def test_a_job_the_queue_lost_is_not_shown_running_for_ever(app, make_user):
     assert 'class="status-failed"' in page and "data-live-job" not in page
     assert "Failed: the job was lost when Redis was restarted or emptied" in page
     assert "Last backup failed at" in viewer.get("/").text
+
+
+@pytest.mark.web_only
+def test_the_empty_list_says_what_to_do_first(app, make_user):
+    operator, _ = signed_in(app, make_user, "operator", "olga")
+    assert "No backups yet. Make the first one with “Create backup” above;" in operator.get("/").text
+    viewer, _ = signed_in(app, make_user, "viewer", "vera")
+    assert "No backups yet. An operator or an admin makes the first one;" in viewer.get("/").text
