@@ -12,8 +12,8 @@ from app import audit, operations, services
 from app.domain import catalog, trends
 from app.domain.catalog import read_manifest, read_pin
 from app.domain.storage import StorageError
-from app.jobs import history
-from app.jobs.schedule import effective_schedule, next_run, stored_schedule
+from app.jobs.schedule import effective_schedule, next_run
+from app.web.activity.home import home_activity
 from app.web.auth import client_address, current_actor, role_required
 from app.web.auth.forms import safe_next
 from app.web.backups.forms import CreateBackupForm, PinForm
@@ -38,7 +38,6 @@ def index():
         owner=ours.owner, drop_percent=settings.size_drop_alert_percent,
     )  # fmt: skip
     schedule = effective_schedule(settings)
-    history.settle(services.redis())
     return render_template(
         "backups/index.html",
         backups=backups,
@@ -53,18 +52,8 @@ def index():
         form=CreateBackupForm(),
         action_form=PinForm(),
         zone=settings.zone,
-        failures=history.latest_failures(settings.app_env),
-        missed=history.missed_scheduled_backup(settings.app_env, schedule, settings.zone, schedule_since())
-        if schedule else None,
-        running=history.running(settings.app_env),
-        reason_of=history.reason_of,
+        **home_activity(settings, schedule),
     )
-
-
-def schedule_since():
-    """When an admin last set the schedule (None when it comes from BACKUP_SCHEDULE)."""
-    stored = stored_schedule()
-    return stored.updated_at if stored else None
 
 
 @lru_cache(maxsize=512)
