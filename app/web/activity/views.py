@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
 from app import services
@@ -19,10 +20,11 @@ class ActivityFilterForm(FlaskForm):
     class Meta:
         csrf = False  # a GET filter changes nothing
 
-    kind = SelectField("Kind", choices=[("", "any")] + [(k, k) for k in JOB_KINDS], validators=[Optional()])
+    kind = SelectField("Kind", choices=[SelectChoice("", "any"), *map(SelectChoice, JOB_KINDS)],
+                       validators=[Optional()])  # fmt: skip
     status = SelectField(
         "Status",
-        choices=[("", "any"), ("running", "running"), ("finished", "finished"), ("failed", "failed")],
+        choices=[SelectChoice("", "any"), *map(SelectChoice, ("running", "finished", "failed"))],
         validators=[Optional()],
     )
     page = IntegerField("Page", default=1, validators=[Optional(), NumberRange(min=1, max=10_000)])
