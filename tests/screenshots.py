@@ -36,7 +36,9 @@ def test_take_screenshots(browser, app_env, processes):
     pages = {"job-backup": page.url}
     filename = page.locator("#job-file code").inner_text()
     page.goto(base + "/")
-    page.get_by_role("row", name=filename).get_by_role("button", name="Verify").click()
+    row = page.get_by_role("row", name=filename)
+    row.locator("summary").click()
+    row.get_by_role("button", name="Verify").click()
     page.locator("#job-status", has_text="finished").wait_for(timeout=60000)
     pages["job-verify"] = page.url
     folder = Path(app_env["BACKUP_STORAGE_URL"].removeprefix("file://"))

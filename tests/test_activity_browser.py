@@ -191,3 +191,33 @@ def test_a_new_token_has_a_copy_button(page, app_env, processes):
     assert page.evaluate("navigator.clipboard.readText()") == token
     row = page.get_by_role("row", name="ci")
     assert "viewer" in row.inner_text() and "never" not in row.locator("td").nth(3).inner_text()
+
+
+ROW_OF_FOCUS = "document.activeElement.closest('tr') ? document.activeElement.closest('tr').rowIndex : 0"
+
+
+def test_the_keyboard_reaches_row_30s_actions_in_at_most_35_tab_presses(page, app_env, processes):
+    from app.domain.naming import backup_filename
+
+    folder = Path(app_env["BACKUP_STORAGE_URL"].removeprefix("file://"))
+    folder.mkdir(parents=True, exist_ok=True)
+    start = datetime.now(UTC) - timedelta(days=1)
+    names = [backup_filename("pharmatracker", "staging", start - timedelta(hours=n), ZoneInfo("Asia/Kolkata"))
+             for n in range(32)]  # fmt: skip
+    for name in names:
+        (folder / name).write_bytes(b"a backup")
+    base = console(app_env, processes, ("ada", "admin"))
+    sign_in(page, base, "ada")
+    page.locator("table.backups caption").evaluate("c => { c.tabIndex = -1; c.focus(); }")  # the top of the list
+    presses = 0
+    while presses < 60:
+        page.keyboard.press("Tab")
+        presses += 1
+        if page.evaluate(ROW_OF_FOCUS) == 30:
+            break
+    assert presses <= 35, presses
+    assert page.evaluate("document.activeElement.tagName") == "SUMMARY"
+    page.keyboard.press("Enter")  # opens the row's menu; its first action is one Tab away
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Download"
+    assert names[29] in page.evaluate("document.activeElement.closest('tr').innerText")
