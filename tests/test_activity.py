@@ -236,3 +236,18 @@ def test_the_empty_list_says_what_to_do_first(app, make_user):
     assert "No backups yet. Make the first one with “Create backup” above;" in operator.get("/").text
     viewer, _ = signed_in(app, make_user, "viewer", "vera")
     assert "No backups yet. An operator or an admin makes the first one;" in viewer.get("/").text
+
+
+@pytest.mark.web_only
+def test_each_listed_backup_says_how_old_it_is(app, make_user):
+    from datetime import UTC, datetime
+
+    from app.web import human_age
+    from tests.helpers import old_backups
+
+    old_backups(app, [1, 3])  # named 25 hours and 73 hours ago
+    viewer, _ = signed_in(app, make_user, "viewer", "vera")
+    page = viewer.get("/").text
+    assert '<span class="muted age">(25 h ago)</span>' in page and '<span class="muted age">(3 days ago)</span>' in page
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert [human_age(now - timedelta(seconds=s), now) for s in (5, 720, 7200)] == ["just now", "12 min ago", "2 h ago"]

@@ -57,6 +57,10 @@ def register_blueprints(app: Flask) -> None:
         linked = JOB_MENTION.sub(lambda m: f'<a href="{url_for("jobs.show", job_id=m[1])}">job {m[1]}</a>', escaped)
         return Markup(linked)  # noqa: S704 - the message is escaped above and a job id is hex
 
+    @app.template_filter("age")
+    def age(moment) -> str:
+        return human_age(moment)
+
     @app.template_filter("localtime")
     def localtime(moment) -> str:
         return in_display_zone(moment, "%Y-%m-%d %I:%M:%S %p %Z")
@@ -109,6 +113,22 @@ def in_display_zone(moment, layout: str) -> str:
     if moment.tzinfo is None:  # the console store keeps naive UTC
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(services.settings().zone).strftime(layout)
+
+
+def human_age(moment: datetime | None, now: datetime | None = None) -> str:
+    """How long ago, in words: "just now", "12 min ago", "5 h ago", "3 days ago"."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:  # the console store keeps naive UTC
+        moment = moment.replace(tzinfo=UTC)
+    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 2 * 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} days ago"
 
 
 def human_duration(seconds: float | None) -> str:
