@@ -1,4 +1,4 @@
-"""axe-core on the main pages at 1280×800 and 390×844: no violations, `target-size` included.
+"""axe-core on the main pages at 1280×800 and 390×844, light and dark: no violations, `target-size` included.
 
 axe-core is the npm package, installed by `.ci/run` (or `npm install --prefix .cache/npm axe-core@AXE_VERSION`)
 into `.cache/npm`; a missing copy fails the test, as a missing service does.
@@ -6,6 +6,7 @@ into `.cache/npm`; a missing copy fails the test, as a missing service does.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -37,7 +38,7 @@ def violations(page, axe_source: str) -> list[str]:
     return found
 
 
-def test_no_axe_violations_on_the_main_pages_at_both_sizes(browser, app_env, processes, axe_source):
+def test_no_axe_violations_on_the_main_pages_at_both_sizes_light_and_dark(browser, app_env, processes, axe_source):
     base = console(app_env, processes, ("ada", "admin"))
     setup = browser.new_context()
     page = setup.new_page()
@@ -51,18 +52,18 @@ def test_no_axe_violations_on_the_main_pages_at_both_sizes(browser, app_env, pro
     paths = {"list": "/", "activity": "/activity", "job": job.removeprefix(base), "users": "/users",
              "restore": f"/backups/{filename}/restore", "account": "/account", "audit": "/audit"}  # fmt: skip
     found = {}
-    for size, viewport in SIZES.items():
+    for (size, viewport), scheme in itertools.product(SIZES.items(), ("light", "dark")):
         # bypass_csp: axe is injected as a script, which the console's CSP (rightly) refuses to pages.
-        anonymous = browser.new_context(viewport=viewport, bypass_csp=True)
+        anonymous = browser.new_context(viewport=viewport, bypass_csp=True, color_scheme=scheme)
         login = anonymous.new_page()
         login.goto(base + "/login")
-        found[f"login {size}"] = violations(login, axe_source)
+        found[f"login {size} {scheme}"] = violations(login, axe_source)
         anonymous.close()
-        context = browser.new_context(viewport=viewport, bypass_csp=True, storage_state=state)
+        context = browser.new_context(viewport=viewport, bypass_csp=True, storage_state=state, color_scheme=scheme)
         tab = context.new_page()
         for name, path in paths.items():
             tab.goto(base + path)
-            found[f"{name} {size}"] = violations(tab, axe_source)
+            found[f"{name} {size} {scheme}"] = violations(tab, axe_source)
         context.close()
     bad = {page: v for page, v in found.items() if v}
     assert not bad, json.dumps(bad, indent=1)
