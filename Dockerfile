@@ -17,10 +17,11 @@ ENV PYTHONUNBUFFERED=1 \
 
 # Debian 12 only ships the PostgreSQL 15 client, so get it from the PostgreSQL project's
 # own repository (pgdg). curl is only needed to fetch the signing key. tzdata backs
-# DISPLAY_TIMEZONE.
+# DISPLAY_TIMEZONE. age is for people: decrypting a downloaded backup by hand in this image
+# (the console itself encrypts and decrypts with pyrage, a Python dependency).
 RUN set -eux; \
     apt-get update; \
-    apt-get install -y --no-install-recommends ca-certificates curl tzdata; \
+    apt-get install -y --no-install-recommends ca-certificates curl tzdata age; \
     install -d /usr/share/postgresql-common/pgdg; \
     curl -fsSL -o /usr/share/postgresql-common/pgdg/apt.postgresql.org.asc \
         https://www.postgresql.org/media/keys/ACCC4CF8.asc; \

@@ -10,12 +10,12 @@ from datetime import timedelta
 import click
 from flask import Flask, current_app
 
-from app import audit
+from app import audit, services
 from app.clients import redis_for
 from app.extensions import db
 from app.models import utcnow
-from app.people import PeopleError, create_token, create_user, find_user, username_problem
-from app.settings import ROLES
+from app.people import GLOBAL, PeopleError, create_token, create_user, find_user, grant_target_role, username_problem
+from app.settings import ROLES, TARGET_ROLES, UnknownTarget
 from app.store import StoreCheckedCommand, StoreCheckedGroup
 
 
@@ -24,7 +24,9 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)
     app.cli.add_command(backup_cli)
+    app.cli.add_command(targets_cli)
     app.cli.add_command(storage_cli)
+    app.cli.add_command(notify_cli)
     app.cli.add_command(worker)
     app.cli.add_command(scheduler)
 
@@ -58,6 +60,23 @@ def users_create(username: str, role: str, password_stdin: bool) -> None:
     click.echo(f"Created {role} {username}.")
 
 
+@users_cli.command("grant")
+@click.argument("username")
+@click.option("--target", "target", required=True, help="The target's name (see: targets list).")
+@click.option("--role", type=click.Choice([*TARGET_ROLES, GLOBAL]), required=True,
+              help="The role on that target; none hides it, global removes the override.")
+def users_grant(username: str, target: str, role: str) -> None:
+    """Give USERNAME a role on one target, overriding their global role there."""
+    user = find_user(username)
+    if user is None:
+        fail(f"no user named {username!r}")
+    try:
+        grant_target_role(user, target, role, "cli", [t.name for t in services.console_settings().targets])
+    except PeopleError as exc:
+        fail(str(exc))
+    click.echo(f"{username} is now {user.role_on(target)} on {target}.")
+
+
 tokens_cli = StoreCheckedGroup("tokens", help="API tokens for scripts (Authorization: Bearer …).")
 
 
@@ -83,7 +102,7 @@ def worker(burst: bool) -> None:
     """Run an RQ worker for this console's queue, with the app's settings."""
     from app.domain import pgtools
     from app.jobs import runtime
-    from app.jobs.queue import queue_for
+    from app.jobs.queue import worker_queues
     from app.jobs.worker import ConsoleWorker
 
     settings = current_app.config["SETTINGS"]
@@ -99,7 +118,7 @@ def worker(burst: bool) -> None:
     os.register_at_fork(after_in_child=lambda: db.engine.dispose(close=False))
     redis = redis_for(settings)
     ConsoleWorker(
-        [queue_for(settings, redis)],
+        worker_queues(settings, redis),
         connection=redis,
         worker_ttl=60,  # an idle worker wakes at least every 45 s to run maintenance
         maintenance_interval=30,  # so jobs of a worker on another host are failed within ~2 minutes
@@ -126,19 +145,25 @@ backup_cli = StoreCheckedGroup("backup", help="Backups from the shell.")
 
 
 @backup_cli.command("create")
+@click.option("--target", "target", default=None, help="The target to back up (default: the default target).")
 @click.option("--wait", is_flag=True, help="Wait for the backup to finish and print its result.")
 @click.option("--as", "as_user", default="cli", help="Name recorded in the audit log.")
-def backup_create(wait: bool, as_user: str) -> None:
-    """Enqueue a backup of this console's database (a worker must be running)."""
+def backup_create(target: str | None, wait: bool, as_user: str) -> None:
+    """Enqueue a backup of a target's database (a worker must be running)."""
     from app import operations
     from app.jobs.queue import job_status
 
-    using = operations.collaborators()
-    settings, redis = using.settings, using.redis
+    name = target or services.console_settings().default_target or None
     try:
-        job_id = operations.request_backup(operations.Actor(as_user, "operator"), using, source="from the command line")
+        with services.acting_on(name):
+            using = operations.collaborators()
+            job_id = operations.request_backup(operations.Actor(as_user, "operator"), using,
+                                               source="from the command line")  # fmt: skip
+    except UnknownTarget:
+        fail(f"no target named {target!r} (see: flask --app wsgi targets list)")
     except operations.Refused as exc:
         fail(str(exc))
+    settings, redis = using.settings, using.redis
     click.echo(f"Backup job {job_id} enqueued.")
     if not wait:
         return
@@ -155,21 +180,60 @@ def backup_create(wait: bool, as_user: str) -> None:
     fail("gave up waiting; is a worker running? (flask --app wsgi worker)")
 
 
+targets_cli = StoreCheckedGroup("targets", help="The databases this console backs up.")
+
+
+@targets_cli.command("list")
+def targets_list() -> None:
+    """Each target: name, environment, database host and name, storage and newest backup. Never a secret."""
+    from app.targets import status_of
+
+    default = services.console_settings().default_target
+    for target in services.console_settings().targets:
+        status = status_of(target.name)
+        newest = status.storage_error and f"cannot list: {status.storage_error}" or (
+            status.newest.filename if status.newest else "no backup yet")
+        mark = " (default)" if target.name == default else ""
+        click.echo(f"{target.name}{mark}\t{status.environment}\t{status.host}:{target.database.port}/"
+                   f"{status.database}\t{status.storage}\t{newest}")  # fmt: skip
+
+
 storage_cli = StoreCheckedGroup("storage", help="The backup store (bucket or folder).")
 
 
 @storage_cli.command("check")
-def storage_check() -> None:
+@click.option("--target", "target", default=None, help="Whose store (default: the default target's).")
+def storage_check(target: str | None) -> None:
     """Make every call the console needs on a probe in the store; one line per call; exit 1 if any fails."""
-    from app import services
     from app.domain.storage_check import all_passed, check_storage, summary
 
-    storage = services.storage()
+    try:
+        storage = services.storage(target)
+    except UnknownTarget:
+        fail(f"no target named {target!r} (see: flask --app wsgi targets list)")
     click.echo(f"Checking {storage.description}")
     results = check_storage(storage)
     for result in results:
         click.echo(result.line())
     audit.record("storage-check", "ok" if all_passed(results) else "failed", username="cli",
-                 target=storage.description, detail=summary(results))  # fmt: skip
+                 target=storage.description, detail=summary(results), target_name=target)  # fmt: skip
     if not all_passed(results):
+        sys.exit(1)
+
+
+notify_cli = StoreCheckedGroup("notify", help="Notifications (Apprise URLs).")
+
+
+@notify_cli.command("test")
+@click.option("--as", "as_user", default="cli", help="Name recorded in the audit log and the message.")
+def notify_test(as_user: str) -> None:
+    """Send one message to every configured URL; one line per URL (scheme and host); exit 1 if any fails."""
+    from app import operations, services
+
+    deliveries = operations.send_test_notification(operations.Actor(as_user, "admin"), services.settings())
+    if not deliveries:
+        fail("no notification URL is configured (NOTIFY_URLS, ALERT_WEBHOOK_URL, SMTP_HOST + ALERT_EMAIL_TO)")
+    for delivery in deliveries:
+        click.echo(delivery.line())
+    if not all(d.ok for d in deliveries):
         sys.exit(1)

@@ -1,7 +1,8 @@
-"""The console's own store: people, API tokens, sign-in sessions and the audit log.
+"""The console's own store: people, API tokens, sign-in sessions, two-factor codes and the audit log.
 
 It lives in `CONSOLE_DATABASE_URL` (SQLite by default), never in the target database, so a
-restore can never erase who did it. Only hashes of passwords and tokens are kept.
+restore can never erase who did it. Only hashes of passwords, tokens and recovery codes are kept;
+a two-factor secret is kept encrypted (app/second_factor.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import secrets
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, ForeignKey, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -37,7 +38,18 @@ class User(UserMixin, db.Model):
     reset_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     # Part of every session's user id (see get_id): bumping it ends all of this user's sessions.
     session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Single sign-on: who the provider says this is (its issuer and `sub`); None for a local account.
+    sso_issuer: Mapped[str | None] = mapped_column(String(255), default=None)
+    sso_subject: Mapped[str | None] = mapped_column(String(255), default=None)
+    # Two-factor codes: the TOTP secret, encrypted; enabled once the user confirmed a code.
+    totp_secret: Mapped[str | None] = mapped_column(Text, default=None)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(default=None)
+    totp_last_step: Mapped[int | None] = mapped_column(default=None)  # a code is accepted once
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
+    target_roles: Mapped[list[TargetRole]] = relationship(back_populates="user", cascade="all, delete-orphan")
+    recovery_codes: Mapped[list[RecoveryCode]] = relationship(cascade="all, delete-orphan")
+
+    __table_args__ = (Index("ix_users_sso", "sso_issuer", "sso_subject", unique=True),)
 
     @property
     def is_active(self) -> bool:  # flask-login refuses inactive users
@@ -47,15 +59,41 @@ class User(UserMixin, db.Model):
         """What the session stores: Flask-Login's "alternative token", so a stale epoch no longer loads."""
         return f"{self.id}:{self.session_epoch}"
 
+    @property
+    def is_sso(self) -> bool:
+        """Signed in by the identity provider only: no local password."""
+        return self.sso_subject is not None
+
+    @property
+    def has_second_factor(self) -> bool:
+        return self.totp_enabled_at is not None
+
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:
-        return check_password_hash(self.password_hash, password)
+        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
 
     def has_role(self, role: str) -> bool:
         """Roles are ordered: an admin may do all an operator may, and so on."""
         return ROLES.index(self.role) >= ROLES.index(role)
+
+    def role_on(self, target: str) -> str:
+        """The role on one target: its per-target role ("none" hides it), else the global role."""
+        return next((r.role for r in self.target_roles if r.target == target), self.role)
+
+
+class TargetRole(db.Model):
+    """A user's role on one target, overriding their global role there ("none": the target is hidden)."""
+
+    __tablename__ = "target_roles"
+    __table_args__ = (UniqueConstraint("user_id", "target", name="uq_target_roles_user_id_target"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    target: Mapped[str] = mapped_column(String(40))
+    role: Mapped[str] = mapped_column(String(16))
+    user: Mapped[User] = relationship(back_populates="target_roles")
 
 
 class ApiToken(db.Model):
@@ -104,12 +142,18 @@ class LoginSession(db.Model):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     address: Mapped[str | None] = mapped_column(String(64))
+    # A single sign-on session ends here (OIDC_SESSION_HOURS) and is renewed only through the provider.
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
     @classmethod
-    def start(cls, user: User, address: str | None) -> tuple[LoginSession, str]:
+    def start(cls, user: User, address: str | None, expires_at: datetime | None = None) -> tuple[LoginSession, str]:
         """A new session of `user`; the plain sid goes into the (signed) session cookie, only its digest here."""
         sid = secrets.token_urlsafe(32)
-        return cls(sid_hash=ApiToken.hash(sid), user_id=user.id, address=address), sid
+        return cls(sid_hash=ApiToken.hash(sid), user_id=user.id, address=address, expires_at=expires_at), sid
+
+    @property
+    def in_force(self) -> bool:
+        return self.ended_at is None and (self.expires_at is None or self.expires_at > utcnow())
 
     @classmethod
     def find(cls, sid: str) -> LoginSession | None:
@@ -121,6 +165,17 @@ class LoginSession(db.Model):
         db.session.execute(db.delete(cls).where(cls.started_at < started_before))
 
 
+class RecoveryCode(db.Model):
+    """One of a user's one-time recovery codes, by digest; used_at is set when it is spent."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class AuditEvent(db.Model):
     """Append-only from the application's side: there is no route that edits or deletes one."""
 
@@ -130,11 +185,12 @@ class AuditEvent(db.Model):
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     username: Mapped[str | None] = mapped_column(String(64), index=True)
     action: Mapped[str] = mapped_column(String(40), index=True)
-    target: Mapped[str | None] = mapped_column(String(255))
+    target: Mapped[str | None] = mapped_column(String(255))  # what was acted on: a file, a user, ...
     outcome: Mapped[str] = mapped_column(String(20), index=True)
     detail: Mapped[str | None] = mapped_column(Text)
     job_id: Mapped[str | None] = mapped_column(String(64), index=True)
     address: Mapped[str | None] = mapped_column(String(64))
+    target_name: Mapped[str | None] = mapped_column(String(40), index=True)  # the database target it concerns
 
 
 class ConsoleSetting(db.Model):

@@ -17,16 +17,19 @@ from redis import Redis
 
 from app import audit, services
 from app.domain import catalog, provenance
+from app.domain.alerts import Delivery, deliver, notification_test_alert
 from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
 from app.domain.restore import RestoreRefused, passkey_matches, require_recent_backup
 from app.jobs import history
 from app.jobs.queue import JobRefused, start_job
+from app.listing_cache import listing_cache
 from app.ratelimit import FailureLimit
 from app.settings import ROLES, Settings
 
 PASSKEY_FAILURES_ALLOWED = 5  # per admin and address
-# ... and across everyone on this console, so a new admin account does not buy fresh guesses.
+# ... and across everyone, per target (each has its own passkey), so a new admin account does not
+# buy fresh guesses.
 PASSKEY_ENVIRONMENT_FAILURES_ALLOWED = 20
 PASSKEY_WINDOW_SECONDS = 15 * 60
 
@@ -63,9 +66,11 @@ class Collaborators:
 
 
 def collaborators() -> Collaborators:
-    """This app's settings, Redis and backups (needs an app context: a request, a command or a job)."""
-    settings = services.settings()
-    return Collaborators(settings, services.redis(), ConsoleBackups.from_settings(settings, services.storage()))
+    """The settings, Redis and backups of the target this request, command or job acts on
+    (`services.acting_on`; the default target otherwise). Needs an app context."""
+    settings, redis = services.settings(), services.redis()
+    backups = ConsoleBackups.from_settings(settings, services.storage(), listing_cache(settings, redis))
+    return Collaborators(settings, redis, backups)
 
 
 def failure_limit(using: Collaborators, name: str, allowed: int, window_seconds: int) -> FailureLimit:
@@ -173,8 +178,7 @@ def passkey_tries_left(actor: Actor, using: Collaborators) -> int:
 
 def restorable(using: Collaborators, filename: str) -> tuple[Backup, list[Backup]]:
     """The backup to restore and the listing it came from (the recent-backup rule reads the same one)."""
-    listed = using.backups.listing()
-    backup = using.backups.find(filename, listed)
+    backup, listed = using.backups.find_listed(filename)
     if backup is None:
         raise Refused(f"no backup named {filename[:120]!r}", 404)
     return backup, listed
@@ -199,15 +203,17 @@ def _guarded_restore(actor: Actor, using: Collaborators, filename: str, passkey:
     if not actor.may("admin"):
         raise Refused(f"restore needs the admin role; you act as {actor.role}", 403)
     if not settings.restore_enabled:
-        raise Refused("restore is disabled: no RESTORE_PASSKEY is configured for this console", 503)
+        where = f"target {settings.target_name}" if settings.several_targets else "this console"
+        raise Refused(f"restore is disabled: no RESTORE_PASSKEY is configured for {where}", 503)
     backup, listed = restorable(using, filename)
     limit, everyone = passkey_limit(using), environment_passkey_limit(using)
-    wait = everyone.blocked_for(settings.app_env) or limit.blocked_for(actor.username, actor.address or "unknown")
+    passkey_of = settings.target_name or settings.app_env
+    wait = everyone.blocked_for(passkey_of) or limit.blocked_for(actor.username, actor.address or "unknown")
     if wait:
         raise Refused(f"too many wrong passkeys; try again in {-(-wait // 60)} minute(s)", 429)
     if not passkey_matches(passkey, settings.restore_passkey, settings.restore_passkey_hash):
         limit.failed(actor.username, actor.address or "unknown")
-        everyone.failed(settings.app_env)
+        everyone.failed(passkey_of)
         raise Refused("wrong passkey", 403)
     limit.reset(actor.username, actor.address or "unknown")  # not the console's count: see above
     try:
@@ -223,3 +229,18 @@ def recent_backup_required(using: Collaborators, listed: list[Backup]) -> Backup
         return require_recent_backup(listed, owner=using.backups.owner, minutes=using.settings.recent_check_minutes)
     except RestoreRefused as exc:
         raise Refused(str(exc), 409) from None
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+def send_test_notification(actor: Actor, settings: Settings) -> list[Delivery]:
+    """One message to every configured URL, now (the person waits for each URL's answer), audited.
+
+    A single attempt per URL, so the page answers quickly and says what really happened.
+    """
+    deliveries = deliver(notification_test_alert(actor.username), settings, attempts=1)
+    summary = "; ".join(d.line() for d in deliveries) or "no notification URL is configured"
+    audit.record("notify-test", "ok" if deliveries and all(d.ok for d in deliveries) else "failed",
+                 username=actor.username, detail=summary[:1000], address=actor.address)  # fmt: skip
+    return deliveries

@@ -1,7 +1,8 @@
 """Managing the people who use the console: one place for the rules the CLI and pages share.
 
-Every change is audited. The last active admin can be neither disabled nor demoted, so the
-console can never lock itself out. A new password, a new role, disabling or enabling ends every
+Every change is audited. The last active admin can be neither disabled nor demoted, nor can the
+last active local admin (the password form is the way in when the identity provider is down), so
+the console can never lock itself out. A new password, a new role, disabling or enabling ends every
 session the user has open (`end_sessions`); their API tokens stay, unless the user is disabled.
 """
 
@@ -12,8 +13,10 @@ from datetime import datetime, timedelta
 
 from app import audit
 from app.extensions import db
-from app.models import ApiToken, LoginSession, User, utcnow
-from app.settings import ROLES
+from app.models import ApiToken, LoginSession, TargetRole, User, utcnow
+from app.settings import ROLES, TARGET_ROLES
+
+GLOBAL = "global"  # as a per-target role: none of its own, the user's global role applies
 
 MIN_PASSWORD_LENGTH = 10
 SET_PASSWORD_LINK_HOURS = 24
@@ -82,17 +85,24 @@ def sign_out_everywhere(user: User, address: str | None) -> None:
                  detail=f"{ended} open session(s) ended", address=address)  # fmt: skip
 
 
-def _other_active_admins(user: User) -> int:
-    return db.session.execute(
-        db.select(db.func.count()).select_from(User).where(User.role == "admin", User.active, User.id != user.id)
-    ).scalar_one()
+def _lockout(user: User) -> str | None:
+    """Why `user` may not stop being an active admin: the last one, or the last local one."""
+    if user.role != "admin" or not user.active:
+        return None
+    others = db.select(db.func.count()).select_from(User).where(User.role == "admin", User.active, User.id != user.id)
+    if not db.session.execute(others).scalar_one():
+        return f"{user.username} is the last active admin"
+    if not user.is_sso and not db.session.execute(others.where(User.sso_subject.is_(None))).scalar_one():
+        return f"{user.username} is the last active local admin (the way in when single sign-on is down)"
+    return None
 
 
 def change_role(user: User, role: str, changed_by: str) -> None:
     if role not in ROLES:
         raise PeopleError(f"unknown role {role!r}")
-    if user.role == "admin" and role != "admin" and user.active and not _other_active_admins(user):
-        raise PeopleError(f"{user.username} is the last active admin; make someone else admin first")
+    lockout = _lockout(user) if role != "admin" else None
+    if lockout:
+        raise PeopleError(f"{lockout}; make someone else admin first")
     old, user.role = user.role, role
     if old != role:
         end_sessions(user)  # pages already open were shown for the old role
@@ -100,10 +110,34 @@ def change_role(user: User, role: str, changed_by: str) -> None:
     audit.record("user.role", "ok", username=changed_by, target=user.username, detail=f"{old} -> {role}")
 
 
+def grant_target_role(user: User, target: str, role: str, changed_by: str, known_targets: list[str]) -> None:
+    """Set `user`'s role on one target ("none" hides it; GLOBAL removes the override)."""
+    if target not in known_targets:
+        raise PeopleError(f"unknown target {target!r} (targets: {', '.join(known_targets)})")
+    if role not in (*TARGET_ROLES, GLOBAL):
+        raise PeopleError(f"unknown role {role!r}")
+    old = user.role_on(target)
+    existing = next((r for r in user.target_roles if r.target == target), None)
+    if role == GLOBAL:
+        if existing is not None:
+            user.target_roles.remove(existing)
+    elif existing is not None:
+        existing.role = role
+    else:
+        user.target_roles.append(TargetRole(target=target, role=role))
+    new = user.role_on(target)
+    if old != new:
+        end_sessions(user)  # pages already open were shown for the old role
+    db.session.commit()
+    audit.record("user.target-role", "ok", username=changed_by, target=user.username, target_name=target,
+                 detail=f"{old} -> {new}" + (" (the global role)" if role == GLOBAL else ""))  # fmt: skip
+
+
 def set_active(user: User, active: bool, changed_by: str) -> None:
     """Disabling takes effect at once: the session loader and token check both read `active`."""
-    if not active and user.role == "admin" and user.active and not _other_active_admins(user):
-        raise PeopleError(f"{user.username} is the last active admin and cannot be disabled")
+    lockout = None if active else _lockout(user)
+    if lockout:
+        raise PeopleError(f"{lockout} and cannot be disabled")
     user.active = active
     end_sessions(user)  # on enable too: nothing from before a disable comes back to life
     db.session.commit()
@@ -112,6 +146,8 @@ def set_active(user: User, active: bool, changed_by: str) -> None:
 
 def issue_set_password_link(user: User, issued_by: str) -> str:
     """A one-time secret for /set-password/<secret>; only its digest is stored."""
+    if user.is_sso:
+        raise PeopleError(f"{user.username} signs in with single sign-on and has no password here")
     secret = secrets.token_urlsafe(32)
     user.reset_token_hash = ApiToken.hash(secret)
     user.reset_expires_at = utcnow() + timedelta(hours=SET_PASSWORD_LINK_HOURS)
@@ -130,7 +166,7 @@ def user_for_set_password(secret: str) -> User | None:
 
 
 def set_password(user: User, password: str, changed_by: str) -> None:
-    problem = password_problem(password)
+    problem = password_problem(password) or (user.is_sso and "single sign-on accounts have no password here")
     if problem:
         raise PeopleError(problem)
     user.set_password(password)

@@ -1,6 +1,17 @@
-"""The app's long-lived clients (Redis, backup storage), built once per app from its settings."""
+"""The app's long-lived clients (Redis, each target's backup storage), built once per app from its settings,
+and which target the current request or job acts on.
+
+A request for `/targets/<name>/…` (see app/web) and a job for a target (see jobs/runtime) set the
+target with `acting_on`; `settings()` and `storage()` are then that target's, so every rule written
+for "this console's database" applies to the target in hand. Without one, they are the default
+target's, which is the only one when there is no TARGETS_FILE.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from flask import Flask, current_app
 from redis import Redis
@@ -9,20 +20,61 @@ from app.clients import redis_for, storage_for
 from app.domain.storage import Storage
 from app.settings import Settings
 
+_acting_on: ContextVar[str | None] = ContextVar("pgconsole_target", default=None)
+
 
 def init_app(app: Flask) -> None:
     settings: Settings = app.config["SETTINGS"]
     app.extensions["pgconsole.redis"] = redis_for(settings)
     app.extensions["pgconsole.storage"] = storage_for(settings)
+    # The other targets' stores, built once too (the default target's is the one above).
+    app.extensions["pgconsole.storages"] = {
+        t.name: storage_for(settings.for_target(t.name)) for t in settings.targets if t.name != settings.target_name
+    }
+
+
+@contextmanager
+def acting_on(target: str | None) -> Iterator[None]:
+    """Within the block, settings() and storage() are `target`'s (None: the default target)."""
+    token = _acting_on.set(target)
+    try:
+        yield
+    finally:
+        _acting_on.reset(token)
+
+
+def set_target(target: str | None) -> None:
+    """For a request: act on `target` until `set_target(None)` at its teardown (Flask has no `with` around a view)."""
+    _acting_on.set(target)
+
+
+def scoped_target() -> str | None:
+    """The target a request or job was explicitly scoped to, or None (e.g. the users page)."""
+    return _acting_on.get()
+
+
+def console_settings() -> Settings:
+    """The app's settings as the default target sees them (what is the same for every target lives here too)."""
+    return current_app.config["SETTINGS"]
 
 
 def settings() -> Settings:
-    return current_app.config["SETTINGS"]
+    """The settings of the target this request or job acts on."""
+    return console_settings().for_target(_acting_on.get())
 
 
 def redis() -> Redis:
     return current_app.extensions["pgconsole.redis"]
 
 
-def storage() -> Storage:
-    return current_app.extensions["pgconsole.storage"]
+def storage(target: str | None = None) -> Storage:
+    """The backup store of `target`, or of the target this request or job acts on."""
+    return storage_of(current_app, target or _acting_on.get())
+
+
+def storage_of(app: Flask, target: str | None) -> Storage:
+    """`app`'s store for `target` (None: the default target); needs no app context."""
+    settings: Settings = app.config["SETTINGS"]
+    if target is None or target == settings.target_name:
+        return app.extensions["pgconsole.storage"]
+    return app.extensions["pgconsole.storages"][settings.find_target(target).name]

@@ -331,6 +331,9 @@ class WorkerProcess:
 
     def __init__(self, env: dict[str, str], log_path: Path):
         self.log_path = log_path
+        # As at boot: the worker refuses a console store that is not at this release's revision.
+        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
+                       env=child_env(env), check=True, capture_output=True)  # fmt: skip
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "wsgi", "worker"],
             cwd=ROOT,

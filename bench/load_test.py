@@ -103,6 +103,7 @@ def run(users: int, seconds: int, backups: int) -> dict:
     procs = []
     try:
         flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+        subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
         for name, role in (("viewer", "viewer"), ("operator", "operator")):
             subprocess.run([*flask, "users", "create", name, "--role", role, "--password-stdin"], cwd=ROOT, env=env,
                            input=PASSWORD, text=True, check=True, capture_output=True)  # fmt: skip

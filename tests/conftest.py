@@ -24,7 +24,7 @@ import redis as redis_lib
 from app.jobs.queue import purge_namespace
 
 # Before importing them, so that their asserts report as well as a test's own.
-pytest.register_assert_rewrite("tests.s3_servers", "tests.pg_servers", "tests.helpers")
+pytest.register_assert_rewrite("tests.s3_servers", "tests.pg_servers", "tests.helpers", "tests.notify_servers")
 from tests.helpers import (  # noqa: E402
     CHROMIUM,
     PASSWORD,
@@ -34,16 +34,18 @@ from tests.helpers import (  # noqa: E402
     STORE_FILE,
     AuthActions,
     Processes,
+    Provider,
     child_env,
     create_database,
     database_names,
     drop_database,
     new_name,
     run_jobs_for,
+    run_provider,
 )
 from tests.s3_servers import create_bucket, remove_bucket  # noqa: E402
 
-pytest_plugins = ["tests.s3_servers", "tests.pg_servers"]
+pytest_plugins = ["tests.s3_servers", "tests.pg_servers", "tests.notify_servers"]
 
 
 # --------------------------------------------------------------------------- services
@@ -152,6 +154,9 @@ def app_env(target_db, redis_ns, tmp_path, migrated_store) -> dict[str, str]:
         "RESTORE_PASSKEY": "test-passkey-0451",
         "JOB_TIMEOUT_SECONDS": "120",
         "BACKUP_MIN_INTERVAL_SECONDS": "0",  # many tests back up quickly; tests/test_history.py sets it
+        # The default (admins) sends every admin to two-factor enrolment first; the tests of that
+        # (tests/test_second_factor.py) set it, the others sign admins in with a password alone.
+        "REQUIRE_2FA": "none",
     }
 
 
@@ -221,6 +226,15 @@ def token_for(app):
         return {"Authorization": f"Bearer {plain}"}
 
     return issue
+
+
+# --------------------------------------------------------------------------- an OpenID Connect provider
+
+
+@pytest.fixture
+def oidc_provider() -> Iterator[Provider]:
+    with run_provider() as provider:
+        yield provider
 
 
 # --------------------------------------------------------------------------- jobs and processes

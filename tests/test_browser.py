@@ -168,3 +168,66 @@ def test_pin_a_backup_and_prove_it_restorable_from_the_page(page, live):
     page.get_by_role("link", name="Back to backups").click()
     proven = page.locator("table.backups tbody tr").first.locator("td").nth(4).inner_text()
     assert proven.endswith("IST")  # when it was last proven restorable
+
+
+def test_single_sign_on_through_the_provider_in_the_browser(page, app_env, processes, oidc_provider):
+    """The whole round trip in Chromium: the console's button, the provider's page, back signed in."""
+    env = {**app_env, "OIDC_ISSUER": oidc_provider.url, "OIDC_CLIENT_ID": "pgconsole",
+           "OIDC_CLIENT_SECRET": "browser-test-client-secret", "OIDC_ROLE_MAP": "dba=admin,developers=operator",
+           "OIDC_BUTTON_TEXT": "Sign in with Example ID"}  # fmt: skip
+    base = processes.web(env)
+    oidc_provider.set_user("u-1", preferred_username="alice", email="alice@example.com", groups=["dba"])
+    oidc_provider.set_user("u-2", preferred_username="mallory", groups=["marketing"])
+
+    page.goto(base + "/login")
+    page.get_by_role("link", name="Sign in with Example ID").click()
+    page.wait_for_url(oidc_provider.url + "/oauth2/authorize*")  # the provider's own page
+    page.get_by_placeholder("sub").fill("u-1")
+    page.get_by_role("button", name="Authorize").click()
+    page.get_by_role("heading", name="Backups").wait_for()
+    assert page.url == base + "/"
+    assert "alice (admin)" in page.locator("nav").inner_text()
+    page.get_by_role("link", name="Users").click()
+    assert "single sign-on" in page.locator("table.users").inner_text()
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("link", name="Sign in with Example ID").click()
+    page.get_by_placeholder("sub").fill("u-2")
+    page.get_by_role("button", name="Authorize").click()
+    page.get_by_role("heading", name="Not signed in").wait_for()
+    assert "none of your groups is given a role in this console" in page.locator("#refusal").inner_text()
+    assert page.locator("nav").inner_text().strip() == ""  # nobody is signed in
+
+
+def test_two_factor_enrolment_and_sign_in_in_the_browser(page, app_env, processes):
+    """REQUIRE_2FA=admins: the admin lands on enrolment, the server-drawn QR code shows, then the Code step."""
+    import re
+    import time
+
+    import pyotp
+
+    env = {**app_env, "REQUIRE_2FA": "admins"}
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "users", "create", "ada", "--role", "admin",
+                    "--password-stdin"], cwd=ROOT, env=child_env(env), input=PASSWORD, text=True, check=True,
+                   capture_output=True)  # fmt: skip
+    base = processes.web(env)
+    sign_in(page, base, "ada")
+    page.get_by_role("heading", name="Set up two-factor codes").wait_for()
+    assert page.url == base + "/account/two-factor"
+    qr = page.get_by_role("img", name="QR code of your two-factor secret")
+    assert qr.evaluate("img => img.complete && img.naturalWidth > 100")  # drawn, and allowed by the CSP
+    secret = page.locator("#totp-secret").inner_text()
+    assert re.fullmatch(r"[A-Z2-7]{32}", secret)
+    page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Turn on two-factor codes").click()
+    assert page.locator("#recovery-codes li").count() == 10
+    page.get_by_role("link", name="I have saved them").click()
+    assert "On since" in page.locator("#two-factor-state").inner_text()
+
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    sign_in(page, base, "ada")
+    page.get_by_role("heading", name="Code").wait_for()
+    page.get_by_label("Code").fill(pyotp.TOTP(secret).at(time.time() + 30))
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_role("heading", name="Backups").wait_for()
+    assert "ada (admin)" in page.locator("nav").inner_text()

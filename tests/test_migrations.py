@@ -58,6 +58,7 @@ def store_env(request, tmp_path, target_db, pg_admin) -> Iterator[dict[str, str]
         "SECRET_KEY": "migration-test-key",
         "APP_ENV": "staging",
         "APP_NAME": "pharmatracker",
+        "REQUIRE_2FA": "none",  # the old release's admin signs in with the password it had (no enrolment step)
     }
     if request.param == "sqlite":
         yield env

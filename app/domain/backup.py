@@ -1,10 +1,9 @@
-"""Taking a backup: pg_dump → sha256 → upload, streamed, with nothing left behind on failure."""
+"""Taking a backup: pg_dump → [age encryption →] sha256 → upload, streamed, with nothing left behind on failure."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import subprocess
 import time
@@ -13,9 +12,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from app.domain import pgtools
+from app.domain import encryption, pgtools
 from app.domain.catalog import Backup, sidecar_names, write_manifest
 from app.domain.console import ConsoleBackups
+from app.domain.naming import both_forms
 from app.domain.provenance import sign
 from app.domain.retention import RetentionPolicy, expired_backups
 from app.domain.storage import MiB, Storage, StorageError, part_size_for
@@ -40,6 +40,7 @@ class BackupPlan:
     expected_bytes: int  # the previous backup's size, for the progress bar (0 when unknown)
     database_bytes: int
     compression_method: str = ""  # what was used, e.g. "zstd:3", "gzip:1" (recorded in the manifest)
+    recipients: tuple[str, ...] = ()  # age recipients the archive is encrypted to; () for a plain `.dump`
 
     def estimate(self, done: int) -> int:
         """The dump's expected size for the progress bar, `done` bytes in: the previous backup's size, or
@@ -53,8 +54,8 @@ class BackupPlan:
 @dataclass
 class BackupResult:
     filename: str
-    size: int
-    sha256: str
+    size: int  # of the stored object (the age file, when encrypted)
+    sha256: str  # of the stored object
     started_at: str
     finished_at: str
     seconds: float
@@ -63,6 +64,9 @@ class BackupResult:
     finish_seconds: float = 0.0
     deleted: list[str] = field(default_factory=list)
     delete_failures: dict[str, str] = field(default_factory=dict)
+    # The pg_dump archive inside an encrypted backup (None for a plain one: it is the stored object).
+    archive_sha256: str | None = None
+    archive_size: int | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -74,18 +78,21 @@ def plan_backup(
     compression: str,
     bin_dirs: tuple[str, ...] = (),
     now: datetime | None = None,
+    recipients: tuple[str, ...] = (),
 ) -> BackupPlan:
     """Pick the tools and the name; fail early (before any upload) on a version mismatch or a
-    compression method the chosen pg_dump build lacks."""
+    compression method the chosen pg_dump build lacks. With recipients, the backup is `.dump.age`."""
     target = console.target
     server_major, server_full = pgtools.server_version(target)
     dump = pgtools.pick_client("pg_dump", server_major, bin_dirs)
     chosen = pgtools.compression_for(compression, dump)
+    encrypted = bool(recipients)
     now = now or datetime.now(UTC)
-    filename = console.owner.filename_at(now, console.zone)
-    while console.storage.stat(filename) is not None:  # two backups within one second: never overwrite
+    filename = console.owner.filename_at(now, console.zone, encrypted=encrypted)
+    # Two backups within one second (plain or encrypted, one series): never overwrite, never share a time.
+    while any(console.storage.stat(name) is not None for name in both_forms(filename)):
         time.sleep(1)
-        filename = console.owner.filename_at(datetime.now(UTC), console.zone)
+        filename = console.owner.filename_at(datetime.now(UTC), console.zone, encrypted=encrypted)
     previous = console.ours()
     return BackupPlan(
         filename=filename,
@@ -95,6 +102,7 @@ def plan_backup(
         compression_method=chosen.method,
         expected_bytes=previous[0].size if previous else 0,
         database_bytes=pgtools.database_size(target),
+        recipients=recipients,
     )
 
 
@@ -121,20 +129,28 @@ def stream_backup(
         bufsize=0,
     )
     errors = pgtools.StderrTail(proc.stderr)
-    digest = hashlib.sha256()
-    size = 0
+    stored = encryption.Digest()
+
+    def store(block: bytes) -> None:
+        stored.update(block)
+        upload.write(block)
+        on_progress(stored.size)
+
     assert proc.stdout is not None
     try:
-        for block in _read_dump(proc.stdout.fileno()):
-            digest.update(block)
-            upload.write(block)
-            size += len(block)
-            on_progress(size)
+        dumped = _read_dump(proc.stdout.fileno())
+        if plan.recipients:
+            plain = encryption.Digest()
+            encryption.encrypt_stream(dumped, plan.recipients, store, plain)
+        else:
+            for block in dumped:
+                store(block)
+            plain = stored
         code = proc.wait()
         errors.join(timeout=5)
         if code != 0:
             raise BackupError(f"pg_dump failed (exit {code}): {' '.join(errors.lines) or 'no message'}")
-        if size == 0:
+        if plain.size == 0:
             raise BackupError("pg_dump wrote nothing")
         finishing = time.monotonic()
         upload.complete()
@@ -154,12 +170,14 @@ def stream_backup(
             proc.stdout.close()
     return BackupResult(
         filename=plan.filename,
-        size=size,
-        sha256=digest.hexdigest(),
+        size=stored.size,
+        sha256=stored.hexdigest(),
         started_at=started.isoformat(),
         finished_at=datetime.now(UTC).isoformat(),
         seconds=round(time.monotonic() - clock, 3),
         finish_seconds=round(finish_seconds, 3),
+        archive_sha256=plain.hexdigest() if plan.recipients else None,
+        archive_size=plain.size if plan.recipients else None,
     )
 
 
@@ -191,7 +209,16 @@ def manifest_for(
     requested_by: str,
     signing_key: bytes,
 ) -> dict:
-    """The manifest, signed: only a console holding the team's signing key can make a trusted one."""
+    """The manifest, signed: only a console holding the team's signing key can make a trusted one.
+
+    `sha256` and `size` are always the stored object's; an encrypted backup also records its
+    recipients (public keys) and the plain archive's sha256 and size.
+    """
+    encrypted = {
+        "encryption": {"format": encryption.FORMAT, "recipients": list(plan.recipients)},
+        "archive_sha256": result.archive_sha256,
+        "archive_size": result.archive_size,
+    } if plan.recipients else {}  # fmt: skip
     return sign({
         "format": 1,
         "filename": result.filename,
@@ -208,6 +235,7 @@ def manifest_for(
         "started_at": result.started_at,
         "finished_at": result.finished_at,
         "requested_by": requested_by,
+        **encrypted,
     }, signing_key)  # fmt: skip
 
 

@@ -6,6 +6,8 @@ knows about a backup travels with it and survives the console:
 - `X.dump.json` — the manifest (sha256, size, versions, who asked);
 - `X.dump.pin` — a pin and its note: retention never deletes a pinned backup;
 - `X.dump.verified.json` — the last successful restore test (its time is the object's time).
+
+An encrypted backup `X.dump.age` has the same sidecars under its own name (`X.dump.age.json`, …).
 """
 
 from __future__ import annotations
@@ -15,8 +17,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from app.domain.naming import DUMP_SUFFIX, Owner, manifest_name, parse_backup_name
-from app.domain.storage import Storage, StorageError, check_name
+from app.domain.naming import (
+    BACKUP_SUFFIXES,
+    Owner,
+    is_backup_name,
+    is_encrypted_name,
+    manifest_name,
+    parse_backup_name,
+)
+from app.domain.storage import Storage, StorageError, StoredObject, check_name
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,18 @@ class Backup:
     environment: str | None  # None for names of another form (e.g. hand-made files)
     has_manifest: bool
     pinned: bool = False
+    pinned_at: datetime | None = None  # when the pin (and its note) was last written: the note's version
     verified_at: datetime | None = None  # when a restore test last proved it restorable
+
+    @property
+    def is_backup_file(self) -> bool:
+        """A `.dump` or `.dump.age`: something the console can verify, pin and restore."""
+        return is_backup_name(self.filename)
+
+    @property
+    def encrypted(self) -> bool:
+        """An age file (`.dump.age`): restoring it needs one of the recipients' keys."""
+        return is_encrypted_name(self.filename)
 
     def to_json(self) -> dict:
         return {
@@ -42,6 +62,7 @@ class Backup:
             "hasManifest": self.has_manifest,
             "pinned": self.pinned,
             "verifiedAt": self.verified_at.isoformat() if self.verified_at else None,
+            "encrypted": self.encrypted,
         }
 
 
@@ -53,14 +74,17 @@ SIDECAR_SUFFIXES = (VERIFIED_SUFFIX, ".json", PIN_SUFFIX)  # longest first
 def sidecar_of(name: str) -> tuple[str, str] | None:
     """(dump name, suffix) when `name` is a sidecar of a dump, else None."""
     for suffix in SIDECAR_SUFFIXES:
-        if name.endswith(DUMP_SUFFIX + suffix):
+        if name.endswith(tuple(backup + suffix for backup in BACKUP_SUFFIXES)):
             return name[: -len(suffix)], suffix
     return None
 
 
-def list_backups(storage: Storage, zone: ZoneInfo) -> list[Backup]:
-    """Every file in the store except sidecars, newest first; unreadable names still listed."""
-    objects = storage.list_objects()
+def list_backups(storage: Storage, zone: ZoneInfo, objects: list[StoredObject] | None = None) -> list[Backup]:
+    """Every file in the store except sidecars, newest first; unreadable names still listed.
+
+    `objects` is a listing of the store made a moment ago (a cache's); without it the store is listed.
+    """
+    objects = storage.list_objects() if objects is None else objects
     sidecars: dict[str, dict[str, datetime]] = {}
     for obj in objects:
         found = sidecar_of(obj.name)
@@ -83,6 +107,7 @@ def list_backups(storage: Storage, zone: ZoneInfo) -> list[Backup]:
                 environment=parsed.environment if parsed else None,
                 has_manifest=".json" in mine,
                 pinned=PIN_SUFFIX in mine,
+                pinned_at=mine.get(PIN_SUFFIX),
                 verified_at=mine.get(VERIFIED_SUFFIX),
             )
         )
@@ -122,13 +147,18 @@ def record_verification(storage: Storage, filename: str, report: dict) -> None:
     write_json(storage, filename + VERIFIED_SUFFIX, report)
 
 
-def find_backup(backups: list[Backup], filename: str) -> Backup | None:
-    """The listed backup with this exact name, or None (also for unsafe names and sidecars)."""
+def may_be_backup(filename: str) -> bool:
+    """A safe name of a dump (not a sidecar): the only names a backup is looked up by."""
     try:
         check_name(filename)
     except StorageError:
-        return None
-    if not filename.endswith(DUMP_SUFFIX):
+        return False
+    return is_backup_name(filename)
+
+
+def find_backup(backups: list[Backup], filename: str) -> Backup | None:
+    """The listed backup with this exact name, or None (also for unsafe names and sidecars)."""
+    if not may_be_backup(filename):
         return None
     return next((b for b in backups if b.filename == filename), None)
 

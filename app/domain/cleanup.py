@@ -12,7 +12,7 @@ import shutil
 
 import psycopg
 
-from app.domain import pgtools, restore
+from app.domain import encryption, pgtools, restore
 from app.domain.backup import BackupError
 from app.domain.catalog import sidecar_names
 from app.domain.pgtools import PgToolError
@@ -54,7 +54,7 @@ def undo_restore(
 
 def describe_error(value: BaseException | None) -> str | None:
     """The reason for an error the domain knows; None for anything else (the caller names it)."""
-    if isinstance(value, StorageError | PgToolError | BackupError | restore.RestoreError):
+    if isinstance(value, StorageError | PgToolError | BackupError | restore.RestoreError | encryption.EncryptionError):
         return str(value)
     if isinstance(value, OSError) and value.errno == errno.ENOSPC:
         return f"the worker's disk is full ({value.filename or 'temp folder'}); free space or move INSTANCE_PATH"

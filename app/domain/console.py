@@ -9,13 +9,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from app.domain.catalog import Backup, find_backup, list_backups
+from app.domain.catalog import Backup, find_backup, list_backups, may_be_backup
 from app.domain.naming import Owner
 from app.domain.provenance import dated_in_future
-from app.domain.storage import Storage
+from app.domain.storage import Storage, StoredObject
 from app.settings import Settings, TargetDatabase
+
+
+class ListingCache(Protocol):
+    """A listing of the store made a moment ago, shared by whoever reads it (kept outside the domain)."""
+
+    def objects(self, storage: Storage, fresh: bool = False) -> list[StoredObject]:
+        """The shared listing; `fresh` lists the store now and shares that."""
+        ...
+
+
+def target_name(settings: Settings) -> str:
+    """The name of `settings`' target, as alerts and metrics label it (settings made by hand, without
+    targets, are named after their environment, as the target made from today's variables is)."""
+    return settings.target_name or settings.app_env
 
 
 @dataclass(frozen=True)
@@ -24,18 +39,30 @@ class ConsoleBackups:
     owner: Owner
     zone: ZoneInfo
     storage: Storage
+    cache: ListingCache | None = None  # None: every listing asks the store (what jobs need)
 
     @classmethod
-    def from_settings(cls, settings: Settings, storage: Storage) -> ConsoleBackups:
-        return cls(settings.target, Owner(settings.app_name, settings.app_env), settings.zone, storage)
+    def from_settings(cls, settings: Settings, storage: Storage, cache: ListingCache | None = None) -> ConsoleBackups:
+        return cls(settings.target, Owner(settings.app_name, settings.app_env), settings.zone, storage, cache)
 
-    def listing(self) -> list[Backup]:
-        """Everything in the store (ours and others'), newest first."""
-        return list_backups(self.storage, self.zone)
+    def listing(self, fresh: bool = False) -> list[Backup]:
+        """Everything in the store (ours and others'), newest first; from the cache when there is one."""
+        objects = self.cache.objects(self.storage, fresh) if self.cache else None
+        return list_backups(self.storage, self.zone, objects)
 
     def find(self, filename: str, listed: list[Backup] | None = None) -> Backup | None:
         """The listed backup with this exact name, ours or not; None for unknown or unsafe names."""
-        return find_backup(self.listing() if listed is None else listed, filename)
+        return find_backup(listed, filename) if listed is not None else self.find_listed(filename)[0]
+
+    def find_listed(self, filename: str) -> tuple[Backup | None, list[Backup]]:
+        """The backup with this name and the listing it was found in. A name missing from a cached
+        listing is looked up afresh: the cache saves work, it never says "no such backup"."""
+        listed = self.listing()
+        found = find_backup(listed, filename)
+        if found is None and self.cache is not None and may_be_backup(filename):
+            listed = self.listing(fresh=True)
+            found = find_backup(listed, filename)
+        return found, listed
 
     def is_ours(self, backup: Backup) -> bool:
         return self.owner.owns(backup)

@@ -1,7 +1,9 @@
 """Backup file names in the seed's format, and reading them back.
 
 `{APP_NAME}-{APP_ENV}-on-YYYY-MM-DD-at-HH-MM-SS-AM|PM-IST.dump`, on a 12-hour clock in the
-display time zone, whose abbreviation replaces `IST` when another zone is configured.
+display time zone, whose abbreviation replaces `IST` when another zone is configured. An
+encrypted backup is the same name plus `.age` (an age file holding that archive); both kinds
+are one series for listing, retention, pins, verify and the size trend.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from zoneinfo import ZoneInfo
 
 DUMP_SUFFIX = ".dump"
 MANIFEST_SUFFIX = ".dump.json"
+AGE_SUFFIX = ".age"  # an age file (https://age-encryption.org) holding the archive
+ENCRYPTED_SUFFIX = DUMP_SUFFIX + AGE_SUFFIX
+BACKUP_SUFFIXES = (DUMP_SUFFIX, ENCRYPTED_SUFFIX)
 
 _NAME = re.compile(
     r"^(?P<app>.+)-(?P<env>[A-Za-z0-9_]+)-on-(?P<date>\d{4}-\d{2}-\d{2})"
-    r"-at-(?P<time>\d{2}-\d{2}-\d{2})-(?P<ampm>AM|PM)-(?P<tz>[A-Za-z0-9+\-]{1,10})\.dump\Z",
+    r"-at-(?P<time>\d{2}-\d{2}-\d{2})-(?P<ampm>AM|PM)-(?P<tz>[A-Za-z0-9+\-]{1,10})\.dump(?:\.age)?\Z",
     re.ASCII,
 )
 # Abbreviations the seed and common zones use, so a name made under another setting still reads.
@@ -38,15 +43,16 @@ class Owner:
     environment: str
 
     def owns(self, backup: _Named) -> bool:
-        """A `.dump` of this app and environment; everything else in the bucket is someone else's."""
+        """A `.dump` or `.dump.age` of this app and environment; everything else in the bucket is someone else's."""
         return (
             backup.app_name == self.app_name
             and backup.environment == self.environment
-            and backup.filename.endswith(DUMP_SUFFIX)
+            and is_backup_name(backup.filename)
         )
 
-    def filename_at(self, at: datetime, zone: ZoneInfo) -> str:
-        return backup_filename(self.app_name, self.environment, at, zone)
+    def filename_at(self, at: datetime, zone: ZoneInfo, *, encrypted: bool = False) -> str:
+        name = backup_filename(self.app_name, self.environment, at, zone)
+        return encrypted_name(name) if encrypted else name
 
     def __str__(self) -> str:
         return f"{self.app_name}/{self.environment}"
@@ -88,6 +94,26 @@ def parse_backup_name(filename: str) -> BackupName | None:
     except ValueError:
         return None
     return BackupName(match["app"], match["env"], local, match["tz"])
+
+
+def is_backup_name(filename: str) -> bool:
+    """A backup file (plain or encrypted), as opposed to a sidecar or anything else."""
+    return filename.endswith(BACKUP_SUFFIXES)
+
+
+def is_encrypted_name(filename: str) -> bool:
+    return filename.endswith(ENCRYPTED_SUFFIX)
+
+
+def encrypted_name(filename: str) -> str:
+    """`X.dump` → `X.dump.age`: the name of the same backup encrypted with age."""
+    return filename + AGE_SUFFIX
+
+
+def both_forms(filename: str) -> tuple[str, str]:
+    """The plain and the encrypted name of the backup taken at the moment this name records."""
+    plain = filename.removesuffix(AGE_SUFFIX)
+    return plain, encrypted_name(plain)
 
 
 def manifest_name(filename: str) -> str:

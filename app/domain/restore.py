@@ -21,7 +21,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from app.domain import pgtools
+from app.domain import encryption, pgtools
 from app.domain.catalog import Backup, recent_backup
 from app.domain.naming import Owner
 from app.domain.storage import MiB, Storage
@@ -106,36 +107,88 @@ def scratch_name(dbname: str, kind: str = "restore") -> str:
     return f"{dbname[:40]}_pgc_{kind}_{uuid.uuid4().hex[:8]}"
 
 
-def download(
-    storage: Storage, backup: Backup, folder: Path, on_progress: Callable[[int], None] = lambda done: None
-) -> tuple[Path, str]:
-    """Fetch the archive with parallel ranged reads, hashing it in order as it lands."""
+@dataclass(frozen=True)
+class Archive:
+    """A downloaded backup, ready for pg_restore, and what its checksums proved."""
+
+    path: Path  # the plain pg_dump archive (decrypted while it downloaded, when it was an age file)
+    sha256: str  # of the stored object, as the manifest's "sha256"
+    checksum_verified: bool  # False when there was no manifest to check against
+
+
+def fetch_archive(
+    storage: Storage,
+    backup: Backup,
+    folder: Path,
+    manifest: dict | None,
+    *,
+    identity_file: str | None = None,
+    on_progress: Callable[[int], None] = lambda done: None,
+) -> Archive:
+    """Download the backup into `folder`, decrypting an age file in the stream (one copy on disk, the plain one).
+
+    The stored object's sha256 is checked against the manifest, and for an encrypted backup
+    the plain archive's too, before this returns: nothing is touched before both match.
+    """
     path = folder / "archive.dump"
-    digest = hashlib.sha256()
+    stored, plain = encryption.Digest(), encryption.Digest()
+    with open(path, "wb") as out, contextlib.closing(_ordered_blocks(storage, backup, on_progress)) as blocks:
+        if not backup.encrypted:
+            for block in blocks:
+                stored.update(block)
+                out.write(block)
+        else:
+            _decrypt_into(out, plain, blocks, stored, manifest, identity_file)
+    if stored.size != backup.size:
+        raise RestoreError(f"downloaded {stored.size} bytes of {backup.size}; the archive is incomplete")
+    verified = check_checksum(manifest, stored.hexdigest())
+    recorded = (manifest or {}).get("archive_sha256") if backup.encrypted else None
+    if recorded and recorded != plain.hexdigest():
+        raise RestoreError(
+            f"checksum mismatch: the decrypted archive's sha256 is {plain.hexdigest()}, its manifest says "
+            f"{recorded}; nothing was changed"
+        )
+    return Archive(path, stored.hexdigest(), verified)
+
+
+def _decrypt_into(out, plain: encryption.Digest, blocks: Iterator[bytes], stored: encryption.Digest,
+                  manifest: dict | None, identity_file: str | None) -> None:  # fmt: skip
+    recipients = ((manifest or {}).get("encryption") or {}).get("recipients") or []
+    if not identity_file:
+        raise RestoreError(
+            f"{encryption.no_matching_key_message(recipients)}: the worker has no identity file "
+            "(BACKUP_ENCRYPTION_IDENTITY_FILE is not set); nothing was changed"
+        )
+    try:
+        identities = encryption.load_identities(identity_file)
+        encryption.decrypt_stream(blocks, identities, lambda block: (plain.update(block), out.write(block)), stored)
+    except encryption.NoMatchingKey:
+        raise RestoreError(f"{encryption.no_matching_key_message(recipients)}; nothing was changed") from None
+    except encryption.EncryptionError as exc:
+        check_checksum(manifest, stored.hexdigest())  # a changed file says so before "cannot decrypt"
+        raise RestoreError(f"{exc}; nothing was changed") from None
+
+
+def _ordered_blocks(storage: Storage, backup: Backup, on_progress: Callable[[int], None]) -> Iterator[bytes]:
+    """The object's bytes in order, fetched by up to DOWNLOAD_THREADS parallel ranged reads."""
     ranges = [(start, min(start + DOWNLOAD_CHUNK, backup.size)) for start in range(0, backup.size, DOWNLOAD_CHUNK)]
     done = 0
-    with open(path, "wb") as out, ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="download") as pool:
-        pending: list[Future] = []
-        upcoming = iter(ranges)
-        for start, end in upcoming:  # keep at most DOWNLOAD_THREADS ranges in memory
+    with ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="download") as pool:
+        pending: deque[Future] = deque()
+
+        def next_block() -> bytes:
+            nonlocal done
+            block = pending.popleft().result()
+            done += len(block)
+            on_progress(done)
+            return block
+
+        for start, end in ranges:  # keep at most DOWNLOAD_THREADS ranges in memory
             pending.append(pool.submit(storage.read_range, backup.filename, start, end))
-            if len(pending) < DOWNLOAD_THREADS:
-                continue
-            done += _write_next(pending, out, digest)
-            on_progress(done)
+            if len(pending) == DOWNLOAD_THREADS:
+                yield next_block()
         while pending:
-            done += _write_next(pending, out, digest)
-            on_progress(done)
-    if done != backup.size:
-        raise RestoreError(f"downloaded {done} bytes of {backup.size}; the archive is incomplete")
-    return path, digest.hexdigest()
-
-
-def _write_next(pending: list[Future], out, digest) -> int:
-    block = pending.pop(0).result()
-    digest.update(block)
-    out.write(block)
-    return len(block)
+            yield next_block()
 
 
 def check_checksum(manifest: dict | None, sha256: str) -> bool:

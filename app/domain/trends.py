@@ -16,6 +16,7 @@ from app.domain.naming import Owner
 # How many earlier backups the drop rule compares with, and how many it needs before it judges.
 DROP_WINDOW = 5
 DROP_MIN_HISTORY = 2
+POINTS = 30  # the newest backups a trend shows (only their manifests are needed)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def backup_trend(
     *,
     owner: Owner,
     drop_percent: int,
-    limit: int = 30,
+    limit: int = POINTS,
 ) -> list[Point]:
     """This app and environment's `.dump` backups, oldest first (the newest `limit` of them).
 
@@ -61,7 +62,7 @@ def backup_trend(
                 filename=backup.filename,
                 created_at=backup.created_at,
                 size=backup.size,
-                seconds=_duration(manifests.get(backup.filename)),
+                seconds=manifest_seconds(manifests.get(backup.filename)),
                 dropped=dropped,
                 drop_pct=round(pct) if dropped and pct is not None else None,
             )
@@ -88,7 +89,8 @@ def _drop_pct(size: int, earlier: list[int]) -> float | None:
     return (baseline - size) * 100 / baseline
 
 
-def _duration(manifest: dict | None) -> float | None:
+def manifest_seconds(manifest: dict | None) -> float | None:
+    """How long the backup took, from its manifest's started_at and finished_at; None when unknown."""
     if not isinstance(manifest, dict):
         return None
     try:

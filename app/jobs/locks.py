@@ -1,4 +1,8 @@
-"""One backup or restore at a time per target database: a Redis key with an expiry."""
+"""One backup or restore at a time per target database: a Redis key with an expiry.
+
+It is keyed on the database (`Settings.lock_name`: host, port and name), not on the target, so
+two targets that point at one database share it.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 
 
 class DatabaseLock:
-    def __init__(self, redis: Redis, namespace: str, dbname: str):
+    def __init__(self, redis: Redis, namespace: str, database: str):
         self.redis = redis
-        self.key = f"{namespace}:lock:database:{dbname}"
+        self.key = f"{namespace}:lock:database:{database}"
 
     def acquire(self, job_id: str, ttl_seconds: int) -> bool:
         return bool(self.redis.set(self.key, job_id, nx=True, ex=ttl_seconds))

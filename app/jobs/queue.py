@@ -28,20 +28,20 @@ class JobRefused(Exception):
         self.status = status
 
 
-def last_backup_key(namespace: str) -> str:
-    return f"{namespace}:backup:last"
+def last_backup_key(prefix: str) -> str:
+    return f"{prefix}:backup:last"
 
 
 def mark_backup(settings: Settings, redis: Redis) -> None:
-    """Remember now as the last backup request or finish; kept for BACKUP_MIN_INTERVAL_SECONDS."""
+    """Remember now as the target's last backup request or finish; kept for BACKUP_MIN_INTERVAL_SECONDS."""
     if settings.backup_min_interval_seconds:
-        redis.set(last_backup_key(settings.redis_namespace), repr(time.time()), ex=settings.backup_min_interval_seconds)
+        redis.set(last_backup_key(settings.key_prefix), repr(time.time()), ex=settings.backup_min_interval_seconds)
 
 
 def check_backup_interval(settings: Settings, redis: Redis) -> None:
-    """Refuse (429) a manual backup too soon after the last backup request or finish of this environment."""
+    """Refuse (429) a manual backup too soon after the last backup request or finish of this target."""
     interval = settings.backup_min_interval_seconds
-    last = redis.get(last_backup_key(settings.redis_namespace)) if interval else None
+    last = redis.get(last_backup_key(settings.key_prefix)) if interval else None
     if last is None:
         return
     ago = max(0.0, time.time() - float(last))
@@ -57,6 +57,35 @@ def queue_for(settings: Settings, redis: Redis) -> Queue:
     return Queue(settings.redis_namespace, connection=redis)
 
 
+def notify_queue(settings: Settings, redis: Redis) -> Queue:
+    """Alert deliveries (app/jobs/notify.py): short jobs, kept apart so they never wait behind a backup."""
+    return Queue(notify_queue_name(settings.redis_namespace), connection=redis)
+
+
+def notify_queue_name(namespace: str) -> str:
+    return f"{namespace}:notify"
+
+
+def worker_queues(settings: Settings, redis: Redis) -> list[Queue]:
+    """What a worker serves, in order: alerts first, then backups, restores and verifies."""
+    return [notify_queue(settings, redis), queue_for(settings, redis)]
+
+
+def jobs_total_key(namespace: str) -> str:
+    return f"{namespace}:metrics:jobs"
+
+
+def count_job(settings: Settings, redis: Redis, kind: str, outcome: str) -> None:
+    """One more finished job of `kind` with `outcome` (ok/failed) of the target, for pgconsole_jobs_total."""
+    redis.hincrby(jobs_total_key(settings.key_prefix), f"{kind}:{outcome}", 1)
+
+
+def job_counts(settings: Settings, redis: Redis) -> dict[tuple[str, str], int]:
+    """{(kind, outcome): count} of every job of the target this console's workers finished, since the key was made."""
+    counts = redis.hgetall(jobs_total_key(settings.key_prefix))
+    return {tuple(k.decode().split(":", 1)): int(v) for k, v in counts.items()}  # type: ignore[misc]
+
+
 def start_job(
     settings: Settings,
     redis: Redis,
@@ -69,7 +98,8 @@ def start_job(
 ) -> str:
     """Take the database lock, then enqueue; refuse (409) while another job holds it.
 
-    The job gets plain values only: who asked, the file, and `options` (e.g. verify's trusted_only).
+    The job is for the target `settings` are of. It gets plain values only: the target's name,
+    who asked, the file, and `options` (e.g. verify's trusted_only); the worker resolves the name.
 
     A manual backup (not `scheduled`) is also refused (429) within BACKUP_MIN_INTERVAL_SECONDS of the
     last backup request or finish, so nobody can make retention delete history by starting a burst.
@@ -79,26 +109,28 @@ def start_job(
     if kind == "backup" and not scheduled:
         check_backup_interval(settings, redis)
     job_id = uuid.uuid4().hex
-    lock = DatabaseLock(redis, settings.redis_namespace, settings.target.dbname)
+    lock = DatabaseLock(redis, settings.redis_namespace, settings.lock_name)
     if not lock.acquire(job_id, settings.job_timeout_seconds + LOCK_GRACE_SECONDS):
         raise JobRefused(
             f"another backup or restore of {settings.target.dbname} is running (job {lock.holder()}); "
             "wait for it to finish"
         )
-    state = JobState(kind=kind, requested_by=requested_by, filename=filename, scheduled=scheduled)
+    target = settings.target_name or None
+    state = JobState(kind=kind, requested_by=requested_by, filename=filename, target=target, scheduled=scheduled)
     try:
         if kind == "backup":
             mark_backup(settings, redis)  # under the lock: a second request sees it or gets the 409
         queue_for(settings, redis).enqueue(
             f"{TASKS}.{kind}_job",
-            kwargs={"requested_by": requested_by, **({"filename": filename} if filename else {}), **options},
+            kwargs={"requested_by": requested_by, **({"filename": filename} if filename else {}),
+                    **({"target": target} if target else {}), **options},
             job_id=job_id,
             job_timeout=settings.job_timeout_seconds,
             result_ttl=7 * 24 * 3600,
             failure_ttl=7 * 24 * 3600,
             on_failure=Callback(f"{TASKS}.on_failure"),
             meta=state.to_meta(),
-            description=f"{kind} of {settings.target.dbname}",
+            description=f"{kind} of {settings.target.dbname}" + (f" ({target})" if target else ""),
         )
     except BaseException:
         lock.release(job_id)
@@ -130,6 +162,7 @@ def job_status(redis: Redis, job_id: str) -> dict | None:
         "result": job.return_value() if finished else None,
         "error": (state.error or f"the job ended as {status}") if state_name == "failed" else None,
         "requested_by": state.requested_by,
+        "target": state.target,
         "filename": state.filename,
         "warning": state.warning,
         "enqueued_at": job.enqueued_at.isoformat() if job.enqueued_at else None,
@@ -143,17 +176,18 @@ def purge_namespace(redis: Redis, namespace: str) -> None:
 
     For throw-away namespaces (the tests, the benchmarks); never needed in normal running.
     """
-    queue = Queue(namespace, connection=redis)
-    job_ids = set(queue.get_job_ids())
-    for registry in (
-        queue.started_job_registry,
-        queue.finished_job_registry,
-        queue.failed_job_registry,
-        queue.deferred_job_registry,
-        queue.scheduled_job_registry,
-        queue.canceled_job_registry,
-    ):
-        job_ids.update(registry.get_job_ids())
+    job_ids = set()
+    for queue in (Queue(namespace, connection=redis), Queue(notify_queue_name(namespace), connection=redis)):
+        job_ids.update(queue.get_job_ids())
+        for registry in (
+            queue.started_job_registry,
+            queue.finished_job_registry,
+            queue.failed_job_registry,
+            queue.deferred_job_registry,
+            queue.scheduled_job_registry,
+            queue.canceled_job_registry,
+        ):
+            job_ids.update(registry.get_job_ids())
     keys = set()
     for job_id in job_ids:
         keys.update(redis.scan_iter(match=f"rq:*{job_id}*"))

@@ -2,7 +2,9 @@
 
 Jobs write the audit log through the console store, which needs an app context. Each job
 function enters one explicitly (`console_job`) instead of inheriting whatever context the
-process that started the worker happened to have.
+process that started the worker happened to have. A job for a target gets the target's name
+(`target=`, a plain string) and acts on it: settings and storage are resolved here, in the
+worker, from the app's own settings, never sent through Redis.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TypeVar
 
 from flask import Flask, current_app, has_app_context
 
+from app import services
 from app.domain.console import ConsoleBackups
 
 F = TypeVar("F", bound=Callable)
@@ -36,19 +39,23 @@ def app() -> Flask:
 
 
 def console_job(function: F) -> F:
-    """Run the job function inside the configured app's context (its own, unless one is already there)."""
+    """Run the job function inside the configured app's context (its own, unless one is already there),
+    acting on the target named by its `target` keyword (the default target without one)."""
 
     @wraps(function)
-    def wrapped(*args, **kwargs):
-        if has_app_context() and (_app is None or current_app._get_current_object() is _app):
-            return function(*args, **kwargs)
-        with app().app_context():
-            return function(*args, **kwargs)
+    def wrapped(*args, target: str | None = None, **kwargs):
+        with services.acting_on(target):
+            if has_app_context() and (_app is None or current_app._get_current_object() is _app):
+                return function(*args, **kwargs)
+            with app().app_context():
+                return function(*args, **kwargs)
 
     return wrapped  # type: ignore[return-value]
 
 
-def console() -> ConsoleBackups:
-    """This console's backups, from the configured app's settings and store (no app context needed)."""
+def console(target: str | None = None) -> ConsoleBackups:
+    """The backups of `target` (default: the one this job acts on), from the configured app's settings
+    and stores (no app context needed)."""
     current = app()
-    return ConsoleBackups.from_settings(current.config["SETTINGS"], current.extensions["pgconsole.storage"])
+    name = target or services.scoped_target()
+    return ConsoleBackups.from_settings(current.config["SETTINGS"].for_target(name), services.storage_of(current, name))

@@ -6,6 +6,9 @@ run is enqueued per slot however many schedulers are started. The cron expressio
 `DISPLAY_TIMEZONE` (so "0 2 * * *" is 2 AM IST by default) and comes from the settings page,
 or from `BACKUP_SCHEDULE` when nobody has set one there; schedulers pick up a change within a
 minute.
+
+Each target has its own schedule and verify schedule; one scheduler serves them all, firing
+each target's job with the target's name.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from croniter import croniter
 from redis import Redis
 from rq.cron import CronJob, CronScheduler
 
+from app import services
 from app.domain import alerts
 from app.domain.storage import StorageError
 from app.extensions import db
+from app.jobs.notify import notify
 from app.models import ConsoleSetting, utcnow
 from app.settings import Settings
 
@@ -27,20 +32,29 @@ SCHEDULE_SETTING = "backup_schedule"
 HEARTBEAT_SECONDS = 120
 
 
-def stored_schedule() -> ConsoleSetting | None:
-    return db.session.get(ConsoleSetting, SCHEDULE_SETTING)
+def schedule_setting(settings: Settings) -> str:
+    """The console setting holding a target's schedule: the default target keeps the name it had alone."""
+    if settings.target_name == settings.default_target:
+        return SCHEDULE_SETTING
+    return f"{SCHEDULE_SETTING}:{settings.target_name}"
+
+
+def stored_schedule(settings: Settings | None = None) -> ConsoleSetting | None:
+    return db.session.get(ConsoleSetting, schedule_setting(settings or services.settings()))
 
 
 def effective_schedule(settings: Settings) -> str | None:
-    """The page's schedule when an admin set one ("" means switched off), else BACKUP_SCHEDULE."""
-    stored = stored_schedule()
+    """The page's schedule when an admin set one ("" means switched off), else the target's BACKUP_SCHEDULE."""
+    stored = stored_schedule(settings)
     if stored is not None:
         return stored.value or None
     return settings.backup_schedule
 
 
-def save_schedule(expression: str, by: str) -> None:
-    row = stored_schedule() or ConsoleSetting(key=SCHEDULE_SETTING)
+def save_schedule(expression: str, by: str, settings: Settings | None = None) -> None:
+    """Save the schedule of `settings`' target (default: the one this request acts on)."""
+    settings = settings or services.settings()
+    row = stored_schedule(settings) or ConsoleSetting(key=schedule_setting(settings))
     row.value, row.updated_by, row.updated_at = expression, by, utcnow()
     db.session.add(row)
     db.session.commit()
@@ -72,16 +86,16 @@ def scheduler_alive(redis: Redis, namespace: str) -> bool:
 
 
 def check_stale_backups(settings: Settings, redis: Redis) -> bool:
-    """Alert when this environment has no backup newer than BACKUP_MAX_AGE_HOURS.
+    """Alert when `settings`' target has no backup of its own newer than its BACKUP_MAX_AGE_HOURS.
 
     Checked by the scheduler every few minutes; alerts at most once per max-age period.
     """
-    if not redis.set(f"{settings.redis_namespace}:scheduler:stale-check", "1", nx=True, ex=300):
+    if not redis.set(f"{settings.key_prefix}:scheduler:stale-check", "1", nx=True, ex=300):
         return False
     from app.jobs import runtime
 
     max_age = timedelta(hours=settings.backup_max_age_hours)
-    ours = runtime.console()
+    ours = runtime.console(settings.target_name or None)
     try:
         newest = ours.newest()
     except StorageError as exc:
@@ -89,11 +103,11 @@ def check_stale_backups(settings: Settings, redis: Redis) -> bool:
     else:
         alert = alerts.stale_backup_alert(newest, ours.owner, max_age=max_age, now=datetime.now(UTC))
     if alert is None:
-        redis.delete(f"{settings.redis_namespace}:alert:stale")
+        redis.delete(f"{settings.key_prefix}:alert:stale")
         return False
-    if not redis.set(f"{settings.redis_namespace}:alert:stale", "1", nx=True, ex=int(max_age.total_seconds())):
+    if not redis.set(f"{settings.key_prefix}:alert:stale", "1", nx=True, ex=int(max_age.total_seconds())):
         return False
-    alerts.deliver(alert, settings)
+    notify(settings, redis, alert)
     return True
 
 
@@ -117,48 +131,67 @@ class SlotCronJob(CronJob):
 
 
 class ConsoleScheduler(CronScheduler):
-    """RQ's cron scheduler for the backup schedule; re-reads the schedule on every loop."""
+    """RQ's cron scheduler for every target's backup and verify schedules; re-reads the schedules on every loop."""
 
     def __init__(self, settings: Settings, connection: Redis, queue_name: str, function, verify_function=None):
         super().__init__(connection, name=f"{settings.redis_namespace}:{datetime.now(UTC):%H%M%S%f}")
         self.settings = settings
         self.queue_name = queue_name
         self.function = function
-        self.expression: str | None = None
+        self.expressions: dict[str, str | None] = {}
+        self.backup_jobs: dict[str, SlotCronJob] = {}
         self.reload()
-        if settings.verify_schedule and verify_function is not None:  # VERIFY_SCHEDULE: restore tests
-            self.verify_job = self._slot_job(verify_function, settings.verify_schedule, "scheduled-verify")
-        else:
-            self.verify_job = None
+        # VERIFY_SCHEDULE (or a target's verify_schedule): restore tests
+        self.verify_jobs = [
+            self._slot_job(verify_function, target, target.verify_schedule, "scheduled-verify")
+            for target in self.targets() if target.verify_schedule and verify_function is not None
+        ]  # fmt: skip
 
-    def _slot_job(self, function, expression: str, name: str) -> SlotCronJob:
-        return SlotCronJob(self.queue_name, func=function, cron=expression, name=name, zone=self.settings.zone,
-                           namespace=self.settings.redis_namespace, job_timeout=60)  # fmt: skip
+    @property
+    def verify_job(self) -> SlotCronJob | None:
+        return self.verify_jobs[0] if self.verify_jobs else None
+
+    def targets(self) -> list[Settings]:
+        """Each target's settings (settings made by hand, without targets, are their own one target)."""
+        return [self.settings.for_target(t.name) for t in self.settings.targets] or [self.settings]
+
+    def _slot_job(self, function, target: Settings, expression: str, name: str) -> SlotCronJob:
+        if target.several_targets:
+            name = f"{name}:{target.target_name}"
+        kwargs = {"target": target.target_name} if target.target_name else {}
+        return SlotCronJob(self.queue_name, func=function, kwargs=kwargs, cron=expression, name=name,
+                           zone=self.settings.zone, namespace=target.key_prefix, job_timeout=60)  # fmt: skip
 
     def get_jobs(self) -> list[CronJob]:
-        return [*self._cron_jobs, *([self.verify_job] if self.verify_job else [])]
+        return [*self._cron_jobs, *self.verify_jobs]
 
     def reload(self) -> None:
         db.session.expire_all()
-        expression = effective_schedule(self.settings)
-        if expression == self.expression:
-            return
-        self.expression = expression
-        self._cron_jobs = []
-        if expression:
-            self._cron_jobs.append(self._slot_job(self.function, expression, "scheduled-backup"))
-            self.log.info("backup schedule: %s (%s)", expression, self.settings.display_timezone)
-        else:
-            self.log.info("no backup schedule")
+        for target in self.targets():
+            expression = effective_schedule(target)
+            if self.expressions.get(target.target_name, "unset") == expression:
+                continue
+            self.expressions[target.target_name] = expression
+            self.backup_jobs.pop(target.target_name, None)
+            if expression:
+                self.backup_jobs[target.target_name] = self._slot_job(self.function, target, expression,
+                                                                      "scheduled-backup")  # fmt: skip
+                self.log.info("backup schedule of %s: %s (%s)", target.target_name, expression,
+                              self.settings.display_timezone)  # fmt: skip
+            else:
+                self.log.info("no backup schedule for %s", target.target_name)
+        self._cron_jobs = list(self.backup_jobs.values())  # what RQ's own sleep and registry read
 
     def enqueue_jobs(self):
         self.reload()
-        check_stale_backups(self.settings, self.connection)
-        enqueued = super().enqueue_jobs()
-        if self.verify_job and self.verify_job.should_run():
-            self.verify_job.enqueue(self.connection)
-            self.verify_job.set_enqueue_time(datetime.now(UTC))
-            enqueued.append(self.verify_job)
+        for target in self.targets():
+            check_stale_backups(target, self.connection)
+        enqueued = []
+        for job in self.get_jobs():
+            if job.should_run():
+                job.enqueue(self.connection)
+                job.set_enqueue_time(datetime.now(UTC))
+                enqueued.append(job)
         return enqueued
 
     def heartbeat(self) -> None:

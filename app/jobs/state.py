@@ -45,6 +45,7 @@ class Progress:
 class JobState:
     kind: str = "job"  # backup, restore or verify
     requested_by: str = "?"
+    target: str | None = None  # the target's name (None: a job from before targets, on the default one)
     filename: str | None = None
     scheduled: bool = False
     progress: Progress = field(default_factory=Progress)

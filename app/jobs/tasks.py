@@ -26,9 +26,11 @@ from app.domain.provenance import UNTRUSTED_WARNING
 from app.domain.retention import RetentionPolicy
 from app.jobs import history
 from app.jobs.locks import DatabaseLock
-from app.jobs.queue import mark_backup
+from app.jobs.notify import notify
+from app.jobs.queue import count_job, mark_backup
 from app.jobs.runtime import console, console_job
 from app.jobs.state import JobRecord, JobState
+from app.listing_cache import listing_changed
 
 
 @console_job
@@ -40,7 +42,8 @@ def backup_job(requested_by: str) -> dict:
     ours.storage.check()
     # Uploads left by killed jobs (here or in another environment's console) cost money: sweep.
     ours.storage.abort_stale_uploads(older_than=timedelta(seconds=max(6 * 3600, 2 * settings.job_timeout_seconds)))
-    plan = backups.plan_backup(ours, compression=settings.backup_compression, bin_dirs=settings.pg_bin_dirs)
+    plan = backups.plan_backup(ours, compression=settings.backup_compression, bin_dirs=settings.pg_bin_dirs,
+                               recipients=settings.encryption_recipients)  # fmt: skip
     record.remember(filename=plan.filename)
     record.phase("dumping", bytes_total=plan.estimate(0) or None)
     result = backups.stream_backup(
@@ -54,18 +57,25 @@ def backup_job(requested_by: str) -> dict:
     manifest = backups.manifest_for(plan, result, console=ours, requested_by=requested_by,
                                     signing_key=settings.signing_key)  # fmt: skip
     backups.publish_manifest(ours.storage, result, manifest)
+    listing_changed(settings, services.redis())  # the list shows the new backup at once
     record.remember(upload_id=None, published=True)
     record.phase("retention")
-    # Listed again after publishing (the plan's listing predates this backup and any pin made since).
+    # Listed again after publishing (the plan's listing predates this backup and any pin made since),
+    # from the store itself: this job's console has no listing cache.
     listed = ours.listing()
-    result.deleted, result.delete_failures = backups.apply_retention(
-        ours, listed, policy=RetentionPolicy.from_settings(settings), just_made=result.filename
-    )
+    try:
+        result.deleted, result.delete_failures = backups.apply_retention(
+            ours, listed, policy=RetentionPolicy.from_settings(settings), just_made=result.filename
+        )
+    finally:
+        listing_changed(settings, services.redis())
     _audit_retention(result, requested_by, job.id if job else None)
     record.phase("done", bytes_total=result.size, bytes_done=result.size)
     mark_backup(settings, services.redis())  # BACKUP_MIN_INTERVAL_SECONDS counts from the finish too
     _warn_if_size_dropped([b for b in listed if b.filename not in result.deleted], result.filename, record)
     detail = f"{result.size} bytes, sha256 {result.sha256}"
+    if plan.recipients:
+        detail += f"; encrypted with age to {len(plan.recipients)} recipient(s)"
     if result.delete_failures:
         detail += f"; retention could not delete {len(result.delete_failures)} file(s)"
     summary = f"saved {result.filename}"
@@ -94,7 +104,8 @@ def _warn_if_size_dropped(listed: list[catalog.Backup], filename: str, record: J
         return
     message = f"possible data loss: this backup is {drop} % smaller than the backups before it"
     record.remember(warning=message)
-    alerts.deliver(alerts.Alert("size-drop", f"{filename}: {message}", {"file": filename}), settings)
+    details = {"file": filename, **({"job": alerts.job_link(settings, record.job.id)} if record.job else {})}
+    notify(settings, services.redis(), alerts.Alert("size-drop", f"{filename}: {message}", details))
 
 
 @console_job
@@ -134,6 +145,10 @@ def restore_job(filename: str, requested_by: str) -> dict:
         detail += f"; untrusted backup ({copy.untrusted_reason})"
     _finish(job, "restore", "ok", requested_by, filename, detail, size=backup.size,
             summary=f"{ours.target.dbname} now holds the data of {filename}")  # fmt: skip
+    # Restores are rare and replace live data: the team hears of every one.
+    notify(settings, services.redis(), alerts.job_alert(
+        "restore-finished", settings, action="restore", job_id=job.id if job else None, requested_by=requested_by,
+        seconds=outcome.seconds, filename=filename))  # fmt: skip
     # What the job page needs to say what changed and how to undo it.
     return {**outcome.to_json(), "backup_taken_at": backup.created_at.isoformat(), "safety_backup": safety.filename}
 
@@ -170,6 +185,7 @@ def verify_job(filename: str, requested_by: str, trusted_only: bool = True) -> d
         "requested_by": requested_by,
     }
     catalog.record_verification(ours.storage, filename, report)
+    listing_changed(settings, services.redis())
     record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
     total = sum(rows.values())
     summary = f"{len(rows)} tables, {total} rows, {report['seconds']} s"
@@ -194,18 +210,21 @@ def _restore_into_scratch(
         )
     record.remember(temp_folder=str(folder))
     record.phase("downloading", bytes_total=backup.size)
-    archive, sha256 = restore.download(ours.storage, backup, folder, on_progress=record.advance)
+    archive = restore.fetch_archive(
+        ours.storage, backup, folder, manifest, identity_file=settings.encryption_identity_file,
+        on_progress=record.advance,
+    )  # fmt: skip
     record.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
-    checksum_verified = restore.check_checksum(manifest, sha256)
     if not origin.trusted:
         record.remember(warning=f"this backup is not trusted: {origin.reason}; {UNTRUSTED_WARNING}")
     scratch = restore.scratch_name(ours.target.dbname)
     record.remember(scratch_database=scratch)
     restore.create_scratch(ours.target, scratch)
     record.phase("restoring")
-    tables = restore.restore_into(ours.target, archive, scratch, jobs=settings.restore_jobs,
+    tables = restore.restore_into(ours.target, archive.path, scratch, jobs=settings.restore_jobs,
                                   bin_dirs=settings.pg_bin_dirs, on_progress=record.items)  # fmt: skip
-    return restore.ScratchCopy(scratch, sha256, checksum_verified, origin.trusted, origin.reason, tables)
+    return restore.ScratchCopy(scratch, archive.sha256, archive.checksum_verified, origin.trusted, origin.reason,
+                               tables)  # fmt: skip
 
 
 @console_job
@@ -239,13 +258,14 @@ def _finish(
     job: Job | None, action: str, outcome: str, username: str, target: str | None, detail: str,
     *, summary: str | None = None, size: int | None = None,
 ) -> None:  # fmt: skip
-    """Free the lock, end the job's record (`summary` says what it did) and audit; `detail` is the audit's."""
-    settings = services.settings()
+    """Free the lock, end the job's record (`summary` says what it did), count and audit; `detail` is the audit's."""
+    settings, redis = services.settings(), services.redis()
     if job is not None:
-        DatabaseLock(services.redis(), settings.redis_namespace, settings.target.dbname).release(job.id)
+        DatabaseLock(redis, settings.redis_namespace, settings.lock_name).release(job.id)
         ok = outcome == "ok"
         history.ended(job.id, ok=ok, outcome=summary if ok else None, error=None if ok else detail, size=size,
                       filename=target)  # fmt: skip
+    count_job(settings, redis, action, outcome)
     audit.record(action, outcome, username=username, target=target, detail=detail, job_id=job.id if job else None)
 
 
@@ -260,8 +280,13 @@ def describe_failure(exc_type: type | None, value: BaseException | None, timeout
 
 @console_job
 def on_failure(job: Job, connection, exc_type=None, value=None, traceback=None) -> None:
-    settings, ours = services.settings(), console()
     state = JobState.from_meta(job.meta)
+    with services.acting_on(state.target):  # RQ calls this without the job's arguments
+        _clean_up_failed(job, state, exc_type, value)
+
+
+def _clean_up_failed(job: Job, state: JobState, exc_type, value) -> None:
+    settings, ours = services.settings(), console()
     error = describe_failure(exc_type, value, job.timeout or settings.job_timeout_seconds)
     try:
         if state.upload_id and state.filename:
@@ -279,8 +304,14 @@ def on_failure(job: Job, connection, exc_type=None, value=None, traceback=None) 
         job.meta["error"] = error
         job.save_meta()
         _finish(job, state.kind, "failed", state.requested_by, state.filename, error)
-        alerts.deliver(
-            alerts.Alert(f"{state.kind}-failed", f"{state.kind} of {ours.target.dbname} failed: {error}",
-                         {"job": job.id, "file": state.filename or "", "requested_by": state.requested_by}),
-            settings,
-        )  # fmt: skip
+        notify(settings, services.redis(), alerts.job_alert(
+            f"{state.kind}-failed", settings, action=state.kind, job_id=job.id, requested_by=state.requested_by,
+            seconds=_seconds_since(job.started_at), filename=state.filename, reason=error))  # fmt: skip
+        listing_changed(settings, services.redis())  # clean-up may have removed a file the list showed
+
+
+def _seconds_since(started: datetime | None) -> float | None:
+    """How long a job ran before it failed (RQ keeps its start in UTC, with or without a zone)."""
+    if started is None:
+        return None
+    return (datetime.now(UTC) - (started if started.tzinfo else started.replace(tzinfo=UTC))).total_seconds()

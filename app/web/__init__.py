@@ -1,15 +1,22 @@
-"""The web layer: blueprints by feature, the sign-in rules they share, and security headers."""
+"""The web layer: blueprints by feature, the sign-in rules they share, and security headers.
+
+Pages and API routes about one target have two addresses: the seed's (`/`, `/backups/…`,
+`/api/setting/…`), which act on the default target, and `/targets/<name>/…`. The `target` in
+the URL is taken off before the view runs and becomes the target the request acts on
+(`services.acting_on`); links built on such a page stay on that target.
+"""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from flask import Flask, jsonify, render_template, request, url_for
+from flask import Flask, g, jsonify, render_template, request, url_for
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException, default_exceptions
 
 from app import services
+from app.domain.alerts import duration
 from app.operations import Refused
 
 JOB_MENTION = re.compile(r"\bjob ([0-9a-f]{32})\b")  # job ids are uuid4 hex (jobs.queue.start_job)
@@ -24,30 +31,55 @@ def register_blueprints(app: Flask) -> None:
     from app.web.activity.views import bp as activity_bp
     from app.web.api.views import bp as api_bp
     from app.web.audit.views import bp as audit_bp
+    from app.web.auth import sso
     from app.web.auth.views import bp as auth_bp
     from app.web.backups.views import bp as backups_bp
     from app.web.health.views import bp as health_bp
     from app.web.jobs.views import bp as jobs_bp
     from app.web.maintenance.views import bp as maintenance_bp
+    from app.web.metrics.views import bp as metrics_bp
     from app.web.people.views import bp as people_bp
     from app.web.restore.views import bp as restore_bp
 
     auth.init_app(app)
-    blueprints = (auth_bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, maintenance_bp, api_bp, health_bp)
-    for blueprint in (*blueprints, activity_bp):
+    sso.init_app(app, app.config["SETTINGS"].oidc)
+    pages = (auth_bp, sso.bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, maintenance_bp)
+    for blueprint in (*pages, api_bp, health_bp, metrics_bp, activity_bp):
         app.register_blueprint(blueprint)
+
+    @app.url_value_preprocessor
+    def take_target(endpoint: str | None, values: dict | None) -> None:
+        """Act on the URL's target, or on the default one for the seed's addresses of a target's page."""
+        name = (values or {}).pop("target", None)
+        g.target_in_url, g.requested_target = name is not None, name
+        about_a_target = endpoint is not None and app.url_map.is_endpoint_expecting(endpoint, "target")
+        if name is None:
+            name = services.console_settings().default_target if about_a_target else None
+        known = name is not None and any(t.name == name for t in services.console_settings().targets)
+        services.set_target(name if known else None)  # an unknown name is a 404 once the user is known
+
+    @app.url_defaults
+    def keep_target(endpoint: str, values: dict) -> None:
+        if "target" not in values and g.get("target_in_url") and app.url_map.is_endpoint_expecting(endpoint, "target"):
+            values["target"] = services.scoped_target()
+
+    @app.teardown_request
+    def forget_target(_exc: BaseException | None) -> None:
+        services.set_target(None)
 
     @app.context_processor
     def inject_environment() -> dict:
         settings = services.settings()
-        return {"app_env": settings.app_env, "target_db": settings.target.dbname, "env_css": settings.color_of}
+        return {"app_env": settings.app_env, "target_db": settings.target.dbname, "target_name": settings.target_name,
+                "several_targets": settings.several_targets, "on_target": services.scoped_target() is not None,
+                "may": auth.has_role, "env_css": settings.color_of}  # fmt: skip
 
     @app.template_filter("filesize")
     def filesize(size: int | None) -> str:
         return human_size(size)
 
     @app.template_filter("duration")
-    def duration(seconds: float | None) -> str:
+    def seconds_taken(seconds: float | None) -> str:
         return human_duration(seconds)
 
     @app.template_filter("link_jobs")
@@ -57,9 +89,13 @@ def register_blueprints(app: Flask) -> None:
         linked = JOB_MENTION.sub(lambda m: f'<a href="{url_for("jobs.show", job_id=m[1])}">job {m[1]}</a>', escaped)
         return Markup(linked)  # noqa: S704 - the message is escaped above and a job id is hex
 
-    @app.template_filter("age")
-    def age(moment) -> str:
+    @app.template_filter("ago")
+    def ago(moment) -> str:
         return human_age(moment)
+
+    @app.template_filter("age")
+    def age(seconds: int) -> str:
+        return duration(timedelta(seconds=seconds))  # as alerts say it: 2d 3h 5m
 
     @app.template_filter("localtime")
     def localtime(moment) -> str:

@@ -4,7 +4,7 @@ RQ forgets a job after 7 days; this table keeps at least the newest 500 records,
 record of the last 30 days (app/jobs/history.py prunes the rest).
 
 Revision ID: 0004
-Revises: 0001 (0002 and 0003 are being written in parallel; the merge sets the real parent)
+Revises: 0003 (set at the merge of main; written against 0001 while 0002 and 0003 were made in parallel)
 Create Date: 2026-12-03
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0001"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

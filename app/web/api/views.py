@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, g, jsonify, request, url_for
 
-from app import operations, services
+from app import operations, services, targets
 from app.domain.storage import StorageError
 from app.extensions import csrf
 from app.jobs.queue import job_status
-from app.web.auth import current_actor, load_user_from_token, role_required
+from app.web.auth import current_actor, hidden, load_user_from_token, role_required, visible_targets
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)
@@ -44,13 +44,22 @@ def accepted(job_id: str):
     return jsonify(job_id=job_id, status_url=url_for("api.job", job_id=job_id)), 202
 
 
+@bp.route("/targets")
+@role_required("viewer")
+def target_list():
+    """The targets the caller may see, each with its status; never a secret."""
+    return jsonify([targets.status_of(t.name).to_json() for t in visible_targets()])
+
+
 @bp.route("/setting/backup", methods=["POST"])
+@bp.route("/targets/<target>/backup", methods=["POST"])
 @role_required("operator")
 def create_backup():
     return accepted(operations.request_backup(current_actor(), operations.collaborators()))
 
 
 @bp.route("/setting/backups")
+@bp.route("/targets/<target>/backups")
 @role_required("viewer")
 def backups():
     try:
@@ -64,12 +73,13 @@ def backups():
 @role_required("viewer")
 def job(job_id: str):
     status = job_status(services.redis(), job_id)
-    if status is None:
+    if status is None or hidden(status["target"]):
         abort(404, "no such job")
     return jsonify(status)
 
 
 @bp.route("/setting/restore", methods=["POST"])
+@bp.route("/targets/<target>/restore", methods=["POST"])
 @role_required("admin")
 def restore():
     try:

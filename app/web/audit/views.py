@@ -29,6 +29,7 @@ class AuditFilterForm(FlaskForm):
     user = StringField("User", validators=[Optional(), Length(max=64)])
     action = StringField("Action", validators=[Optional(), Length(max=40)])
     outcome = SelectField("Outcome", choices=OUTCOMES, validators=[Optional()])
+    target = SelectField("Target", validators=[Optional()])
     since = DateField("From", validators=[Optional()])
     until = DateField("Until", validators=[Optional()])
 
@@ -37,6 +38,10 @@ class AuditFilterForm(FlaskForm):
             raise ValidationError("Choose a date between 1970 and 2999.")
 
     validate_until = validate_since
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.target.choices = ["", *(t.name for t in services.console_settings().targets)]
 
     def query(self):
         """The filtered select, newest first; dates are days in the display time zone."""
@@ -48,6 +53,8 @@ class AuditFilterForm(FlaskForm):
             select = select.where(AuditEvent.action.startswith(self.action.data.strip(), autoescape=True))
         if self.outcome.data:
             select = select.where(AuditEvent.outcome == self.outcome.data)
+        if self.target.data:
+            select = select.where(AuditEvent.target_name == self.target.data)
         if self.since.data:
             select = select.where(AuditEvent.at >= _utc(datetime.combine(self.since.data, time.min, zone)))
         if self.until.data:
@@ -92,9 +99,9 @@ def export():
                         mimetype="text/plain")  # fmt: skip
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["at_utc", "user", "action", "target", "outcome", "detail", "job_id", "address"])
+    writer.writerow(["at_utc", "user", "action", "target", "outcome", "detail", "job_id", "address", "target_name"])
     for e in db.session.execute(form.query()).scalars():
         writer.writerow([csv_cell(v) for v in (e.at.isoformat(), e.username, e.action, e.target, e.outcome, e.detail,
-                                                e.job_id, e.address)])  # fmt: skip
+                                                e.job_id, e.address, e.target_name)])  # fmt: skip
     return Response(out.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="audit.csv"'})  # fmt: skip

@@ -1,20 +1,25 @@
-"""Who is asking: session sign-in for pages, bearer tokens for the API, and the role check."""
+"""Who is asking: session sign-in for pages, bearer tokens for the API, and the role check.
+
+On a target's pages the role is the user's role on that target (a per-target role overrides the
+global one; "none" makes the target and every route for it a 404), capped by the API token's.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, abort, current_app, g, jsonify, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from app import operations
+from app import operations, second_factor, services
 from app.extensions import db, login_manager
 from app.models import ApiToken, LoginSession, User, utcnow
 from app.operations import Actor
 from app.ratelimit import FailureLimit
-from app.settings import ROLES
+from app.settings import ROLES, Target
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,6 +28,22 @@ def init_app(app: Flask) -> None:
     login_manager.user_loader(_load_user)
     login_manager.request_loader(load_user_from_token)
     login_manager.unauthorized_handler(_unauthorized)
+    app.before_request(_enrol_first)
+
+
+# What a signed-in user who must enrol in two-factor codes may still reach (REQUIRE_2FA).
+_BEFORE_ENROLMENT = {"people.second_factor_page", "auth.logout", "static"}
+
+
+def _enrol_first():
+    """REQUIRE_2FA: an account that must have two-factor codes does nothing else until it enrols."""
+    if request.endpoint in _BEFORE_ENROLMENT or "Authorization" in request.headers:
+        return None  # API tokens are judged by the token alone
+    if not current_user.is_authenticated or not second_factor.must_enrol(current_user, services.settings()):
+        return None
+    if request.path.startswith("/api/"):
+        return jsonify(error="set up two-factor codes on /account/two-factor first"), 403
+    return redirect(url_for("people.second_factor_page"))
 
 
 # The session cookie carries this sign-in's random id; the console store says whether it has ended.
@@ -36,7 +57,7 @@ def _load_user(user_id: str) -> User | None:
     if user is None or not user.active or user.session_epoch != int(epoch):
         return None
     record = _this_sign_in()
-    if record is None or record.ended_at is not None or record.user_id != user.id:
+    if record is None or not record.in_force or record.user_id != user.id:
         return None
     return user
 
@@ -46,11 +67,14 @@ def _this_sign_in() -> LoginSession | None:
     return LoginSession.find(sid) if isinstance(sid, str) else None
 
 
-def start_session(user: User) -> None:
-    """Sign `user` in with a fresh session (no fixation) and a new server-side sign-in record."""
+def start_session(user: User, expires_at: datetime | None = None) -> None:
+    """Sign `user` in with a fresh session (no fixation) and a new server-side sign-in record.
+
+    `expires_at` ends it on the server at that time (single sign-on: OIDC_SESSION_HOURS).
+    """
     session.clear()
     LoginSession.forget_older_than(utcnow() - current_app.permanent_session_lifetime)
-    record, sid = LoginSession.start(user, client_address())
+    record, sid = LoginSession.start(user, client_address(), expires_at)
     db.session.add(record)
     login_user(user)
     session[SESSION_ID_KEY] = sid
@@ -99,8 +123,10 @@ def role_required(role: str) -> Callable[[F], F]:
         def wrapped(*args, **kwargs):
             if not current_user.is_authenticated:
                 return login_manager.unauthorized()
+            if target_hidden():
+                abort(404, "no such target")
             if not has_role(role):
-                abort(403, f"this needs the {role} role; you are signed in as {current_user.role}")
+                abort(403, f"this needs the {role} role; you are signed in as {own_role()}")
             return view(*args, **kwargs)
 
         return wrapped  # type: ignore[return-value]
@@ -108,20 +134,43 @@ def role_required(role: str) -> Callable[[F], F]:
     return decorator
 
 
+def own_role(target: str | None = None) -> str:
+    """The signed-in user's role on `target` (default: the one this request is about), or their global role."""
+    target = target or services.scoped_target()
+    return current_user.role_on(target) if target else current_user.role
+
+
+def target_hidden() -> bool:
+    """The URL names a target that does not exist, or one the user may not see: both answer 404."""
+    if g.get("requested_target") and services.scoped_target() is None:
+        return True
+    return own_role() == "none"
+
+
+def visible_targets() -> list[Target]:
+    """The targets the signed-in user may see, in the order of the configuration."""
+    return [t for t in services.console_settings().targets if not hidden(t.name)]
+
+
+def hidden(target: str | None) -> bool:
+    """True for a target the signed-in user may not see (per-target role "none")."""
+    return target is not None and current_user.is_authenticated and current_user.role_on(target) == "none"
+
+
 def has_role(role: str) -> bool:
-    """The signed-in user's role, capped by the role of the API token in use, if any."""
-    if not current_user.is_authenticated or not current_user.has_role(role):
+    """The signed-in user's role here (see `acting_role`) is at least `role`."""
+    if not current_user.is_authenticated:
         return False
-    token_role = g.get("token_role")
-    return token_role is None or ROLES.index(token_role) >= ROLES.index(role)
+    acting = acting_role()
+    return acting != "none" and ROLES.index(acting) >= ROLES.index(role)
 
 
 def acting_role() -> str:
-    """The role the signed-in user acts with: their own, capped by the API token's."""
-    token_role = g.get("token_role")
-    if token_role is not None and ROLES.index(token_role) < ROLES.index(current_user.role):
+    """The role the signed-in user acts with here: their own on this target, capped by the API token's."""
+    role, token_role = own_role(), g.get("token_role")
+    if role != "none" and token_role is not None and ROLES.index(token_role) < ROLES.index(role):
         return token_role
-    return current_user.role
+    return role
 
 
 def current_actor() -> Actor:

@@ -22,3 +22,8 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
     next = HiddenField()
     submit = SubmitField("Sign in")
+
+
+class CodeForm(FlaskForm):
+    code = StringField("Code", validators=[DataRequired(), Length(max=40)])
+    submit = SubmitField("Continue")

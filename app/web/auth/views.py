@@ -4,16 +4,16 @@ import secrets
 import time
 from functools import cache
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app import audit
+from app import audit, second_factor, services
 from app.extensions import db
 from app.models import User, utcnow
 from app.ratelimit import FailureLimit
 from app.web.auth import client_address, end_session, failure_limit, start_session
-from app.web.auth.forms import LoginForm, safe_next
+from app.web.auth.forms import CodeForm, LoginForm, safe_next
 
 bp = Blueprint("auth", __name__)
 
@@ -23,6 +23,16 @@ ADDRESS_FAILURES_ALLOWED = 20
 LOGIN_WINDOW_SECONDS = 15 * 60
 USERNAME_FREE_FAILURES = 5  # typos cost nothing
 SLOWDOWN_MAX_SECONDS = 3.0
+# Wrong two-factor codes count as wrong passwords (above), and per account they also lock: only
+# someone who knows the password can get there, so this lock is no way to shut a stranger out.
+CODE_FAILURES_ALLOWED = 10
+# The "Code" step must follow the password within this time.
+CODE_STEP_SECONDS = 5 * 60
+PENDING_KEY = "pending_sign_in"
+
+
+def code_limit() -> FailureLimit:
+    return failure_limit("login-code", CODE_FAILURES_ALLOWED, LOGIN_WINDOW_SECONDS)
 
 
 def address_limit() -> FailureLimit:
@@ -47,10 +57,21 @@ def _dummy_hash() -> str:
 
 def password_matches(user: User | None, password: str) -> bool:
     """Checks a hash even for an unknown username (a dummy one), so timing does not tell who exists."""
-    if user is None:
+    if user is None or not user.password_hash:  # single sign-on accounts have no password
         check_password_hash(_dummy_hash(), password)
         return False
     return user.check_password(password)
+
+
+def login_page(form: LoginForm, status: int = 200):
+    settings = services.settings()
+    return render_template("auth/login.html", form=form, oidc=settings.oidc, local_login=settings.local_login), status
+
+
+def refuse_for_a_while(wait: int, username: str, address: str) -> None:
+    """A sign-in step refused by a failure limit: audited, and the page says for how long."""
+    audit.record("login", "rate-limited", username=username, address=address)
+    flash(f"Too many failed sign-ins. Try again in {-(-wait // 60)} minute(s).", "error")
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -59,25 +80,33 @@ def login():
         return redirect(url_for("backups.index"))
     form = LoginForm(next=request.args.get("next", ""))
     status = 200
+    if request.method == "POST" and services.settings().local_login == "disabled":
+        audit.record("login", "refused", address=client_address(), detail="sign-in with a password is turned off")
+        flash("Sign-in with a password is turned off here; use single sign-on.", "error")
+        return login_page(form, 403)
     if form.validate_on_submit():
         username = form.username.data.strip()
         address = client_address()
         per_address, per_username = address_limit(), username_failures()
         wait = per_address.blocked_for(address)
         if wait:
-            audit.record("login", "rate-limited", username=username, address=address)
-            flash(f"Too many failed sign-ins from your address. Try again in {-(-wait // 60)} minute(s).", "error")
-            return render_template("auth/login.html", form=form), 429
+            refuse_for_a_while(wait, username, address)
+            return login_page(form, 429)
         time.sleep(slowdown_seconds(per_username.count(username.lower())))
         user = db.session.execute(db.select(User).where(User.username == username)).scalar_one_or_none()
         matches = password_matches(user, form.password.data)  # a disabled user costs the same check
         if user and user.active and matches:
             per_username.reset(username.lower())  # not the address: a valid account must not reset it
-            start_session(user)  # a fresh session at sign-in: no fixation
-            user.last_login_at = utcnow()
-            db.session.commit()
-            audit.record("login", "ok", username=user.username, address=address)
-            return redirect(safe_next(form.next.data) or url_for("backups.index"))
+            if services.settings().local_login == "admins" and user.role != "admin":
+                audit.record("login", "refused", username=user.username, address=address,
+                             detail="sign-in with a password is for admins only (LOCAL_LOGIN=admins)")  # fmt: skip
+                flash("Only admins may sign in with a password here; use single sign-on.", "error")
+                return login_page(form, 403)
+            if user.has_second_factor:
+                session.clear()  # what the code step needs, and nothing from before
+                session[PENDING_KEY] = {"user": user.get_id(), "at": time.time(), "next": form.next.data or ""}
+                return redirect(url_for("auth.code"), 303)
+            return signed_in(user, form.next.data, "")
         per_address.failed(address)
         per_username.failed(username.lower())
         audit.record("login", "failed", username=username, address=address, detail="wrong username or password")
@@ -85,7 +114,57 @@ def login():
         status = 401
     elif request.method == "POST":
         status = 400
-    return render_template("auth/login.html", form=form), status
+    return login_page(form, status)
+
+
+def signed_in(user: User, next_page: str | None, how: str):
+    start_session(user)  # a fresh session at sign-in: no fixation
+    user.last_login_at = utcnow()
+    db.session.commit()
+    audit.record("login", "ok", username=user.username, address=client_address(), detail=how or None)
+    return redirect(safe_next(next_page) or url_for("backups.index"))
+
+
+def pending_user() -> tuple[User | None, str]:
+    """Who passed the password step in this browser, recently enough, and where they were going."""
+    pending = session.get(PENDING_KEY)
+    if not isinstance(pending, dict) or time.time() - float(pending.get("at", 0)) > CODE_STEP_SECONDS:
+        return None, ""
+    uid, _, epoch = str(pending.get("user", "")).partition(":")
+    user = db.session.get(User, int(uid)) if uid.isdigit() else None
+    if user is None or not user.active or str(user.session_epoch) != epoch or not user.has_second_factor:
+        return None, ""
+    return user, str(pending.get("next", ""))
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def code():
+    """The second step for an account with two-factor codes: a code from the app, or a recovery code."""
+    user, next_page = pending_user()
+    if user is None:
+        session.pop(PENDING_KEY, None)
+        flash("Sign in with your password first (the code step lasts five minutes).", "info")
+        return redirect(url_for("auth.login"))
+    form = CodeForm()
+    if not form.validate_on_submit():
+        return render_template("auth/code.html", form=form), 400 if request.method == "POST" else 200
+    address = client_address()
+    per_address, per_username, per_account = address_limit(), username_failures(), code_limit()
+    wait = per_address.blocked_for(address) or per_account.blocked_for(str(user.id))
+    if wait:
+        refuse_for_a_while(wait, user.username, address)
+        return render_template("auth/code.html", form=form), 429
+    time.sleep(slowdown_seconds(per_username.count(user.username.lower())))
+    kind = second_factor.check_code(user, form.code.data, services.settings(), address)
+    if kind is not None:
+        per_username.reset(user.username.lower())
+        per_account.reset(str(user.id))
+        return signed_in(user, next_page, f"with a {kind}")
+    for limit, part in ((per_address, address), (per_username, user.username.lower()), (per_account, str(user.id))):
+        limit.failed(part)
+    audit.record("login", "failed", username=user.username, address=address, detail="wrong two-factor code")
+    form.code.errors.append("Wrong code (or one that was used already).")
+    return render_template("auth/code.html", form=form), 401
 
 
 @bp.route("/logout", methods=["POST"])

@@ -4,27 +4,40 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import quote
 
-from flask import Blueprint, Response, flash, redirect, render_template, stream_with_context, url_for
+from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
-from app import audit, operations, services
+from app import audit, listing_cache, operations, services
 from app.domain import catalog, trends
-from app.domain.catalog import read_manifest, read_pin
+from app.domain.catalog import read_manifest
 from app.domain.storage import StorageError
 from app.jobs.schedule import effective_schedule, next_run
 from app.web.activity.home import home_activity
 from app.web.auth import client_address, current_actor, role_required
 from app.web.auth.forms import safe_next
 from app.web.backups.forms import CreateBackupForm, PinForm
+from app.web.backups.overview import overview
 from app.web.forms import require_submitted
 
 bp = Blueprint("backups", __name__)
 
 
+PAGE_ROWS = 50
+
+
 @bp.route("/")
-@role_required("viewer")
+@bp.route("/targets/<target>/")
 def index():
+    """One target's backups; with several targets, `/` is the overview of them all."""
+    if services.console_settings().several_targets and not g.target_in_url:
+        services.set_target(None)  # the overview is about no one target
+        return overview()
+    return target_backups()
+
+
+@role_required("viewer")
+def target_backups():
     settings = services.settings()
     storage = services.storage()
     ours = operations.collaborators().backups
@@ -33,17 +46,25 @@ def index():
         backups = ours.listing()
     except StorageError as exc:
         backups, error = [], str(exc)
+    page, pages = page_asked(len(backups))
+    shown = backups[(page - 1) * PAGE_ROWS : page * PAGE_ROWS]
+    # Only the backups the trend draws need their manifest (read once per process, see below).
+    drawn = ours.ours(backups)[: trends.POINTS]
     points = trends.backup_trend(
-        backups, {b.filename: m for b in backups if ours.is_ours(b) and (m := cached_manifest(storage, b))},
+        backups, {b.filename: m for b in drawn if (m := cached_manifest(storage, b))},
         owner=ours.owner, drop_percent=settings.size_drop_alert_percent,
     )  # fmt: skip
     schedule = effective_schedule(settings)
     return render_template(
         "backups/index.html",
-        backups=backups,
-        notes={b.filename: (read_pin(storage, b.filename) or {}).get("note", "") for b in backups if b.pinned},
+        backups=shown,
+        total=len(backups),
+        page=page,
+        pages=pages,
+        first_row=(page - 1) * PAGE_ROWS + 1,
+        notes=listing_cache.pin_notes(storage, services.redis(), settings.redis_namespace, shown),
         dropped={p.filename for p in points if p.dropped},
-        foreign={b.filename for b in backups if not ours.is_ours(b)},
+        foreign={b.filename for b in shown if not ours.is_ours(b)},
         trend_points=points,
         trend_svg=Markup(trends.chart_svg(points, zone=settings.zone)),  # noqa: S704 - chart_svg escapes all text
         schedule=schedule,
@@ -54,6 +75,20 @@ def index():
         zone=settings.zone,
         **home_activity(settings, schedule),
     )
+
+
+def page_asked(rows: int) -> tuple[int, int]:
+    """(page, pages) for `?page=`: anything but a whole number ≥ 1 is the first page; past the last is 404."""
+    pages = max(1, -(-rows // PAGE_ROWS))
+    try:
+        page = int(request.args.get("page", "1"))
+    except ValueError:  # words, or a number too long to read
+        page = 1
+    if page < 1:
+        page = 1
+    if page > pages:
+        abort(404, f"there is no page {page}: the list has {pages} page(s) of {PAGE_ROWS} backups")
+    return page, pages
 
 
 @lru_cache(maxsize=512)
@@ -69,6 +104,7 @@ def cached_manifest(storage, backup) -> dict | None:
 
 
 @bp.route("/backups", methods=["POST"])
+@bp.route("/targets/<target>/backups", methods=["POST"])
 @role_required("operator")
 def create():
     form = require_submitted(CreateBackupForm())
@@ -83,6 +119,7 @@ def create():
 
 
 @bp.route("/backups/<path:filename>/download")
+@bp.route("/targets/<target>/backups/<path:filename>/download")
 @role_required("operator")
 def download(filename: str):
     storage = services.storage()
@@ -110,29 +147,36 @@ def listed_or_404(filename: str, action: str) -> catalog.Backup:
 
 
 @bp.route("/backups/<path:filename>/pin", methods=["POST"])
+@bp.route("/targets/<target>/backups/<path:filename>/pin", methods=["POST"])
 @role_required("operator")
 def pin(filename: str):
     listed_or_404(filename, "pin")
     form = require_submitted(PinForm())
     note = (form.note.data or "").strip()  # a POST without the field is a pin without a note
     catalog.pin(services.storage(), filename, note, current_user.username, datetime.now(UTC))
+    listing_cache.listing_changed(services.settings(), services.redis())
     audit.record("pin", "ok", username=current_user.username, target=filename, detail=note or None)
     flash(f"Pinned {filename}: retention will keep it.", "ok")
     return redirect(url_for("backups.index"), 303)
 
 
 @bp.route("/backups/<path:filename>/unpin", methods=["POST"])
+@bp.route("/targets/<target>/backups/<path:filename>/unpin", methods=["POST"])
 @role_required("admin")  # an operator could otherwise unpin everything, then let retention erase it
 def unpin(filename: str):
-    listed_or_404(filename, "unpin")
+    backup = listed_or_404(filename, "unpin")
     require_submitted(PinForm())
     catalog.unpin(services.storage(), filename)
+    settings, redis = services.settings(), services.redis()
+    listing_cache.listing_changed(settings, redis)
+    listing_cache.forget_pin_note(redis, settings.redis_namespace, backup)
     audit.record("unpin", "ok", username=current_user.username, target=filename)
     flash(f"Unpinned {filename}.", "ok")
     return redirect(url_for("backups.index"), 303)
 
 
 @bp.route("/backups/<path:filename>/verify", methods=["POST"])
+@bp.route("/targets/<target>/backups/<path:filename>/verify", methods=["POST"])
 @role_required("operator")
 def verify(filename: str):
     require_submitted(PinForm())

@@ -5,6 +5,9 @@ the threads of one process, refreshed by one of them at a time), and never the b
 or a file name: anyone can reach this URL, and each fresh answer costs a call to Redis, the
 store, the target database and the console store. A signed-in user or a valid API token gets
 fresh checks and the newest backup of this environment.
+
+With several targets each target's store and database is a check of its own (`storage:NAME`,
+`database:NAME`), and a signed-in caller gets each visible target's newest backup.
 """
 
 from __future__ import annotations
@@ -17,20 +20,19 @@ from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 
 from app import operations, services
-from app.domain import pgtools
 from app.domain.alerts import is_stale
-from app.extensions import db
-from app.jobs.schedule import effective_schedule, scheduler_alive
-from app.web.auth import load_user_from_token
+from app.status import component_checks
+from app.web.auth import load_user_from_token, visible_targets
 
 bp = Blueprint("health", __name__)
 CACHE_SECONDS = 15.0
 
 
 def newest_backup(settings) -> dict | None:
-    """Age of this environment's newest backup: reported, not a reason for 503 (alerts cover it)."""
+    """Age of the newest backup of `settings`' target: reported, not a reason for 503 (alerts cover it)."""
     try:
-        newest = operations.collaborators().backups.newest()
+        with services.acting_on(settings.target_name or None):
+            newest = operations.collaborators().backups.newest()
     except Exception:  # noqa: BLE001 - storage being down is reported by its own check
         return None
     now = datetime.now(UTC)
@@ -38,28 +40,6 @@ def newest_backup(settings) -> dict | None:
     if newest is None:
         return {"filename": None, "age_seconds": None, "stale": stale}
     return {"filename": newest.filename, "age_seconds": int((now - newest.created_at).total_seconds()), "stale": stale}
-
-
-def component_checks() -> dict[str, str]:
-    """Each dependency is `ok` or a short reason; never a secret (no URL, no credentials)."""
-    checks = {
-        "redis": lambda: services.redis().ping(),
-        "storage": lambda: services.storage().check(),
-        "database": lambda: pgtools.ping(services.settings().target),
-        "console_store": lambda: db.session.execute(db.text("SELECT 1")),
-    }
-    report = {}
-    for name, check in checks.items():
-        try:
-            check()
-            report[name] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means "down", named below
-            report[name] = f"down: {type(exc).__name__}"
-    settings = services.settings()
-    if effective_schedule(settings):
-        alive = scheduler_alive(services.redis(), settings.redis_namespace)
-        report["scheduler"] = "ok" if alive else "down: no scheduler heartbeat in 2 minutes"
-    return report
 
 
 class _CachedChecks:
@@ -90,6 +70,11 @@ def healthz():
     body: dict = {"status": "ok" if not down else "down", "checks": report}
     if detailed:
         body["newest_backup"] = newest_backup(services.settings())
+        console = services.console_settings()
+        if console.several_targets:
+            body["targets"] = {t.name: {"environment": t.app_env,
+                                        "newest_backup": newest_backup(console.for_target(t.name))}
+                               for t in visible_targets()}  # fmt: skip
     if down:
         body["down"] = down
     return jsonify(body), 503 if down else 200

@@ -9,7 +9,7 @@ from app.domain.cleanup import plain_reason
 from app.jobs import history
 from app.jobs.queue import job_status
 from app.web.activity.steps import steps_of
-from app.web.auth import role_required
+from app.web.auth import hidden, role_required
 from app.web.auth.forms import safe_next
 from app.web.backups.forms import PinForm
 
@@ -21,7 +21,7 @@ bp = Blueprint("jobs", __name__)
 def show(job_id: str):
     job = job_status(services.redis(), job_id)
     run = history.find(job_id) if len(job_id) <= 64 else None
-    if job is None and run is None:
+    if (job is None and run is None) or (job is not None and hidden(job["target"])):
         abort(404, "no such job (the last 500 jobs, and those of the last 30 days, are kept)")
     if job is None:  # RQ has forgotten it; the console store has not
         job = from_record(run)
@@ -50,7 +50,7 @@ def from_record(run) -> dict:
         "id": run.id, "kind": run.kind, "status": "started" if run.status == "started" else run.status,
         "progress": {"phase": "done" if run.status == "finished" else run.status, "bytes_done": run.size or 0,
                      "percent": 100 if run.status == "finished" else None},
-        "result": None, "error": run.error, "requested_by": run.requested_by, "filename": run.filename,
+        "result": None, "error": run.error, "requested_by": run.requested_by, "filename": run.filename, "target": None,
         "warning": None, "enqueued_at": run.enqueued_at.isoformat(),
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "ended_at": run.ended_at.isoformat() if run.ended_at else None,

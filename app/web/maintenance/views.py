@@ -11,6 +11,7 @@ from wtforms import StringField, SubmitField
 from wtforms.validators import Length, ValidationError
 
 from app import audit, operations, services
+from app.domain.alerts import Delivery, apprise_urls, where
 from app.domain.catalog import Backup
 from app.domain.retention import RetentionPolicy, retention_plan
 from app.domain.storage import StorageError
@@ -39,7 +40,12 @@ class StorageCheckForm(FlaskForm):
     submit = SubmitField("Check storage")
 
 
+class TestNotificationForm(FlaskForm):
+    submit = SubmitField("Send a test notification")
+
+
 @bp.route("/settings", methods=["GET", "POST"])
+@bp.route("/targets/<target>/settings", methods=["GET", "POST"])
 @role_required("admin")
 def settings_page():
     settings = services.settings()
@@ -54,6 +60,7 @@ def settings_page():
 
 
 @bp.route("/settings/storage-check", methods=["POST"])
+@bp.route("/targets/<target>/settings/storage-check", methods=["POST"])
 @role_required("admin")
 def storage_check():
     """Run every storage call the console needs (in the domain layer) and show each outcome here."""
@@ -67,7 +74,19 @@ def storage_check():
     return render_settings(schedule_form, 200, results)
 
 
-def render_settings(form: ScheduleForm, status: int, check_results: list[CheckResult] | None = None):
+@bp.route("/settings/test-notification", methods=["POST"])
+@role_required("admin")
+def test_notification():
+    """Send one message to every notification URL now and show each URL's outcome (by scheme and host)."""
+    require_submitted(TestNotificationForm())
+    actor = operations.Actor(current_user.username, "admin", client_address())
+    deliveries = operations.send_test_notification(actor, services.settings())
+    schedule_form = ScheduleForm(formdata=None, schedule=effective_schedule(services.settings()) or "")
+    return render_settings(schedule_form, 200, notify_results=deliveries)
+
+
+def render_settings(form: ScheduleForm, status: int, check_results: list[CheckResult] | None = None,
+                    notify_results: list[Delivery] | None = None):  # fmt: skip
     settings = services.settings()
     schedule = effective_schedule(settings)
     return render_template(
@@ -77,10 +96,13 @@ def render_settings(form: ScheduleForm, status: int, check_results: list[CheckRe
         policy=RetentionPolicy.from_settings(settings), settings=settings,
         check_form=StorageCheckForm(formdata=None), storage=services.storage().description,
         check_results=check_results, check_passed=check_results and all_passed(check_results),
+        notify_form=TestNotificationForm(formdata=None), channels=[where(url) for url in apprise_urls(settings)],
+        notify_results=notify_results,
     ), status  # fmt: skip
 
 
 @bp.route("/retention")
+@bp.route("/targets/<target>/retention")
 @role_required("operator")
 def retention_preview():
     settings = services.settings()

@@ -4,8 +4,8 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional, ValidationError
 
-from app.people import password_problem, username_problem
-from app.settings import ROLES
+from app.people import GLOBAL, password_problem, username_problem
+from app.settings import ROLES, TARGET_ROLES
 
 ROLE_CHOICES = list(ROLES)
 
@@ -36,6 +36,16 @@ class AddUserForm(FlaskForm):
 class RoleForm(FlaskForm):
     role = SelectField("Role", choices=ROLE_CHOICES)
     submit = SubmitField("Change role")
+
+
+class TargetRoleForm(FlaskForm):
+    target = SelectField("Target")
+    role = SelectField("Role there", choices=[GLOBAL, *TARGET_ROLES])
+    submit = SubmitField("Set role on target")
+
+    def __init__(self, targets: list[str], *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.target.choices = targets
 
 
 class ActionForm(FlaskForm):
@@ -71,3 +81,8 @@ class TokenForm(FlaskForm):
         self.role.choices = list(ROLES[: ROLES.index(owner_role) + 1])
         if not self.role.data:
             self.role.data = ROLES[0]  # the least a token can do, unless its owner asks for more
+
+
+class CodeConfirmForm(FlaskForm):
+    code = StringField("Code from the app", validators=[DataRequired(), Length(max=12)])
+    submit = SubmitField("Turn on two-factor codes")

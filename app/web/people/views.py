@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from app import audit, people
+from app import audit, people, second_factor, services
 from app.extensions import db
 from app.models import ApiToken, User, utcnow
 from app.web.auth import client_address, end_session, role_required, start_session
@@ -17,8 +17,10 @@ from app.web.people.forms import (
     ActionForm,
     AddUserForm,
     ChangePasswordForm,
+    CodeConfirmForm,
     RoleForm,
     SetPasswordForm,
+    TargetRoleForm,
     TokenForm,
 )
 
@@ -56,8 +58,13 @@ def users_page(form: AddUserForm, link: str | None) -> str:
     """The users page: everyone, the add form, and a one-time link when one was just made."""
     everyone = db.session.execute(db.select(User).order_by(User.username)).scalars().all()
     return render_template(
-        "people/users.html", users=everyone, form=form, link=link, role_choices=ROLE_CHOICES, action_form=ActionForm()
-    )
+        "people/users.html", users=everyone, form=form, link=link, role_choices=ROLE_CHOICES, action_form=ActionForm(),
+        target_names=target_names(), target_role_form=TargetRoleForm(target_names(), formdata=None),
+    )  # fmt: skip
+
+
+def target_names() -> list[str]:
+    return [t.name for t in services.console_settings().targets]
 
 
 @bp.route("/users/<int:user_id>/role", methods=["POST"])
@@ -66,6 +73,15 @@ def change_role(user_id: int):
     user, form = user_or_404(user_id), require_submitted(RoleForm())
     return _apply(lambda: people.change_role(user, form.role.data, current_user.username),
                   f"{user.username} is now {form.role.data}.")  # fmt: skip
+
+
+@bp.route("/users/<int:user_id>/target-role", methods=["POST"])
+@role_required("admin")
+def change_target_role(user_id: int):
+    user, form = user_or_404(user_id), require_submitted(TargetRoleForm(target_names()))
+    target, role = form.target.data, form.role.data
+    return _apply(lambda: people.grant_target_role(user, target, role, current_user.username, target_names()),
+                  f"{user.username} is now {user.role if role == people.GLOBAL else role} on {target}.")
 
 
 @bp.route("/users/<int:user_id>/active", methods=["POST"])
@@ -94,9 +110,22 @@ def _apply(change, message: str):
 def reset_password(user_id: int):
     user = user_or_404(user_id)
     require_submitted(ActionForm())
+    if user.is_sso:
+        return _apply(lambda: people.issue_set_password_link(user, current_user.username), "")
     link = set_password_url(people.issue_set_password_link(user, current_user.username))
     flash(f"A set-password link for {user.username} (valid {people.SET_PASSWORD_LINK_HOURS} hours, shown once):", "ok")
     return users_page(AddUserForm(formdata=None), link)
+
+
+@bp.route("/users/<int:user_id>/second-factor/reset", methods=["POST"])
+@role_required("admin")
+def reset_second_factor(user_id: int):
+    """A lost phone: the user's two-factor codes are removed, their sessions end, and they enrol again."""
+    user = user_or_404(user_id)
+    require_submitted(ActionForm())
+    second_factor.reset(user, current_user.username, client_address())
+    flash(f"Two-factor codes of {user.username} are reset; they set them up again at their next sign-in.", "ok")
+    return redirect(url_for("people.users"), 303)
 
 
 @bp.route("/set-password/<secret>", methods=["GET", "POST"])
@@ -120,6 +149,8 @@ def account():
     token_form = TokenForm(current_user.role, prefix="token")
     new_token = None
     status = 200
+    if request.method == "POST" and "pw-submit" in request.form and current_user.is_sso:
+        abort(400, "single sign-on accounts have no password here")
     if request.method == "POST" and "pw-submit" in request.form:
         if password_form.validate_on_submit():
             if current_user.check_password(password_form.current.data):
@@ -151,6 +182,35 @@ def account():
     return render_template(
         "people/account.html", password_form=password_form, token_form=token_form, tokens=tokens,
         new_token=new_token, action_form=ActionForm(), now=utcnow(),
+        codes_left=second_factor.recovery_codes_left(current_user),
+        second_factor_required=second_factor.required_for(current_user, services.settings()),
+    ), status  # fmt: skip
+
+
+@bp.route("/account/two-factor", methods=["GET", "POST"])
+@role_required("viewer")
+def second_factor_page():
+    """Enrolment: a QR code and the secret as text, confirmed with a code; then the recovery codes, once."""
+    me = current_user._get_current_object()
+    if me.is_sso:
+        abort(404, "single sign-on accounts use their identity provider's second factor")
+    if me.has_second_factor:
+        return redirect(url_for("people.account"))
+    settings = services.settings()
+    form = CodeConfirmForm()
+    status = 200
+    if form.validate_on_submit():
+        codes = second_factor.confirm_enrolment(me, form.code.data, settings, client_address())
+        if codes is not None:
+            return render_template("people/recovery_codes.html", codes=codes)
+        form.code.errors.append("That code does not match; check the time on your phone and try the next one.")
+        status = 400
+    elif request.method == "POST":
+        status = 400
+    secret = second_factor.enrolment_secret(me, settings)
+    return render_template(
+        "people/two_factor.html", form=form, secret=secret, qr=second_factor.qr_code_data_uri(me, secret, settings),
+        required=second_factor.required_for(me, settings),
     ), status  # fmt: skip
 
 

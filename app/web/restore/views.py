@@ -17,6 +17,7 @@ bp = Blueprint("restore", __name__)
 
 
 @bp.route("/backups/<path:filename>/restore", methods=["GET", "POST"])
+@bp.route("/targets/<target>/backups/<path:filename>/restore", methods=["GET", "POST"])
 @role_required("admin")
 def confirm(filename: str):
     using = operations.collaborators()
