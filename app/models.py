@@ -12,7 +12,7 @@ import secrets
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -202,3 +202,38 @@ class ConsoleSetting(db.Model):
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class JobRun(db.Model):
+    """One backup, restore or verify, from request to outcome, kept after RQ has forgotten it.
+
+    Written only by the jobs layer (`app.jobs.history`); the activity page and the home page's
+    failure banner read it. Holds what a person needs to know, never a secret.
+    """
+
+    __tablename__ = "job_records"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the RQ job id
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    environment: Mapped[str] = mapped_column(String(64), index=True)
+    database: Mapped[str] = mapped_column(String(128))
+    filename: Mapped[str | None] = mapped_column(String(255))
+    requested_by: Mapped[str] = mapped_column(String(64))
+    scheduled: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)  # queued, started, finished, failed
+    enqueued_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    outcome: Mapped[str | None] = mapped_column(String(500), default=None)  # what it did, in words
+    error: Mapped[str | None] = mapped_column(Text, default=None)  # why it failed, in words
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("queued", "started")
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()

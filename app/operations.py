@@ -21,6 +21,7 @@ from app.domain.alerts import Delivery, deliver, notification_test_alert
 from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
 from app.domain.restore import RestoreRefused, passkey_matches, require_recent_backup
+from app.jobs import history
 from app.jobs.queue import JobRefused, start_job
 from app.listing_cache import listing_cache
 from app.ratelimit import FailureLimit
@@ -77,6 +78,16 @@ def failure_limit(using: Collaborators, name: str, allowed: int, window_seconds:
     return FailureLimit(using.redis, using.settings.redis_namespace, name, allowed, window_seconds)
 
 
+def _start(using: Collaborators, kind: str, requested_by: str, *, filename: str | None = None,
+           scheduled: bool = False, **options: bool) -> str:  # fmt: skip
+    """Enqueue (lock taken by start_job), then record the job in the console store for /activity."""
+    settings = using.settings
+    job_id = start_job(settings, using.redis, kind, requested_by, filename=filename, scheduled=scheduled, **options)
+    history.enqueued(job_id, kind=kind, environment=settings.app_env, database=settings.target.dbname,
+                     requested_by=requested_by, filename=filename, scheduled=scheduled)  # fmt: skip
+    return job_id
+
+
 # --------------------------------------------------------------------------- backups
 
 
@@ -84,7 +95,7 @@ def request_backup(actor: Actor, using: Collaborators, *, scheduled: bool = Fals
     """Enqueue a backup of the target; `source` says where it came from in the audit row."""
     detail = "scheduled" if scheduled else source
     try:
-        job_id = start_job(using.settings, using.redis, "backup", actor.username, scheduled=scheduled)
+        job_id = _start(using, "backup", actor.username, scheduled=scheduled)
     except JobRefused as exc:
         audit.record("backup", "refused", username=actor.username, detail=str(exc), address=actor.address)
         raise Refused(str(exc), exc.status) from None
@@ -140,8 +151,7 @@ def request_scheduled_verify(using: Collaborators) -> str | None:
 
 def _enqueue_verify(actor: Actor, using: Collaborators, backup: Backup, *, trusted_only: bool, note: str | None) -> str:
     try:
-        job_id = start_job(using.settings, using.redis, "verify", actor.username, filename=backup.filename,
-                           trusted_only=trusted_only)  # fmt: skip
+        job_id = _start(using, "verify", actor.username, filename=backup.filename, trusted_only=trusted_only)
     except JobRefused as exc:
         raise Refused(str(exc), exc.status) from None
     audit.record("verify", "requested", username=actor.username, target=backup.filename, job_id=job_id,
@@ -158,6 +168,12 @@ def passkey_limit(using: Collaborators) -> FailureLimit:
 
 def environment_passkey_limit(using: Collaborators) -> FailureLimit:
     return failure_limit(using, "passkey-environment", PASSKEY_ENVIRONMENT_FAILURES_ALLOWED, PASSKEY_WINDOW_SECONDS)
+
+
+def passkey_tries_left(actor: Actor, using: Collaborators) -> int:
+    """Wrong passkeys `actor` may still type before the wait: theirs or the console's, whichever is fewer."""
+    return min(passkey_limit(using).remaining(actor.username, actor.address or "unknown"),
+               environment_passkey_limit(using).remaining(using.settings.app_env))  # fmt: skip
 
 
 def restorable(using: Collaborators, filename: str) -> tuple[Backup, list[Backup]]:
@@ -202,7 +218,7 @@ def _guarded_restore(actor: Actor, using: Collaborators, filename: str, passkey:
     limit.reset(actor.username, actor.address or "unknown")  # not the console's count: see above
     try:
         recent_backup_required(using, listed)
-        return start_job(settings, using.redis, "restore", actor.username, filename=filename), backup
+        return _start(using, "restore", actor.username, filename=filename), backup
     except JobRefused as exc:
         raise Refused(str(exc), 409) from None
 

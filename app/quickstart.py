@@ -32,15 +32,18 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
             key, _, value = line.partition("=")
             if key and value:
                 values[key.strip()] = value.strip()
-    changed = False
-    for key in ("SECRET_KEY", "RESTORE_PASSKEY"):
-        if key not in values:
-            values[key] = secrets.token_urlsafe(24 if key == "RESTORE_PASSKEY" else 32)
-            changed = True
-    if changed:
+    made = [key for key in ("SECRET_KEY", "RESTORE_PASSKEY") if key not in values]
+    for key in made:
+        values[key] = secrets.token_urlsafe(24 if key == "RESTORE_PASSKEY" else 32)
+    if made:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
         path.chmod(0o600)
+    if "RESTORE_PASSKEY" in made and "RESTORE_PASSKEY" not in os.environ:
+        # Like the admin's password: shown once, for people who cannot open the file.
+        print("\n  First run: the restore passkey (asked for on every restore, separate from passwords) is\n")
+        print(f"      {values['RESTORE_PASSKEY']}\n")
+        print(f"  It is shown only this once (it stays in {path}, mode 0600).\n")
     return values
 
 
@@ -127,7 +130,7 @@ def main() -> int:
         subprocess.Popen([python, "-m", "flask", "--app", "wsgi", "worker"], cwd=ROOT),
         subprocess.Popen([python, "-m", "flask", "--app", "wsgi", "scheduler"], cwd=ROOT),
     ]
-    print(f"pgconsole is starting on http://127.0.0.1:{port}/  (restore passkey: see {instance / 'quickstart.env'})")
+    print(f"pgconsole is starting on http://127.0.0.1:{port}/  (restore passkey: in {instance / 'quickstart.env'})")
     print("Press Ctrl-C to stop the web server, the worker and the scheduler.")
 
     stopping = False

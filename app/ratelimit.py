@@ -22,6 +22,10 @@ class FailureLimit:
         """Failures in the current window."""
         return int(self.redis.get(self._key(*parts)) or 0)
 
+    def remaining(self, *parts: str) -> int:
+        """Failures still allowed in the current window."""
+        return max(0, self.limit - self.count(*parts))
+
     def blocked_for(self, *parts: str) -> int:
         """Seconds until another attempt is allowed, or 0 when it is allowed now."""
         if self.count(*parts) < self.limit:

@@ -22,6 +22,8 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROLES = ("viewer", "operator", "admin")
+ENVIRONMENT_COLOR_NAMES = ("red", "amber", "green", "blue", "purple", "neutral")
+DEFAULT_ENVIRONMENT_COLORS = {"production": "red", "staging": "amber"}
 TARGET_ROLES = ("none", *ROLES)  # a per-target role; "none" hides the target from the user
 _TARGET_NAME = re.compile(r"^[a-z0-9_-]{1,40}$")
 # What can be notified (NOTIFY_EVENTS narrows it); app/domain/alerts.py sends them.
@@ -229,6 +231,14 @@ class Settings:
         """32 bytes derived from SECRET_KEY that encrypt the two-factor secrets in the console store."""
         return hmac.new(self.secret_key.encode(), b"pgconsole second factor key v1", hashlib.sha256).digest()
 
+    # Environment -> colour of its bar and badges (ENVIRONMENT_COLORS), over the defaults.
+    environment_colors: tuple[tuple[str, str], ...] = ()
+
+    def color_of(self, environment: str | None) -> str:
+        """The colour an environment is shown in: ENVIRONMENT_COLORS, else production red, staging amber."""
+        chosen = dict(self.environment_colors)
+        return chosen.get(environment or "", DEFAULT_ENVIRONMENT_COLORS.get(environment or "", "neutral"))
+
     @property
     def signing_key(self) -> bytes:
         """BACKUP_SIGNING_KEY, or a key derived from SECRET_KEY (so one secret is enough for one console)."""
@@ -319,6 +329,7 @@ class Settings:
             size_drop_alert_percent=_int(env, "SIZE_DROP_ALERT_PERCENT", 50, minimum=1, maximum=100),
             pg_bin_dirs=_bin_dirs(env),
             backup_signing_key=_signing_key(env),
+            environment_colors=_environment_colors(env),
             targets=targets,
             target_name=first.name,
             default_target=default,
@@ -705,3 +716,18 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(name, f"must be true or false (got {raw!r})")
+
+
+def _environment_colors(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """ENVIRONMENT_COLORS: `production=red,staging=amber,qa=blue`; colours from ENVIRONMENT_COLOR_NAMES."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in env.get("ENVIRONMENT_COLORS", "").split(","))):
+        name, _, color = (x.strip() for x in item.partition("="))
+        if not _ENV_NAME.match(name) or color not in ENVIRONMENT_COLOR_NAMES:
+            raise ConfigError(
+                "ENVIRONMENT_COLORS",
+                f"write environment=colour pairs separated by commas, colours {', '.join(ENVIRONMENT_COLOR_NAMES)} "
+                f"(got {item!r})",
+            )
+        pairs.append((name, color))
+    return tuple(pairs)

@@ -102,7 +102,9 @@ def test_the_whole_restore_flow_through_the_pages(page, live, app_env, target_db
     assert table_fingerprint(target_db) != at_backup
 
     sign_in(page, live)
-    page.get_by_role("row", name=name).get_by_role("link", name="Restore").click()
+    row = page.get_by_role("row", name=name)
+    row.locator("summary").click()  # the row's actions menu
+    row.get_by_role("link", name="Restore").click()
     page.get_by_text("No backup of staging from the last 5 minute(s)").wait_for()
     page.get_by_role("button", name="Create safety backup").click()
     # The job page follows the backup, then comes back here by itself once it is done.
@@ -135,6 +137,7 @@ def test_an_admin_adds_an_operator_who_can_back_up_but_not_restore(page, live):
     page.locator("#job-status", has_text="finished").wait_for(timeout=60000)
     page.get_by_role("link", name="Back to backups").click()
     rows = page.locator("table.backups tbody tr")
+    rows.first.locator("summary").click()  # the row's actions menu, open: Download, but no Restore
     assert rows.count() == 1 and "Download" in rows.first.inner_text()
     assert page.get_by_role("link", name="Restore").count() == 0
     assert page.get_by_role("link", name="Users").count() == 0
@@ -151,12 +154,14 @@ def test_pin_a_backup_and_prove_it_restorable_from_the_page(page, live):
     page.get_by_role("link", name="Back to backups").click()
     row = page.locator("table.backups tbody tr").first
     filename = row.locator(".filename").inner_text().split()[0]
+    row.locator("summary").click()  # the row's actions menu
     row.get_by_label(f"Note for {filename}").fill("before the v2.3 migration")
     row.get_by_role("button", name="Pin").click()
     page.get_by_text(f"Pinned {filename}").wait_for()
     row = page.locator("table.backups tbody tr").first
     assert "pinned: before the v2.3 migration" in row.inner_text()
 
+    row.locator("summary").click()
     row.get_by_role("button", name="Verify").click()
     page.wait_for_url("**/jobs/*")
     page.locator("#job-status", has_text="finished").wait_for(timeout=60000)

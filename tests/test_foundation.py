@@ -210,7 +210,7 @@ def test_security_headers(client):
 def test_environment_badge_is_on_every_page(make_app):
     app = make_app(APP_ENV="production")
     page = app.test_client().get("/login").get_data(as_text=True)
-    assert 'class="env env-production"' in page and ">production<" in page
+    assert 'class="env env-red"' in page and ">production<" in page  # ENVIRONMENT_COLORS' default
 
 
 def test_healthz_up(client):

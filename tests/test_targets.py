@@ -177,15 +177,17 @@ def test_a_staging_backup_restored_on_productions_page_goes_into_production_only
 
     url = f"/targets/production/backups/{staging_file}/restore"
     page = client.get(url).get_data(as_text=True)
-    assert f"Type {databases['production']} to confirm" in page  # production's name, not staging's
+    # Another environment's backup: production's database name, prefixed by the backup's environment.
+    confirm = f"staging/{databases['production']}"
+    assert f"Type {confirm} to confirm" in page
 
     def post(passkey: str, confirm: str):
         return client.post(url, data={"passkey": passkey, "confirm": confirm, "csrf_token": auth.csrf_token(url)})
 
-    assert post(PASSKEYS["production"], databases["staging"]).status_code == 400  # staging's name is not the one
-    wrong = post(PASSKEYS["staging"], databases["production"])  # staging's passkey does not open production
+    assert post(PASSKEYS["production"], databases["production"]).status_code == 400  # the environment is missing
+    wrong = post(PASSKEYS["staging"], confirm)  # staging's passkey does not open production
     assert wrong.status_code == 403 and "wrong passkey" in wrong.get_data(as_text=True)
-    ok = post(PASSKEYS["production"], databases["production"])
+    ok = post(PASSKEYS["production"], confirm)
     assert ok.status_code == 303
     job_page = client.get(ok.headers["Location"]).get_data(as_text=True)
     assert re.search(r'id="job-target">Target: <strong>production</strong>', job_page)

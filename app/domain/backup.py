@@ -42,6 +42,14 @@ class BackupPlan:
     compression_method: str = ""  # what was used, e.g. "zstd:3", "gzip:1" (recorded in the manifest)
     recipients: tuple[str, ...] = ()  # age recipients the archive is encrypted to; () for a plain `.dump`
 
+    def estimate(self, done: int) -> int:
+        """The dump's expected size for the progress bar, `done` bytes in: the previous backup's size, or
+        the database's size when there is no previous backup or the dump has outgrown it (so the bar
+        does not sit at 99 % after the database grew)."""
+        if self.expected_bytes and done <= self.expected_bytes:
+            return self.expected_bytes
+        return max(self.database_bytes, done)
+
 
 @dataclass
 class BackupResult:

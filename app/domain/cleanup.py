@@ -62,3 +62,39 @@ def describe_error(value: BaseException | None) -> str | None:
         first_line = str(value).strip().splitlines()[0] if str(value).strip() else type(value).__name__
         return f"database error: {first_line}"
     return None
+
+
+# A failure's reason in plain words, for the activity page, the banner and the job page's
+# heading; the full message (often a tool's own words) is shown folded beside it.
+_PLAIN_REASONS = (
+    ("timed out after", "it ran longer than JOB_TIMEOUT_SECONDS allows"),
+    ("worker running this job stopped", "the worker running it stopped before it finished"),
+    ("queue no longer knows it", "the job was lost when Redis was restarted or emptied"),
+    ("password authentication failed", "the database server refused the console's credentials"),
+    ("connection refused", "the database refused connections"),
+    ("could not connect", "the database refused connections"),
+    ("connection failed", "the database refused connections"),
+    ("does not exist on the server", "the live database does not exist on the server"),
+    ("the s3 endpoint cannot be reached", "the backup store could not be reached"),
+    ("s3 refused the credentials", "the backup store refused the console's keys"),
+    ("accessdenied", "the backup store refused access"),
+    ("disk is full", "the worker's disk is full"),
+    ("checksum", "the downloaded file does not match its checksum: the backup is damaged"),
+    ("archive cannot be read", "the backup file is not a readable pg_dump archive"),
+    ("archive is incomplete", "the backup file could not be downloaded completely"),
+    ("pg_restore failed", "pg_restore could not load the backup"),
+    ("pg_dump failed", "pg_dump could not dump the database"),
+    ("no longer in the store", "the backup is no longer in the store"),
+    ("is not trusted", "the backup is not signed by this team's key"),
+    ("from the last", "there was no recent safety backup"),
+)
+
+
+def plain_reason(error: str) -> str:
+    """Why a job failed, in a few plain words; the error's first clause when no rule matches."""
+    lowered = error.lower()
+    for needle, words in _PLAIN_REASONS:
+        if needle in lowered:
+            return words
+    first = error.split("; ")[0].strip()
+    return first[:200] or "the job failed without saying why"

@@ -116,7 +116,7 @@ def start_job(
             "wait for it to finish"
         )
     target = settings.target_name or None
-    state = JobState(kind=kind, requested_by=requested_by, filename=filename, target=target)
+    state = JobState(kind=kind, requested_by=requested_by, filename=filename, target=target, scheduled=scheduled)
     try:
         if kind == "backup":
             mark_backup(settings, redis)  # under the lock: a second request sees it or gets the 409

@@ -69,6 +69,14 @@ def next_run(expression: str, zone: ZoneInfo, after: datetime | None = None) -> 
         return None
 
 
+def previous_run(expression: str, zone: ZoneInfo, before: datetime) -> datetime | None:
+    """The last time the cron expression fired before `before`, read in `zone`, in UTC."""
+    try:
+        return croniter(expression, before.astimezone(zone)).get_prev(datetime).astimezone(UTC)
+    except Exception:  # noqa: BLE001 - as in next_run
+        return None
+
+
 def heartbeat_key(namespace: str) -> str:
     return f"{namespace}:scheduler:heartbeat"
 

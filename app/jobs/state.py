@@ -47,6 +47,7 @@ class JobState:
     requested_by: str = "?"
     target: str | None = None  # the target's name (None: a job from before targets, on the default one)
     filename: str | None = None
+    scheduled: bool = False
     progress: Progress = field(default_factory=Progress)
     warning: str | None = None
     error: str | None = None
@@ -82,8 +83,10 @@ class JobRecord:
         self.state.progress = Progress(name, bytes_done, bytes_total)
         self.save(force=True)
 
-    def advance(self, bytes_done: int) -> None:
+    def advance(self, bytes_done: int, bytes_total: int | None = None) -> None:
         self.state.progress.bytes_done = bytes_done
+        if bytes_total is not None:
+            self.state.progress.bytes_total = bytes_total
         self.save()
 
     def items(self, done: int, total: int) -> None:

@@ -24,6 +24,7 @@ from app.domain import alerts, catalog, cleanup, provenance, restore, trends
 from app.domain import backup as backups
 from app.domain.provenance import UNTRUSTED_WARNING
 from app.domain.retention import RetentionPolicy
+from app.jobs import history
 from app.jobs.locks import DatabaseLock
 from app.jobs.notify import notify
 from app.jobs.queue import count_job, mark_backup
@@ -36,7 +37,7 @@ from app.listing_cache import listing_changed
 def backup_job(requested_by: str) -> dict:
     """Plan → stream → publish → retention."""
     job, settings, ours = get_current_job(), services.settings(), console()
-    record = JobRecord(job)
+    record = _begin(job)
     record.phase("preparing")
     ours.storage.check()
     # Uploads left by killed jobs (here or in another environment's console) cost money: sweep.
@@ -44,13 +45,13 @@ def backup_job(requested_by: str) -> dict:
     plan = backups.plan_backup(ours, compression=settings.backup_compression, bin_dirs=settings.pg_bin_dirs,
                                recipients=settings.encryption_recipients)  # fmt: skip
     record.remember(filename=plan.filename)
-    record.phase("dumping", bytes_total=plan.expected_bytes or None)
+    record.phase("dumping", bytes_total=plan.estimate(0) or None)
     result = backups.stream_backup(
         plan,
         ours.target,
         ours.storage,
         on_upload_started=lambda upload_id: record.remember(upload_id=upload_id),
-        on_progress=record.advance,
+        on_progress=lambda done: record.advance(done, plan.estimate(done) or None),
     )
     record.phase("recording")
     manifest = backups.manifest_for(plan, result, console=ours, requested_by=requested_by,
@@ -77,7 +78,10 @@ def backup_job(requested_by: str) -> dict:
         detail += f"; encrypted with age to {len(plan.recipients)} recipient(s)"
     if result.delete_failures:
         detail += f"; retention could not delete {len(result.delete_failures)} file(s)"
-    _finish(job, "backup", "ok", requested_by, result.filename, detail)
+    summary = f"saved {result.filename}"
+    if result.deleted:
+        summary += f"; retention deleted {len(result.deleted)} older backup(s)"
+    _finish(job, "backup", "ok", requested_by, result.filename, detail, summary=summary, size=result.size)
     return result.to_json()
 
 
@@ -108,14 +112,14 @@ def _warn_if_size_dropped(listed: list[catalog.Backup], filename: str, record: J
 def restore_job(filename: str, requested_by: str) -> dict:
     """Check → download into scratch → swap in."""
     job, settings, ours = get_current_job(), services.settings(), console()
-    record = JobRecord(job)
+    record = _begin(job)
     started = time.monotonic()
     record.phase("checking")
     listed = ours.listing()
     backup = ours.find(filename, listed)
     if backup is None:
         raise restore.RestoreRefused(f"{filename} is no longer in the store; nothing was changed")
-    restore.require_recent_backup(listed, owner=ours.owner, minutes=settings.recent_check_minutes)
+    safety = restore.require_recent_backup(listed, owner=ours.owner, minutes=settings.recent_check_minutes)
     with restore.temp_folder(str(Path(settings.instance_path, "tmp"))) as folder:
         copy = _restore_into_scratch(backup, folder, record, trusted_only=False)
         set_aside = restore.scratch_name(ours.target.dbname, "previous")
@@ -139,12 +143,14 @@ def restore_job(filename: str, requested_by: str) -> dict:
         detail += "; no manifest, checksum not verified"
     if not copy.trusted:
         detail += f"; untrusted backup ({copy.untrusted_reason})"
-    _finish(job, "restore", "ok", requested_by, filename, detail)
+    _finish(job, "restore", "ok", requested_by, filename, detail, size=backup.size,
+            summary=f"{ours.target.dbname} now holds the data of {filename}")  # fmt: skip
     # Restores are rare and replace live data: the team hears of every one.
     notify(settings, services.redis(), alerts.job_alert(
         "restore-finished", settings, action="restore", job_id=job.id if job else None, requested_by=requested_by,
         seconds=outcome.seconds, filename=filename))  # fmt: skip
-    return outcome.to_json()
+    # What the job page needs to say what changed and how to undo it.
+    return {**outcome.to_json(), "backup_taken_at": backup.created_at.isoformat(), "safety_backup": safety.filename}
 
 
 @console_job
@@ -155,7 +161,7 @@ def verify_job(filename: str, requested_by: str, trusted_only: bool = True) -> d
     is not signed by this team's key before anything is downloaded or created.
     """
     job, settings, ours = get_current_job(), services.settings(), console()
-    record = JobRecord(job)
+    record = _begin(job)
     started = time.monotonic()
     record.phase("checking")
     backup = ours.find(filename)
@@ -182,7 +188,8 @@ def verify_job(filename: str, requested_by: str, trusted_only: bool = True) -> d
     listing_changed(settings, services.redis())
     record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
     total = sum(rows.values())
-    _finish(job, "verify", "ok", requested_by, filename, f"{len(rows)} tables, {total} rows, {report['seconds']} s")
+    summary = f"{len(rows)} tables, {total} rows, {report['seconds']} s"
+    _finish(job, "verify", "ok", requested_by, filename, summary, summary=f"restorable: {summary}", size=backup.size)
     return report
 
 
@@ -238,10 +245,26 @@ def scheduled_verify() -> str | None:
         return None  # audited by the request
 
 
-def _finish(job: Job | None, action: str, outcome: str, username: str, target: str | None, detail: str) -> None:
+def _begin(job: Job | None) -> JobRecord:
+    """The running job's state, and its record in the console store marked started."""
+    record = JobRecord(job)
+    if job is not None:
+        settings = services.settings()
+        history.started(job.id, record.state, environment=settings.app_env, database=settings.target.dbname)
+    return record
+
+
+def _finish(
+    job: Job | None, action: str, outcome: str, username: str, target: str | None, detail: str,
+    *, summary: str | None = None, size: int | None = None,
+) -> None:  # fmt: skip
+    """Free the lock, end the job's record (`summary` says what it did), count and audit; `detail` is the audit's."""
     settings, redis = services.settings(), services.redis()
     if job is not None:
         DatabaseLock(redis, settings.redis_namespace, settings.lock_name).release(job.id)
+        ok = outcome == "ok"
+        history.ended(job.id, ok=ok, outcome=summary if ok else None, error=None if ok else detail, size=size,
+                      filename=target)  # fmt: skip
     count_job(settings, redis, action, outcome)
     audit.record(action, outcome, username=username, target=target, detail=detail, job_id=job.id if job else None)
 

@@ -8,15 +8,18 @@ the URL is taken off before the view runs and becomes the target the request act
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request, url_for
+from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException, default_exceptions
 
 from app import services
 from app.domain.alerts import duration
 from app.operations import Refused
 
+JOB_MENTION = re.compile(r"\bjob ([0-9a-f]{32})\b")  # job ids are uuid4 hex (jobs.queue.start_job)
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -25,6 +28,7 @@ CSP = (
 
 def register_blueprints(app: Flask) -> None:
     from app.web import auth
+    from app.web.activity.views import bp as activity_bp
     from app.web.api.views import bp as api_bp
     from app.web.audit.views import bp as audit_bp
     from app.web.auth import sso
@@ -40,7 +44,7 @@ def register_blueprints(app: Flask) -> None:
     auth.init_app(app)
     sso.init_app(app, app.config["SETTINGS"].oidc)
     pages = (auth_bp, sso.bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, maintenance_bp)
-    for blueprint in (*pages, api_bp, health_bp, metrics_bp):
+    for blueprint in (*pages, api_bp, health_bp, metrics_bp, activity_bp):
         app.register_blueprint(blueprint)
 
     @app.url_value_preprocessor
@@ -68,11 +72,26 @@ def register_blueprints(app: Flask) -> None:
         settings = services.settings()
         return {"app_env": settings.app_env, "target_db": settings.target.dbname, "target_name": settings.target_name,
                 "several_targets": settings.several_targets, "on_target": services.scoped_target() is not None,
-                "may": auth.has_role}  # fmt: skip
+                "may": auth.has_role, "env_css": settings.color_of}  # fmt: skip
 
     @app.template_filter("filesize")
     def filesize(size: int | None) -> str:
         return human_size(size)
+
+    @app.template_filter("duration")
+    def seconds_taken(seconds: float | None) -> str:
+        return human_duration(seconds)
+
+    @app.template_filter("link_jobs")
+    def link_jobs(message: str) -> Markup:
+        """A message that names a job ("… is running (job 9de6…)") links to that job's page."""
+        escaped = str(escape(message))
+        linked = JOB_MENTION.sub(lambda m: f'<a href="{url_for("jobs.show", job_id=m[1])}">job {m[1]}</a>', escaped)
+        return Markup(linked)  # noqa: S704 - the message is escaped above and a job id is hex
+
+    @app.template_filter("ago")
+    def ago(moment) -> str:
+        return human_age(moment)
 
     @app.template_filter("age")
     def age(seconds: int) -> str:
@@ -80,13 +99,12 @@ def register_blueprints(app: Flask) -> None:
 
     @app.template_filter("localtime")
     def localtime(moment) -> str:
-        if moment is None:
-            return ""
-        if isinstance(moment, str):
-            moment = datetime.fromisoformat(moment)
-        if moment.tzinfo is None:  # the console store keeps naive UTC
-            moment = moment.replace(tzinfo=UTC)
-        return moment.astimezone(services.settings().zone).strftime("%Y-%m-%d %I:%M:%S %p %Z")
+        return in_display_zone(moment, "%Y-%m-%d %I:%M:%S %p %Z")
+
+    @app.template_filter("clock")
+    def clock(moment) -> str:
+        """Only the time of day ("04:28 PM IST"), for moments within the hour."""
+        return in_display_zone(moment, "%I:%M %p %Z")
 
     @app.after_request
     def security_headers(response):
@@ -121,6 +139,43 @@ def human_size(size: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+def in_display_zone(moment, layout: str) -> str:
+    if moment is None:
+        return ""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:  # the console store keeps naive UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(services.settings().zone).strftime(layout)
+
+
+def human_age(moment: datetime | None, now: datetime | None = None) -> str:
+    """How long ago, in words: "just now", "12 min ago", "5 h ago", "3 days ago"."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:  # the console store keeps naive UTC
+        moment = moment.replace(tzinfo=UTC)
+    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 2 * 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} days ago"
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 def wants_json() -> bool:

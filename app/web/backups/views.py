@@ -13,6 +13,7 @@ from app.domain import catalog, trends
 from app.domain.catalog import read_manifest
 from app.domain.storage import StorageError
 from app.jobs.schedule import effective_schedule, next_run
+from app.web.activity.home import home_activity
 from app.web.auth import client_address, current_actor, role_required
 from app.web.auth.forms import safe_next
 from app.web.backups.forms import CreateBackupForm, PinForm
@@ -72,6 +73,7 @@ def target_backups():
         form=CreateBackupForm(),
         action_form=PinForm(),
         zone=settings.zone,
+        **home_activity(settings, schedule),
     )
 
 

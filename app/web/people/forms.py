@@ -70,14 +70,17 @@ class ChangePasswordForm(SetPasswordForm):
 class TokenForm(FlaskForm):
     name = StringField("What the token is for", validators=[DataRequired(), Length(max=80)])
     role = SelectField("Role")
-    expires_days = IntegerField("Expires after (days, empty for never)", validators=[Optional(), NumberRange(1, 3650)])
+    # 90 days unless the owner clears it: a forgotten token should not work for ever.
+    expires_days = IntegerField(
+        "Expires after (days, empty for never)", default=90, validators=[Optional(), NumberRange(1, 3650)]
+    )
     submit = SubmitField("Create token")
 
     def __init__(self, owner_role: str, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.role.choices = list(ROLES[: ROLES.index(owner_role) + 1])
         if not self.role.data:
-            self.role.data = owner_role
+            self.role.data = ROLES[0]  # the least a token can do, unless its owner asks for more
 
 
 class CodeConfirmForm(FlaskForm):

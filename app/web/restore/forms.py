@@ -10,11 +10,14 @@ class RestoreForm(FlaskForm):
     confirm = StringField("Type the database name to confirm", validators=[DataRequired(), Length(max=128)])
     submit = SubmitField("Restore database")
 
-    def __init__(self, dbname: str, *args, **kwargs):
+    def __init__(self, expected: str, *args, **kwargs):
+        """`expected` is what the admin types: the database's name, or `<environment>/<database>` when
+        the backup comes from another environment (so that both are read before restoring)."""
         super().__init__(*args, **kwargs)
-        self.dbname = dbname
-        self.confirm.label.text = f"Type {dbname} to confirm"
+        self.expected = expected
+        self.confirm.label.text = f"Type {expected} to confirm"
 
     def validate_confirm(self, field) -> None:
-        if field.data != self.dbname:
-            raise ValidationError(f"Type the database name exactly: {self.dbname}")
+        if field.data != self.expected:
+            what = "the environment and database" if "/" in self.expected else "the database name"
+            raise ValidationError(f"Type {what} exactly: {self.expected}")

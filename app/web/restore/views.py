@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from app import operations
@@ -21,7 +23,9 @@ def confirm(filename: str):
     using = operations.collaborators()
     settings = using.settings
     backup, listed = operations.restorable(using, filename)  # 404 through the Refused handler
-    form = RestoreForm(settings.target.dbname)
+    foreign = not using.backups.is_ours(backup)
+    form = RestoreForm(f"{backup.environment or 'unknown'}/{settings.target.dbname}" if foreign
+                       else settings.target.dbname)  # fmt: skip
     error, status = None, 200
     if request.method == "POST":
         if form.validate_on_submit():
@@ -45,6 +49,9 @@ def confirm(filename: str):
             origin=provenance_in(storage, backup, settings.signing_key),
             untrusted_warning=UNTRUSTED_WARNING,
             recent=recent,
+            recent_until=recent.created_at + timedelta(minutes=settings.recent_check_minutes) if recent else None,
+            foreign=foreign,
+            tries_left=operations.passkey_tries_left(current_actor(), using),
             form=form,
             safety_form=CreateBackupForm(next=request.path),
             error=error,

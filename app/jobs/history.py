@@ -1,0 +1,197 @@
+"""Job records in the console store: what the activity page and the home page's failure banner read.
+
+RQ keeps a job for 7 days at most; a record here outlives it. The jobs layer writes one when a
+job is enqueued, when a worker starts it, and when it finishes or fails (`ended`). Each write
+commits at once, like the audit log, so it survives whatever fails next. Records hold plain
+facts (kind, who asked, file, size, outcome or reason), never a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from redis import Redis
+from sqlalchemy.exc import IntegrityError
+
+from app.domain.cleanup import plain_reason
+from app.extensions import db
+from app.jobs.queue import JOB_KINDS, job_status
+from app.jobs.schedule import previous_run
+from app.jobs.state import JobState
+from app.models import JobRun, utcnow
+
+KEEP_NEWEST = 500  # at least this many records are kept, however old ...
+KEEP_DAYS = 30  # ... and every record of the last 30 days, however many
+MISSED_AFTER = timedelta(minutes=10)  # a scheduled backup this late has not run
+
+
+def enqueued(
+    job_id: str, *, kind: str, environment: str, database: str, requested_by: str,
+    filename: str | None = None, scheduled: bool = False,
+) -> None:  # fmt: skip
+    """A job was put on the queue; also prunes records past both limits."""
+    _record_of(job_id, lambda: JobRun(id=job_id, kind=kind, environment=environment, database=database,
+                                      filename=filename, requested_by=requested_by, scheduled=scheduled))  # fmt: skip
+    prune()
+
+
+def started(job_id: str, state: JobState, *, environment: str, database: str) -> None:
+    """A worker started the job; the record is made here if the job was enqueued without one."""
+    run = _record_of(job_id, lambda: JobRun(id=job_id, kind=state.kind, environment=environment, database=database,
+                                            filename=state.filename, requested_by=state.requested_by,
+                                            scheduled=state.scheduled))  # fmt: skip
+    run.status, run.started_at = "started", utcnow()
+    db.session.commit()
+
+
+def _record_of(job_id: str, new: Callable[[], JobRun]) -> JobRun:
+    """The job's record, made (as queued) if there is none yet.
+
+    The web process records the enqueue just after the worker may already have started the job,
+    so either side may come second: the second one finds the first's record.
+    """
+    run = db.session.get(JobRun, job_id)
+    if run is not None:
+        return run
+    db.session.add(new())
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+    return db.session.get(JobRun, job_id)
+
+
+def ended(
+    job_id: str, *, ok: bool, outcome: str | None = None, error: str | None = None,
+    size: int | None = None, filename: str | None = None,
+) -> None:  # fmt: skip
+    """The job finished (`ok`) or failed; `outcome` says what it did, `error` why it failed."""
+    run = db.session.get(JobRun, job_id)
+    if run is None:
+        return  # enqueued by a release without job records
+    run.status = "finished" if ok else "failed"
+    run.ended_at = utcnow()
+    run.started_at = run.started_at or run.ended_at
+    run.outcome = outcome and outcome[:500]
+    run.error = error and error[:4000]
+    run.size = size if size is not None else run.size
+    run.filename = filename or run.filename
+    db.session.commit()
+
+
+LOST = "the job was lost: the queue no longer knows it (Redis was restarted or emptied); it did not finish"
+
+
+def settle(redis: Redis) -> None:
+    """Bring records still marked running up to date with RQ, which may know better.
+
+    The job's own callbacks normally end its record; this covers a job RQ no longer knows (Redis
+    lost it) or one that ended while the console store could not be written, so no row shows
+    "running" for ever.
+    """
+    runs = db.session.execute(db.select(JobRun).where(JobRun.status.in_(("queued", "started")))).scalars().all()
+    for run in runs:
+        job = job_status(redis, run.id)
+        if job is not None and job["status"] in ("queued", "started"):
+            continue
+        run.status = job["status"] if job else "failed"
+        run.error = (job["error"] if job else LOST) if run.status == "failed" else None
+        run.ended_at = naive_utc(job["ended_at"]) if job and job["ended_at"] else utcnow()
+    if runs:
+        db.session.commit()
+
+
+def naive_utc(iso: str) -> datetime:
+    """An ISO time as the console store keeps times: naive UTC."""
+    moment = datetime.fromisoformat(iso)
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def prune(now: datetime | None = None) -> int:
+    """Delete records older than KEEP_DAYS that are not among the newest KEEP_NEWEST; returns how many."""
+    newest = db.select(JobRun.id).order_by(JobRun.enqueued_at.desc()).limit(KEEP_NEWEST)
+    cutoff = (now or utcnow()) - timedelta(days=KEEP_DAYS)
+    gone = db.session.execute(
+        db.delete(JobRun).where(JobRun.enqueued_at < cutoff, JobRun.id.not_in(newest.scalar_subquery()))
+    ).rowcount
+    db.session.commit()
+    return gone or 0
+
+
+def find(job_id: str) -> JobRun | None:
+    return db.session.get(JobRun, job_id)
+
+
+def page_of(*, kind: str | None, status: str | None, page: int, per_page: int = 50) -> tuple[list[JobRun], bool]:
+    """Records newest first, running ones on top, filtered; the page and whether another follows."""
+    query = db.select(JobRun)
+    if kind:
+        query = query.where(JobRun.kind == kind)
+    if status == "running":
+        query = query.where(JobRun.status.in_(("queued", "started")))
+    elif status:
+        query = query.where(JobRun.status == status)
+    running_first = db.case((JobRun.status.in_(("queued", "started")), 0), else_=1)
+    rows = (
+        db.session.execute(
+            query.order_by(running_first, JobRun.enqueued_at.desc()).offset((page - 1) * per_page).limit(per_page + 1)
+        )
+        .scalars()
+        .all()
+    )
+    return list(rows[:per_page]), len(rows) > per_page
+
+
+def running(environment: str) -> list[JobRun]:
+    return list(db.session.execute(
+        db.select(JobRun).where(JobRun.environment == environment, JobRun.status.in_(("queued", "started")))
+        .order_by(JobRun.enqueued_at.desc())
+    ).scalars())  # fmt: skip
+
+
+def latest_failures(environment: str) -> list[JobRun]:
+    """For each kind, its latest ended job in `environment` when that one failed (newest first)."""
+    failures = []
+    for kind in JOB_KINDS:
+        last = db.session.execute(
+            db.select(JobRun).where(JobRun.environment == environment, JobRun.kind == kind,
+                                    JobRun.status.in_(("finished", "failed")))
+            .order_by(JobRun.ended_at.desc()).limit(1)
+        ).scalar_one_or_none()  # fmt: skip
+        if last is not None and last.status == "failed":
+            failures.append(last)
+    return sorted(failures, key=lambda run: run.ended_at or run.enqueued_at, reverse=True)
+
+
+def missed_scheduled_backup(
+    environment: str, schedule: str, zone: ZoneInfo, schedule_since: datetime | None, now: datetime | None = None
+) -> datetime | None:
+    """The slot (naive UTC) of the last scheduled backup that never started a job here, if it was missed.
+
+    A slot counts once MISSED_AFTER has passed. It is missed when no scheduled backup was enqueued
+    from a minute before it on (scheduler down, or its request refused). Slots from before the
+    schedule was set (`schedule_since`) or before this console's first job are not held against it.
+    """
+    now = now or utcnow()
+    slot = previous_run(schedule, zone, (now - MISSED_AFTER).replace(tzinfo=UTC))
+    if slot is None:
+        return None
+    slot = slot.replace(tzinfo=None)
+    if schedule_since is not None and schedule_since > slot:
+        return None
+    first = db.session.execute(db.select(db.func.min(JobRun.enqueued_at))).scalar()
+    if first is None or first > slot:
+        return None
+    ran = db.session.execute(
+        db.select(JobRun.id).where(JobRun.environment == environment, JobRun.kind == "backup",
+                                   JobRun.scheduled.is_(True), JobRun.enqueued_at >= slot - timedelta(minutes=1))
+        .limit(1)
+    ).first()  # fmt: skip
+    return None if ran else slot
+
+
+def reason_of(run: JobRun) -> str:
+    """Why `run` failed, in words a person reads (the full error stays in `run.error`)."""
+    return plain_reason(run.error or "")

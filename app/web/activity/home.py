@@ -1,0 +1,30 @@
+"""What the home page shows of the activity: failure banners and running jobs (templates/activity/_home.html)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from app import services
+from app.jobs import history
+from app.jobs.schedule import stored_schedule
+from app.settings import Settings
+
+
+def home_activity(settings: Settings, schedule: str | None) -> dict:
+    """The home page's template values: `failures`, `missed` (a scheduled backup that did not run),
+    `running` and `reason_of`, for this console's environment."""
+    history.settle(services.redis())
+    environment = settings.app_env
+    return {
+        "failures": history.latest_failures(environment),
+        "missed": history.missed_scheduled_backup(environment, schedule, settings.zone, schedule_since())
+        if schedule else None,
+        "running": history.running(environment),
+        "reason_of": history.reason_of,
+    }  # fmt: skip
+
+
+def schedule_since() -> datetime | None:
+    """When an admin last set the schedule (None when it comes from BACKUP_SCHEDULE)."""
+    stored = stored_schedule()
+    return stored.updated_at if stored else None

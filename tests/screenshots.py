@@ -1,0 +1,75 @@
+"""Screenshots of the main pages for docs/screenshots/ (issue 16): 1280×800 and 390×844, light and dark.
+
+Not part of the suite (the file name does not start with test_); run it on purpose:
+
+    .venv/bin/python -m pytest tests/screenshots.py -q
+
+It drives a real console (gunicorn + worker on a throw-away database, as the browser tests do):
+a backup, a verify, a restore of a damaged file that fails, then photographs each page.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from app.domain.naming import backup_filename
+from tests.helpers import ROOT
+from tests.test_activity_browser import console, sign_in
+
+pytestmark = pytest.mark.browser
+OUT = ROOT / "docs" / "screenshots"
+SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+
+
+def test_take_screenshots(browser, app_env, processes):
+    base = console(app_env, processes, ("ada", "admin"))
+    OUT.mkdir(parents=True, exist_ok=True)
+    setup = browser.new_context(viewport=SIZES["desktop"])
+    page = setup.new_page()
+    sign_in(page, base, "ada")
+    page.get_by_role("button", name="Create backup").click()
+    page.locator("#job-status", has_text="finished").wait_for(timeout=60000)
+    pages = {"job-backup": page.url}
+    filename = page.locator("#job-file code").inner_text()
+    page.goto(base + "/")
+    row = page.get_by_role("row", name=filename)
+    row.locator("summary").click()
+    row.get_by_role("button", name="Verify").click()
+    page.locator("#job-status", has_text="finished").wait_for(timeout=60000)
+    pages["job-verify"] = page.url
+    folder = Path(app_env["BACKUP_STORAGE_URL"].removeprefix("file://"))
+    damaged = backup_filename(
+        "pharmatracker", "staging", datetime.now(UTC) - timedelta(days=2), ZoneInfo("Asia/Kolkata")
+    )
+    (folder / damaged).write_bytes(b"PGDMP not an archive" * 50)
+    database = app_env["DATABASE_URL"].rsplit("/", 1)[1]
+    page.goto(f"{base}/backups/{damaged}/restore")
+    page.get_by_label("Passkey").fill(app_env["RESTORE_PASSKEY"])
+    page.get_by_label(f"Type {database} to confirm").fill(database)
+    page.get_by_role("button", name="Restore database").click()
+    page.locator("h1.failed-heading").wait_for(timeout=60000)
+    pages["job-restore-failed"] = page.url
+    pages.update({
+        "list": base + "/", "activity": base + "/activity", "restore": f"{base}/backups/{filename}/restore",
+        "users": base + "/users", "account": base + "/account", "audit": base + "/audit",
+    })  # fmt: skip
+    state = setup.storage_state()
+    setup.close()
+
+    for scheme in ("light", "dark"):
+        for size, viewport in SIZES.items():
+            context = browser.new_context(viewport=viewport, color_scheme=scheme, storage_state=state)
+            shot = context.new_page()
+            for name, url in pages.items():
+                shot.goto(url)
+                shot.screenshot(path=str(OUT / f"{name}-{size}-{scheme}.png"), full_page=True)
+            context.close()
+    login = browser.new_context(viewport=SIZES["phone"])
+    shot = login.new_page()
+    shot.goto(base + "/login")
+    shot.screenshot(path=str(OUT / "login-phone-light.png"))
+    login.close()

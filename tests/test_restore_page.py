@@ -1,0 +1,77 @@
+"""The restore page explains itself (issue 16, item 4): refusals at the top, the safety backup's
+validity, another environment's backup, the passkey; and the quick start shows the passkey once."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.helpers import PASSKEY, backup_run_in_process, old_backups, post, signed_in
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+@pytest.mark.web_only
+def test_another_environments_backup_warns_and_asks_for_environment_and_database(app, make_user, target_db):
+    (foreign,) = old_backups(app, [1], env="development")
+    client, auth = signed_in(app, make_user, "admin", "ada")
+    page = client.get(f"/backups/{foreign}/restore").get_data(as_text=True)
+    callout = re.search(r'<div class="callout callout-danger" id="other-environment" role="note">(.*?)</div>', page,
+                        re.S)  # fmt: skip
+    assert callout, page
+    words = text_of(callout[1])
+    assert "This backup comes from another environment." in words
+    assert f"taken in development ; restoring it replaces the data of staging ( {target_db} )" in words
+    assert f"Type development/{target_db} to confirm" in page
+
+    refused = post(client, auth, f"/backups/{foreign}/restore", {"passkey": PASSKEY, "confirm": target_db},
+                   page=f"/backups/{foreign}/restore")  # fmt: skip
+    assert refused.status_code == 400
+    summary = re.search(r'<div class="error-summary" id="error-summary" role="alert" tabindex="-1" autofocus.*?</div>',
+                        refused.get_data(as_text=True), re.S)  # fmt: skip
+    assert summary and f"Type the environment and database exactly: development/{target_db}" in summary[0]
+    assert 'href="#confirm"' in summary[0]
+
+
+@pytest.mark.web_only
+def test_an_own_backup_needs_only_the_database_name_and_the_page_counts_passkey_tries(app, make_user, target_db):
+    (own,) = old_backups(app, [1])
+    client, auth = signed_in(app, make_user, "admin", "ada")
+    page = client.get(f"/backups/{own}/restore").get_data(as_text=True)
+    assert "other-environment" not in page and f"Type {target_db} to confirm" in page
+    button = re.search(r'<input [^>]*id="submit"[^>]*>', page)[0]
+    assert " disabled " in button and 'aria-describedby="restore-blocked"' in button
+    for left in (4, 3):
+        post(client, auth, f"/backups/{own}/restore", {"passkey": "wrong", "confirm": target_db},
+             page=f"/backups/{own}/restore")  # fmt: skip
+        assert f"{left} tries left" in client.get(f"/backups/{own}/restore").get_data(as_text=True)
+
+
+def test_with_a_recent_backup_the_page_says_until_when_it_counts(app, make_user):
+    done = backup_run_in_process(app)
+    client, _ = signed_in(app, make_user, "admin", "ada")
+    page = client.get(f"/backups/{done['result']['filename']}/restore").get_data(as_text=True)
+    assert re.search(r'counts as the safety backup until <strong id="valid-until">\d\d:\d\d [AP]M IST</strong>', page)
+    assert " disabled " not in re.search(r'<input [^>]*id="submit"[^>]*>', page)[0]
+
+
+def test_the_quick_start_prints_the_new_passkey_once(tmp_path, capsys, monkeypatch):
+    from app.quickstart import load_or_create_secrets
+
+    monkeypatch.delenv("RESTORE_PASSKEY", raising=False)
+    made = load_or_create_secrets(tmp_path / "quickstart.env")
+    first = capsys.readouterr().out
+    assert "restore passkey" in first and made["RESTORE_PASSKEY"] in first
+    assert load_or_create_secrets(tmp_path / "quickstart.env") == made
+    assert made["RESTORE_PASSKEY"] not in capsys.readouterr().out
+
+
+@pytest.mark.web_only
+def test_a_new_token_defaults_to_the_lowest_role_and_90_days(app, make_user):
+    client, _ = signed_in(app, make_user, "admin", "ada")
+    page = client.get("/account").get_data(as_text=True)
+    assert re.search(r'<option selected value="viewer">viewer</option>', page), page
+    assert re.search(r'<input [^>]*id="token-expires_days"[^>]*value="90"', page)
