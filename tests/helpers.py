@@ -382,6 +382,14 @@ def restore_api(client, headers, filename, passkey=PASSKEY):
     return client.post("/api/setting/restore", headers=headers, json={"filename": filename, "passkey": passkey})
 
 
+def restore_through_api(app, client, headers, filename, passkey=PASSKEY) -> dict:
+    """Ask for a restore through the seed's API (202), run the queued jobs, and return the job's final status."""
+    response = restore_api(client, headers, filename, passkey)
+    assert response.status_code == 202, response.get_json()
+    run_jobs_for(app)
+    return job_of(app, response.get_json()["job_id"])
+
+
 def job_of(app, job_id):
     from app.jobs.queue import job_status
     from app.services import redis

@@ -19,10 +19,10 @@ from tests.helpers import (
     PG,
     AuthActions,
     backup_run_in_process,
-    job_of,
     keys,
     leftovers,
     restore_api,
+    restore_through_api,
     run_jobs_for,
     storage_of,
     table_fingerprint,
@@ -142,10 +142,7 @@ def test_restore_and_verify_of_an_encrypted_backup_bring_back_the_data(encrypted
     assert report["checksum_verified"] is True
     assert report["rows"] == {f"public.{t}": n for t, (n, _) in at_backup.items()}
 
-    response = restore_api(client, admin_headers, name)
-    assert response.status_code == 202, response.get_json()
-    run_jobs_for(encrypted_app)
-    status = job_of(encrypted_app, response.get_json()["job_id"])
+    status = restore_through_api(encrypted_app, client, admin_headers, name)
     assert status["status"] == "finished", status["error"]
     assert status["result"]["verified"] is True
     assert table_fingerprint(target_db) == at_backup
@@ -210,9 +207,7 @@ def test_after_a_rotation_backups_made_with_the_old_key_still_restore(
 
     with app.app_context():
         create_user("ada", "admin", "correct horse battery staple", created_by="test")
-    response = restore_api(app.test_client(), token_for("ada"), old)
-    run_jobs_for(app)
-    status = job_of(app, response.get_json()["job_id"])
+    status = restore_through_api(app, app.test_client(), token_for("ada"), old)
     assert status["status"] == "finished", status["error"]
     assert table_fingerprint(target_db) == at_old
 
@@ -231,9 +226,7 @@ def test_a_plain_backup_made_before_encryption_was_turned_on_still_restores(make
 
     with app.app_context():
         create_user("ada", "admin", "correct horse battery staple", created_by="test")
-    response = restore_api(app.test_client(), token_for("ada"), old)
-    run_jobs_for(app)
-    status = job_of(app, response.get_json()["job_id"])
+    status = restore_through_api(app, app.test_client(), token_for("ada"), old)
     assert status["status"] == "finished", status["error"]
     assert status["result"]["verified"] is True
     assert table_fingerprint(target_db) == at_old
@@ -323,9 +316,7 @@ def test_an_encrypted_backup_and_restore_on_seaweedfs(seaweedfs_bucket, make_app
 
     with app.app_context():
         create_user("ada", "admin", "correct horse battery staple", created_by="test")
-    response = restore_api(app.test_client(), token_for("ada"), result["filename"])
-    run_jobs_for(app)
-    status = job_of(app, response.get_json()["job_id"])
+    status = restore_through_api(app, app.test_client(), token_for("ada"), result["filename"])
     assert status["status"] == "finished", status["error"]
     assert table_fingerprint(target_db) == at_backup
 
@@ -410,9 +401,7 @@ def test_an_age_file_made_by_hand_without_a_manifest_restores_with_a_warning(
     storage_of(encrypted_app).put_bytes(name, encrypted)
     backed_up(encrypted_app)  # the safety backup
     change_live(target_db)
-    response = restore_api(encrypted_app.test_client(), admin_headers, name)
-    run_jobs_for(encrypted_app)
-    status = job_of(encrypted_app, response.get_json()["job_id"])
+    status = restore_through_api(encrypted_app, encrypted_app.test_client(), admin_headers, name)
     assert status["status"] == "finished", status["error"]
     assert status["result"]["verified"] is False and "no manifest" in status["warning"]
     assert table_fingerprint(target_db) == expected

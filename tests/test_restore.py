@@ -23,6 +23,7 @@ from tests.helpers import (
     job_of,
     new_name,
     restore_api,
+    restore_through_api,
     run_jobs_for,
     storage_of,
     table_fingerprint,
@@ -104,10 +105,7 @@ def test_restore_from_another_environment_without_a_manifest(app, client, admin,
     storage_of(app).put_bytes(old_name, archive.read_bytes())
     backup_run_in_process(app)  # the safety backup of this environment
 
-    response = restore_api(client, admin, old_name)
-    assert response.status_code == 202, response.get_json()
-    run_jobs_for(app)
-    status = job_of(app, response.get_json()["job_id"])
+    status = restore_through_api(app, client, admin, old_name)
     assert status["status"] == "finished", status["error"]
     assert status["result"]["verified"] is False
     assert "no manifest" in status["warning"]
