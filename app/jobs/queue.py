@@ -162,7 +162,7 @@ def job_status(redis: Redis, job_id: str) -> dict | None:
         job = Job.fetch(job_id, connection=redis)
     except (NoSuchJobError, ValueError):
         return None
-    status = job.get_status()
+    status = job.get_status(refresh=False)  # Job.fetch has just read the whole job: one round trip, not three
     state_name = {
         JobStatus.QUEUED: "queued",
         JobStatus.DEFERRED: "queued",
@@ -170,7 +170,7 @@ def job_status(redis: Redis, job_id: str) -> dict | None:
         JobStatus.STARTED: "started",
         JobStatus.FINISHED: "finished",
     }.get(status, "failed")
-    state = JobState.from_meta(job.get_meta())
+    state = JobState.from_meta(job.get_meta(refresh=False))
     finished = state_name == "finished"
     return {
         "id": job.id,
