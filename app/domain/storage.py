@@ -57,11 +57,18 @@ def check_name(name: str) -> str:
     return name
 
 
+FILL_STEP = MiB
+
+
 def _fill(readinto: Callable[[memoryview], int | None], buffer: memoryview) -> int:
-    """Call `readinto` until `buffer` is full or the source ends; the number of bytes read."""
+    """Call `readinto` until `buffer` is full or the source ends; the number of bytes read.
+
+    At most FILL_STEP at a time: urllib3's `readinto` reads into a temporary bytes object of the
+    size asked for and copies it, so one call for a whole range would hold the range twice.
+    """
     done = 0
     while done < len(buffer):
-        got = readinto(buffer[done:])
+        got = readinto(buffer[done : done + FILL_STEP])
         if not got:
             break
         done += got
