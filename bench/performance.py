@@ -64,6 +64,7 @@ CONTENDERS = {
 CONSOLE = ("c", "d", "f")
 TARGETS = (("c", "b", 1.00), ("d", "a", 1.05), ("f", "e", 1.05))  # (console, peer, most console/peer)
 PSS_TARGET_MB = 150
+HEADLINE = {"seaweedfs": "the headline", "moto": "for comparison only"}
 SCALE_TARGET = 0.10
 
 
@@ -1071,7 +1072,7 @@ def report(results: list[dict], args, started: datetime) -> str:
         f"{first['server_version']} on 127.0.0.1; {' '.join(first['pg_dump'].version.split())} at the console's "
         f"compression `{' '.join(first['compression'])}`; `pg_restore -j {first['jobs']}` (RESTORE_JOBS)",
         "- S3 servers: "
-        + "; ".join(f"{r['server'].name}: {r['server'].version}" for r in results)
+        + "; ".join(f"{r['server'].name} ({HEADLINE[r['server'].name]}): {r['server'].version}" for r in results)
         + " — each its own process on the same 2 cores",
         f"- the console: gunicorn `wsgi:app` (2 sync workers) + `flask --app wsgi worker`; every console figure is "
         f"end to end as a user sees it (POST, then GET the status URL every {POLL_SECONDS * 1000:.0f} ms until it "
