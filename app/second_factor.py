@@ -14,16 +14,19 @@ import hashlib
 import hmac
 import secrets
 import time
+from typing import TYPE_CHECKING
 
 import pyotp
 import segno
-from cryptography.fernet import Fernet, InvalidToken
 
 from app import audit
 from app.extensions import db
 from app.models import RecoveryCode, User, utcnow
 from app.people import end_sessions
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 RECOVERY_CODES = 10
 _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i to misread
@@ -41,6 +44,8 @@ def must_enrol(user: User, settings: Settings) -> bool:
 
 
 def _fernet(settings: Settings) -> Fernet:
+    from cryptography.fernet import Fernet  # here: 7 MB that the worker never needs
+
     return Fernet(base64.urlsafe_b64encode(settings.second_factor_key))
 
 
@@ -48,6 +53,8 @@ def _secret(user: User, settings: Settings) -> str | None:
     """The user's TOTP secret in clear, or None (none yet, or SECRET_KEY changed since enrolment)."""
     if not user.totp_secret:
         return None
+    from cryptography.fernet import InvalidToken
+
     try:
         return _fernet(settings).decrypt(user.totp_secret.encode()).decode()
     except InvalidToken:

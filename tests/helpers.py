@@ -137,7 +137,8 @@ def backup_run_in_process(app) -> dict:
         return job_status(redis(), job_id)
 
 
-def run_jobs_for(app):
+def run_jobs_for(app, max_jobs: int | None = None):
+    """Run the queued jobs (at most `max_jobs` of them) in this process, as a worker would."""
     from rq import SimpleWorker
 
     from app.jobs import runtime
@@ -146,7 +147,7 @@ def run_jobs_for(app):
 
     with app.app_context():
         runtime.configure(app)
-        SimpleWorker(worker_queues(settings(), redis()), connection=redis()).work(burst=True)
+        SimpleWorker(worker_queues(settings(), redis()), connection=redis()).work(burst=True, max_jobs=max_jobs)
 
 
 def child_env(env: dict[str, str]) -> dict[str, str]:

@@ -17,16 +17,24 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from app.domain.naming import backup_filename
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_for_job
 from tests.test_activity_browser import console, sign_in
+from tests.test_list_browser import foreign_backup
 
 pytestmark = pytest.mark.browser
 OUT = ROOT / "docs" / "screenshots"
 SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
 
-def test_take_screenshots(browser, app_env, processes):
+def test_take_screenshots(browser, app_env, processes, make_app, redis_server):
+    from app.jobs import runtime, tasks
+
     base = console(app_env, processes, ("ada", "admin"))
+    foreign_backup(app_env)  # another environment's backup: a second tab, and a row of unknown maker
+    app = make_app()  # a scheduled backup, run by the worker, for a "scheduler · scheduled" row
+    with app.app_context():
+        runtime.configure(app)
+        wait_for_job(redis_server, tasks.scheduled_backup())
     OUT.mkdir(parents=True, exist_ok=True)
     setup = browser.new_context(viewport=SIZES["desktop"])
     page = setup.new_page()
@@ -54,7 +62,8 @@ def test_take_screenshots(browser, app_env, processes):
     page.locator("h1.failed-heading").wait_for(timeout=60000)
     pages["job-restore-failed"] = page.url
     pages.update({
-        "list": base + "/", "activity": base + "/activity", "restore": f"{base}/backups/{filename}/restore",
+        "list": base + "/", "list-filtered": base + "/?environment=staging", "activity": base + "/activity",
+        "restore": f"{base}/backups/{filename}/restore",
         "users": base + "/users", "account": base + "/account", "audit": base + "/audit",
     })  # fmt: skip
     state = setup.storage_state()

@@ -233,7 +233,9 @@ def test_a_job_the_queue_lost_is_not_shown_running_for_ever(app, make_user):
 @pytest.mark.web_only
 def test_the_empty_list_says_what_to_do_first(app, make_user):
     operator, _ = signed_in(app, make_user, "operator", "olga")
-    assert "No backups yet. Make the first one with “Create backup” above;" in operator.get("/").text
+    assert "No backups yet. Start with “Create backup” above: it dumps" in operator.get("/").text
+    admin, _ = signed_in(app, make_user, "admin", "ada")
+    assert 'Then set a schedule under <a href="/settings">Settings</a>' in admin.get("/").text
     viewer, _ = signed_in(app, make_user, "viewer", "vera")
     assert "No backups yet. An operator or an admin makes the first one;" in viewer.get("/").text
 
@@ -248,6 +250,6 @@ def test_each_listed_backup_says_how_old_it_is(app, make_user):
     old_backups(app, [1, 3])  # named 25 hours and 73 hours ago
     viewer, _ = signed_in(app, make_user, "viewer", "vera")
     page = viewer.get("/").text
-    assert '<span class="muted age">(25 h ago)</span>' in page and '<span class="muted age">(3 days ago)</span>' in page
+    assert '<span class="muted age">25 h ago</span>' in page and '<span class="muted age">3 days ago</span>' in page
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     assert [human_age(now - timedelta(seconds=s), now) for s in (5, 720, 7200)] == ["just now", "12 min ago", "2 h ago"]

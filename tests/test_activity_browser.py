@@ -148,7 +148,10 @@ PHONE = {"width": 390, "height": 844}
 
 
 def test_no_page_scrolls_sideways_on_a_phone(browser, app_env, processes):
+    from tests.test_list_browser import foreign_backup
+
     base = console(app_env, processes, ("ada", "admin"))
+    foreign_backup(app_env)  # environment tabs, and a row whose maker is not known here
     context = browser.new_context(viewport=PHONE)
     page = context.new_page()
     page.set_default_timeout(15000)
@@ -162,8 +165,9 @@ def test_no_page_scrolls_sideways_on_a_phone(browser, app_env, processes):
         page.locator("#job-status", has_text="finished").wait_for(timeout=60000)
         widths["job"] = page.evaluate("document.documentElement.scrollWidth")
         filename = page.locator("#job-file code").inner_text()
-        for name, path in (("list", "/"), ("activity", "/activity"), ("restore", f"/backups/{filename}/restore"),
-                           ("users", "/users"), ("account", "/account"), ("audit", "/audit")):  # fmt: skip
+        for name, path in (("list", "/"), ("filtered list", "/?environment=production"), ("activity", "/activity"),
+                           ("restore", f"/backups/{filename}/restore"), ("users", "/users"), ("account", "/account"),
+                           ("audit", "/audit")):  # fmt: skip
             page.goto(base + path)
             widths[name] = page.evaluate("document.documentElement.scrollWidth")
         assert widths == {name: min(width, 390) for name, width in widths.items()}, widths
@@ -206,16 +210,20 @@ def test_the_keyboard_reaches_row_30s_actions_in_at_most_35_tab_presses(page, ap
              for n in range(32)]  # fmt: skip
     for name in names:
         (folder / name).write_bytes(b"a backup")
+    older = backup_filename("pharmatracker", "production", start - timedelta(days=3), ZoneInfo("Asia/Kolkata"))
+    (folder / older).write_bytes(b"another environment's backup")  # a third tab: All, production, staging
     base = console(app_env, processes, ("ada", "admin"))
     sign_in(page, base, "ada")
-    page.locator("table.backups caption").evaluate("c => { c.tabIndex = -1; c.focus(); }")  # the top of the list
+    # The top of the list is its environment tabs: each is a Tab stop counted on the way to row 30.
+    page.locator("#environment-tabs").evaluate("t => { t.tabIndex = -1; t.focus(); }")
+    assert page.locator("#environment-tabs a").count() == 3
     presses = 0
     while presses < 60:
         page.keyboard.press("Tab")
         presses += 1
         if page.evaluate(ROW_OF_FOCUS) == 30:
             break
-    assert presses <= 35, presses
+    assert 3 + 30 <= presses <= 35, presses  # the three tabs, then one stop a row
     assert page.evaluate("document.activeElement.tagName") == "SUMMARY"
     page.keyboard.press("Enter")  # opens the row's menu; its first action is one Tab away
     page.keyboard.press("Tab")

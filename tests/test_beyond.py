@@ -141,8 +141,9 @@ def test_verify_proves_a_good_backup_and_fails_a_corrupted_one(app, make_user, t
     report = json.loads(storage_of(app).get_bytes(filename + ".verified.json"))
     assert report["checksum_verified"] is True
     assert report["rows"] == {"public.customers": 2000, "public.orders": 6000}
-    row = re.search(rf"{re.escape(filename)}.*?</tr>", client.get("/").get_data(as_text=True), re.S).group(0)
-    assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [AP]M IST</td>\s*<td class=\"actions\">", row)
+    row = next(r for r in client.get("/").get_data(as_text=True).split("<tr") if filename in r)
+    assert re.search(r'class="proven"><span class="proven-mark" aria-hidden="true">✓ </span>'
+                     r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [AP]M IST</td>", row)  # fmt: skip
 
     live = table_fingerprint(target_db)
     storage = storage_of(app)

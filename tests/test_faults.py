@@ -274,7 +274,8 @@ PHASE_HOLDS = {
     ("backup", "preparing"): lambda method, path: 4.0 if method == "HEAD" and "?" not in path.strip("/") else 0.0,
     ("backup", "recording"): lambda method, path: 4.0 if method == "PUT" and path.endswith(".dump.json") else 0.0,
     ("restore", "checking"): lambda method, path: 4.0 if method == "GET" and "list-type=2" in path else 0.0,
-    ("restore", "verifying"): lambda method, path: 4.0 if method == "GET" and path.endswith(".dump.json") else 0.0,
+    # The scratch database is made while the archive downloads: killed here, it must go too.
+    ("restore", "downloading"): lambda method, path: 4.0 if method == "GET" and path.endswith(".dump") else 0.0,
 }
 
 

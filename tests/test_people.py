@@ -191,6 +191,32 @@ def test_an_expired_token_is_refused(app, make_user):
     assert app.test_client().get("/api/setting/backups", headers=headers).status_code == 401
 
 
+def test_a_token_s_last_use_is_recorded_to_the_minute(app, make_user):
+    """Polling a job every 50 ms must not write to the console store each time; the account page stays right."""
+    make_user("olga", "operator")
+    client, auth = sign_in(app, "olga")
+    _, plain = create_token(client, auth, "poller", "operator", days="1")
+    headers = {"Authorization": f"Bearer {plain}"}
+
+    def last_used():
+        with app.app_context():
+            return db.session.get(ApiToken, db_token_id(app, "poller")).last_used_at
+
+    assert last_used() is None and "<td>never</td>" in client.get("/account").text
+    assert app.test_client().get("/api/setting/backups", headers=headers).status_code == 200
+    first = last_used()
+    assert first is not None and "<td>never</td>" not in client.get("/account").text
+    for _ in range(3):
+        assert app.test_client().get("/api/setting/backups", headers=headers).status_code == 200
+    assert last_used() == first  # within the minute: not written again
+    with app.app_context():
+        token = db.session.get(ApiToken, db_token_id(app, "poller"))
+        token.last_used_at = first - timedelta(minutes=2)
+        db.session.commit()
+    assert app.test_client().get("/api/setting/backups", headers=headers).status_code == 200
+    assert last_used() > first - timedelta(seconds=1)
+
+
 def seed_events(app):
     from app import audit
 

@@ -201,6 +201,58 @@ def test_a_swap_that_fails_halfway_puts_the_live_database_back(app, target_db, p
     assert scratch_databases(pg_admin, target_db) == []
 
 
+def test_the_previous_database_is_dropped_after_the_restore_reports_finished(app, client, admin, target_db, pg_admin):
+    """DROP DATABASE waits for a checkpoint: the restore ends first, and a job of its own drops the old copy."""
+    at_backup = table_fingerprint(target_db)
+    backup = backup_run_in_process(app)["result"]["filename"]
+    change_live(target_db)
+
+    response = restore_api(client, admin, backup)
+    assert response.status_code == 202, response.get_json()
+    run_jobs_for(app, max_jobs=1)  # the restore alone
+    status = job_of(app, response.get_json()["job_id"])
+    assert status["status"] == "finished", status["error"]
+    assert status["result"]["kept_old_database"] is None
+    assert table_fingerprint(target_db) == at_backup
+    (set_aside,) = scratch_databases(pg_admin, target_db)
+    assert set_aside.startswith(f"{target_db}_pgc_previous_")
+    allowed = pg_admin.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (set_aside,)).fetchone()
+    assert allowed == (False,)  # nobody can start using the old copy meanwhile
+
+    run_jobs_for(app)  # the drop, first in line
+    assert scratch_databases(pg_admin, target_db) == []
+    assert table_fingerprint(target_db) == at_backup
+
+
+def test_keep_old_database_keeps_the_previous_copy_open(make_app, target_db, pg_admin):
+    from app.jobs.queue import start_job
+    from app.services import redis, settings
+
+    app = make_app(KEEP_OLD_DATABASE="true")
+    at_backup = table_fingerprint(target_db)
+    backup = backup_run_in_process(app)["result"]["filename"]
+    change_live(target_db)
+    changed = table_fingerprint(target_db)
+    with app.app_context():
+        job_id = start_job(settings(), redis(), "restore", "olga", filename=backup)
+    run_jobs_for(app)
+    status = job_of(app, job_id)
+    assert status["status"] == "finished", status["error"]
+    kept = status["result"]["kept_old_database"]
+    assert scratch_databases(pg_admin, target_db) == [kept]
+    assert table_fingerprint(target_db) == at_backup and table_fingerprint(kept) == changed
+    drop_database(pg_admin, kept)
+
+
+@pytest.mark.parametrize("name", ["{db}", "{db}_pgc_restore_0123abcd", "{db}_pgc_previous_0123abcd; DROP", "postgres"])
+def test_only_a_database_a_swap_set_aside_can_be_dropped(app, target_db, name):
+    from app.domain import restore
+
+    with pytest.raises(restore.RestoreError, match="nothing was dropped"):
+        restore.drop_set_aside(app.config["SETTINGS"].target, name.format(db=target_db))
+    assert table_fingerprint(target_db)  # the live database is still there
+
+
 # --------------------------------------------------------------------------- guards
 
 

@@ -158,7 +158,7 @@ def test_a_missing_file_reads_as_a_storage_error_not_a_crash(storage):
     assert storage.stat("nothing-here.dump") is None
     for read in (
         lambda: storage.get_bytes("nothing-here.dump"),
-        lambda: storage.read_range("nothing-here.dump", 0, 10),
+        lambda: storage.read_into("nothing-here.dump", 0, memoryview(bytearray(10))),
         lambda: b"".join(storage.open_stream("nothing-here.dump")),
     ):
         with pytest.raises(StorageError):
@@ -294,13 +294,26 @@ def test_a_folder_upload_written_back_as_it_goes_has_the_exact_bytes(tmp_path, m
 # --------------------------------------------------------------------------- reading
 
 
-def test_read_range_returns_the_requested_slice(storage):
+def read_slice(storage, name: str, start: int, length: int) -> tuple[int, bytes]:
+    """`read_into` a fresh buffer of `length` bytes: (bytes read, the buffer's content)."""
+    buffer = bytearray(b"\xee" * length)
+    return storage.read_into(name, start, memoryview(buffer)), bytes(buffer)
+
+
+def test_read_into_fills_the_buffer_with_the_requested_slice(storage):
     data = bytes(range(256)) * 40
     storage.put_bytes("ranged.dump", data)
-    assert storage.read_range("ranged.dump", 0, 5) == data[:5]
-    assert storage.read_range("ranged.dump", 1000, 1234) == data[1000:1234]
-    assert storage.read_range("ranged.dump", len(data) - 3, len(data)) == data[-3:]
-    assert storage.read_range("ranged.dump", 0, len(data)) == data
+    assert read_slice(storage, "ranged.dump", 0, 5) == (5, data[:5])
+    assert read_slice(storage, "ranged.dump", 1000, 234) == (234, data[1000:1234])
+    assert read_slice(storage, "ranged.dump", len(data) - 3, 3) == (3, data[-3:])
+    assert read_slice(storage, "ranged.dump", 0, len(data)) == (len(data), data)
+
+
+def test_read_into_past_the_end_reads_what_there_is(storage):
+    data = bytes(range(256)) * 40
+    storage.put_bytes("ranged.dump", data)
+    count, content = read_slice(storage, "ranged.dump", len(data) - 10, 100)
+    assert count == 10 and content[:10] == data[-10:] and content[10:] == b"\xee" * 90
 
 
 def test_open_stream_yields_the_whole_content(storage):
@@ -360,7 +373,7 @@ CALLS = {
     "put_bytes": lambda s, n: s.put_bytes(n, b"overwritten"),
     "get_bytes": lambda s, n: s.get_bytes(n),
     "stat": lambda s, n: s.stat(n),
-    "read_range": lambda s, n: s.read_range(n, 0, 4),
+    "read_into": lambda s, n: s.read_into(n, 0, memoryview(bytearray(4))),
     "open_stream": lambda s, n: b"".join(s.open_stream(n)),
     "delete": lambda s, n: s.delete(n),
     "abort_upload": lambda s, n: s.abort_upload(n, f"{PARTIAL_PREFIX}x-0123"),

@@ -438,7 +438,24 @@ def test_the_overview_marks_a_stale_target(console):
     rows = dict(re.findall(r'<tr class="target-row([^"]*)" data-target="(\w+)"', page)[i][::-1] for i in range(3))
     assert rows == {"staging": " stale", "production": "", "reports": " stale"}
     assert "backup <strong>ok</strong>" in page  # production's last job
+    assert 'data-label="Newest backup"' in page and 'data-label="Last job"' in page  # each card says what is what
     assert client.get("/targets/production/").status_code == 200
+
+
+def test_a_targets_list_has_tabs_on_its_own_address_and_says_who_made_each_backup(console):
+    """staging and production share a bucket: production's list has both, and the console store knows both."""
+    from tests.test_backups_list import cell, tabs_of
+
+    client, _ = make_person(console, "ada", "admin")
+    headers = token(console, "ada")
+    ours, theirs = backed_up(console, client, headers, "production"), backed_up(console, client, headers, "staging")
+    page = client.get("/targets/production/").get_data(as_text=True)
+    assert tabs_of(page) == [("All", "/targets/production/", True),
+                             ("production", "/targets/production/?environment=production", False),
+                             ("staging", "/targets/production/?environment=staging", False)]  # fmt: skip
+    assert cell(page, ours, "Made by") == cell(page, theirs, "Made by") == "ada · manual"
+    only = client.get("/targets/production/?environment=staging").get_data(as_text=True)
+    assert theirs in only and ours not in only
 
 
 # --------------------------------------------------------------------------- in the browser

@@ -89,11 +89,16 @@ def plan_backup(
     encrypted = bool(recipients)
     now = now or datetime.now(UTC)
     filename = console.owner.filename_at(now, console.zone, encrypted=encrypted)
-    # Two backups within one second (plain or encrypted, one series): never overwrite, never share a time.
-    while any(console.storage.stat(name) is not None for name in both_forms(filename)):
-        time.sleep(1)
+    # One listing serves the name check and the previous size. The lock allows one backup of this
+    # target at a time, so a name free in this listing stays free until this backup takes it.
+    listed = console.listing()
+    taken = {b.filename for b in listed}
+    # Two backups within one second (plain or encrypted, one series): never overwrite, never share a
+    # time. Names count seconds, so wait for the next one.
+    while taken.intersection(both_forms(filename)):
+        time.sleep(1.0 - time.time() % 1.0)
         filename = console.owner.filename_at(datetime.now(UTC), console.zone, encrypted=encrypted)
-    previous = console.ours()
+    previous = console.ours(listed)
     return BackupPlan(
         filename=filename,
         dump=dump,

@@ -37,7 +37,7 @@ from app.domain.naming import Owner
 from app.domain.storage import MiB, Storage
 from app.settings import TargetDatabase
 
-DOWNLOAD_CHUNK = 16 * MiB
+DOWNLOAD_CHUNK = 8 * MiB
 DOWNLOAD_THREADS = 4
 
 
@@ -169,26 +169,47 @@ def _decrypt_into(out, plain: encryption.Digest, blocks: Iterator[bytes], stored
         raise RestoreError(f"{exc}; nothing was changed") from None
 
 
-def _ordered_blocks(storage: Storage, backup: Backup, on_progress: Callable[[int], None]) -> Iterator[bytes]:
-    """The object's bytes in order, fetched by up to DOWNLOAD_THREADS parallel ranged reads."""
-    ranges = [(start, min(start + DOWNLOAD_CHUNK, backup.size)) for start in range(0, backup.size, DOWNLOAD_CHUNK)]
+def _ordered_blocks(storage: Storage, backup: Backup, on_progress: Callable[[int], None]) -> Iterator[memoryview]:
+    """The object's bytes in order, fetched by up to DOWNLOAD_THREADS parallel ranged reads.
+
+    Each range is read straight into one of DOWNLOAD_THREADS buffers, which are reused: memory
+    stays at DOWNLOAD_THREADS × DOWNLOAD_CHUNK whatever the backup's size. A yielded block is only
+    valid until the next one is asked for (every caller hashes and writes it before that).
+    """
+    free = deque(bytearray(DOWNLOAD_CHUNK) for _ in range(min(DOWNLOAD_THREADS, -(-backup.size // DOWNLOAD_CHUNK))))
+    pending: deque[tuple[Future, bytearray]] = deque()
     done = 0
+
+    def fetch(start: int, buffer: bytearray) -> memoryview:
+        view = memoryview(buffer)[: min(DOWNLOAD_CHUNK, backup.size - start)]
+        got = storage.read_into(backup.filename, start, view)
+        if got != len(view):
+            raise RestoreError(f"downloaded {start + got} bytes of {backup.size}; the archive is incomplete "
+                               "(did the file change in the store?), nothing was changed")  # fmt: skip
+        return view
+
+    def hand_on() -> Iterator[memoryview]:
+        """The oldest range, once downloaded; its buffer is free again when the caller asks for more."""
+        nonlocal done
+        future, buffer = pending.popleft()
+        block = future.result()
+        done += len(block)
+        on_progress(done)
+        yield block
+        free.append(buffer)
+
     with ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="download") as pool:
-        pending: deque[Future] = deque()
-
-        def next_block() -> bytes:
-            nonlocal done
-            block = pending.popleft().result()
-            done += len(block)
-            on_progress(done)
-            return block
-
-        for start, end in ranges:  # keep at most DOWNLOAD_THREADS ranges in memory
-            pending.append(pool.submit(storage.read_range, backup.filename, start, end))
-            if len(pending) == DOWNLOAD_THREADS:
-                yield next_block()
-        while pending:
-            yield next_block()
+        try:
+            for start in range(0, backup.size, DOWNLOAD_CHUNK):
+                if not free:  # every buffer is downloading or downloaded: hand the oldest on first
+                    yield from hand_on()
+                buffer = free.popleft()
+                pending.append((pool.submit(fetch, start, buffer), buffer))
+            while pending:
+                yield from hand_on()
+        finally:
+            for future, _ in pending:
+                future.cancel()
 
 
 def check_checksum(manifest: dict | None, sha256: str) -> bool:
@@ -215,6 +236,19 @@ def create_scratch(target: TargetDatabase, name: str) -> None:
                 sql.Identifier(name), sql.Identifier(owner[0])
             )
         )
+
+
+def create_scratch_while(target: TargetDatabase, scratch: str, fetch: Callable[[], Archive]) -> Archive:
+    """Create the empty scratch database while `fetch` downloads the archive, so neither waits for the other.
+
+    Nothing of the live database is touched either way. If `fetch` fails, this returns (raising)
+    only once the creation has ended too, so the caller's clean-up finds the scratch it named.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="scratch") as pool:
+        created = pool.submit(create_scratch, target, scratch)
+        archive = fetch()
+        created.result()
+    return archive
 
 
 def restore_into(
@@ -268,8 +302,13 @@ def restore_into(
 
 
 def swap_in(target: TargetDatabase, scratch: str, set_aside: str, *, keep_old: bool,
-            before_rename: Callable[[], None] = lambda: None) -> str | None:  # fmt: skip
-    """Put the scratch database in the live one's place. Returns the kept old name, if kept."""
+            before_rename: Callable[[], None] = lambda: None) -> None:  # fmt: skip
+    """Put the scratch database in the live one's place; the previous one stays as `set_aside`.
+
+    With `keep_old` the set-aside database opens to connections again (KEEP_OLD_DATABASE); otherwise
+    it stays closed for `drop_set_aside`, which the job runs after it reports finished: DROP DATABASE
+    waits for a checkpoint, which writes out the whole restored database first.
+    """
     live = target.dbname
     with pgtools.admin_connect(target) as conn:
         pgtools.allow_connections(conn, live, False)
@@ -286,9 +325,16 @@ def swap_in(target: TargetDatabase, scratch: str, set_aside: str, *, keep_old: b
             raise
         if keep_old:
             pgtools.allow_connections(conn, set_aside, True)
-            return set_aside
-        pgtools.drop_database(conn, set_aside)
-    return None
+
+
+def drop_set_aside(target: TargetDatabase, name: str) -> None:
+    """Drop the previous database a swap left as `name`; refuses any name a swap of this target cannot have made."""
+    prefix = f"{target.dbname[:40]}_pgc_previous_"
+    suffix = name[len(prefix) :]
+    if not name.startswith(prefix) or len(suffix) != 8 or any(c not in "0123456789abcdef" for c in suffix):
+        raise RestoreError(f"{name!r} is not a database a restore of {target.dbname} set aside; nothing was dropped")
+    with pgtools.admin_connect(target) as conn:
+        pgtools.drop_database(conn, name)
 
 
 def _rename_when_idle(conn: psycopg.Connection, name: str, new_name: str, attempts: int = 10) -> None:

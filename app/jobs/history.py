@@ -144,6 +144,21 @@ def page_of(*, kind: str | None, status: str | None, page: int, per_page: int = 
     return list(rows[:per_page]), len(rows) > per_page
 
 
+def backups_made(filenames: list[str]) -> dict[str, JobRun]:
+    """The backup job that made each of these files, where this console store has its record.
+
+    One query for a page's rows; a file made by another console (or before job records
+    existed) is simply absent.
+    """
+    if not filenames:
+        return {}
+    runs = db.session.execute(
+        db.select(JobRun).where(JobRun.kind == "backup", JobRun.filename.in_(filenames))
+        .order_by(JobRun.enqueued_at)
+    ).scalars()  # fmt: skip
+    return {run.filename: run for run in runs}  # the newest record wins if a name was ever made twice
+
+
 def running(environment: str) -> list[JobRun]:
     return list(db.session.execute(
         db.select(JobRun).where(JobRun.environment == environment, JobRun.status.in_(("queued", "started")))

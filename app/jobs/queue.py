@@ -138,13 +138,31 @@ def start_job(
     return job_id
 
 
+def drop_previous_database_later(settings: Settings, redis: Redis, database: str) -> None:
+    """Have a worker drop the database a restore set aside, first in line, once the restore has finished.
+
+    The restore reports finished as soon as the live database holds the backup; the drop (and the
+    checkpoint PostgreSQL makes for it) follows in a job of its own. Plain names only, as every job.
+    """
+    target = settings.target_name or None
+    queue_for(settings, redis).enqueue(
+        f"{TASKS}.drop_previous_database",
+        kwargs={"database": database, **({"target": target} if target else {})},
+        job_timeout=settings.job_timeout_seconds,
+        result_ttl=24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+        at_front=True,
+        description=f"drop {database}, set aside by a restore of {settings.target.dbname}",
+    )
+
+
 def job_status(redis: Redis, job_id: str) -> dict | None:
     """The job as the API and the job page show it; None for an unknown id."""
     try:
         job = Job.fetch(job_id, connection=redis)
     except (NoSuchJobError, ValueError):
         return None
-    status = job.get_status()
+    status = job.get_status(refresh=False)  # Job.fetch has just read the whole job: one round trip, not three
     state_name = {
         JobStatus.QUEUED: "queued",
         JobStatus.DEFERRED: "queued",
@@ -152,7 +170,7 @@ def job_status(redis: Redis, job_id: str) -> dict | None:
         JobStatus.STARTED: "started",
         JobStatus.FINISHED: "finished",
     }.get(status, "failed")
-    state = JobState.from_meta(job.get_meta())
+    state = JobState.from_meta(job.get_meta(refresh=False))
     finished = state_name == "finished"
     return {
         "id": job.id,

@@ -27,7 +27,7 @@ from app.domain.retention import RetentionPolicy
 from app.jobs import history
 from app.jobs.locks import DatabaseLock
 from app.jobs.notify import notify
-from app.jobs.queue import count_job, mark_backup
+from app.jobs.queue import count_job, drop_previous_database_later, mark_backup
 from app.jobs.runtime import console, console_job
 from app.jobs.state import JobRecord, JobState
 from app.listing_cache import listing_changed
@@ -125,8 +125,11 @@ def restore_job(filename: str, requested_by: str) -> dict:
         set_aside = restore.scratch_name(ours.target.dbname, "previous")
         record.remember(set_aside_database=set_aside)
         record.phase("swapping")
-        kept = restore.swap_in(ours.target, copy.database, set_aside, keep_old=settings.keep_old_database)
+        restore.swap_in(ours.target, copy.database, set_aside, keep_old=settings.keep_old_database)
         record.remember(scratch_database=None, set_aside_database=None)
+    kept = set_aside if settings.keep_old_database else None
+    if kept is None:  # the live database already holds the backup: the previous one goes after "finished"
+        drop_previous_database_later(settings, services.redis(), set_aside)
     outcome = restore.RestoreOutcome(
         filename=filename,
         database=ours.target.dbname,
@@ -208,23 +211,27 @@ def _restore_into_scratch(
         raise restore.RestoreRefused(
             f"{backup.filename} is not trusted ({origin.reason}); only an admin may verify it, nothing was changed"
         )
-    record.remember(temp_folder=str(folder))
+    scratch = restore.scratch_name(ours.target.dbname)
+    record.remember(temp_folder=str(folder), scratch_database=scratch)
     record.phase("downloading", bytes_total=backup.size)
-    archive = restore.fetch_archive(
+    archive = restore.create_scratch_while(ours.target, scratch, lambda: restore.fetch_archive(
         ours.storage, backup, folder, manifest, identity_file=settings.encryption_identity_file,
         on_progress=record.advance,
-    )  # fmt: skip
+    ))  # fmt: skip
     record.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
     if not origin.trusted:
         record.remember(warning=f"this backup is not trusted: {origin.reason}; {UNTRUSTED_WARNING}")
-    scratch = restore.scratch_name(ours.target.dbname)
-    record.remember(scratch_database=scratch)
-    restore.create_scratch(ours.target, scratch)
     record.phase("restoring")
     tables = restore.restore_into(ours.target, archive.path, scratch, jobs=settings.restore_jobs,
                                   bin_dirs=settings.pg_bin_dirs, on_progress=record.items)  # fmt: skip
     return restore.ScratchCopy(scratch, archive.sha256, archive.checksum_verified, origin.trusted, origin.reason,
                                tables)  # fmt: skip
+
+
+@console_job
+def drop_previous_database(database: str) -> None:
+    """After a restore: drop the database it set aside (no record, lock or audit row of its own)."""
+    restore.drop_set_aside(console().target, database)
 
 
 @console_job

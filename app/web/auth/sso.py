@@ -8,13 +8,11 @@ verified claims mean for the console is app/single_sign_on.py.
 
 from __future__ import annotations
 
+# Authlib, joserfc and requests are imported where they are used: they weigh about 20 MB, and
+# the worker (which loads this blueprint with the app) never signs anyone in.
 from datetime import timedelta
 
-import requests
-from authlib.integrations.base_client import OAuthError
-from authlib.integrations.flask_client import OAuth
 from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, session, url_for
-from joserfc.errors import JoseError
 
 from app import audit, services
 from app.extensions import db
@@ -34,6 +32,8 @@ def init_app(app: Flask, oidc: OidcSettings | None) -> None:
     """One Authlib client per app (tests build several apps, each with its own provider)."""
     if oidc is None:
         return
+    from authlib.integrations.flask_client import OAuth
+
     client_kwargs = {"scope": oidc.scopes, "code_challenge_method": "S256", "default_timeout": PROVIDER_TIMEOUT_SECONDS}
     if oidc.client_secret is None:
         client_kwargs["token_endpoint_auth_method"] = "none"  # noqa: S105 - a public client: PKCE alone
@@ -69,6 +69,8 @@ def _provider_down(exc: Exception):
 @bp.route("/login/oidc")
 def start():
     """Off to the provider; its answer comes back to /login/oidc/callback."""
+    import requests
+
     client = _provider()
     next_page = safe_next(request.args.get("next"))
     try:
@@ -88,6 +90,10 @@ def start():
 
 @bp.route("/login/oidc/callback")
 def callback():
+    import requests
+    from authlib.integrations.base_client import OAuthError
+    from joserfc.errors import JoseError
+
     client = _provider()
     oidc = services.settings().oidc
     address = client_address()
@@ -118,6 +124,8 @@ def callback():
 
 def _why(exc: Exception) -> str:
     """One line for the person and the audit log; never the token itself."""
+    from authlib.integrations.base_client import OAuthError
+
     if isinstance(exc, OAuthError):
         if exc.error == "mismatching_state":
             return "the sign-in request is not one this browser started (state mismatch); start again"

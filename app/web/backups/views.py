@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import lru_cache
 from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, stream_with_context, url_for
@@ -10,13 +9,13 @@ from markupsafe import Markup
 
 from app import audit, listing_cache, operations, services
 from app.domain import catalog, trends
-from app.domain.catalog import read_manifest
 from app.domain.storage import StorageError
 from app.jobs.schedule import effective_schedule, next_run
 from app.web.activity.home import home_activity
 from app.web.auth import client_address, current_actor, role_required
 from app.web.auth.forms import safe_next
 from app.web.backups.forms import CreateBackupForm, PinForm
+from app.web.backups.made import made_of, manifests
 from app.web.backups.overview import overview
 from app.web.forms import require_submitted
 
@@ -43,15 +42,19 @@ def target_backups():
     ours = operations.collaborators().backups
     error = None
     try:
-        backups = ours.listing()
+        listed = ours.listing()
     except StorageError as exc:
-        backups, error = [], str(exc)
+        listed, error = [], str(exc)
+    environments = sorted({b.environment for b in listed if b.environment})
+    # `?environment=` filters the rows; a name no backup has gives an empty list that says so.
+    environment = request.args.get("environment", "")
+    backups = [b for b in listed if b.environment == environment] if environment else listed
     page, pages = page_asked(len(backups))
     shown = backups[(page - 1) * PAGE_ROWS : page * PAGE_ROWS]
-    # Only the backups the trend draws need their manifest (read once per process, see below).
-    drawn = ours.ours(backups)[: trends.POINTS]
+    # Only the backups the trend draws need their manifest (read once per process, see made.py).
+    drawn = ours.ours(listed)[: trends.POINTS]
     points = trends.backup_trend(
-        backups, {b.filename: m for b in drawn if (m := cached_manifest(storage, b))},
+        listed, {b.filename: m for b in drawn if (m := cached_manifest(storage, b))},
         owner=ours.owner, drop_percent=settings.size_drop_alert_percent,
     )  # fmt: skip
     schedule = effective_schedule(settings)
@@ -62,6 +65,10 @@ def target_backups():
         page=page,
         pages=pages,
         first_row=(page - 1) * PAGE_ROWS + 1,
+        environments=environments,
+        environment=environment,
+        unknown_environment=bool(environment) and environment not in environments,
+        made=made_of(shown, lambda b: manifests.peek(storage, b)),
         notes=listing_cache.pin_notes(storage, services.redis(), settings.redis_namespace, shown),
         dropped={p.filename for p in points if p.dropped},
         foreign={b.filename for b in shown if not ours.is_ours(b)},
@@ -91,16 +98,9 @@ def page_asked(rows: int) -> tuple[int, int]:
     return page, pages
 
 
-@lru_cache(maxsize=512)
-def _manifest(storage_id: int, filename: str, last_modified) -> dict | None:
-    return read_manifest(services.storage(), filename)
-
-
 def cached_manifest(storage, backup) -> dict | None:
     """Manifests never change once written, so each is read from the store once per process."""
-    if not backup.has_manifest:
-        return None
-    return _manifest(id(storage), backup.filename, backup.last_modified)
+    return manifests.get(storage, backup)
 
 
 @bp.route("/backups", methods=["POST"])

@@ -7,10 +7,10 @@ from datetime import timedelta
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from app import operations
-from app.domain.catalog import read_manifest
 from app.domain.provenance import UNTRUSTED_WARNING, provenance_in
 from app.web.auth import current_actor, role_required
 from app.web.backups.forms import CreateBackupForm
+from app.web.backups.made import manifests
 from app.web.restore.forms import RestoreForm
 
 bp = Blueprint("restore", __name__)
@@ -45,7 +45,7 @@ def confirm(filename: str):
         render_template(
             "restore/confirm.html",
             backup=backup,
-            manifest=read_manifest(storage, filename) if backup.has_manifest else None,
+            manifest=manifests.get(storage, backup),  # kept: the list can then say who made it
             origin=provenance_in(storage, backup, settings.signing_key),
             untrusted_warning=UNTRUSTED_WARNING,
             recent=recent,
