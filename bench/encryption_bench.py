@@ -170,10 +170,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "encryption.md"))
     args = parser.parse_args()
 
-    from backup_bench import ensure_database
     from pyrage import x25519
 
-    dbname = ensure_database(args.size_mb)
+    dbname = common.ensure_database(args.size_mb)
     db_bytes = database_size(dbname)
     workdir = make_workdir("pgconsole-encbench-")
     recipient = str(x25519.Identity.generate().to_public())  # the private key is not needed: nothing is restored

@@ -27,9 +27,7 @@ import contextlib
 import http.cookiejar
 import io
 import json
-import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -84,38 +82,9 @@ def fill_bucket(client, bucket: str, backups: int = 2000) -> dict[str, int]:
 
 @contextlib.contextmanager
 def s3_server(kind: str):
-    """(endpoint URL, access key, secret key) of a running SeaweedFS or moto_server."""
-    if kind == "seaweedfs":
-        from tests.s3_servers import seaweedfs
-
-        with seaweedfs() as endpoint:
-            yield endpoint.url, endpoint.access_key, endpoint.secret_key
-        return
-    port = common.free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url, proc)
-        yield url, "bench", "bench"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited ({proc.returncode})")
-        try:
-            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - a local server
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
+    """(endpoint URL, access key, secret key) of a running SeaweedFS or moto_server (bench/common.py starts them)."""
+    with common.s3_server(kind) as server:
+        yield server.url, server.access_key, server.secret_key
 
 
 # --------------------------------------------------------------------------- a console on one tree
@@ -170,7 +139,7 @@ class Console:
              "--timeout", "300", "wsgi:app"],
             cwd=tree, env=self.env, stdout=self.log, stderr=self.log, start_new_session=True,
         )  # fmt: skip
-        wait_http(self.base + "/login", self.proc)
+        common.wait_http(self.base + "/login", self.proc)
 
     def signed_in(self) -> urllib.request.OpenerDirector:
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
@@ -181,12 +150,7 @@ class Console:
         return opener
 
     def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        common.stop_group(self.proc)
         self.log.close()
         common.drop_database(self.dbname)
         import redis

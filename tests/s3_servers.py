@@ -102,8 +102,8 @@ def _wait_until_answering(url: str, proc: subprocess.Popen, log: Path, timeout: 
     pytest.fail(f"{url} did not answer within {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
 
 
-def _stop(proc: subprocess.Popen, timeout: float = 20) -> None:
-    """SIGTERM, then SIGKILL: `weed mini` takes up to 15 s to exit after SIGTERM."""
+def stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM the process group `proc` leads, then SIGKILL: `weed mini` takes up to 15 s to exit after SIGTERM."""
     if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -153,7 +153,7 @@ def seaweedfs() -> Iterator[S3Endpoint]:
         _wait_until_answering(url, proc, log)
         yield S3Endpoint("seaweedfs", url, access, secret, reader)
     finally:
-        _stop(proc)
+        stop_group(proc)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -184,7 +184,7 @@ def juicefs_gateway() -> Iterator[S3Endpoint]:
         _wait_until_answering(url, proc, log)
         yield S3Endpoint("juicefs", url, access, secret)
     finally:
-        _stop(proc)
+        stop_group(proc)
         shutil.rmtree(folder, ignore_errors=True)
 
 
