@@ -665,6 +665,8 @@ def _http_url(env: Mapping[str, str], name: str) -> str | None:
 def _notify_urls(env: Mapping[str, str]) -> tuple[str, ...]:
     """NOTIFY_URLS: Apprise URLs separated by spaces or commas (Apprise's own splitter, which keeps
     a comma inside a URL, e.g. mailto://…?to=a@x,b@x). The error never quotes a URL: they hold secrets."""
+    if not env.get("NOTIFY_URLS", "").strip():
+        return ()  # and Apprise (8 MB with requests) stays out of the process
     from apprise.utils.parse import parse_urls
 
     urls = tuple(parse_urls(env.get("NOTIFY_URLS", "")))

@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
-import apprise
-
 from app.domain.catalog import Backup
 from app.domain.console import target_name
 from app.domain.naming import Owner
@@ -61,8 +59,10 @@ def _guard(name: str, kind: type[logging.Filter]) -> None:
         logger.addFilter(kind())
 
 
-_guard(apprise.LOGGER_NAME, _KeptFromTheLog)
-logging.getLogger(apprise.LOGGER_NAME).setLevel(logging.WARNING)  # its debug lines are not even made
+APPRISE_LOGGER = "apprise"  # apprise.LOGGER_NAME; Apprise itself is imported only to deliver (it and
+# requests weigh 8 MB, in every process that imports this module)
+_guard(APPRISE_LOGGER, _KeptFromTheLog)
+logging.getLogger(APPRISE_LOGGER).setLevel(logging.WARNING)  # its debug lines are not even made
 for _name in ("urllib3.connectionpool", "urllib3.util.retry"):
     _guard(_name, _QuietWhileDelivering)
 
@@ -221,6 +221,8 @@ def deliver(
 
 
 def _deliver_to(url: str, title: str, body: str, attempts: int, backoff: float, sleep: Callable) -> Delivery:
+    import apprise
+
     shown, secrets = where(url), _secret_parts(url)
     attempts, reason = max(1, attempts), ""
     for n in range(attempts):

@@ -101,9 +101,9 @@ def load_user_from_token(req) -> User | None:
     # Looked up by digest: comparing digests leaks nothing about the token itself.
     record = db.session.execute(
         db.select(ApiToken)
-        .options(joinedload(ApiToken.user))
+        .options(joinedload(ApiToken.user).joinedload(User.target_roles))  # one query for what every request reads
         .where(ApiToken.token_hash == ApiToken.hash(token.strip()))
-    ).scalar_one_or_none()
+    ).unique().scalar_one_or_none()
     if record is None or not record.usable:
         return None
     now = utcnow()
