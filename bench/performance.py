@@ -60,6 +60,7 @@ CONTENDERS = {
     "d": "(d) console backup → local folder",
     "e": "(e) `download_file` + `pg_restore -j N`",
     "f": "(f) console restore from S3",
+    "g": "(g) `pg_dump \\| cat` to /dev/null",  # information: what any reader of pg_dump's output costs it
 }
 CONSOLE = ("c", "d", "f")
 TARGETS = (("c", "b", 1.00), ("d", "a", 1.05), ("f", "e", 1.05))  # (console, peer, most console/peer)
@@ -253,19 +254,30 @@ def sampler_child(spec: dict) -> None:
                         if (st.st_mode & 0o170000) == 0o100000:  # a regular file
                             seen[(st.st_dev, st.st_ino)] = st.st_size
 
-    def sample() -> None:
-        worker = tool = 0
-        files: dict = {}
-        stack = [(root, False)]
+    def tree() -> list[tuple[int, bool]]:
+        """(pid, is a tool or below one) of every process under root."""
+        found, stack = [], [(root, False)]
         while stack:
             pid, inside = stack.pop()
             is_tool = inside or comm_of(pid) in TOOLS
+            found.append((pid, is_tool))
+            stack.extend((child, is_tool) for child in children_of(pid))
+        return found
+
+    def sample() -> None:
+        worker = tool = 0
+        files: dict = {}
+        members = tree()
+        for pid, is_tool in members:
             if is_tool:
                 tool += pss_kib(pid)
             else:
                 worker += pss_kib(pid)
             temp_open(pid, files)
-            stack.extend((child, is_tool) for child in children_of(pid))
+        if tree() != members:
+            # A fork (the work horse, a pg_restore) happened while the tree was read: the parent's PSS
+            # was read before its pages were shared, the child's after, so the sum counts them twice.
+            return
         if peaks["first_worker_kib"] is None:
             peaks["first_worker_kib"] = worker
         peaks["samples"] += 1
@@ -583,6 +595,23 @@ class Bench:
             raise RuntimeError(f"pg_dump {dbname} failed ({code})")
         return Run("a", seconds, cpu=meter.stop(tool=tool, python=0.0))
 
+    def pg_dump_to_cat(self, dbname: str) -> Run:
+        """(g): pg_dump -Fc | cat > /dev/null. For information: writing into a pipe (any reader's) costs
+        pg_dump itself more than writing to /dev/null, so this is the floor for (d) and every pipe."""
+        appname = f"perf-cat-{uuid.uuid4().hex[:8]}"
+        meter = Meter(self.procs, backends=(appname, dbname))
+        started = time.monotonic()
+        cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen([self.dump.path, "--format=custom", "--no-password", *self.compression],
+                                env=self.tool_env(dbname, appname), stdout=cat.stdin)  # fmt: skip
+        cat.stdin.close()
+        code, tool = wait4(proc)
+        cat.wait()
+        seconds = time.monotonic() - started
+        if code != 0:
+            raise RuntimeError(f"pg_dump {dbname} failed ({code})")
+        return Run("g", seconds, cpu=meter.stop(tool=tool, python=0.0))
+
     def pipe(self, dbname: str) -> Run:
         """(b): pg_dump | a Python child doing boto3 upload_fileobj(stdin), default settings, to the same bucket.
 
@@ -826,6 +855,7 @@ def run_size(bench: Bench, size: Size) -> Size:
         "d": lambda: bench.console_backup("d", f"local-{size.size_mb}", size.source),
         "e": lambda: bench.download_restore(size),
         "f": lambda: bench.console_restore(size)[0],
+        "g": lambda: bench.pg_dump_to_cat(size.source),
     }
     order = list(CONTENDERS)
     for number in range(bench.args.rounds):
@@ -921,7 +951,10 @@ def size_section(result: dict, size: Size) -> list[str]:
     lines += [
         "",
         f"For information: (c) console → S3 against plain `pg_dump` (a): {c_vs_a[0]:.3f} × by the medians "
-        f"({c_vs_a[1]:.3f} × by rounds); (b) the pipe against (a): {ratios(size, 'b', 'a')[0]:.3f} ×. (e) is "
+        f"({c_vs_a[1]:.3f} × by rounds); (b) the pipe against (a): {ratios(size, 'b', 'a')[0]:.3f} ×; (g) "
+        f"`pg_dump | cat` against (a): {ratios(size, 'g', 'a')[0]:.3f} × ({ratios(size, 'g', 'a')[1]:.3f} × by "
+        f"rounds), and (d) the console → folder against (g): {ratios(size, 'd', 'g')[0]:.3f} × "
+        f"({ratios(size, 'd', 'g')[1]:.3f} × by rounds). (e) is "
         f"download_file {med(r.parts['download_file'] for r in size.runs['e']):.2f} s + pg_restore "
         f"{med(r.parts['pg_restore'] for r in size.runs['e']):.2f} s (medians).",
         "",

@@ -57,7 +57,7 @@ def check_name(name: str) -> str:
     return name
 
 
-FILL_STEP = MiB
+FILL_STEP = 256 * 1024
 
 
 def _fill(readinto: Callable[[memoryview], int | None], buffer: memoryview) -> int:
