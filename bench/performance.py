@@ -600,33 +600,30 @@ class Bench:
 
     def pg_dump(self, dbname: str) -> Run:
         """(a): pg_dump -Fc to /dev/null (its stdout, as the console reads it)."""
-        appname = f"perf-dump-{uuid.uuid4().hex[:8]}"
-        meter = Meter(self.procs, backends=(appname, dbname))
-        started = time.monotonic()
-        proc = subprocess.Popen([self.dump.path, "--format=custom", "--no-password", *self.compression],
-                                env=self.tool_env(dbname, appname), stdout=subprocess.DEVNULL)  # fmt: skip
-        code, tool = wait4(proc)
-        seconds = time.monotonic() - started
-        if code != 0:
-            raise RuntimeError(f"pg_dump {dbname} failed ({code})")
-        return Run("a", seconds, cpu=meter.stop(tool=tool, python=0.0))
+        return self._dump_alone("a", dbname, subprocess.DEVNULL)
 
     def pg_dump_to_cat(self, dbname: str) -> Run:
         """(g): pg_dump -Fc | cat > /dev/null. For information: writing into a pipe (any reader's) costs
         pg_dump itself more than writing to /dev/null, so this is the floor for (d) and every pipe."""
-        appname = f"perf-cat-{uuid.uuid4().hex[:8]}"
+        cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        try:
+            return self._dump_alone("g", dbname, cat.stdin)
+        finally:
+            cat.stdin.close()
+            cat.wait()
+
+    def _dump_alone(self, key: str, dbname: str, stdout) -> Run:
+        """pg_dump -Fc at the console's compression into `stdout`, timed from its start to its exit."""
+        appname = f"perf-dump-{uuid.uuid4().hex[:8]}"
         meter = Meter(self.procs, backends=(appname, dbname))
         started = time.monotonic()
-        cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
         proc = subprocess.Popen([self.dump.path, "--format=custom", "--no-password", *self.compression],
-                                env=self.tool_env(dbname, appname), stdout=cat.stdin)  # fmt: skip
-        cat.stdin.close()
+                                env=self.tool_env(dbname, appname), stdout=stdout)  # fmt: skip
         code, tool = wait4(proc)
-        cat.wait()
         seconds = time.monotonic() - started
         if code != 0:
             raise RuntimeError(f"pg_dump {dbname} failed ({code})")
-        return Run("g", seconds, cpu=meter.stop(tool=tool, python=0.0))
+        return Run(key, seconds, cpu=meter.stop(tool=tool, python=0.0))
 
     def pipe(self, dbname: str) -> Run:
         """(b): pg_dump | a Python child doing boto3 upload_fileobj(stdin), default settings, to the same bucket.

@@ -175,7 +175,7 @@ def test_another_consoles_backup_shows_its_maker_only_from_a_manifest_already_re
 
 @pytest.mark.web_only
 def test_a_manifest_with_nonsense_times_gives_no_duration():
-    from app.web.backups.made import manifest_seconds
+    from app.domain.trends import manifest_seconds
 
     assert (
         manifest_seconds({"started_at": "2026-01-01T10:00:00+00:00", "finished_at": "2026-01-01T10:00:09+00:00"}) == 9

@@ -104,7 +104,17 @@ class ScratchCopy:
 
 def scratch_name(dbname: str, kind: str = "restore") -> str:
     """A name beside the live one, within PostgreSQL's 63-byte limit."""
-    return f"{dbname[:40]}_pgc_{kind}_{uuid.uuid4().hex[:8]}"
+    return f"{_scratch_prefix(dbname, kind)}{uuid.uuid4().hex[:8]}"
+
+
+def is_scratch_name(dbname: str, kind: str, name: str) -> bool:
+    """Whether `scratch_name(dbname, kind)` could have made `name`."""
+    suffix = name.removeprefix(_scratch_prefix(dbname, kind))
+    return suffix != name and len(suffix) == 8 and all(c in "0123456789abcdef" for c in suffix)
+
+
+def _scratch_prefix(dbname: str, kind: str) -> str:
+    return f"{dbname[:40]}_pgc_{kind}_"
 
 
 @dataclass(frozen=True)
@@ -329,9 +339,7 @@ def swap_in(target: TargetDatabase, scratch: str, set_aside: str, *, keep_old: b
 
 def drop_set_aside(target: TargetDatabase, name: str) -> None:
     """Drop the previous database a swap left as `name`; refuses any name a swap of this target cannot have made."""
-    prefix = f"{target.dbname[:40]}_pgc_previous_"
-    suffix = name[len(prefix) :]
-    if not name.startswith(prefix) or len(suffix) != 8 or any(c not in "0123456789abcdef" for c in suffix):
+    if not is_scratch_name(target.dbname, "previous", name):
         raise RestoreError(f"{name!r} is not a database a restore of {target.dbname} set aside; nothing was dropped")
     with pgtools.admin_connect(target) as conn:
         pgtools.drop_database(conn, name)

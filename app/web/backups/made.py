@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from threading import Lock
 
 from app.domain.catalog import Backup, read_manifest
 from app.domain.storage import Storage
+from app.domain.trends import manifest_seconds
 from app.jobs import history
 from app.operations import Actor
 
@@ -40,17 +40,6 @@ def made_of(backups: list[Backup], manifest_of: Callable[[Backup], dict | None])
         elif (manifest := manifest_of(backup)) and (by := manifest.get("requested_by")) and isinstance(by, str):
             made[backup.filename] = Made(by[:64], by == SCHEDULER, manifest_seconds(manifest))
     return made
-
-
-def manifest_seconds(manifest: dict) -> float | None:
-    """How long the dump took, by the manifest's start and finish; None when they do not read."""
-    try:
-        seconds = (
-            datetime.fromisoformat(manifest["finished_at"]) - datetime.fromisoformat(manifest["started_at"])
-        ).total_seconds()
-    except (KeyError, TypeError, ValueError):  # anyone can write a manifest: take nothing for granted
-        return None
-    return seconds if seconds >= 0 else None
 
 
 class ManifestCache:

@@ -54,7 +54,7 @@ def target_backups():
     # Only the backups the trend draws need their manifest (read once per process, see made.py).
     drawn = ours.ours(listed)[: trends.POINTS]
     points = trends.backup_trend(
-        listed, {b.filename: m for b in drawn if (m := cached_manifest(storage, b))},
+        listed, {b.filename: m for b in drawn if (m := manifests.get(storage, b))},
         owner=ours.owner, drop_percent=settings.size_drop_alert_percent,
     )  # fmt: skip
     schedule = effective_schedule(settings)
@@ -96,11 +96,6 @@ def page_asked(rows: int) -> tuple[int, int]:
     if page > pages:
         abort(404, f"there is no page {page}: the list has {pages} page(s) of {PAGE_ROWS} backups")
     return page, pages
-
-
-def cached_manifest(storage, backup) -> dict | None:
-    """Manifests never change once written, so each is read from the store once per process."""
-    return manifests.get(storage, backup)
 
 
 @bp.route("/backups", methods=["POST"])
