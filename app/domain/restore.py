@@ -37,8 +37,8 @@ from app.domain.naming import Owner
 from app.domain.storage import MiB, Storage
 from app.settings import TargetDatabase
 
-DOWNLOAD_CHUNK = 6 * MiB  # × DOWNLOAD_THREADS in memory: the worker stays under 150 MB (bench/README.md)
-DOWNLOAD_THREADS = 3
+DOWNLOAD_CHUNK = 5 * MiB  # × DOWNLOAD_THREADS in memory: the worker stays under 150 MB (bench/README.md)
+DOWNLOAD_THREADS = 4
 
 
 class RestoreError(Exception):
@@ -276,39 +276,44 @@ def restore_into(
     exist here; its objects end up owned by the configured user instead.
     """
     restore = pgtools.pick_client("pg_restore", pgtools.server_version(target)[0], bin_dirs)
-    listing = subprocess.run(
-        [restore.path, "--list", str(archive)], capture_output=True, text=True, env=pgtools.child_env(target)
-    )
-    if listing.returncode != 0:
-        raise RestoreError(f"the archive cannot be read: {listing.stderr.strip() or 'pg_restore --list failed'}")
-    entries = [line for line in listing.stdout.splitlines() if line and not line.startswith(";")]
-    tables = sum(1 for line in entries if " TABLE DATA " in line)
     argv = [restore.path, "--exit-on-error", "--no-owner", "--no-privileges", "--verbose", f"--jobs={jobs}",
             "--dbname", scratch, str(archive)]  # fmt: skip
-    done = 0
+    done, total = 0, 0  # the archive's entries, known once `pg_restore --list` (run alongside) has read them
 
     def count(line: str) -> None:
         nonlocal done
         if line.startswith(("pg_restore: creating", "pg_restore: processing", "pg_restore: finished item")):
             done += 1
-            on_progress(min(done, len(entries)), len(entries))
+            if total:
+                on_progress(min(done, total), total)
 
     session = f"pgconsole-restore-{uuid.uuid4().hex[:12]}"
     env = pgtools.child_env(target, dbname=scratch, application_name=session)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     errors = pgtools.StderrTail(proc.stderr, on_line=count)
     try:
+        # The listing only feeds the progress bar and the table count: it reads the archive's table of
+        # contents while the restore already runs, instead of before it.
+        listing = subprocess.run(
+            [restore.path, "--list", str(archive)], capture_output=True, text=True, env=pgtools.child_env(target)
+        )
+        if listing.returncode != 0:
+            raise RestoreError(f"the archive cannot be read: {listing.stderr.strip() or 'pg_restore --list failed'}")
+        entries = [line for line in listing.stdout.splitlines() if line and not line.startswith(";")]
+        total = len(entries)
         code = proc.wait()
     except BaseException:
-        proc.kill()
-        proc.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         with contextlib.suppress(Exception):
             pgtools.terminate_sessions(target, session)
         raise
     errors.join(timeout=5)
     if code != 0:
         raise RestoreError(f"pg_restore failed (exit {code}): {' '.join(errors.lines) or 'no message'}")
-    return tables
+    on_progress(total, total)
+    return sum(1 for line in entries if " TABLE DATA " in line)
 
 
 def swap_in(target: TargetDatabase, scratch: str, set_aside: str, *, keep_old: bool,
