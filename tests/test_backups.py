@@ -272,7 +272,8 @@ def test_pg_dumps_small_slow_writes_are_read_whole_and_in_order():
     writer = threading.Thread(target=dump_slowly)
     writer.start()
     try:
-        blocks = list(_read_dump(read_fd))
+        # Each block is only valid until the next is read (one reused buffer): keep a copy, as every consumer does.
+        blocks = [bytes(block) for block in _read_dump(read_fd)]
     finally:
         writer.join()
         os.close(read_fd)

@@ -136,7 +136,7 @@ def stream_backup(
     errors = pgtools.StderrTail(proc.stderr)
     stored = encryption.Digest()
 
-    def store(block: bytes) -> None:
+    def store(block: bytes | memoryview) -> None:
         stored.update(block)
         upload.write(block)
         on_progress(stored.size)
@@ -186,7 +186,7 @@ def stream_backup(
     )
 
 
-def _read_dump(fd: int) -> Iterator[bytes]:
+def _read_dump(fd: int) -> Iterator[memoryview]:
     """pg_dump's output in blocks of up to 1 MiB, read so that pg_dump barely notices us.
 
     pg_dump writes 4 KiB at a time. A reader that waits in read() is woken for every one of
@@ -194,15 +194,21 @@ def _read_dump(fd: int) -> Iterator[bytes]:
     So the pipe is widened to 1 MiB and, when a read finds it nearly empty, the reader pauses
     5 ms to let output gather. pg_dump does not wait for us: 1 MiB holds more than 5 ms of its
     output below 200 MB/s, and above that the reads come back full and nobody pauses.
+
+    Every block is read into the same buffer, so a block is only valid until the next one is
+    asked for (every consumer hashes and copies it before that): no allocation per read, which
+    over a long dump fragmented the worker's heap (its peak memory grew with the database).
     """
     try:
         pipe_size = fcntl.fcntl(fd, F_SETPIPE_SZ, READ_SIZE)
     except OSError:  # not Linux, or the limit is lower: plain blocking reads
         pipe_size = 0
     gather = pipe_size >= READ_SIZE
-    while block := os.read(fd, READ_SIZE):
-        yield block
-        if gather and len(block) < READ_SIZE // 4:
+    buffer = bytearray(READ_SIZE)
+    view = memoryview(buffer)
+    while got := os.readv(fd, [buffer]):
+        yield view[:got]
+        if gather and got < READ_SIZE // 4:
             time.sleep(GATHER_PAUSE)
 
 
