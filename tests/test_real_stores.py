@@ -98,6 +98,20 @@ def test_uneven_writes_go_up_as_equal_parts(seaweedfs_bucket):
     assert storage.get_bytes("uneven.dump") == data
 
 
+def test_a_stream_that_ends_on_a_part_boundary_has_no_empty_last_part(seaweedfs_bucket):
+    endpoint = seaweedfs_bucket.endpoint
+    storage = S3Storage(seaweedfs_bucket.name, "p", region=REGION, endpoint_url=endpoint.url,
+                        access_key=endpoint.access_key, secret_key=endpoint.secret_key)  # fmt: skip
+    data = os.urandom(2 * MIN_PART_SIZE)
+    upload = storage.begin_upload("exact.dump", part_size=MIN_PART_SIZE)
+    for offset in range(0, len(data), 1_000_000):
+        upload.write(memoryview(data)[offset : offset + 1_000_000])
+    assert upload.complete() == len(data)
+
+    assert part_sizes(seaweedfs_bucket, "p/exact.dump") == [MIN_PART_SIZE] * 2
+    assert storage.get_bytes("exact.dump") == data
+
+
 @pytest.fixture
 def big_db(pg_admin):
     """About 28 MB of rows, so that an uncompressed dump needs at least three 8 MiB parts."""

@@ -489,7 +489,7 @@ class _S3Upload:
         self.part_size = part_size
         self.size = 0
         self._spare: list[bytearray] = []  # buffers whose parts are up; appended and popped atomically
-        self._buffer = bytearray(part_size)
+        self._buffer: bytearray | None = None  # the part being filled; taken when its first byte arrives
         self._filled = 0
         self._parts: list[Future] = []
         self._slots = threading.Semaphore(storage.concurrency)
@@ -499,6 +499,8 @@ class _S3Upload:
         view = memoryview(data)
         self.size += len(view)
         while view:
+            if self._buffer is None:
+                self._buffer = self._spare.pop() if self._spare else bytearray(self.part_size)
             take = min(len(view), self.part_size - self._filled)
             self._buffer[self._filled : self._filled + take] = view[:take]
             self._filled += take
@@ -513,16 +515,18 @@ class _S3Upload:
         for done in self._parts:  # surface an earlier part's failure now, not at the end
             if done.done() and done.exception():
                 raise done.exception()  # type: ignore[misc]
-        if self._filled == self.part_size:
-            body, reuse = self._buffer, True
-        else:  # the last, short part
-            body, reuse = bytes(memoryview(self._buffer)[: self._filled]), False
+        body = self._buffer if self._buffer is not None else bytearray()
+        reuse = self._filled == self.part_size
+        if not reuse:  # the last, short part: trimmed in place rather than copied
+            del body[self._filled :]
         self._slots.acquire()
         self._parts.append(self._pool.submit(self._upload_part, number, body, reuse))
-        self._buffer = self._spare.pop() if self._spare else bytearray(self.part_size)
+        # The next buffer is taken only when a byte arrives for it: after the last part none is
+        # (a copy of that part and a new buffer once raised the peak by up to two parts).
+        self._buffer = None
         self._filled = 0
 
-    def _upload_part(self, number: int, body: bytes | bytearray, reuse: bool) -> dict:
+    def _upload_part(self, number: int, body: bytearray, reuse: bool) -> dict:
         try:
             response = self.storage._call(
                 f"upload part {number}",
@@ -534,7 +538,7 @@ class _S3Upload:
                 Body=body,
             )
             if reuse:
-                self._spare.append(body)  # type: ignore[arg-type]
+                self._spare.append(body)
             return {"PartNumber": number, "ETag": response["ETag"]}
         finally:
             self._slots.release()
