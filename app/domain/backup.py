@@ -18,7 +18,7 @@ from app.domain.console import ConsoleBackups
 from app.domain.naming import both_forms
 from app.domain.provenance import sign
 from app.domain.retention import RetentionPolicy, expired_backups
-from app.domain.storage import MiB, Storage, StorageError, part_size_for
+from app.domain.storage import MiB, Storage, StorageError, Upload, part_size_for
 from app.settings import TargetDatabase
 
 READ_SIZE = MiB
@@ -123,9 +123,8 @@ def stream_backup(
     started = datetime.now(UTC)
     clock = time.monotonic()
     argv = [plan.dump.path, "--format=custom", "--no-password", *plan.compression]
-    upload = storage.begin_upload(plan.filename, part_size_for(plan.database_bytes))
-    on_upload_started(getattr(upload, "upload_id", ""))
     session = f"pgconsole-backup-{uuid.uuid4().hex[:12]}"
+    # pg_dump first: it reads the catalog (tens of ms) while the store creates the upload.
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
@@ -135,14 +134,17 @@ def stream_backup(
     )
     errors = pgtools.StderrTail(proc.stderr)
     stored = encryption.Digest()
+    upload: Upload | None = None
 
     def store(block: bytes | memoryview) -> None:
         stored.update(block)
-        upload.write(block)
+        upload.write(block)  # type: ignore[union-attr] - begun before the first block is read
         on_progress(stored.size)
 
     assert proc.stdout is not None
     try:
+        upload = storage.begin_upload(plan.filename, part_size_for(plan.database_bytes))
+        on_upload_started(getattr(upload, "upload_id", ""))
         dumped = _read_dump(proc.stdout.fileno())
         if plan.recipients:
             plain = encryption.Digest()
@@ -167,8 +169,9 @@ def stream_backup(
             with contextlib.suppress(Exception):
                 pgtools.terminate_sessions(target, session)
         # The first error is the one to report; an abort S3 refuses now is swept by a later backup.
-        with contextlib.suppress(StorageError):
-            upload.abort()
+        if upload is not None:
+            with contextlib.suppress(StorageError):
+                upload.abort()
         raise
     finally:
         if proc.stdout:
