@@ -246,10 +246,37 @@ def test_a_backup_that_runs_past_its_timeout_is_stopped_and_leaves_nothing(make_
         blocker.close()
 
 
-def test_a_missing_bucket_fails_with_the_seeds_helpful_message(make_app, s3_server, run_jobs):
+def backup_sessions(pg_admin, target_db: str) -> int:
+    return pg_admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name LIKE 'pgconsole-backup-%%'",
+        (target_db,),
+    ).fetchone()[0]
+
+
+def test_a_missing_bucket_fails_with_the_seeds_helpful_message(make_app, s3_server, run_jobs, pg_admin, target_db):
     app = make_app(**{**s3_server, "BACKUP_STORAGE_URL": "s3://pgct-no-such-bucket"})
     error = backup_run_in_process(app)["error"]
     assert "pgct-no-such-bucket" in error and "ap-south-1" in error and "aws s3 mb" in error
+    # pg_dump starts while the store is checked; the failed check stops it
+    assert backup_sessions(pg_admin, target_db) == 0
+
+
+def test_a_name_whose_second_is_taken_names_the_next_second(app, run_jobs):
+    """The job restarts pg_dump when this happens: its snapshot must not precede the name's time."""
+    from app.domain import backup as backups
+    from app.jobs import runtime
+
+    taken = backup_run_in_process(app)["filename"]
+    with app.app_context():
+        runtime.configure(app)
+        ours = runtime.console()
+        tool = backups.choose_dump(ours.target, compression="auto")
+        moment = parse_backup_name(taken).created_at(ours.zone)
+        plan = backups.plan_backup(ours, tool, now=moment)
+        named = parse_backup_name(plan.filename).created_at(ours.zone)
+    assert plan.filename != taken
+    assert plan.named_at is not None and plan.named_at > moment
+    assert named > moment
 
 
 def test_pg_dumps_small_slow_writes_are_read_whole_and_in_order():

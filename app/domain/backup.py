@@ -41,6 +41,7 @@ class BackupPlan:
     database_bytes: int
     compression_method: str = ""  # what was used, e.g. "zstd:3", "gzip:1" (recorded in the manifest)
     recipients: tuple[str, ...] = ()  # age recipients the archive is encrypted to; () for a plain `.dump`
+    named_at: datetime | None = None  # the moment the name gives; pg_dump's snapshot must not precede it
 
     def estimate(self, done: int) -> int:
         """The dump's expected size for the progress bar, `done` bytes in: the previous backup's size, or
@@ -72,20 +73,31 @@ class BackupResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class DumpTool:
+    """The pg_dump that fits the server, and the compression arguments that build supports."""
+
+    dump: pgtools.ClientTool
+    server_version: str
+    compression: pgtools.Compression
+
+
+def choose_dump(target: TargetDatabase, *, compression: str, bin_dirs: tuple[str, ...] = ()) -> DumpTool:
+    """Fail early (before anything starts) on a version mismatch or a compression method the
+    chosen pg_dump build lacks."""
+    server_major, server_full = pgtools.server_version(target)
+    dump = pgtools.pick_client("pg_dump", server_major, bin_dirs)
+    return DumpTool(dump, server_full, pgtools.compression_for(compression, dump))
+
+
 def plan_backup(
     console: ConsoleBackups,
+    tool: DumpTool,
     *,
-    compression: str,
-    bin_dirs: tuple[str, ...] = (),
     now: datetime | None = None,
     recipients: tuple[str, ...] = (),
 ) -> BackupPlan:
-    """Pick the tools and the name; fail early (before any upload) on a version mismatch or a
-    compression method the chosen pg_dump build lacks. With recipients, the backup is `.dump.age`."""
-    target = console.target
-    server_major, server_full = pgtools.server_version(target)
-    dump = pgtools.pick_client("pg_dump", server_major, bin_dirs)
-    chosen = pgtools.compression_for(compression, dump)
+    """Pick the name and the size estimate. With recipients, the backup is `.dump.age`."""
     encrypted = bool(recipients)
     now = now or datetime.now(UTC)
     filename = console.owner.filename_at(now, console.zone, encrypted=encrypted)
@@ -97,18 +109,48 @@ def plan_backup(
     # time. Names count seconds, so wait for the next one.
     while taken.intersection(both_forms(filename)):
         time.sleep(1.0 - time.time() % 1.0)
-        filename = console.owner.filename_at(datetime.now(UTC), console.zone, encrypted=encrypted)
+        now = datetime.now(UTC)
+        filename = console.owner.filename_at(now, console.zone, encrypted=encrypted)
     previous = console.ours(listed)
     return BackupPlan(
         filename=filename,
-        dump=dump,
-        server_version=server_full,
-        compression=chosen.args,
-        compression_method=chosen.method,
+        named_at=now,
+        dump=tool.dump,
+        server_version=tool.server_version,
+        compression=tool.compression.args,
+        compression_method=tool.compression.method,
         expected_bytes=previous[0].size if previous else 0,
-        database_bytes=pgtools.database_size(target),
+        database_bytes=pgtools.database_size(console.target),
         recipients=recipients,
     )
+
+
+class RunningDump:
+    """pg_dump, running: started by `stream_backup`, or before the plan is made so that its
+    catalog reads (tens of ms) overlap the planning. `stop` ends it and its server session."""
+
+    def __init__(self, dump: pgtools.ClientTool, compression: list[str], target: TargetDatabase):
+        self.target = target
+        self.started = datetime.now(UTC)
+        self.clock = time.monotonic()
+        self.session = f"pgconsole-backup-{uuid.uuid4().hex[:12]}"
+        self.proc = subprocess.Popen(
+            [dump.path, "--format=custom", "--no-password", *compression],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=pgtools.child_env(target, application_name=self.session),
+            bufsize=0,
+        )
+        self.errors = pgtools.StderrTail(self.proc.stderr)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            with contextlib.suppress(Exception):
+                pgtools.terminate_sessions(self.target, self.session)
+        if self.proc.stdout:
+            self.proc.stdout.close()
 
 
 def stream_backup(
@@ -116,23 +158,16 @@ def stream_backup(
     target: TargetDatabase,
     storage: Storage,
     *,
+    running: RunningDump | None = None,
     on_upload_started: Callable[[str], None] = lambda upload_id: None,
     on_progress: Callable[[int], None] = lambda done: None,
 ) -> BackupResult:
-    """Run pg_dump into the store. On any failure (timeout included) the upload is aborted."""
-    started = datetime.now(UTC)
-    clock = time.monotonic()
-    argv = [plan.dump.path, "--format=custom", "--no-password", *plan.compression]
-    session = f"pgconsole-backup-{uuid.uuid4().hex[:12]}"
-    # pg_dump first: it reads the catalog (tens of ms) while the store creates the upload.
-    proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=pgtools.child_env(target, application_name=session),
-        bufsize=0,
-    )
-    errors = pgtools.StderrTail(proc.stderr)
+    """Run pg_dump (or take over `running`, started from this plan's tool) into the store.
+
+    On any failure (timeout included) pg_dump is stopped and the upload is aborted."""
+    # pg_dump first: it reads the catalog while the store creates the upload.
+    running = running or RunningDump(plan.dump, plan.compression, target)
+    proc, errors = running.proc, running.errors
     stored = encryption.Digest()
     upload: Upload | None = None
 
@@ -163,26 +198,20 @@ def stream_backup(
         upload.complete()
         finish_seconds = time.monotonic() - finishing
     except BaseException:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-            with contextlib.suppress(Exception):
-                pgtools.terminate_sessions(target, session)
+        running.stop()
         # The first error is the one to report; an abort S3 refuses now is swept by a later backup.
         if upload is not None:
             with contextlib.suppress(StorageError):
                 upload.abort()
         raise
-    finally:
-        if proc.stdout:
-            proc.stdout.close()
+    running.stop()  # closes its output
     return BackupResult(
         filename=plan.filename,
         size=stored.size,
         sha256=stored.hexdigest(),
-        started_at=started.isoformat(),
+        started_at=running.started.isoformat(),
         finished_at=datetime.now(UTC).isoformat(),
-        seconds=round(time.monotonic() - clock, 3),
+        seconds=round(time.monotonic() - running.clock, 3),
         finish_seconds=round(finish_seconds, 3),
         archive_sha256=plain.hexdigest() if plan.recipients else None,
         archive_size=plain.size if plan.recipients else None,
