@@ -1,6 +1,6 @@
 """Issue 14's benchmark: the console end to end, as a user sees it, against the shortest scripts doing the same work.
 
-    .venv/bin/python bench/performance.py [--servers seaweedfs,moto] [--sizes 500,1000] [--rounds 3]
+    .venv/bin/python bench/performance.py [--servers seaweedfs,moto] [--sizes 500,1000] [--rounds 5]
                                           [--out bench/results/performance.md]
 
 For each S3 server (SeaweedFS's `weed mini`, the headline, started as the tests start it; moto's
@@ -1185,7 +1185,7 @@ def main() -> int:
     parser.add_argument("--servers", default="seaweedfs,moto", help="seaweedfs, moto or both (default both)")
     parser.add_argument("--sizes", default="500,1000", help="bench database sizes, MiB (default 500,1000)")
     parser.add_argument("--moto-sizes", default="", help="moto's sizes when fewer than --sizes (e.g. 500)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of every contender (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of every contender (default 5)")
     parser.add_argument("--fixed-runs", type=int, default=5, help="runs of the empty-database backup (default 5)")
     parser.add_argument("--sample-ms", type=int, default=50, help="PSS sampling interval; 0 skips the memory runs")
     parser.add_argument("--quiet", type=float, default=0.25, help="wait until the machine is under this busy")
