@@ -262,7 +262,8 @@ def test_a_missing_bucket_fails_with_the_seeds_helpful_message(make_app, s3_serv
 
 
 def test_a_name_whose_second_is_taken_names_the_next_second(app, run_jobs):
-    """The job restarts pg_dump when this happens: its snapshot must not precede the name's time."""
+    """pg_dump, started before the name was planned (as the job does), is started again when the
+    name had to wait: its snapshot must not precede the name's time."""
     from app.domain import backup as backups
     from app.jobs import runtime
 
@@ -271,12 +272,15 @@ def test_a_name_whose_second_is_taken_names_the_next_second(app, run_jobs):
         runtime.configure(app)
         ours = runtime.console()
         tool = backups.choose_dump(ours.target, compression="auto")
+        running = backups.RunningDump(tool.dump, tool.compression.args, ours.target)
         moment = parse_backup_name(taken).created_at(ours.zone)
         plan = backups.plan_backup(ours, tool, now=moment)
         named = parse_backup_name(plan.filename).created_at(ours.zone)
+        result = backups.stream_backup(plan, ours.target, ours.storage, running=running)
     assert plan.filename != taken
     assert plan.named_at is not None and plan.named_at > moment
     assert named > moment
+    assert datetime.fromisoformat(result.started_at) >= plan.named_at > running.started
 
 
 def test_pg_dumps_small_slow_writes_are_read_whole_and_in_order():

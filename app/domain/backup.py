@@ -165,6 +165,9 @@ def stream_backup(
     """Run pg_dump (or take over `running`, started from this plan's tool) into the store.
 
     On any failure (timeout included) pg_dump is stopped and the upload is aborted."""
+    if running is not None and plan.named_at is not None and running.started < plan.named_at:
+        running.stop()  # the name waited for a free second: no snapshot may precede the name's time
+        running = None
     # pg_dump first: it reads the catalog while the store creates the upload.
     running = running or RunningDump(plan.dump, plan.compression, target)
     proc, errors = running.proc, running.errors

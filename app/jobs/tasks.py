@@ -48,9 +48,6 @@ def backup_job(requested_by: str) -> dict:
         # Uploads left by killed jobs (here or in another environment's console) cost money: sweep.
         ours.storage.abort_stale_uploads(older_than=timedelta(seconds=max(6 * 3600, 2 * settings.job_timeout_seconds)))
         plan = backups.plan_backup(ours, tool, now=named_at, recipients=settings.encryption_recipients)
-        if plan.named_at and plan.named_at > running.started:  # the name waited for a free second
-            running.stop()
-            running = backups.RunningDump(tool.dump, tool.compression.args, ours.target)
     except BaseException:
         running.stop()
         raise
