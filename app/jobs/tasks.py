@@ -48,11 +48,11 @@ def backup_job(requested_by: str) -> dict:
         # Uploads left by killed jobs (here or in another environment's console) cost money: sweep.
         ours.storage.abort_stale_uploads(older_than=timedelta(seconds=max(6 * 3600, 2 * settings.job_timeout_seconds)))
         plan = backups.plan_backup(ours, tool, now=named_at, recipients=settings.encryption_recipients)
-    except BaseException:
+        record.remember(filename=plan.filename)
+        record.phase("dumping", bytes_total=plan.estimate(0) or None)
+    except BaseException:  # until stream_backup takes pg_dump over, stopping it on failure is ours
         running.stop()
         raise
-    record.remember(filename=plan.filename)
-    record.phase("dumping", bytes_total=plan.estimate(0) or None)
     result = backups.stream_backup(
         plan,
         ours.target,
