@@ -227,6 +227,9 @@ class JobRun(db.Model):
     size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     outcome: Mapped[str | None] = mapped_column(String(500), default=None)  # what it did, in words
     error: Mapped[str | None] = mapped_column(Text, default=None)  # why it failed, in words
+    target: Mapped[str | None] = mapped_column(String(40), default=None, index=True)  # None: the only target
+    # The sha256 of the archive an admin confirmed (restore) or asked to verify: the job refuses any other.
+    archive_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
 
     @property
     def running(self) -> bool:

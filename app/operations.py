@@ -84,7 +84,8 @@ def _start(using: Collaborators, kind: str, requested_by: str, *, filename: str 
     settings = using.settings
     job_id = start_job(settings, using.redis, kind, requested_by, filename=filename, scheduled=scheduled, **options)
     history.enqueued(job_id, kind=kind, environment=settings.app_env, database=settings.target.dbname,
-                     requested_by=requested_by, filename=filename, scheduled=scheduled)  # fmt: skip
+                     requested_by=requested_by, filename=filename, scheduled=scheduled,
+                     target=settings.target_name or None)  # fmt: skip
     return job_id
 
 

@@ -8,7 +8,8 @@ facts (kind, who asked, file, size, outcome or reason), never a secret.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -29,11 +30,13 @@ MISSED_AFTER = timedelta(minutes=10)  # a scheduled backup this late has not run
 
 def enqueued(
     job_id: str, *, kind: str, environment: str, database: str, requested_by: str,
-    filename: str | None = None, scheduled: bool = False,
+    filename: str | None = None, scheduled: bool = False, target: str | None = None,
+    archive_sha256: str | None = None,
 ) -> None:  # fmt: skip
     """A job was put on the queue; also prunes records past both limits."""
     _record_of(job_id, lambda: JobRun(id=job_id, kind=kind, environment=environment, database=database,
-                                      filename=filename, requested_by=requested_by, scheduled=scheduled))  # fmt: skip
+                                      filename=filename, requested_by=requested_by, scheduled=scheduled,
+                                      target=target, archive_sha256=archive_sha256))  # fmt: skip
     prune()
 
 
@@ -120,13 +123,39 @@ def prune(now: datetime | None = None) -> int:
     return gone or 0
 
 
+@dataclass(frozen=True)
+class Seen:
+    """The targets whose jobs a caller may see (per-target role `none` hides a target and its jobs).
+
+    A record without a target was written before records carried one: it is the default target's.
+    """
+
+    targets: frozenset[str]
+    default: str
+
+    @classmethod
+    def of(cls, targets: Collection[str], default: str) -> Seen:
+        return cls(frozenset(targets), default)
+
+    def covers(self, target: str | None) -> bool:
+        return (target or self.default) in self.targets
+
+    def where(self):
+        """The SQL condition "the record's target is one of these"."""
+        condition = JobRun.target.in_(sorted(self.targets))
+        return db.or_(condition, JobRun.target.is_(None)) if self.default in self.targets else condition
+
+
 def find(job_id: str) -> JobRun | None:
+    """The record of `job_id`, whoever may see it: the caller decides with `Seen.covers(run.target)`."""
     return db.session.get(JobRun, job_id)
 
 
-def page_of(*, kind: str | None, status: str | None, page: int, per_page: int = 50) -> tuple[list[JobRun], bool]:
-    """Records newest first, running ones on top, filtered; the page and whether another follows."""
-    query = db.select(JobRun)
+def page_of(
+    *, kind: str | None, status: str | None, page: int, seen: Seen, per_page: int = 50
+) -> tuple[list[JobRun], bool]:
+    """Records of the `seen` targets newest first, running ones on top, filtered; the page and whether another follows."""
+    query = db.select(JobRun).where(seen.where())
     if kind:
         query = query.where(JobRun.kind == kind)
     if status == "running":
@@ -144,34 +173,36 @@ def page_of(*, kind: str | None, status: str | None, page: int, per_page: int = 
     return list(rows[:per_page]), len(rows) > per_page
 
 
-def backups_made(filenames: list[str]) -> dict[str, JobRun]:
+def backups_made(filenames: list[str], seen: Seen | None = None) -> dict[str, JobRun]:
     """The backup job that made each of these files, where this console store has its record.
 
     One query for a page's rows; a file made by another console (or before job records
-    existed) is simply absent.
+    existed), or by a job of a target outside `seen`, is simply absent.
     """
     if not filenames:
         return {}
-    runs = db.session.execute(
-        db.select(JobRun).where(JobRun.kind == "backup", JobRun.filename.in_(filenames))
-        .order_by(JobRun.enqueued_at)
-    ).scalars()  # fmt: skip
+    query = db.select(JobRun).where(JobRun.kind == "backup", JobRun.filename.in_(filenames))
+    if seen is not None:  # a shared store lists other targets' files: their jobs stay theirs
+        query = query.where(seen.where())
+    runs = db.session.execute(query.order_by(JobRun.enqueued_at)).scalars()
     return {run.filename: run for run in runs}  # the newest record wins if a name was ever made twice
 
 
-def running(environment: str) -> list[JobRun]:
+def running(environment: str, seen: Seen) -> list[JobRun]:
+    """Queued and started jobs of `environment` on the `seen` targets, newest first."""
     return list(db.session.execute(
-        db.select(JobRun).where(JobRun.environment == environment, JobRun.status.in_(("queued", "started")))
+        db.select(JobRun).where(JobRun.environment == environment, seen.where(),
+                                JobRun.status.in_(("queued", "started")))
         .order_by(JobRun.enqueued_at.desc())
     ).scalars())  # fmt: skip
 
 
-def latest_failures(environment: str) -> list[JobRun]:
-    """For each kind, its latest ended job in `environment` when that one failed (newest first)."""
+def latest_failures(environment: str, seen: Seen) -> list[JobRun]:
+    """For each kind, its latest ended job in `environment` on the `seen` targets when that one failed (newest first)."""
     failures = []
     for kind in JOB_KINDS:
         last = db.session.execute(
-            db.select(JobRun).where(JobRun.environment == environment, JobRun.kind == kind,
+            db.select(JobRun).where(JobRun.environment == environment, seen.where(), JobRun.kind == kind,
                                     JobRun.status.in_(("finished", "failed")))
             .order_by(JobRun.ended_at.desc()).limit(1)
         ).scalar_one_or_none()  # fmt: skip
