@@ -8,7 +8,10 @@ of a hidden partial file. `tests/test_storage.py` runs one contract suite agains
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import os
+import stat
 import threading
 import unicodedata
 import uuid
@@ -25,6 +28,8 @@ MIN_PART_SIZE = 8 * MiB
 MAX_PARTS = 10_000
 WRITE_BACK_EVERY = 64 * MiB  # local folder: bytes between two writeback starts
 PARTIAL_PREFIX = ".partial-"
+PRIVATE_FOLDER = 0o700  # what the folder store creates: a backup is the whole database, for its owner only
+PRIVATE_FILE = 0o600
 
 
 class StorageError(Exception):
@@ -33,6 +38,14 @@ class StorageError(Exception):
 
 class InvalidName(StorageError):
     """A file name that could escape the storage root or is otherwise unusable."""
+
+
+class NotRegularFile(StorageError):
+    """A name in the folder that is a link, FIFO, device or directory: the store reads only regular files."""
+
+
+class TooLarge(StorageError):
+    """An object bigger than the caller's `max_bytes`: refused before it is read whole."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,7 @@ class Storage(Protocol):
     def list_objects(self) -> list[StoredObject]: ...
     def begin_upload(self, name: str, part_size: int = MIN_PART_SIZE) -> Upload: ...
     def put_bytes(self, name: str, data: bytes) -> None: ...
-    def get_bytes(self, name: str) -> bytes: ...
+    def get_bytes(self, name: str, max_bytes: int | None = None) -> bytes: ...
     def stat(self, name: str) -> StoredObject | None: ...
     def read_into(self, name: str, start: int, buffer: memoryview) -> int: ...
     def open_stream(self, name: str) -> Iterator[bytes]: ...
@@ -133,6 +146,9 @@ def open_storage(
 
 
 class LocalStorage:
+    """A folder. Whoever can write to it can put links, FIFOs and devices in it, so every read opens
+    the name itself (never a link's target) and reads it only when it is a regular file."""
+
     def __init__(self, folder: Path):
         self.folder = folder
         self.description = f"folder {folder}"
@@ -142,9 +158,11 @@ class LocalStorage:
 
     def check(self) -> None:
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create backup folder {self.folder}: {exc.strerror}") from None
+        if not self.folder.is_dir():
+            raise StorageError(f"backup folder {self.folder} is not a folder")
         if not os.access(self.folder, os.W_OK | os.X_OK):
             raise StorageError(f"backup folder {self.folder} is not writable")
 
@@ -154,10 +172,14 @@ class LocalStorage:
         found = []
         with os.scandir(self.folder) as entries:
             for entry in entries:
-                if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                if entry.name.startswith("."):
                     continue
-                st = entry.stat()
-                found.append(StoredObject(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # deleted while listed
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    found.append(StoredObject(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
         return found
 
     def begin_upload(self, name: str, part_size: int = MIN_PART_SIZE) -> Upload:
@@ -169,35 +191,68 @@ class LocalStorage:
         upload.write(data)
         upload.complete()
 
-    def get_bytes(self, name: str) -> bytes:
+    def _open(self, name: str) -> tuple[io.FileIO, os.stat_result]:
+        """The one way this store opens a file to read: the named regular file itself, and its fstat.
+
+        O_NOFOLLOW refuses a link as the last component (ELOOP); the check on the opened
+        descriptor, not the name, refuses what is not a regular file, so nothing swapped in
+        between a check and the open is read. O_NONBLOCK: opening a FIFO must not wait for a writer.
+        """
+        path = self._path(name)
         try:
-            return self._path(name).read_bytes()
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             raise StorageError(f"{name} does not exist in {self.description}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise NotRegularFile(self._refusal(name, "a symbolic link")) from None
+            raise StorageError(f"cannot read {name} in {self.description}: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise NotRegularFile(self._refusal(name, _kind_of(st.st_mode)))
+            return io.FileIO(fd, "rb"), st
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _refusal(self, name: str, kind: str) -> str:
+        return f"{name} in {self.description} is {kind}, not a regular file: the console reads only regular files"
+
+    def get_bytes(self, name: str, max_bytes: int | None = None) -> bytes:
+        fh, st = self._open(name)
+        with fh:
+            if max_bytes is not None and st.st_size > max_bytes:
+                raise TooLarge(f"{name} is {st.st_size} bytes, more than the {max_bytes} it may have")
+            if max_bytes is None:
+                return fh.readall()
+            # One byte more than allowed at most, so a file that grew since the fstat is refused too.
+            buffer = bytearray(max_bytes + 1)
+            got = _fill(fh.readinto, memoryview(buffer))
+        if got > max_bytes:
+            raise TooLarge(f"{name} is more than the {max_bytes} bytes it may have")
+        return bytes(buffer[:got])
 
     def stat(self, name: str) -> StoredObject | None:
-        try:
-            st = self._path(name).stat()
-        except FileNotFoundError:
+        if not os.path.lexists(self._path(name)):
             return None
+        fh, st = self._open(name)  # a link or a FIFO is refused, not described
+        fh.close()
         return StoredObject(name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def read_into(self, name: str, start: int, buffer: memoryview) -> int:
         """Fill `buffer` with the file's bytes from `start`; fewer only where the file ends."""
-        try:
-            with open(self._path(name), "rb", buffering=0) as fh:
-                fh.seek(start)
-                return _fill(fh.readinto, buffer)
-        except FileNotFoundError:
-            raise StorageError(f"{name} does not exist in {self.description}") from None
+        fh, _ = self._open(name)
+        with fh:
+            fh.seek(start)
+            return _fill(fh.readinto, buffer)
 
     def open_stream(self, name: str) -> Iterator[bytes]:
-        path = self._path(name)
-        if not path.is_file():
-            raise StorageError(f"{name} does not exist in {self.description}")
+        # Opened now, not when the first block is asked for: a refusal comes before any response starts.
+        fh, _ = self._open(name)
 
         def chunks() -> Iterator[bytes]:
-            with open(path, "rb") as fh:
+            with fh:
                 while block := fh.read(MiB):
                     yield block
 
@@ -205,14 +260,14 @@ class LocalStorage:
 
     def delete(self, name: str) -> None:
         try:
-            self._path(name).unlink()
+            self._path(name).unlink()  # a link is removed itself, never its target
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise StorageError(f"cannot delete {name}: {exc.strerror}") from None
 
     def download_url(self, name: str, seconds: int = 300) -> str | None:
-        return None  # the web layer streams local files itself
+        return None  # the web layer streams local files through open_stream
 
     def abort_upload(self, name: str, upload_id: str) -> None:
         check_name(name)
@@ -226,10 +281,16 @@ class LocalStorage:
         cutoff = (datetime.now(UTC) - older_than).timestamp()
         removed = 0
         for path in self.folder.glob(PARTIAL_PREFIX + "*"):
-            if path.stat().st_mtime < cutoff:
+            if path.lstat().st_mtime < cutoff:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _kind_of(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))  # fmt: skip
+    return next((kind for test, kind in kinds if test(mode)), "not a file")
 
 
 class _LocalUpload:
@@ -238,7 +299,9 @@ class _LocalUpload:
         # Not named after the file: a 255-byte name plus a prefix would pass the filesystem's limit.
         self.upload_id = f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
         self.partial = final.parent / self.upload_id
-        self.fh: BinaryIO | None = open(self.partial, "xb")  # noqa: SIM115 - closed in complete/abort
+        # 0600 whatever the umask; O_EXCL also refuses a link planted under the partial's name.
+        fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+        self.fh: BinaryIO | None = os.fdopen(fd, "wb")  # closed in complete/abort
         self.size = 0
         self._written_back = 0
 
@@ -391,9 +454,33 @@ class S3Storage:
     def put_bytes(self, name: str, data: bytes) -> None:
         self._call(f"write {name}", self.client.put_object, Bucket=self.bucket, Key=self._key(name), Body=data)
 
-    def get_bytes(self, name: str) -> bytes:
-        response = self._call(f"read {name}", self.client.get_object, Bucket=self.bucket, Key=self._key(name))
-        return response["Body"].read()
+    def get_bytes(self, name: str, max_bytes: int | None = None) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if max_bytes is None:
+            response = self._call(f"read {name}", self.client.get_object, Bucket=self.bucket, Key=self._key(name))
+            return response["Body"].read()
+        # One byte more than allowed is asked for, and read at most (a server may ignore Range).
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(name), Range=f"bytes=0-{max_bytes}")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # no byte 0: the object is empty
+                return b""
+            raise self.explain(exc, f"read {name}") from None
+        except BotoCoreError as exc:
+            raise self.explain(exc, f"read {name}") from None
+        total = response.get("ContentRange", "").rpartition("/")[2]
+        if total.isdigit() and int(total) > max_bytes:
+            response["Body"].close()
+            raise TooLarge(f"{name} is {total} bytes, more than the {max_bytes} it may have")
+        try:
+            with contextlib.closing(response["Body"]) as body:
+                data = body.read(max_bytes + 1)
+        except BotoCoreError as exc:
+            raise self.explain(exc, f"read {name}") from None
+        if len(data) > max_bytes:
+            raise TooLarge(f"{name} is more than the {max_bytes} bytes it may have")
+        return data
 
     def stat(self, name: str) -> StoredObject | None:
         from botocore.exceptions import BotoCoreError, ClientError
