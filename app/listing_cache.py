@@ -51,7 +51,8 @@ class BucketListingCache:
         except RedisError:
             return storage.list_objects()
         if cached is not None:
-            return [StoredObject(name, size, datetime.fromisoformat(at)) for name, size, at in json.loads(cached)]
+            with contextlib.suppress(ValueError, TypeError, RecursionError):  # not what we wrote: list the store
+                return [StoredObject(name, size, datetime.fromisoformat(at)) for name, size, at in json.loads(cached)]
         objects = storage.list_objects()
         encoded = json.dumps([[o.name, o.size, o.last_modified.isoformat()] for o in objects], separators=(",", ":"))
         with contextlib.suppress(RedisError):  # the listing is still right; the next reader lists again

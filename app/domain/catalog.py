@@ -13,8 +13,10 @@ An encrypted backup `X.dump.age` has the same sidecars under its own name (`X.du
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import accumulate
 from zoneinfo import ZoneInfo
 
 from app.domain.naming import (
@@ -119,12 +121,36 @@ def sidecar_names(filename: str) -> list[str]:
     return [filename + suffix for suffix in SIDECAR_SUFFIXES]
 
 
+MAX_SIDECAR_BYTES = 64 * 1024  # a manifest is under 2 KiB, a pin note under a page of text
+MAX_SIDECAR_DEPTH = 32  # a manifest nests 3 deep; json.loads recurses once per level
+_ESCAPE = re.compile(rb"\\.", re.S)
+_STRING = re.compile(rb'"[^"]*"')  # once escapes are gone a string holds no quote: one linear pass
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]")
+
+
 def read_json(storage: Storage, name: str) -> dict | None:
+    """A sidecar's JSON object, or None when it is missing, too large, nested too deep or not an object.
+
+    Anyone who can write to the store writes sidecars, so nothing here may raise: a page that
+    shows a thousand backups must not fail because of one file.
+    """
     try:
-        value = json.loads(storage.get_bytes(name))
-    except (StorageError, ValueError):
+        data = storage.get_bytes(name, max_bytes=MAX_SIDECAR_BYTES)
+    except StorageError:
+        return None
+    if json_depth(data) > MAX_SIDECAR_DEPTH:
+        return None
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):  # not JSON (or not UTF-8); RecursionError cannot happen past the check
         return None
     return value if isinstance(value, dict) else None
+
+
+def json_depth(data: bytes) -> int:
+    """How deep the brackets in `data` nest, outside strings; linear in its length and never recursive."""
+    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b"", _ESCAPE.sub(b"", data)))
+    return max(accumulate(1 if c in b"[{" else -1 for c in brackets), default=0)
 
 
 def write_json(storage: Storage, name: str, value: dict) -> None:

@@ -28,6 +28,7 @@ SIGNATURE_PREFIX = "hmac-sha256:"
 UNTRUSTED_WARNING = (
     "this file was not made by a console that holds this signing key; restoring it runs whatever SQL it contains"
 )
+UNREADABLE_MANIFEST = "its manifest cannot be read (too large, too deeply nested, not JSON or not a regular file)"
 CLOCK_SKEW = timedelta(minutes=1)  # a name dated later than this after now is "in the future"
 
 
@@ -63,7 +64,8 @@ def sign(manifest: dict, key: bytes) -> dict:
 def provenance_of(backup: Backup, manifest: dict | None, key: bytes) -> Provenance:
     """Trusted when the manifest's signature verifies and it names this object and its size."""
     if manifest is None:
-        return Provenance(False, "it has no manifest")
+        # Listed with a manifest that catalog.read_json refused (anyone who can write to the store writes manifests).
+        return Provenance(False, UNREADABLE_MANIFEST if backup.has_manifest else "it has no manifest")
     given = manifest.get(SIGNATURE_FIELD)
     if not isinstance(given, str) or not given:
         return Provenance(False, "its manifest is not signed")
