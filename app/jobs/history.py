@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from redis import Redis
+from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 
 from app.domain.cleanup import plain_reason
@@ -140,7 +141,7 @@ class Seen:
     def covers(self, target: str | None) -> bool:
         return (target or self.default) in self.targets
 
-    def where(self):
+    def where(self) -> ColumnElement[bool]:
         """The SQL condition "the record's target is one of these"."""
         condition = JobRun.target.in_(sorted(self.targets))
         return db.or_(condition, JobRun.target.is_(None)) if self.default in self.targets else condition
@@ -154,7 +155,7 @@ def find(job_id: str) -> JobRun | None:
 def page_of(
     *, kind: str | None, status: str | None, page: int, seen: Seen, per_page: int = 50
 ) -> tuple[list[JobRun], bool]:
-    """Records of the `seen` targets newest first, running ones on top, filtered; the page and whether another follows."""
+    """Records of the `seen` targets, newest first, running ones on top, filtered; the page and whether more follow."""
     query = db.select(JobRun).where(seen.where())
     if kind:
         query = query.where(JobRun.kind == kind)
@@ -198,7 +199,7 @@ def running(environment: str, seen: Seen) -> list[JobRun]:
 
 
 def latest_failures(environment: str, seen: Seen) -> list[JobRun]:
-    """For each kind, its latest ended job in `environment` on the `seen` targets when that one failed (newest first)."""
+    """For each kind, its latest ended job in `environment` on the `seen` targets, if it failed (newest first)."""
     failures = []
     for kind in JOB_KINDS:
         last = db.session.execute(

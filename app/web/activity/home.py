@@ -12,14 +12,16 @@ from app.settings import Settings
 
 def home_activity(settings: Settings, schedule: str | None) -> dict:
     """The home page's template values: `failures`, `missed` (a scheduled backup that did not run),
-    `running` and `reason_of`, for this console's environment."""
+    `running` and `reason_of`, for the target `settings` are of and its environment."""
     history.settle(services.redis())
     environment = settings.app_env
+    # This page is one target's (the caller may see it, or the page is a 404): only its jobs.
+    this_target = history.Seen.of([settings.target_name], settings.default_target)
     return {
-        "failures": history.latest_failures(environment),
+        "failures": history.latest_failures(environment, this_target),
         "missed": history.missed_scheduled_backup(environment, schedule, settings.zone, schedule_since())
         if schedule else None,
-        "running": history.running(environment),
+        "running": history.running(environment, this_target),
         "reason_of": history.reason_of,
     }  # fmt: skip
 

@@ -12,6 +12,7 @@ from app import services
 from app.jobs import history
 from app.jobs.queue import JOB_KINDS
 from app.web.auth import role_required
+from app.web.jobs.access import seen
 
 bp = Blueprint("activity", __name__)
 
@@ -38,8 +39,8 @@ def index():
     valid = form.validate()  # an unknown kind or page shows the unfiltered first page, never a 500
     page = form.page.data if valid and form.page.data else 1
     runs, more = history.page_of(
-        kind=form.kind.data if valid else None, status=form.status.data if valid else None, page=page
-    )
+        kind=form.kind.data if valid else None, status=form.status.data if valid else None, page=page, seen=seen()
+    )  # only the jobs of targets the caller may see, whatever the filters
     arguments = {"kind": form.kind.data or "", "status": form.status.data or ""} if valid else {}
     return render_template("activity/index.html", runs=runs, form=form, page=page, more=more, arguments=arguments,
                            reason_of=history.reason_of)  # fmt: skip

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, g, jsonify, request, url_for
 
-from app import operations, services, targets
+from app import operations, targets
 from app.domain.storage import StorageError
 from app.extensions import csrf
-from app.jobs.queue import job_status
-from app.web.auth import current_actor, hidden, load_user_from_token, role_required, visible_targets
+from app.web.auth import current_actor, load_user_from_token, role_required, visible_targets
+from app.web.jobs.access import visible_job
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)
@@ -72,8 +72,8 @@ def backups():
 @bp.route("/jobs/<job_id>")
 @role_required("viewer")
 def job(job_id: str):
-    status = job_status(services.redis(), job_id)
-    if status is None or hidden(status["target"]):
+    status, _ = visible_job(job_id)  # whose it is: from the job's record when there is one
+    if status is None:
         abort(404, "no such job")
     return jsonify(status)
 

@@ -4,14 +4,13 @@ from datetime import datetime
 
 from flask import Blueprint, abort, render_template, request
 
-from app import services
 from app.domain.cleanup import plain_reason
-from app.jobs import history
-from app.jobs.queue import job_status
+from app.models import JobRun
 from app.web.activity.steps import steps_of
-from app.web.auth import hidden, role_required
+from app.web.auth import role_required
 from app.web.auth.forms import safe_next
 from app.web.backups.forms import PinForm
+from app.web.jobs.access import visible_job
 
 bp = Blueprint("jobs", __name__)
 
@@ -19,9 +18,8 @@ bp = Blueprint("jobs", __name__)
 @bp.route("/jobs/<job_id>")
 @role_required("viewer")
 def show(job_id: str):
-    job = job_status(services.redis(), job_id)
-    run = history.find(job_id) if len(job_id) <= 64 else None
-    if (job is None and run is None) or (job is not None and hidden(job["target"])):
+    job, run = visible_job(job_id)
+    if job is None and run is None:  # unknown, or of a target the caller may not see: the same answer
         abort(404, "no such job (the last 500 jobs, and those of the last 30 days, are kept)")
     if job is None:  # RQ has forgotten it; the console store has not
         job = from_record(run)
@@ -44,14 +42,14 @@ def elapsed(job: dict) -> float | None:
     return (datetime.fromisoformat(job["ended_at"]) - datetime.fromisoformat(job["started_at"])).total_seconds()
 
 
-def from_record(run) -> dict:
+def from_record(run: JobRun) -> dict:
     """The job as job_status shows it, from its record alone (no progress or result are kept)."""
     return {
         "id": run.id, "kind": run.kind, "status": "started" if run.status == "started" else run.status,
         "progress": {"phase": "done" if run.status == "finished" else run.status, "bytes_done": run.size or 0,
                      "percent": 100 if run.status == "finished" else None},
-        "result": None, "error": run.error, "requested_by": run.requested_by, "filename": run.filename, "target": None,
-        "warning": None, "enqueued_at": run.enqueued_at.isoformat(),
+        "result": None, "error": run.error, "requested_by": run.requested_by, "filename": run.filename,
+        "target": run.target, "warning": None, "enqueued_at": run.enqueued_at.isoformat(),
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "ended_at": run.ended_at.isoformat() if run.ended_at else None,
     }  # fmt: skip
