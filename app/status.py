@@ -2,10 +2,13 @@
 
 Redis and the console store are shared; each target's store and database are checked on their
 own. With one target their checks are `storage` and `database`, as always; with several,
-`storage:NAME` and `database:NAME` (see `check_name`).
+`storage:NAME` and `database:NAME` (see `check_name`), which `as_seen_by` folds into `storage` and
+`database` for a caller who may not see every target.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from app import services
 from app.domain import pgtools
@@ -42,3 +45,22 @@ def component_checks() -> dict[str, str]:
         alive = scheduler_alive(services.redis(), console.redis_namespace)
         report["scheduler"] = "ok" if alive else "down: no scheduler heartbeat in 2 minutes"
     return report
+
+
+def as_seen_by(report: dict[str, str], visible: Collection[str]) -> dict[str, str]:
+    """`report` as told to a caller who may see the targets `visible` (none: an anonymous caller).
+
+    Each per-target component is one check over every target (`storage`, `database`): `ok`, or on
+    how many targets it is down, without their names; the per-target checks follow for `visible`
+    targets only. So nobody learns a target's name from /healthz unless they may see that target,
+    and a load balancer still gets `storage` and `database` whatever the number of targets.
+    """
+    shown = {name: state for name, state in report.items() if ":" not in name}
+    for component in PER_TARGET:
+        states = {name.partition(":")[2]: state for name, state in report.items() if name.startswith(f"{component}:")}
+        if not states:
+            continue  # one target: its check is already the component's
+        down = sum(state != "ok" for state in states.values())
+        shown[component] = "ok" if not down else f"down: on {down} target{'s' if down > 1 else ''}"
+        shown.update({check_name(component, target): state for target, state in states.items() if target in visible})
+    return shown

@@ -14,8 +14,8 @@ import pytest
 from rq.job import Job
 
 from tests import test_targets
-from tests.helpers import drop_database, job_of, run_jobs_for
-from tests.test_targets import make_person, token
+from tests.helpers import PG, drop_database, job_of, run_jobs_for
+from tests.test_targets import backed_up, make_person, token
 
 # Fixtures: that module's console of three targets, on its databases and bucket.
 console, databases, targets_env = test_targets.console, test_targets.databases, test_targets.targets_env
@@ -153,3 +153,47 @@ def test_a_target_page_shows_only_its_own_running_jobs_and_failures(console, dat
     reports_page = admin.get("/targets/reports/").get_data(as_text=True)
     assert "Last backup failed" in reports_page and failed in reports_page and queued in reports_page
     assert "Last backup failed" not in admin.get("/targets/staging/").get_data(as_text=True)
+
+
+# --------------------------------------------------------------------------- L2: /healthz
+
+
+def test_anonymous_healthz_names_no_target_and_no_backup(console, databases, pg_admin):
+    admin, _ = make_person(console, "ada", "admin")
+    made = backed_up(console, admin, token(console, "ada"), "reports")
+    anonymous = console.test_client()
+    up = anonymous.get("/healthz")
+    assert up.status_code == 200
+    assert up.get_json() == {"status": "ok", "checks": {"redis": "ok", "storage": "ok", "database": "ok",
+                                                        "console_store": "ok"}}  # fmt: skip
+
+    drop_database(pg_admin, databases["reports"])
+    with console.app_context():
+        console.extensions.pop("pgconsole.health", None)  # past the anonymous answer's short cache
+    down = anonymous.get("/healthz")
+    assert down.status_code == 503
+    body = down.get_json()
+    assert body["down"] == ["database"] and body["checks"]["database"] == "down: on 1 target"
+    text = down.get_data(as_text=True)
+    assert not any(name in text for name in ("production", "reports", made, PG["host"]))
+
+
+def test_signed_in_healthz_shows_only_the_targets_the_caller_may_see(console, databases, pg_admin):
+    admin, _ = make_person(console, "ada", "admin")
+    backed_up(console, admin, token(console, "ada"), "reports")
+    dev, _ = make_person(console, "dev", "viewer", {"reports": "none"})
+    body = dev.get("/healthz").get_json()
+    assert set(body["targets"]) == {"staging", "production"}
+    assert {"storage:staging", "database:production"} <= set(body["checks"])
+    assert not [name for name in body["checks"] if name.endswith(":reports")]
+    assert "reports-staging-on-" not in dev.get("/healthz").get_data(as_text=True)  # reports' newest backup
+
+    drop_database(pg_admin, databases["reports"])
+    down = dev.get("/healthz", headers=token(console, "dev"))
+    assert down.status_code == 503 and down.get_json()["down"] == ["database"]  # what, not whose
+    assert "reports" not in down.get_data(as_text=True)
+    assert set(admin.get("/healthz").get_json()["down"]) == {"database", "database:reports"}
+
+    blind, _ = make_person(console, "blind", "viewer", {"staging": "none"})  # the default target hidden
+    body = blind.get("/healthz").get_json()
+    assert "newest_backup" not in body and set(body["targets"]) == {"production", "reports"}

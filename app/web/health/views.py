@@ -1,13 +1,15 @@
 """/healthz: what a load balancer needs, cheaply, and the detail a signed-in person needs.
 
-Anonymous callers get the component checks from a cache at most CACHE_SECONDS old (shared by
-the threads of one process, refreshed by one of them at a time), and never the bucket listing
-or a file name: anyone can reach this URL, and each fresh answer costs a call to Redis, the
-store, the target database and the console store. A signed-in user or a valid API token gets
-fresh checks and the newest backup of this environment.
+Anonymous callers get the overall status and the component checks (redis, storage, database,
+console_store, scheduler: `ok` or down) from a cache at most CACHE_SECONDS old (shared by the
+threads of one process, refreshed by one of them at a time), and never a target's name, the
+bucket listing or a file name: anyone can reach this URL, and each fresh answer costs a call to
+Redis, the store, the target database and the console store. A signed-in user or a valid API
+token gets fresh checks and the newest backup of the default target, if they may see it.
 
-With several targets each target's store and database is a check of its own (`storage:NAME`,
-`database:NAME`), and a signed-in caller gets each visible target's newest backup.
+With several targets `storage` and `database` say on how many targets they are down (no names);
+a signed-in caller also gets the per-target checks (`storage:NAME`, `database:NAME`) and the
+newest backup of each target they may see, and nothing of a target hidden from them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from flask_login import current_user
 
 from app import operations, services
 from app.domain.alerts import is_stale
-from app.status import component_checks
+from app.status import as_seen_by, component_checks
 from app.web.auth import load_user_from_token, visible_targets
 
 bp = Blueprint("health", __name__)
@@ -65,16 +67,18 @@ def cached_checks() -> dict[str, str]:
 @bp.route("/healthz")
 def healthz():
     detailed = current_user.is_authenticated or load_user_from_token(request) is not None
-    report = component_checks() if detailed else cached_checks()
+    # visible_targets() is every target for an anonymous caller: they get none named.
+    visible = visible_targets() if detailed else []
+    report = as_seen_by(component_checks() if detailed else cached_checks(), [t.name for t in visible])
     down = [name for name, state in report.items() if state != "ok"]
     body: dict = {"status": "ok" if not down else "down", "checks": report}
-    if detailed:
-        body["newest_backup"] = newest_backup(services.settings())
-        console = services.console_settings()
-        if console.several_targets:
-            body["targets"] = {t.name: {"environment": t.app_env,
-                                        "newest_backup": newest_backup(console.for_target(t.name))}
-                               for t in visible_targets()}  # fmt: skip
+    console = services.console_settings()
+    if any(t.name == console.default_target for t in visible):
+        body["newest_backup"] = newest_backup(console.for_target(None))
+    if detailed and console.several_targets:
+        body["targets"] = {t.name: {"environment": t.app_env,
+                                    "newest_backup": newest_backup(console.for_target(t.name))}
+                           for t in visible}  # fmt: skip
     if down:
         body["down"] = down
     return jsonify(body), 503 if down else 200
