@@ -10,13 +10,104 @@ The folder store's own rules (links, FIFOs, sizes, modes) are in tests/test_stor
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
-from app.domain import provenance
-from tests.helpers import old_backups, signed_in, storage_of
+from app.domain import provenance, restore
+from tests.helpers import (
+    backup_run_in_process,
+    database_names,
+    job_of,
+    old_backups,
+    restore_api,
+    run_jobs_for,
+    signed_in,
+    storage_of,
+    table_fingerprint,
+)
 
+SECRET = "SECRET_KEY=the-web-servers-secret-0451"
 MiB = 1024 * 1024
+
+
+def audit_rows(app, action: str) -> list[tuple[str, str | None, str | None]]:
+    from app.models import AuditEvent
+
+    with app.app_context():
+        return [(r.outcome, r.target, r.detail) for r in AuditEvent.query.filter_by(action=action)]
+
+
+# --------------------------------------------------------------------------- H1: links in the backup folder
+
+
+@pytest.mark.parametrize("points_at", ["a file holding a secret", "/proc/self/environ"])
+def test_a_listed_backup_swapped_for_a_link_is_refused_on_download(make_app, make_user, tmp_path, points_at):
+    app = make_app(BACKUP_LIST_CACHE_SECONDS="300")  # the listing the pages share still names the file
+    (name,) = old_backups(app, [1])
+    client, _ = signed_in(app, make_user, "operator", "olga")
+    assert client.get("/").status_code == 200  # the operator's list: the shared listing now holds the file
+    if points_at == "/proc/self/environ":
+        target = Path("/proc/self/environ")
+        leaked = [entry for entry in target.read_bytes().split(b"\0") if entry.startswith(b"PATH=")]
+    else:
+        target = tmp_path / "secrets.env"
+        target.write_text(SECRET)
+        leaked = [SECRET.encode()]
+    path = storage_of(app).folder / name
+    path.unlink()
+    path.symlink_to(target)  # what `ln -s /proc/self/environ <name>` did in the attack
+
+    response = client.get(f"/backups/{name}/download")
+
+    body = response.get_data()
+    assert response.status_code == 409, body[:300]
+    assert b"is a symbolic link, not a regular file: the console reads only regular files" in body
+    assert leaked and not any(secret in body for secret in leaked)
+    assert b"PATH=" not in body and b"SECRET_KEY=" not in body
+    assert audit_rows(app, "download")[-1][:2] == ("refused", name)
+
+
+@pytest.mark.parametrize("action", ["verify", "restore"])
+def test_a_backup_swapped_for_a_link_between_the_checks_and_the_download_is_not_read(
+    app, make_user, token_for, pg_admin, target_db, tmp_path, monkeypatch, action
+):
+    """The link points at a copy of the very archive (same bytes, same sha256, signed manifest): only the
+    store's refusal to follow it stops the job, and it stops before anything is restored."""
+    safety = backup_run_in_process(app)["result"]["filename"]  # the restore's recent backup
+    made = backup_run_in_process(app)["result"]["filename"]
+    assert made != safety
+    folder = storage_of(app).folder
+    copy = tmp_path / "elsewhere.dump"
+    shutil.copyfile(folder / made, copy)
+    before = table_fingerprint(target_db)
+    create_scratch_while = restore.create_scratch_while
+
+    def swapped_first(target, scratch, fetch):  # the writer's move, after the job listed and checked the file
+        (folder / made).unlink()
+        (folder / made).symlink_to(copy)
+        return create_scratch_while(target, scratch, fetch)
+
+    monkeypatch.setattr(restore, "create_scratch_while", swapped_first)
+    make_user("ada", "admin")
+    if action == "verify":
+        client, auth = signed_in(app, make_user, "admin", "root")
+        response = client.post(f"/backups/{made}/verify", data={"csrf_token": auth.csrf_token("/")})
+        assert response.status_code == 303
+        job_id = response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+    else:
+        response = restore_api(app.test_client(), token_for("ada"), made)
+        assert response.status_code == 202, response.get_json()
+        job_id = response.get_json()["job_id"]
+    run_jobs_for(app)
+
+    status = job_of(app, job_id)
+    assert status["status"] == "failed", status
+    assert "symbolic link" in status["error"]
+    assert (folder / made).is_symlink() and not (folder / f"{made}.verified.json").exists()
+    assert table_fingerprint(target_db) == before
+    assert database_names(pg_admin, f"{target_db}_pgc_%") == []
 
 
 # --------------------------------------------------------------------------- M5: hostile sidecars

@@ -119,12 +119,20 @@ def create():
 def download(filename: str):
     storage = services.storage()
     backup = listed_or_404(filename, "download")
-    audit.record("download", "ok", username=current_user.username, target=filename, address=client_address())
     url = storage.download_url(filename)
+    try:
+        # A folder's file is opened by the store, which refuses links, FIFOs and devices: a listed
+        # backup swapped for a link to /proc/self/environ must not stream the web server's secrets.
+        blocks = None if url else storage.open_stream(filename)
+    except StorageError as exc:
+        audit.record("download", "refused", username=current_user.username, target=filename,
+                     address=client_address(), detail=str(exc))  # fmt: skip
+        abort(409, str(exc))
+    audit.record("download", "ok", username=current_user.username, target=filename, address=client_address())
     if url:
         return redirect(url)
     return Response(
-        stream_with_context(storage.open_stream(filename)),
+        stream_with_context(blocks),
         mimetype="application/octet-stream",
         headers={"Content-Disposition": attachment(filename), "Content-Length": str(backup.size)},
     )
