@@ -82,6 +82,7 @@ def test_activity_and_its_filters_show_no_job_of_a_hidden_target(console, hidden
         assert staging_job in page, url
         assert reports_job not in page, url
     assert reports_job in admin.get("/activity").get_data(as_text=True)  # hidden from dev only
+    assert "of the targets you may see" in page  # the page says what it lists
 
 
 def test_a_hidden_targets_job_is_404_while_rq_has_it_and_once_only_its_record_remains(console, hidden_job):

@@ -1,4 +1,4 @@
-"""/activity, for every role: every backup, restore and verify, from the console store's job records."""
+"""/activity, for every role: every backup, restore and verify of the targets the caller may see, from job records."""
 
 from __future__ import annotations
 
