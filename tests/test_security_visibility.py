@@ -20,8 +20,9 @@ from tests.test_targets import backed_up, make_person, token
 # Fixtures: that module's console of three targets, on its databases and bucket.
 console, databases, targets_env = test_targets.console, test_targets.databases, test_targets.targets_env
 
+
 def job_of_target(app, client, headers, target: str) -> str:
-    """A finished backup of `target`, asked for through the API; its job id."""
+    """A backup of `target`, asked for through the API and run to its end; its job id."""
     answer = client.post(f"/api/targets/{target}/backup", headers=headers)
     assert answer.status_code == 202, answer.get_json()
     run_jobs_for(app)
