@@ -11,7 +11,7 @@ from flask import Flask
 
 from app.extensions import csrf, db, login_manager, migrate
 from app.settings import Settings
-from app.store import MIGRATIONS, require_current_store
+from app.store import MIGRATIONS, private_sqlite_file, require_current_store
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -21,7 +21,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # Templates and static files live inside the package (app/templates, app/static), so an
     # installed wheel has its pages; the top-level templates/ and static/ are links to them.
     app = Flask(__name__, instance_path=settings.instance_path)
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    Path(app.instance_path).mkdir(mode=0o700, parents=True, exist_ok=True)  # the store, secrets and backups
+    private_sqlite_file(settings.console_database_url)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=settings.console_database_url,

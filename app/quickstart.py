@@ -36,9 +36,12 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
     for key in made:
         values[key] = secrets.token_urlsafe(24 if key == "RESTORE_PASSKEY" else 32)
     if made:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-        path.chmod(0o600)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created 0600, never written 0644 first and tightened after (the secret key would be readable meanwhile).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)  # a file an earlier release wrote 0644
+        with os.fdopen(fd, "w") as out:
+            out.write("".join(f"{k}={v}\n" for k, v in values.items()))
     if "RESTORE_PASSKEY" in made and "RESTORE_PASSKEY" not in os.environ:
         # Like the admin's password: shown once, for people who cannot open the file.
         print("\n  First run: the restore passkey (asked for on every restore, separate from passwords) is\n")

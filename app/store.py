@@ -8,7 +8,9 @@ run, instead of failing later on a missing column.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 from pathlib import Path
 
 import click
@@ -17,10 +19,26 @@ from alembic.script import ScriptDirectory
 from flask import Flask
 from flask.cli import AppGroup, ScriptInfo
 from flask_migrate import upgrade
+from sqlalchemy.engine import make_url
 
 from app.extensions import db
 
 MIGRATIONS = str(Path(__file__).resolve().parent / "migrations")
+
+
+def private_sqlite_file(url: str) -> None:
+    """Create a SQLite store's file 0600 (its folder 0700 when made here) before SQLite would, 0644 under umask 022.
+
+    It holds password hashes, token hashes and the audit log. SQLite gives its -wal and -shm
+    files the database file's mode, so they follow. A file that exists keeps its mode.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database.startswith((":", "file:")):
+        return
+    path = Path(parsed.database)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))  # SQLite's "empty database"
 
 
 class StoreBehind(Exception):

@@ -10,14 +10,20 @@ The folder store's own rules (links, FIFOs, sizes, modes) are in tests/test_stor
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from app.domain import provenance, restore
 from tests.helpers import (
+    ROOT,
+    STORE_FILE,
     backup_run_in_process,
+    child_env,
     database_names,
     job_of,
     old_backups,
@@ -137,7 +143,8 @@ def test_huge_and_deeply_nested_sidecars_mark_a_backup_untrusted_and_break_no_pa
         assert len(page) < MiB and "N" * 100 not in page  # the note was not read past the cap
     listed = app.test_client().get("/api/setting/backups", headers=token_for("vic"))
     assert listed.status_code == 200
-    assert {b["filename"]: b["hasManifest"] for b in listed.get_json()} == {deep: True, huge: True, pinned: False}
+    rows = {b["filename"]: b for b in listed.get_json()}
+    assert rows[deep]["hasManifest"] and rows[huge]["hasManifest"] and rows[pinned]["pinned"]
 
     for name in (deep, huge):
         response = admin.get(f"/backups/{name}/restore")
@@ -145,5 +152,34 @@ def test_huge_and_deeply_nested_sidecars_mark_a_backup_untrusted_and_break_no_pa
         assert response.status_code == 200, page[-2000:]
         assert '<span class="mark">untrusted</span>' in page
         assert provenance.UNREADABLE_MANIFEST in page and provenance.UNTRUSTED_WARNING in page
-    pinned_page = admin.get(f"/backups/{pinned}/restore")
-    assert pinned_page.status_code == 200 and "it has no manifest" in pinned_page.get_data(as_text=True)
+    assert admin.get(f"/backups/{pinned}/restore").status_code == 200
+
+
+# --------------------------------------------------------------------------- L4: modes of what the console creates
+
+
+def test_the_console_store_and_its_folder_are_created_for_their_owner_only(tmp_path):
+    instance = tmp_path / "new-instance"
+    env = {"INSTANCE_PATH": str(instance), "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/postgres"}
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT, env=child_env(env), capture_output=True, text=True, timeout=120, umask=0o022,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert instance.stat().st_mode & 0o777 == 0o700
+    made = [p for p in instance.iterdir() if p.name.startswith(STORE_FILE)]  # the store, its -wal and -shm
+    assert instance / STORE_FILE in made
+    assert {p.name: p.stat().st_mode & 0o777 for p in made} == {p.name: 0o600 for p in made}
+
+
+def test_quickstart_writes_its_secrets_0600_in_a_0700_folder(tmp_path):
+    from app.quickstart import load_or_create_secrets
+
+    old = os.umask(0o022)
+    try:
+        values = load_or_create_secrets(tmp_path / "instance" / "quickstart.env")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "instance").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "instance" / "quickstart.env").stat().st_mode & 0o777 == 0o600
+    assert values["SECRET_KEY"] in (tmp_path / "instance" / "quickstart.env").read_text()
