@@ -14,10 +14,12 @@ import hashlib
 import hmac
 import secrets
 import time
+import unicodedata
 from typing import TYPE_CHECKING
 
 import pyotp
 import segno
+from sqlalchemy import or_, update
 
 from app import audit
 from app.extensions import db
@@ -36,7 +38,8 @@ def required_for(user: User, settings: Settings) -> bool:
     """REQUIRE_2FA: whether this (local) account must have two-factor codes."""
     if user.is_sso or settings.require_2fa == "none":
         return False
-    return settings.require_2fa == "all" or user.role == "admin"
+    # An admin of one target can restore it and manage its people's work: an admin all the same.
+    return settings.require_2fa == "all" or "admin" in (user.role, *(r.role for r in user.target_roles))
 
 
 def must_enrol(user: User, settings: Settings) -> bool:
@@ -81,6 +84,8 @@ def qr_code_data_uri(user: User, secret: str, settings: Settings) -> str:
 
 def _matching_step(secret: str, code: str, last_step: int | None) -> int | None:
     """The time step `code` belongs to (one step of clock drift either way), unless it was used already."""
+    if not (code.isascii() and code.isdigit() and len(code) == 6):
+        return None  # compare_digest refuses non-ASCII text; no TOTP code is anything but 6 digits
     totp = pyotp.TOTP(secret)
     now_step = int(time.time()) // totp.interval
     for step in (now_step - 1, now_step, now_step + 1):
@@ -107,7 +112,9 @@ def confirm_enrolment(user: User, code: str, settings: Settings, address: str | 
 
 
 def _digits(code: str) -> str:
-    return "".join(code.split())
+    """The code without spaces, any Unicode decimal digit as its ASCII one (some phone keyboards type
+    Arabic-Indic or other digits)."""
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in code if not c.isspace())
 
 
 def _normal_recovery_code(code: str) -> str:
@@ -132,27 +139,54 @@ def _new_recovery_codes(user: User) -> list[str]:
 def check_code(user: User, code: str, settings: Settings, address: str | None) -> str | None:
     """At sign-in: "two-factor code" for a fresh TOTP code, "recovery code" for an unused recovery code, else None.
 
-    Each is accepted once: a TOTP code's time step is remembered, a recovery code is marked used.
+    Each is accepted once, even when the same code arrives in parallel requests: see `_claim_step`
+    and `_spend`.
     """
-    secret = _secret(user, settings)
-    digits = _digits(code)
-    if secret and digits.isdigit() and len(digits) == 6:
-        step = _matching_step(secret, digits, user.totp_last_step)
-        if step is None:
-            return None
-        user.totp_last_step = step
-        db.session.commit()
+    if check_totp(user, code, settings):
         return "two-factor code"
     digest = _recovery_digest(code)
     unused = [r for r in user.recovery_codes if r.used_at is None]
     match = next((r for r in unused if hmac.compare_digest(r.code_hash, digest)), None)
-    if match is None:
+    if match is None or not _spend(match):
         return None
-    match.used_at = utcnow()
-    db.session.commit()
     audit.record("2fa.recovery-code", "ok", username=user.username, target=user.username,
                  detail=f"{len(unused) - 1} recovery code(s) left", address=address)  # fmt: skip
     return "recovery code"
+
+
+def check_totp(user: User, code: str, settings: Settings) -> bool:
+    """A fresh code from the authenticator app (not a recovery code), accepted once."""
+    secret = _secret(user, settings)
+    step = _matching_step(secret, _digits(code), user.totp_last_step) if secret else None
+    return step is not None and _claim_step(user, step)
+
+
+def _claim_step(user: User, step: int) -> bool:
+    """Record `step` as used, unless this or a later one was already: one UPDATE whose WHERE holds the
+    old value, so of parallel requests with one code exactly one changes the row (a read, then a
+    write, let 4 to 7 of 8 parallel posts sign in)."""
+    claimed = db.session.execute(
+        update(User)
+        .where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    db.session.refresh(user)
+    return claimed.rowcount == 1
+
+
+def _spend(code: RecoveryCode) -> bool:
+    """Mark a recovery code used unless a parallel request already did (same single UPDATE as above)."""
+    spent = db.session.execute(
+        update(RecoveryCode)
+        .where(RecoveryCode.id == code.id, RecoveryCode.used_at.is_(None))
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    db.session.refresh(code)
+    return spent.rowcount == 1
 
 
 def recovery_codes_left(user: User) -> int:
