@@ -225,6 +225,10 @@ class Settings:
     oidc: OidcSettings | None = None
     local_login: str = "enabled"  # enabled | admins | disabled
     require_2fa: str = "admins"  # none | admins | all: which local accounts must have two-factor codes
+    # A browser session ends after this long without a request (SESSION_IDLE_MINUTES), and this long
+    # after sign-in whatever happens (SESSION_MAX_HOURS).
+    session_idle_minutes: int = 60
+    session_max_hours: int = 12
 
     @property
     def second_factor_key(self) -> bytes:
@@ -308,7 +312,9 @@ class Settings:
             job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 300, minimum=5),
             display_timezone=zone,
             console_database_url=env.get("CONSOLE_DATABASE_URL") or f"sqlite:///{Path(instance, 'console.sqlite3')}",
-            session_cookie_secure=_bool(env, "SESSION_COOKIE_SECURE", False),
+            # Served over HTTPS (PUBLIC_URL says so): Secure cookies and HSTS unless explicitly turned off.
+            session_cookie_secure=_bool(env, "SESSION_COOKIE_SECURE", (env.get("PUBLIC_URL") or "").strip().lower()
+                                        .startswith("https://")),  # fmt: skip
             trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, minimum=0, maximum=10),
             backup_compression=compression,
             restore_jobs=_int(env, "RESTORE_JOBS", os.cpu_count() or 1, minimum=1),
@@ -334,6 +340,8 @@ class Settings:
             target_name=first.name,
             default_target=default,
             encryption_identity_file=env.get("BACKUP_ENCRYPTION_IDENTITY_FILE", "").strip() or None,
+            session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 60, minimum=1, maximum=7 * 24 * 60),
+            session_max_hours=_int(env, "SESSION_MAX_HOURS", 12, minimum=1, maximum=31 * 24),
             **_sign_in(env),
         )
 
