@@ -12,7 +12,7 @@ from app import audit, second_factor, services
 from app.extensions import db
 from app.models import User, utcnow
 from app.ratelimit import FailureLimit
-from app.web.auth import client_address, end_session, failure_limit, start_session
+from app.web.auth import client_address, end_session, failure_limit, proven_now, start_session
 from app.web.auth.forms import CodeForm, LoginForm, safe_next
 
 bp = Blueprint("auth", __name__)
@@ -88,7 +88,7 @@ def login():
         username = form.username.data.strip()
         address = client_address()
         per_address, per_username = address_limit(), username_failures()
-        wait = per_address.blocked_for(address)
+        wait = per_address.take(address)  # counted before the check: parallel guesses cannot all pass
         if wait:
             refuse_for_a_while(wait, username, address)
             return login_page(form, 429)
@@ -96,7 +96,8 @@ def login():
         user = db.session.execute(db.select(User).where(User.username == username)).scalar_one_or_none()
         matches = password_matches(user, form.password.data)  # a disabled user costs the same check
         if user and user.active and matches:
-            per_username.reset(username.lower())  # not the address: a valid account must not reset it
+            per_address.give_back(address)  # this one attempt only: a valid account must not reset it
+            per_username.reset(username.lower())
             if services.settings().local_login == "admins" and user.role != "admin":
                 audit.record("login", "refused", username=user.username, address=address,
                              detail="sign-in with a password is for admins only (LOCAL_LOGIN=admins)")  # fmt: skip
@@ -107,7 +108,6 @@ def login():
                 session[PENDING_KEY] = {"user": user.get_id(), "at": time.time(), "next": form.next.data or ""}
                 return redirect(url_for("auth.code"), 303)
             return signed_in(user, form.next.data, "")
-        per_address.failed(address)
         per_username.failed(username.lower())
         audit.record("login", "failed", username=username, address=address, detail="wrong username or password")
         flash("Wrong username or password.", "error")
@@ -119,6 +119,7 @@ def login():
 
 def signed_in(user: User, next_page: str | None, how: str):
     start_session(user)  # a fresh session at sign-in: no fixation
+    proven_now()  # the password (and code) were just given
     user.last_login_at = utcnow()
     db.session.commit()
     audit.record("login", "ok", username=user.username, address=client_address(), detail=how or None)
@@ -149,22 +150,57 @@ def code():
     if not form.validate_on_submit():
         return render_template("auth/code.html", form=form), 400 if request.method == "POST" else 200
     address = client_address()
-    per_address, per_username, per_account = address_limit(), username_failures(), code_limit()
-    wait = per_address.blocked_for(address) or per_account.blocked_for(str(user.id))
+    wait = take_attempt(user, address)
     if wait:
         refuse_for_a_while(wait, user.username, address)
         return render_template("auth/code.html", form=form), 429
+    per_username = username_failures()
     time.sleep(slowdown_seconds(per_username.count(user.username.lower())))
     kind = second_factor.check_code(user, form.code.data, services.settings(), address)
     if kind is not None:
+        give_back_attempt(user, address)
         per_username.reset(user.username.lower())
-        per_account.reset(str(user.id))
         return signed_in(user, next_page, f"with a {kind}")
-    for limit, part in ((per_address, address), (per_username, user.username.lower()), (per_account, str(user.id))):
-        limit.failed(part)
+    per_username.failed(user.username.lower())
     audit.record("login", "failed", username=user.username, address=address, detail="wrong two-factor code")
     form.code.errors.append("Wrong code (or one that was used already).")
     return render_template("auth/code.html", form=form), 401
+
+
+def take_attempt(user: User, address: str) -> int:
+    """Count a code (or re-entered password) of `user` as failed before checking it, per address and per
+    account; 0 when it may be checked, else the seconds to wait (and nothing counted)."""
+    per_address, per_account = address_limit(), code_limit()
+    wait = per_address.take(address)
+    if not wait:
+        wait = per_account.take(str(user.id))
+        if wait:
+            per_address.give_back(address)
+    return wait
+
+
+def give_back_attempt(user: User, address: str) -> None:
+    """The attempt was right: it does not count against the address, and the account starts afresh."""
+    address_limit().give_back(address)
+    code_limit().reset(str(user.id))
+
+
+def prove_identity(user: User, typed: str) -> str | None:
+    """Inside a session, before a sensitive step (making an API token): None when `typed` is the user's
+    password or a fresh code from their app, else why not. Wrong answers count as failed sign-ins, so a
+    stolen session cannot use this to guess the password."""
+    address = client_address()
+    wait = take_attempt(user, address)
+    if wait:
+        audit.record("reauth", "rate-limited", username=user.username, address=address)
+        return f"Too many failed attempts. Try again in {-(-wait // 60)} minute(s)."
+    settings = services.settings()
+    if user.check_password(typed) or (user.has_second_factor and second_factor.check_totp(user, typed, settings)):
+        give_back_attempt(user, address)
+        proven_now()
+        return None
+    audit.record("reauth", "failed", username=user.username, address=address, detail="wrong password or code")
+    return "That is neither your password nor a current code from your app."
 
 
 @bp.route("/logout", methods=["POST"])
