@@ -3,12 +3,15 @@
 Every change is audited. The last active admin can be neither disabled nor demoted, nor can the
 last active local admin (the password form is the way in when the identity provider is down), so
 the console can never lock itself out. A new password, a new role, disabling or enabling ends every
-session the user has open (`end_sessions`); their API tokens stay, unless the user is disabled.
+session the user has open (`end_sessions`). A new password and "Sign out everywhere" also revoke the
+user's API tokens (`revoke_tokens`): whoever took a session or the old password may have made one.
+A disabled user's tokens stop working while they are disabled.
 """
 
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from datetime import datetime, timedelta
 
 from app import audit
@@ -39,13 +42,26 @@ def password_problem(password: str) -> str | None:
 def username_problem(username: str) -> str | None:
     if not username or len(username) > 64 or any(c.isspace() or not c.isprintable() for c in username):
         return "the username must be 1 to 64 printable characters without spaces"
-    if find_user(username) is not None:
-        return f"a user named {username!r} already exists"
+    holder = lookalike_of(username)
+    if holder is not None:  # also "Ada" next to "ada": two names that people cannot tell apart
+        return f"a user named {holder.username!r} already exists"
     return None
 
 
 def find_user(username: str) -> User | None:
     return db.session.execute(db.select(User).where(User.username == username)).scalar_one_or_none()
+
+
+def username_key(username: str) -> str:
+    """What two usernames must not share: compatibility forms folded (NFKC) and case ignored."""
+    return unicodedata.normalize("NFKC", username).casefold()
+
+
+def lookalike_of(username: str, besides: User | None = None) -> User | None:
+    """Another user whose name differs from `username` only in case or Unicode form ("RTADMIN", "ｒｔadmin")."""
+    key = username_key(username)
+    everyone = db.session.execute(db.select(User)).scalars()  # a console has tens of people, not millions
+    return next((u for u in everyone if u is not besides and username_key(u.username) == key), None)
 
 
 def create_user(username: str, role: str, password: str | None, created_by: str) -> User:
@@ -77,12 +93,22 @@ def end_sessions(user: User) -> int:
     return len(open_sessions)
 
 
+def revoke_tokens(user: User) -> int:
+    """Revoke every API token of `user` that still works (the caller commits); returns how many."""
+    now = utcnow()
+    live = [t for t in user.tokens if t.revoked_at is None and (t.expires_at is None or t.expires_at > now)]
+    for token in live:
+        token.revoked_at = now
+    return len(live)
+
+
 def sign_out_everywhere(user: User, address: str | None) -> None:
-    """The user's own "Sign out everywhere": every browser, this one included; API tokens keep working."""
-    ended = end_sessions(user)
+    """The user's own "Sign out everywhere": every browser, this one included, and every API token
+    (a stolen session could have made one)."""
+    ended, revoked = end_sessions(user), revoke_tokens(user)
     db.session.commit()
     audit.record("logout-everywhere", "ok", username=user.username, target=user.username,
-                 detail=f"{ended} open session(s) ended", address=address)  # fmt: skip
+                 detail=f"{ended} open session(s) ended, {revoked} API token(s) revoked", address=address)  # fmt: skip
 
 
 def _lockout(user: User) -> str | None:
@@ -173,14 +199,23 @@ def set_password(user: User, password: str, changed_by: str) -> None:
     user.reset_token_hash = None
     user.reset_expires_at = None
     end_sessions(user)  # whoever knew the old password may be signed in somewhere
+    revoked = revoke_tokens(user)  # ... or have made a token with it
     db.session.commit()
-    audit.record("user.password", "ok", username=changed_by, target=user.username)
+    audit.record("user.password", "ok", username=changed_by, target=user.username,
+                 detail=f"{revoked} API token(s) revoked" if revoked else None)  # fmt: skip
 
 
-def create_token(user: User, name: str, role: str | None, expires_at: datetime | None, created_by: str) -> str:
-    """A new API token, returned once. Its role can be lower than its owner's, never higher."""
-    if role is not None and ROLES.index(role) > ROLES.index(user.role):
-        raise PeopleError(f"a token cannot have a higher role than its owner ({user.role})")
+def create_token(user: User, name: str, role: str | None, expires_at: datetime | None, created_by: str,
+                 cap: str | None = None) -> str:  # fmt: skip
+    """A new API token, returned once. Its role can be lower than `cap` (default: its owner's role), never
+    higher: a session or token acting as less than its owner makes tokens of no more than that."""
+    if (cap or user.role) not in ROLES:
+        raise PeopleError("this session may not make tokens")
+    cap = min(cap or user.role, user.role, key=ROLES.index)
+    if role is None and cap != user.role:
+        role = cap
+    if role is not None and ROLES.index(role) > ROLES.index(cap):
+        raise PeopleError(f"a token cannot have a higher role than {cap}")
     token, plain = ApiToken.issue(user, name=name, expires_at=expires_at, role=role)
     db.session.add(token)
     db.session.commit()

@@ -79,7 +79,7 @@ def audit_rows(app, action: str) -> list:
 
 def test_groups_map_to_the_highest_role_and_the_flow_uses_pkce_state_and_nonce(sso_app, oidc_provider):
     oidc_provider.set_user("u-1", preferred_username="alice", email="alice@example.com", groups=["developers", "dba"])
-    oidc_provider.set_user("u-2", email="bob@example.com", groups=["developers", "marketing"])
+    oidc_provider.set_user("u-2", email="bob@example.com", email_verified=True, groups=["developers", "marketing"])
     alice = sso_app.test_client()
     login_page = alice.get("/login").get_data(as_text=True)
     assert "Sign in with SSO" in login_page

@@ -122,14 +122,32 @@ def callback():
     return redirect(safe_next(next_page) or url_for("backups.index"))
 
 
+# What the provider's `error` codes (RFC 6749 4.1.2.1, OpenID Connect Core 3.1.2.6) mean, in our words.
+# The callback's `error` and `error_description` come from the address bar, so anyone can send a link
+# that fills them: they are never shown, only mapped to fixed text.
+PROVIDER_ERRORS = {
+    "access_denied": "the sign-in was denied at the identity provider",
+    "login_required": "the identity provider needs you to sign in there first",
+    "interaction_required": "the identity provider needs you to sign in there first",
+    "consent_required": "the identity provider needs your consent first",
+    "account_selection_required": "the identity provider needs you to choose an account",
+    "temporarily_unavailable": "the identity provider is busy; try again in a few minutes",
+    "server_error": "the identity provider had an error",
+    "invalid_scope": "the identity provider refused the requested scopes (an admin must check OIDC_SCOPES)",
+    "unauthorized_client": "the identity provider does not let this console sign people in (check its client)",
+    "invalid_client": "the identity provider does not know this console's client (check OIDC_CLIENT_ID)",
+    "invalid_grant": "the sign-in code was refused (expired or already used); start again",
+}
+
+
 def _why(exc: Exception) -> str:
-    """One line for the person and the audit log; never the token itself."""
+    """One line for the person and the audit log; never the token, and never text the request chose."""
     from authlib.integrations.base_client import OAuthError
 
     if isinstance(exc, OAuthError):
         if exc.error == "mismatching_state":
             return "the sign-in request is not one this browser started (state mismatch); start again"
-        return f"the provider answered {exc.error}" + (f" ({exc.description})" if exc.description else "")
+        return PROVIDER_ERRORS.get(str(exc.error), "the identity provider refused the sign-in")
     name = getattr(exc, "error", None) or type(exc).__name__
     description = getattr(exc, "description", None) or ""
     return f"the ID token was refused: {name}" + (f" ({description})" if description else "")
