@@ -13,6 +13,7 @@ import pytest
 from app.extensions import db
 from app.models import ApiToken, AuditEvent, User, utcnow
 from tests.helpers import PASSWORD, AuthActions, post, sign_in, user_named
+from tests.test_sessions import use_set_password_link
 
 pytestmark = pytest.mark.web_only  # sign-in, roles and forms: the target database is never reached
 
@@ -40,19 +41,17 @@ def test_an_added_user_without_a_password_gets_a_one_time_link(app, admin):
     client, auth = admin
     page = post(client, auth, "/users", {"username": "vic", "role": "viewer", "password": ""}, page="/users")
     link = re.search(
-        r'<code id="set-password-link">http://localhost(/set-password/[^<]+)</code>', page.get_data(as_text=True)
+        r'<code id="set-password-link">http://localhost(/set-password/#[^<]+)</code>', page.get_data(as_text=True)
     )
     assert link, page.get_data(as_text=True)
     visitor = app.test_client()
-    form = visitor.get(link.group(1))
-    assert form.status_code == 200 and "Set the password of vic" in form.get_data(as_text=True)
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form.get_data(as_text=True)).group(1)
-    short = visitor.post(link.group(1), data={"new": "short", "repeat": "short", "csrf_token": token})
+    form = visitor.get("/set-password/")  # what the browser asks for: the secret after '#' is never sent
+    assert form.status_code == 200 and "Set your password" in form.get_data(as_text=True)
+    short = use_set_password_link(visitor, link.group(1), "short")
     assert short.status_code == 400 and "at least 10 characters" in short.get_data(as_text=True)
-    done = visitor.post(link.group(1), data={"new": "vic's new password", "repeat": "vic's new password",
-                                             "csrf_token": token})  # fmt: skip
+    done = use_set_password_link(visitor, link.group(1), "vic's new password")
     assert done.status_code == 303
-    assert visitor.get(link.group(1)).status_code == 404  # used once, gone
+    assert use_set_password_link(visitor, link.group(1), "another password 1").status_code == 404  # used once, gone
     assert AuthActions(app.test_client()).login("vic", "vic's new password").status_code == 302
 
 

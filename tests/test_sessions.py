@@ -46,9 +46,18 @@ def olga(app, make_user):
 
 def set_password_link(client, auth, user_id: int) -> str:
     page = post(client, auth, f"/users/{user_id}/reset", page="/users").get_data(as_text=True)
-    match = re.search(r'<code id="set-password-link">http://localhost(/set-password/[^<]+)</code>', page)
+    match = re.search(r'<code id="set-password-link">http://localhost(/set-password/#[^<]+)</code>', page)
     assert match, page
     return match.group(1)
+
+
+def use_set_password_link(visitor, link: str, new: str, repeat: str | None = None):
+    """What the page's script does with a link (path#secret): open the path (the browser never sends the
+    fragment), then post the secret from the fragment with the new password."""
+    path, _, secret = link.partition("#")
+    token = AuthActions(visitor).csrf_token(path)
+    return visitor.post(path, data={"secret": secret, "new": new, "repeat": new if repeat is None else repeat,
+                                    "csrf_token": token})  # fmt: skip
 
 
 # --------------------------------------------------------------------------- each event ends a second session
@@ -61,7 +70,8 @@ def test_changing_my_password_ends_my_other_sessions_but_not_this_one(app, olga)
     assert changed.status_code == 303
     assert_signed_out(other, "/account")
     page = client.get("/account")  # the browser that changed it goes on, and says what happened
-    assert page.status_code == 200 and "You are signed out everywhere else." in page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "You are signed out everywhere else, and your API tokens are revoked." in page.get_data(as_text=True)
     assert_signed_in(client, "olga")
     assert AuthActions(app.test_client()).login("olga", NEW_PASSWORD).status_code == 302
 
@@ -70,9 +80,7 @@ def test_using_a_set_password_link_ends_every_session(app, admin, olga):
     (client, _), (other, _) = olga
     link = set_password_link(*admin, user_named(app, "olga").id)
     assert_signed_in(client, "olga")  # issuing the link ends nothing; using it does
-    visitor = app.test_client()
-    token = AuthActions(visitor).csrf_token(link)
-    done = visitor.post(link, data={"new": NEW_PASSWORD, "repeat": NEW_PASSWORD, "csrf_token": token})
+    done = use_set_password_link(app.test_client(), link, NEW_PASSWORD)
     assert done.status_code == 303
     assert_signed_out(client)
     assert_signed_out(other, "/account")
@@ -115,7 +123,7 @@ def test_sign_out_everywhere_ends_every_session_and_is_audited(app, olga):
     with app.app_context():
         event = AuditEvent.query.filter_by(action="logout-everywhere").one()
         assert (event.username, event.target, event.outcome) == ("olga", "olga", "ok")
-        assert event.detail == "2 open session(s) ended" and event.address == "127.0.0.1"
+        assert event.detail == "2 open session(s) ended, 0 API token(s) revoked" and event.address == "127.0.0.1"
         assert PASSWORD not in f"{event.detail} {event.target}"
 
 
@@ -191,12 +199,16 @@ def test_sign_ins_past_the_cookie_lifetime_are_forgotten_at_the_next_sign_in(app
 # --------------------------------------------------------------------------- API tokens
 
 
-def test_an_api_token_still_works_after_sign_out_everywhere(app, olga, token_for):
+def test_sign_out_everywhere_revokes_api_tokens_too(app, olga, token_for):
+    """Issue 29, M7: a token made with a stolen cookie survived "Sign out everywhere"."""
     (client, auth), _ = olga
     headers = token_for("olga")
+    assert app.test_client().get("/api/setting/backups", headers=headers).status_code == 200
     post(client, auth, "/account/sign-out-everywhere", page="/account")
     assert_signed_out(client)
-    assert app.test_client().get("/api/setting/backups", headers=headers).status_code == 200
+    assert app.test_client().get("/api/setting/backups", headers=headers).status_code == 401
+    with app.app_context():
+        assert AuditEvent.query.filter_by(action="logout-everywhere").one().detail.endswith("1 API token(s) revoked")
 
 
 def test_a_disabled_users_token_is_refused(app, admin, olga, token_for):

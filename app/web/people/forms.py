@@ -54,7 +54,7 @@ class ActionForm(FlaskForm):
     submit = SubmitField("Go")
 
 
-class SetPasswordForm(FlaskForm):
+class NewPasswordForm(FlaskForm):
     new = PasswordField("New password", validators=[DataRequired(), strong_password])
     repeat = PasswordField(
         "Repeat the new password", validators=[DataRequired(), EqualTo("new", "The passwords differ.")]
@@ -62,7 +62,14 @@ class SetPasswordForm(FlaskForm):
     submit = SubmitField("Set password")
 
 
-class ChangePasswordForm(SetPasswordForm):
+class SetPasswordForm(NewPasswordForm):
+    # The one-time secret travels in the link's #fragment (never sent to the server, so never in an
+    # access log); set_password.js copies it here, or the person pastes it when scripts are off.
+    secret = StringField("Set-password code (the part of the link after #)",
+                         validators=[DataRequired(), Length(max=100)])  # fmt: skip
+
+
+class ChangePasswordForm(NewPasswordForm):
     current = PasswordField("Current password", validators=[DataRequired()])
     submit = SubmitField("Change password")
 
@@ -70,15 +77,20 @@ class ChangePasswordForm(SetPasswordForm):
 class TokenForm(FlaskForm):
     name = StringField("What the token is for", validators=[DataRequired(), Length(max=80)])
     role = SelectField("Role")
+    # Asked unless this browser gave the password in the last few minutes: a stolen session cookie
+    # alone must not make a token that outlives the session.
+    proof = PasswordField("Your password (or a code from your authenticator app)",
+                          validators=[Optional(strip_whitespace=False), Length(max=256)])  # fmt: skip
     # 90 days unless the owner clears it: a forgotten token should not work for ever.
     expires_days = IntegerField(
         "Expires after (days, empty for never)", default=90, validators=[Optional(), NumberRange(1, 3650)]
     )
     submit = SubmitField("Create token")
 
-    def __init__(self, owner_role: str, *args, **kwargs):
+    def __init__(self, up_to: str, *args, **kwargs):
+        """`up_to`: the highest role the asker acts as now (a session's, or a token's cap)."""
         super().__init__(*args, **kwargs)
-        self.role.choices = list(ROLES[: ROLES.index(owner_role) + 1])
+        self.role.choices = list(ROLES[: ROLES.index(up_to) + 1])
         if not self.role.data:
             self.role.data = ROLES[0]  # the least a token can do, unless its owner asks for more
 

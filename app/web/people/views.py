@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -10,7 +10,16 @@ from flask_login import current_user
 from app import audit, people, second_factor, services
 from app.extensions import db
 from app.models import ApiToken, User, utcnow
-from app.web.auth import client_address, end_session, role_required, start_session
+from app.web.auth import (
+    acting_role,
+    client_address,
+    end_session,
+    proven_now,
+    proven_recently,
+    role_required,
+    start_session,
+)
+from app.web.auth.views import prove_identity
 from app.web.forms import require_submitted
 from app.web.people.forms import (
     ROLE_CHOICES,
@@ -32,7 +41,8 @@ def user_or_404(user_id: int) -> User:
 
 
 def set_password_url(secret: str) -> str:
-    return url_for("people.set_password", secret=secret, _external=True)
+    """The secret goes after '#': browsers never send the fragment, so no access log or proxy sees it."""
+    return url_for("people.set_password", _external=True) + "#" + secret
 
 
 @bp.route("/users", methods=["GET", "POST"])
@@ -128,25 +138,29 @@ def reset_second_factor(user_id: int):
     return redirect(url_for("people.users"), 303)
 
 
-@bp.route("/set-password/<secret>", methods=["GET", "POST"])
-def set_password(secret: str):
-    user = people.user_for_set_password(secret)
-    if user is None:
-        abort(404, "this link is unknown, used or expired; ask an admin for a new one")
+@bp.route("/set-password/", methods=["GET", "POST"])
+def set_password():
+    """Where a set-password link leads; the secret comes in the form (see SetPasswordForm), never the URL."""
     form = SetPasswordForm()
     if form.validate_on_submit():
+        user = people.user_for_set_password(form.secret.data.strip())
+        if user is None:
+            abort(404, "this link is unknown, used or expired; ask an admin for a new one")
         people.set_password(user, form.new.data, changed_by=user.username)
         end_session()  # whoever is signed in in this browser signs in again, with the new password
         flash("Your password is set. Sign in with it.", "ok")
         return redirect(url_for("auth.login"), 303)
-    return render_template("people/set_password.html", form=form, user=user), 400 if request.method == "POST" else 200
+    return render_template("people/set_password.html", form=form), 400 if request.method == "POST" else 200
 
 
 @bp.route("/account", methods=["GET", "POST"])
 @role_required("viewer")
 def account():
+    me = current_user._get_current_object()
+    up_to = acting_role()  # a session (or token) acting as less than its owner makes no more than that
     password_form = ChangePasswordForm(prefix="pw")
-    token_form = TokenForm(current_user.role, prefix="token")
+    token_form = TokenForm(up_to, prefix="token")
+    needs_proof = not me.is_sso and not proven_recently()
     new_token = None
     status = 200
     if request.method == "POST" and "pw-submit" in request.form and current_user.is_sso:
@@ -154,22 +168,23 @@ def account():
     if request.method == "POST" and "pw-submit" in request.form:
         if password_form.validate_on_submit():
             if current_user.check_password(password_form.current.data):
-                me = current_user._get_current_object()
                 people.set_password(me, password_form.new.data, me.username)
                 start_session(me)  # every other session ended; this one goes on, under a new id
-                flash("Your password is changed. You are signed out everywhere else.", "ok")
+                proven_now()
+                flash("Your password is changed. You are signed out everywhere else, and your API tokens "
+                      "are revoked.", "ok")  # fmt: skip
                 return redirect(url_for("people.account"), 303)
             password_form.current.errors.append("That is not your current password.")
             audit.record("user.password", "refused", username=current_user.username, detail="wrong current password",
                          address=client_address())  # fmt: skip
         status = 400
     elif request.method == "POST" and "token-submit" in request.form:
-        if token_form.validate_on_submit():
+        if token_form.validate_on_submit() and token_proof_given(me, token_form, needs_proof):
+            needs_proof = False
             days = token_form.expires_days.data
-            expires = utcnow() + timedelta(days=days) if days else None
-            new_token = people.create_token(
-                current_user, token_form.name.data, token_form.role.data, expires, current_user.username
-            )
+            expires = token_expiry(me, utcnow() + timedelta(days=days) if days else None)
+            new_token = people.create_token(me, token_form.name.data, token_form.role.data, expires, me.username,
+                                            cap=up_to)  # fmt: skip
         else:
             status = 400
     tokens = (
@@ -181,10 +196,33 @@ def account():
     )
     return render_template(
         "people/account.html", password_form=password_form, token_form=token_form, tokens=tokens,
-        new_token=new_token, action_form=ActionForm(), now=utcnow(),
+        new_token=new_token, action_form=ActionForm(), now=utcnow(), needs_proof=needs_proof,
+        oidc_hours=services.settings().oidc.session_hours if me.is_sso and services.settings().oidc else None,
         codes_left=second_factor.recovery_codes_left(current_user),
         second_factor_required=second_factor.required_for(current_user, services.settings()),
     ), status  # fmt: skip
+
+
+def token_proof_given(me: User, form: TokenForm, needed: bool) -> bool:
+    """A local user makes a token only with their password (or a code) given in the last few minutes."""
+    if not needed:
+        return True
+    problem = prove_identity(me, form.proof.data) if form.proof.data else "Give your password (or a code) first."
+    if problem:
+        form.proof.errors.append(problem)
+        audit.record("token.create", "refused", username=me.username, target=me.username, detail=problem,
+                     address=client_address())  # fmt: skip
+    return problem is None
+
+
+def token_expiry(me: User, asked: datetime | None) -> datetime | None:
+    """A single sign-on user's token ends OIDC_SESSION_HOURS after their last sign-in at the latest (and
+    stops there in any case: app/web/auth); shown so on the page."""
+    oidc = services.settings().oidc
+    if not me.is_sso or oidc is None:
+        return asked
+    bound = (me.last_login_at or utcnow()) + timedelta(hours=oidc.session_hours)
+    return min(asked, bound) if asked else bound
 
 
 @bp.route("/account/two-factor", methods=["GET", "POST"])
@@ -220,7 +258,7 @@ def sign_out_everywhere():
     require_submitted(ActionForm())
     people.sign_out_everywhere(current_user._get_current_object(), client_address())
     end_session()
-    flash("Signed out everywhere, this browser included. Your API tokens still work.", "info")
+    flash("Signed out everywhere, this browser included. Your API tokens are revoked.", "info")
     return redirect(url_for("auth.login"), 303)
 
 
