@@ -10,7 +10,8 @@ whose `status` the web layer answers with (400/403/404/409/429/503) in one place
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from redis import Redis
@@ -20,8 +21,8 @@ from app.domain import catalog, provenance
 from app.domain.alerts import Delivery, deliver, notification_test_alert
 from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
+from app.domain.naming import Owner
 from app.domain.restore import RestoreRefused, passkey_matches, require_recent_backup
-from app.jobs import history
 from app.jobs.queue import JobRefused, start_job
 from app.listing_cache import listing_cache
 from app.ratelimit import FailureLimit
@@ -44,11 +45,16 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who asks: a person (with the role they act with, a token's cap applied) or the scheduler."""
+    """Who asks: a person (with the role they act with, a token's cap applied) or the scheduler.
+
+    `roles` are the roles they act with on each target by name, where that differs by target (a
+    backup in a store two targets share belongs to one of them); None: `role` on every target.
+    """
 
     username: str
     role: str
     address: str | None = None
+    roles: Mapping[str, str] | None = field(default=None, compare=False)
 
     @classmethod
     def scheduler(cls) -> Actor:
@@ -56,6 +62,11 @@ class Actor:
 
     def may(self, role: str) -> bool:
         return ROLES.index(self.role) >= ROLES.index(role)
+
+    def may_on(self, target: str, role: str) -> bool:
+        """At least `role` on `target` (never on a target hidden from them by role "none")."""
+        held = self.role if self.roles is None else self.roles.get(target, self.role)
+        return held in ROLES and ROLES.index(held) >= ROLES.index(role)
 
 
 @dataclass(frozen=True)
@@ -78,15 +89,13 @@ def failure_limit(using: Collaborators, name: str, allowed: int, window_seconds:
     return FailureLimit(using.redis, using.settings.redis_namespace, name, allowed, window_seconds)
 
 
-def _start(using: Collaborators, kind: str, requested_by: str, *, filename: str | None = None,
-           scheduled: bool = False, **options: bool) -> str:  # fmt: skip
-    """Enqueue (lock taken by start_job), then record the job in the console store for /activity."""
-    settings = using.settings
-    job_id = start_job(settings, using.redis, kind, requested_by, filename=filename, scheduled=scheduled, **options)
-    history.enqueued(job_id, kind=kind, environment=settings.app_env, database=settings.target.dbname,
-                     requested_by=requested_by, filename=filename, scheduled=scheduled,
-                     target=settings.target_name or None)  # fmt: skip
-    return job_id
+def _start(using: Collaborators, kind: str, requested_by: str, *, backup: Backup | None = None,
+           origin: provenance.Provenance | None = None, scheduled: bool = False, **options: bool) -> str:  # fmt: skip
+    """Take the lock, record the request and enqueue (`start_job`). A restore or verify carries what was
+    confirmed: the file's size and, when its manifest is signed, the sha256 that manifest gives."""
+    return start_job(using.settings, using.redis, kind, requested_by, filename=backup.filename if backup else None,
+                     scheduled=scheduled, archive_sha256=origin.sha256 if origin else None,
+                     size=backup.size if backup else None, **options)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- backups
@@ -106,15 +115,37 @@ def request_backup(actor: Actor, using: Collaborators, *, scheduled: bool = Fals
 
 
 def backup_for(actor: Actor, using: Collaborators, filename: str, action: str) -> Backup:
-    """The listed backup, if `actor` may `action` it: another environment's backups need an admin."""
+    """The listed backup, if `actor` may `action` it: another environment's backups need an admin, and a
+    backup of another target (a store two targets share) the role `action` needs on that target too."""
     backup = using.backups.find(filename)
     if backup is None:
         raise Refused("no such backup", 404)
+    require_role_on_owner(actor, using, backup, action)
     if not using.backups.is_ours(backup) and not actor.may("admin"):
         owner = f"{backup.app_name or 'unknown'}/{backup.environment or 'unknown'}"
         raise Refused(f"{filename} belongs to another environment ({owner}, not {using.backups.owner}); "
                       f"only an admin may {action} it", 403)  # fmt: skip
     return backup
+
+
+ROLE_FOR = {"download": "operator", "pin": "operator", "unpin": "operator", "verify": "operator", "restore": "admin"}
+
+
+def owning_target(settings: Settings, backup: Backup) -> str | None:
+    """The target whose app name and environment `backup`'s name carries; None for a file of no target."""
+    for target in settings.targets:
+        if Owner(target.app_name, target.app_env).owns(backup):
+            return target.name
+    return None
+
+
+def require_role_on_owner(actor: Actor, using: Collaborators, backup: Backup, action: str) -> None:
+    """Refuse (404, as for a hidden target) a backup of a target on which `actor` lacks the role `action` needs."""
+    if using.backups.is_ours(backup):
+        return
+    owner = owning_target(using.settings, backup)
+    if owner is not None and not actor.may_on(owner, ROLE_FOR.get(action, "admin")):
+        raise Refused("no such backup", 404)
 
 
 # --------------------------------------------------------------------------- restore tests
@@ -128,7 +159,7 @@ def request_verify(actor: Actor, using: Collaborators, filename: str) -> str:
     try:
         if not origin.trusted and not admin:
             raise Refused(f"{filename} is not trusted ({origin.reason}); only an admin may verify it", 403)
-        return _enqueue_verify(actor, using, backup, trusted_only=not admin, note=origin.audit_note)
+        return _enqueue_verify(actor, using, backup, origin, trusted_only=not admin)
     except Refused as exc:
         audit.record("verify", "refused", username=actor.username, target=filename, detail=str(exc),
                      address=actor.address)  # fmt: skip
@@ -144,19 +175,20 @@ def request_scheduled_verify(using: Collaborators) -> str | None:
     if newest is None:
         return None
     try:
-        return _enqueue_verify(Actor.scheduler(), using, newest, trusted_only=True, note=None)
+        return _enqueue_verify(Actor.scheduler(), using, newest, using.backups.provenance(newest), trusted_only=True)
     except Refused as exc:
         audit.record("verify", "refused", username="scheduler", target=newest.filename, detail=str(exc))
         raise
 
 
-def _enqueue_verify(actor: Actor, using: Collaborators, backup: Backup, *, trusted_only: bool, note: str | None) -> str:
+def _enqueue_verify(actor: Actor, using: Collaborators, backup: Backup, origin: provenance.Provenance, *,
+                    trusted_only: bool) -> str:  # fmt: skip
     try:
-        job_id = _start(using, "verify", actor.username, filename=backup.filename, trusted_only=trusted_only)
+        job_id = _start(using, "verify", actor.username, backup=backup, origin=origin, trusted_only=trusted_only)
     except JobRefused as exc:
         raise Refused(str(exc), exc.status) from None
     audit.record("verify", "requested", username=actor.username, target=backup.filename, job_id=job_id,
-                 address=actor.address, detail=note)  # fmt: skip
+                 address=actor.address, detail=origin.audit_note)  # fmt: skip
     return job_id
 
 
@@ -188,18 +220,19 @@ def restorable(using: Collaborators, filename: str) -> tuple[Backup, list[Backup
 def request_restore(actor: Actor, using: Collaborators, filename: str, passkey: str) -> str:
     """Check every guard in order, then enqueue; audits each attempt, never the passkey."""
     try:
-        job_id, backup = _guarded_restore(actor, using, filename, passkey)
+        job_id, origin = _guarded_restore(actor, using, filename, passkey)
     except Refused as exc:
         audit.record("restore", "refused", username=actor.username, target=filename[:255], detail=str(exc),
                      address=actor.address)  # fmt: skip
         raise
-    origin = provenance.provenance_in(using.backups.storage, backup, using.settings.signing_key)
     audit.record("restore", "requested", username=actor.username, target=filename, job_id=job_id,
                  address=actor.address, detail=origin.audit_note)  # fmt: skip
     return job_id
 
 
-def _guarded_restore(actor: Actor, using: Collaborators, filename: str, passkey: str) -> tuple[str, Backup]:
+def _guarded_restore(
+    actor: Actor, using: Collaborators, filename: str, passkey: str
+) -> tuple[str, provenance.Provenance]:
     settings = using.settings
     if not actor.may("admin"):
         raise Refused(f"restore needs the admin role; you act as {actor.role}", 403)
@@ -207,6 +240,7 @@ def _guarded_restore(actor: Actor, using: Collaborators, filename: str, passkey:
         where = f"target {settings.target_name}" if settings.several_targets else "this console"
         raise Refused(f"restore is disabled: no RESTORE_PASSKEY is configured for {where}", 503)
     backup, listed = restorable(using, filename)
+    require_role_on_owner(actor, using, backup, "restore")
     limit, everyone = passkey_limit(using), environment_passkey_limit(using)
     passkey_of = settings.target_name or settings.app_env
     wait = everyone.blocked_for(passkey_of) or limit.blocked_for(actor.username, actor.address or "unknown")
@@ -219,7 +253,9 @@ def _guarded_restore(actor: Actor, using: Collaborators, filename: str, passkey:
     limit.reset(actor.username, actor.address or "unknown")  # not the console's count: see above
     try:
         recent_backup_required(using, listed)
-        return _start(using, "restore", actor.username, filename=filename), backup
+        # What the admin confirmed, read once here: the job restores this file and no other.
+        origin = using.backups.provenance(backup)
+        return _start(using, "restore", actor.username, backup=backup, origin=origin), origin
     except JobRefused as exc:
         raise Refused(str(exc), 409) from None
 
@@ -227,7 +263,8 @@ def _guarded_restore(actor: Actor, using: Collaborators, filename: str, passkey:
 def recent_backup_required(using: Collaborators, listed: list[Backup]) -> Backup:
     """The seed's rule (a backup of ours from the last N minutes), as a 409 refusal."""
     try:
-        return require_recent_backup(listed, owner=using.backups.owner, minutes=using.settings.recent_check_minutes)
+        return require_recent_backup(listed, owner=using.backups.owner, minutes=using.settings.recent_check_minutes,
+                                     trusted=using.backups.is_trusted)  # fmt: skip
     except RestoreRefused as exc:
         raise Refused(str(exc), 409) from None
 

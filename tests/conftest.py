@@ -182,6 +182,25 @@ def make_app(app_env, monkeypatch):
 
 
 @pytest.fixture
+def console_of(make_app):
+    """(settings, redis, storage) of the console `env` configures, in an app context on its store until the
+    test ends: `start_job` records each request there, and the worker process claims it before it acts."""
+    from app import services
+
+    contexts = []
+
+    def enter(env: dict[str, str]):
+        context = make_app(**env).app_context()
+        context.push()
+        contexts.append(context)
+        return services.settings(), services.redis(), services.storage()
+
+    yield enter
+    for context in reversed(contexts):
+        context.pop()
+
+
+@pytest.fixture
 def app(make_app):
     return make_app()
 

@@ -5,6 +5,7 @@ processes, signing in, and waiting for jobs. Fixtures stay in conftest.py and bu
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import signal
@@ -142,12 +143,14 @@ def run_jobs_for(app, max_jobs: int | None = None):
     from rq import SimpleWorker
 
     from app.jobs import runtime
-    from app.jobs.queue import worker_queues
+    from app.jobs.queue import worker_options, worker_queues
     from app.services import redis, settings
 
     with app.app_context():
         runtime.configure(app)
-        SimpleWorker(worker_queues(settings(), redis()), connection=redis()).work(burst=True, max_jobs=max_jobs)
+        SimpleWorker(worker_queues(settings(), redis()), connection=redis(), **worker_options()).work(
+            burst=True, max_jobs=max_jobs
+        )
 
 
 def child_env(env: dict[str, str]) -> dict[str, str]:
@@ -347,13 +350,26 @@ def storage_of(app):
     return storage_for(app.config["SETTINGS"])
 
 
-def old_backups(app, days, env="staging"):
-    """Backups (a few bytes each) named as if made `days` days ago."""
+def put_signed_backup(app, name: str, data: bytes = b"old", **manifest) -> None:
+    """A backup file with a manifest signed by `app`'s key, as one of the team's consoles writes it: trusted."""
+    from app.domain import catalog, provenance
+
+    storage = storage_of(app)
+    storage.put_bytes(name, data)
+    fields = {"filename": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), **manifest}
+    catalog.write_manifest(storage, name, provenance.sign(fields, app.config["SETTINGS"].signing_key))
+
+
+def old_backups(app, days, env="staging", signed: bool = True):
+    """Backups (a few bytes each) named as if made `days` days ago; `signed`: with a signed manifest."""
     storage = storage_of(app)
     storage.check()
     names = [backup_filename("pharmatracker", env, datetime.now(UTC) - timedelta(days=d, hours=1), IST) for d in days]
     for name in names:
-        storage.put_bytes(name, b"old")
+        if signed:
+            put_signed_backup(app, name)
+        else:
+            storage.put_bytes(name, b"old")
     return names
 
 

@@ -231,9 +231,7 @@ def test_a_failed_backup_is_delivered_within_seconds_to_json_and_mailto(app_env,
 
 def test_a_failing_channel_leaves_the_jobs_outcome_as_it_was(make_app, receiver):
     """The restore finishes, its "restore-finished" alert fails three times, and the restore is still finished."""
-    from rq.job import Job
-
-    from app.jobs.queue import job_status, notify_queue, start_job
+    from app.jobs.queue import fetch_job, job_status, notify_queue, start_job
     from app.services import redis, settings
 
     receiver.default = 503
@@ -249,7 +247,7 @@ def test_a_failing_channel_leaves_the_jobs_outcome_as_it_was(make_app, receiver)
     with app.app_context():
         restore = job_status(redis(), restore_id)
         [delivery_id] = notify_queue(settings(), redis()).finished_job_registry.get_job_ids()
-        delivery = Job.fetch(delivery_id, connection=redis())
+        delivery = fetch_job(redis(), delivery_id)
         assert restore["status"] == "finished" and restore["error"] is None
         assert restore["result"]["filename"] == filename
         [outcome] = delivery.return_value()

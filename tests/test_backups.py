@@ -28,6 +28,7 @@ from tests.helpers import (
     leftovers,
     new_name,
     operator_headers,
+    put_signed_backup,
     run_jobs_for,
     storage_of,
     wait_for,
@@ -165,8 +166,7 @@ def test_retention_keeps_the_newest_of_this_environment_only(make_app, run_jobs,
     production = [backup_filename("pharmatracker", "production", now - timedelta(days=d), zone) for d in (5, 6, 7, 8)]
     other_app = backup_filename("billing", "staging", now - timedelta(days=9), zone)
     for name in [*staging_old, *production, other_app]:
-        storage.put_bytes(name, b"old")
-        storage.put_bytes(name + ".json", b"{}")
+        put_signed_backup(app, name)
 
     result = backup_run_in_process(app)["result"]
     kept = {o.name for o in storage.list_objects()}
@@ -187,7 +187,7 @@ def test_retention_reports_a_failed_delete_and_goes_on(app, tmp_path):
     now = datetime.now(UTC)
     names = [backup_filename("pharmatracker", "staging", now - timedelta(days=d), zone) for d in range(5)]
     for name in names:
-        storage.put_bytes(name, b"x")
+        put_signed_backup(app, name, b"x")
     stuck = Path(storage.folder, names[3])
     subprocess.run(["chattr", "+i", str(stuck)], check=True)  # a real EPERM, even for root
     try:
@@ -197,7 +197,8 @@ def test_retention_reports_a_failed_delete_and_goes_on(app, tmp_path):
         subprocess.run(["chattr", "-i", str(stuck)], check=True)
     assert deleted == [names[2], names[4]]
     assert list(failures) == [names[3]] and "cannot delete" in failures[names[3]]
-    assert sorted(o.name for o in storage.list_objects()) == sorted([names[0], names[1], names[3]])
+    left = sorted(o.name for o in storage.list_objects())
+    assert left == sorted([*(names[i] for i in (0, 1, 3)), *(names[i] + ".json" for i in (0, 1, 3))])
 
 
 @pytest.fixture
@@ -366,19 +367,16 @@ def test_backup_from_the_shell_with_a_real_worker(worker_env, processes, tmp_pat
     assert "Backup finished: pharmatracker-staging-on-" in done.stdout
 
 
-def test_progress_moves_while_a_backup_runs(worker_env, processes, pg_admin, target_db):
+def test_progress_moves_while_a_backup_runs(worker_env, processes, pg_admin, target_db, console_of):
     with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE blobs AS SELECT g, md5(random()::text) || md5(random()::text) || md5(random()::text) AS v "
             "FROM generate_series(1, 1500000) g"
         )
     env = {**worker_env, "BACKUP_COMPRESSION": "gzip:9"}  # slow enough to watch
-    from app.clients import redis_for
     from app.jobs.queue import job_status, start_job
-    from app.settings import Settings
 
-    settings = Settings.from_env(env)
-    redis = redis_for(settings)
+    settings, redis, _ = console_of(env)
     processes.worker(env)
     job_id = start_job(settings, redis, "backup", "olga")
     seen = []
@@ -398,15 +396,11 @@ def test_progress_moves_while_a_backup_runs(worker_env, processes, pg_admin, tar
     assert final["progress"]["percent"] == 100 and final["progress"]["bytes_done"] == final["result"]["size"]
 
 
-def test_a_killed_worker_is_reported_and_its_upload_aborted(worker_env, processes, target_db):
-    from app.clients import redis_for, storage_for
+def test_a_killed_worker_is_reported_and_its_upload_aborted(worker_env, processes, target_db, console_of):
     from app.jobs.locks import DatabaseLock
     from app.jobs.queue import job_status, start_job
-    from app.settings import Settings
 
-    settings = Settings.from_env(worker_env)
-    redis = redis_for(settings)
-    storage = storage_for(settings)
+    settings, redis, storage = console_of(worker_env)
     blocker = psycopg.connect(**{**PG, "dbname": target_db})
     blocker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # holds the job mid-dump
     try:
@@ -443,14 +437,12 @@ def test_page_and_api_agree_on_a_job_seen_from_two_clients(client, auth, make_us
     assert second.get("/api/jobs/does-not-exist").status_code == 404
 
 
-def test_s3_going_away_mid_backup_leaves_no_backup_and_says_why(app_env, processes, target_db):
+def test_s3_going_away_mid_backup_leaves_no_backup_and_says_why(app_env, processes, target_db, console_of):
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from app.clients import redis_for, storage_for
     from app.jobs.locks import DatabaseLock
     from app.jobs.queue import start_job
-    from app.settings import Settings
     from tests.s3_servers import free_port
 
     port = free_port()
@@ -463,9 +455,7 @@ def test_s3_going_away_mid_backup_leaves_no_backup_and_says_why(app_env, process
     )
     env = {**app_env, "BACKUP_STORAGE_URL": "s3://pgct-flaky", "S3_ENDPOINT_URL": endpoint,
            "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t"}  # fmt: skip
-    settings = Settings.from_env(env)
-    redis = redis_for(settings)
-    storage = storage_for(settings)
+    settings, redis, storage = console_of(env)
     blocker = psycopg.connect(**{**PG, "dbname": target_db})
     blocker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # hold the dump until S3 is gone
     try:

@@ -268,7 +268,8 @@ def test_names_pins_and_the_trend_treat_both_kinds_as_one_series():
         for d, n in enumerate(names)
     ]  # fmt: skip
     assert all(owner.owns(b) for b in backups)
-    plan = {d.backup.filename: d.keep for d in retention_plan(backups, owner, RetentionPolicy(newest=2), zone)}
+    policy = RetentionPolicy(newest=2)
+    plan = {d.backup.filename: d.keep for d in retention_plan(backups, owner, policy, zone, trusted=lambda _: True)}
     assert plan == {names[0]: True, names[1]: True, names[2]: False, names[3]: True}  # the oldest is pinned
     assert [p.filename for p in backup_trend(backups, {}, owner=owner, drop_percent=50)] == names[::-1]
 

@@ -87,20 +87,12 @@ def flaky(s3_server):
     proxy.close()
 
 
-def console(env):
-    from app.clients import redis_for, storage_for
-    from app.settings import Settings
-
-    settings = Settings.from_env(env)
-    return settings, redis_for(settings), storage_for(settings)
-
-
-def test_s3_answering_503_for_a_while_is_retried_and_the_backup_completes(app_env, flaky, processes):
+def test_s3_answering_503_for_a_while_is_retried_and_the_backup_completes(app_env, flaky, processes, console_of):
     from app.jobs.queue import start_job
 
     proxy, s3 = flaky
     env = {**app_env, **s3}
-    settings, redis, storage = console(env)
+    settings, redis, storage = console_of(env)
     processes.worker(env)
     proxy.fail_next = 2  # S3 says "slow down" twice, then recovers
     final = wait_for_job(redis, start_job(settings, redis, "backup", "olga"), timeout=120)
@@ -111,13 +103,13 @@ def test_s3_answering_503_for_a_while_is_retried_and_the_backup_completes(app_en
     ]
 
 
-def test_s3_answering_503_for_good_fails_clearly_and_leaves_nothing(app_env, flaky, processes, target_db):
+def test_s3_answering_503_for_good_fails_clearly_and_leaves_nothing(app_env, flaky, processes, target_db, console_of):
     from app.jobs.locks import DatabaseLock
     from app.jobs.queue import start_job
 
     proxy, s3 = flaky
     env = {**app_env, **s3}
-    settings, redis, storage = console(env)
+    settings, redis, storage = console_of(env)
     processes.worker(env)
     proxy.always_fail = True
     final = wait_for_job(redis, start_job(settings, redis, "backup", "olga"), "failed", timeout=180)
@@ -128,7 +120,7 @@ def test_s3_answering_503_for_good_fails_clearly_and_leaves_nothing(app_env, fla
 
 
 def test_a_worker_killed_mid_download_leaves_the_live_database_and_no_temp_file(
-    app_env, flaky, processes, target_db, pg_admin
+    app_env, flaky, processes, target_db, pg_admin, console_of
 ):
     from pathlib import Path
 
@@ -136,7 +128,7 @@ def test_a_worker_killed_mid_download_leaves_the_live_database_and_no_temp_file(
 
     proxy, s3 = flaky
     env = {**app_env, **s3}
-    settings, redis, _ = console(env)
+    settings, redis, _ = console_of(env)
     first = processes.worker(env, name="worker-1")
     backup = wait_for_job(redis, start_job(settings, redis, "backup", "olga"), timeout=120)["result"]["filename"]
     with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
@@ -246,11 +238,11 @@ def _pings(client) -> bool:
         return False
 
 
-def test_redis_restarted_mid_backup_the_job_still_finishes(app_env, own_redis, processes, target_db):
+def test_redis_restarted_mid_backup_the_job_still_finishes(app_env, own_redis, processes, target_db, console_of):
     from app.jobs.queue import job_status, start_job
 
     env = {**app_env, "REDIS_URL": own_redis.url}
-    settings, redis, storage = console(env)
+    settings, redis, storage = console_of(env)
     blocker = psycopg.connect(**{**PG, "dbname": target_db})
     blocker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # hold the dump while Redis restarts
     try:
@@ -280,13 +272,15 @@ PHASE_HOLDS = {
 
 
 @pytest.mark.parametrize(("kind", "phase"), list(PHASE_HOLDS))
-def test_a_worker_killed_in_each_phase_loses_nothing(kind, phase, app_env, flaky, processes, target_db, pg_admin):
+def test_a_worker_killed_in_each_phase_loses_nothing(
+    kind, phase, app_env, flaky, processes, target_db, pg_admin, console_of
+):
     from app.jobs.locks import DatabaseLock
     from app.jobs.queue import job_status, start_job
 
     proxy, s3 = flaky
     env = {**app_env, **s3}
-    settings, redis, storage = console(env)
+    settings, redis, storage = console_of(env)
     first = processes.worker(env, name="worker-1")
     names = {}
     if kind == "restore":
@@ -310,12 +304,14 @@ def test_a_worker_killed_in_each_phase_loses_nothing(kind, phase, app_env, flaky
     assert sorted(o.name for o in storage.list_objects()) == before_objects  # no partial backup listed
 
 
-def test_s3_failing_mid_download_fails_the_restore_and_changes_nothing(app_env, flaky, processes, target_db, pg_admin):
+def test_s3_failing_mid_download_fails_the_restore_and_changes_nothing(
+    app_env, flaky, processes, target_db, pg_admin, console_of
+):
     from app.jobs.queue import job_status, start_job
 
     proxy, s3 = flaky
     env = {**app_env, **s3}
-    settings, redis, _ = console(env)
+    settings, redis, _ = console_of(env)
     processes.worker(env)
     backup = wait_for_job(redis, start_job(settings, redis, "backup", "olga"))["result"]["filename"]
     with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
@@ -335,13 +331,13 @@ def test_s3_failing_mid_download_fails_the_restore_and_changes_nothing(app_env, 
 
 
 def test_a_worker_killed_in_the_middle_of_the_swap_gets_the_live_database_back(
-    app_env, s3_server, processes, target_db, pg_admin
+    app_env, s3_server, processes, target_db, pg_admin, console_of
 ):
     """The worst moment: the live database is renamed aside and the scratch not yet in place."""
     from app.jobs.queue import job_status, start_job
 
     env = {**app_env, **s3_server}
-    settings, redis, _ = console(env)
+    settings, redis, _ = console_of(env)
     first = processes.worker(env, name="worker-1")
     backup = wait_for_job(redis, start_job(settings, redis, "backup", "olga"))["result"]["filename"]
     with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from app.domain.catalog import Backup, list_backups, recent_backup
 from app.domain.naming import Owner, backup_filename, parse_backup_name
-from app.domain.retention import expired_backups
+from app.domain.retention import RetentionPolicy, expired_backups, retention_plan
 from app.domain.storage import LocalStorage
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -246,6 +246,11 @@ def backup(app_name: str, environment: str, at: datetime, zone: ZoneInfo = IST) 
     )
 
 
+def signed(backup: Backup) -> bool:
+    """Here a backup with a manifest stands for one whose manifest is signed (provenance has its own tests)."""
+    return backup.has_manifest
+
+
 def foreign(filename: str, at: datetime) -> Backup:
     return Backup(filename, 10, at, at, None, None, False)
 
@@ -256,7 +261,7 @@ def newest_first(backups: list[Backup]) -> list[Backup]:
 
 def test_retention_keeps_the_newest_n_and_expires_the_rest_newest_first():
     mine = [backup("pharmatracker", "production", NOW - timedelta(hours=h)) for h in range(6)]
-    expired = expired_backups(newest_first(mine), PRODUCTION, keep=3)
+    expired = expired_backups(newest_first(mine), PRODUCTION, keep=3, trusted=signed)
     assert [b.filename for b in expired] == [b.filename for b in mine[3:]]
 
 
@@ -275,10 +280,10 @@ def test_retention_never_touches_other_environments_apps_or_foreign_files():
     ]
     listed = newest_first(mine + others)
 
-    expired = expired_backups(listed, PRODUCTION, keep=1)
+    expired = expired_backups(listed, PRODUCTION, keep=1, trusted=signed)
 
     assert [b.filename for b in expired] == [b.filename for b in mine[1:]]
-    assert expired_backups(listed, PRODUCTION, keep=3) == []
+    assert expired_backups(listed, PRODUCTION, keep=3, trusted=signed) == []
 
 
 def test_retention_never_expires_the_backup_just_made_whatever_its_clock_says():
@@ -288,7 +293,7 @@ def test_retention_never_expires_the_backup_just_made_whatever_its_clock_says():
     listed = newest_first([just_made, *earlier])
 
     for keep in (1, 2, 3, 4, 5):
-        expired = expired_backups(listed, PRODUCTION, keep=keep, just_made=just_made.filename)
+        expired = expired_backups(listed, PRODUCTION, keep=keep, just_made=just_made.filename, trusted=signed)
         assert just_made.filename not in [b.filename for b in expired]
         assert len(expired) == max(0, 5 - keep)
         # the just-made one takes one of the kept places; the oldest of the others go
@@ -298,11 +303,44 @@ def test_retention_never_expires_the_backup_just_made_whatever_its_clock_says():
 @pytest.mark.parametrize("keep", [3, 4, 30])
 def test_retention_expires_nothing_when_keep_covers_every_backup(keep):
     mine = [backup("pharmatracker", "production", NOW - timedelta(hours=h)) for h in range(3)]
-    assert expired_backups(newest_first(mine), PRODUCTION, keep=keep) == []
-    assert expired_backups([], PRODUCTION, keep=keep) == []
+    assert expired_backups(newest_first(mine), PRODUCTION, keep=keep, trusted=signed) == []
+    assert expired_backups([], PRODUCTION, keep=keep, trusted=signed) == []
+
+
+def unsigned(owner: Owner, at: datetime) -> Backup:
+    """A file named like one of ours that anyone with write access to the store could have put there."""
+    return Backup(owner.filename_at(at, IST), 1, NOW, at, owner.app_name, owner.environment, False)
+
+
+def test_thirty_junk_files_dated_2099_never_make_retention_delete_a_signed_backup():
+    """H2: 30 one-byte files named like backups from 2099, then a backup: the five real ones all stay."""
+    real = [backup("pharmatracker", "production", NOW - timedelta(days=d)) for d in range(5)]
+    junk = [unsigned(PRODUCTION, datetime(2099, 1, 1, tzinfo=UTC) + timedelta(hours=h)) for h in range(30)]
+    listed = newest_first(real + junk)
+
+    expired = expired_backups(listed, PRODUCTION, keep=5, just_made=real[0].filename, trusted=signed)
+
+    assert expired == []  # neither the real backups nor the junk: retention deletes only what it can prove ours
+    assert expired_backups(listed, PRODUCTION, keep=2, trusted=signed) == real[2:]
+
+
+def test_untrusted_files_are_kept_and_the_plan_says_why():
+    old_system = unsigned(PRODUCTION, NOW - timedelta(days=90))  # the seed's backups carry no manifest
+    real = [backup("pharmatracker", "production", NOW - timedelta(days=d)) for d in range(3)]
+    plan = {d.backup.filename: d for d in retention_plan(newest_first([*real, old_system]), PRODUCTION,
+                                                         RetentionPolicy(newest=1), trusted=signed)}  # fmt: skip
+    assert plan[old_system.filename].keep and "not trusted" in plan[old_system.filename].reasons[0]
+    assert [name for name, d in plan.items() if not d.keep] == [b.filename for b in real[1:]]
 
 
 # --------------------------------------------------------------------------- the recent-backup rule
+
+
+def test_a_planted_unsigned_file_is_not_a_recent_backup():
+    """H3's second half: a file named like a backup from a minute ago, without a signed manifest, is no safety net."""
+    planted = unsigned(PRODUCTION, NOW - timedelta(minutes=1))
+    older = backup("pharmatracker", "production", NOW - timedelta(minutes=30))
+    assert recent_backup([planted, older], PRODUCTION, timedelta(minutes=5), NOW, trusted=signed) is None
 
 
 def test_recent_backup_finds_this_environments_backup_within_the_window():
@@ -316,7 +354,7 @@ def test_recent_backup_finds_this_environments_backup_within_the_window():
             backup("pharmatracker", "production", NOW - timedelta(minutes=20)),
         ]
     )
-    found = recent_backup(listed, PRODUCTION, timedelta(minutes=5), NOW)
+    found = recent_backup(listed, PRODUCTION, timedelta(minutes=5), NOW, trusted=signed)
     assert found is not None and found.filename == this.filename
 
 
@@ -328,9 +366,10 @@ def test_recent_backup_ignores_other_environments_and_older_backups():
             backup("pharmatracker", "production", NOW - timedelta(days=1)),
         ]
     )
-    assert recent_backup(listed, PRODUCTION, timedelta(minutes=5), NOW) is None
-    assert recent_backup(listed, Owner("pharmatracker", "staging"), timedelta(minutes=5), NOW) is not None
-    assert recent_backup([], PRODUCTION, timedelta(minutes=5), NOW) is None
+    assert recent_backup(listed, PRODUCTION, timedelta(minutes=5), NOW, trusted=signed) is None
+    staging = Owner("pharmatracker", "staging")
+    assert recent_backup(listed, staging, timedelta(minutes=5), NOW, trusted=signed) is not None
+    assert recent_backup([], PRODUCTION, timedelta(minutes=5), NOW, trusted=signed) is None
 
 
 def test_recent_backup_reads_names_made_in_another_zone(tmp_path):
@@ -339,5 +378,5 @@ def test_recent_backup_reads_names_made_in_another_zone(tmp_path):
     name = backup_filename("pharmatracker", "production", NOW - timedelta(minutes=1), IST)
     storage.put_bytes(name, b"archive")
     listed = list_backups(storage, NEW_YORK)
-    found = recent_backup(listed, PRODUCTION, timedelta(minutes=5), NOW)
+    found = recent_backup(listed, PRODUCTION, timedelta(minutes=5), NOW, trusted=lambda _: True)
     assert found is not None and found.filename == name

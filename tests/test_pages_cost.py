@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.domain.naming import backup_filename
-from tests.helpers import IST, backup_run_in_process, run_jobs_for, signed_in, storage_of
+from tests.helpers import IST, backup_run_in_process, put_signed_backup, run_jobs_for, signed_in, storage_of
 
 
 def count_requests(app) -> Counter:
@@ -99,7 +99,7 @@ def test_pins_backups_retention_and_restore_tests_show_at_once(make_app, make_us
     admin, admin_auth = signed_in(app, make_user, "admin", "ada")
     old, oldest = names(2, start_days=3)
     for name in (oldest, old):
-        storage_of(app).put_bytes(name, b"dump")
+        put_signed_backup(app, name, b"dump")
     assert listed_rows(operator.get("/").get_data(as_text=True)) == [old, oldest]  # now cached for 300 s
 
     pinned = operator.post(f"/backups/{old}/pin", data={"note": "before v2", "csrf_token": op_auth.csrf_token("/")})

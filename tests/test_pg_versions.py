@@ -151,15 +151,14 @@ def test_a_pg15_archive_restores_into_a_newer_server(pg_server, server_db, conso
 
 
 @pytest.mark.parametrize("pg_server", [18], indirect=True)
-def test_a_worker_without_a_new_enough_pg_dump_refuses_naming_both_versions(pg_server, server_db, app_env,
-                                                                            processes, monkeypatch):  # fmt: skip
-    from app.clients import redis_for
+def test_a_worker_without_a_new_enough_pg_dump_refuses_naming_both_versions(
+    pg_server, server_db, app_env, processes, monkeypatch, console_of
+):
     from app.jobs.queue import start_job
 
     monkeypatch.delenv("PG_BIN_DIRS", raising=False)
     env = {**app_env, "DATABASE_URL": pg_server.url(server_db)}
-    settings = Settings.from_env(env)
-    redis = redis_for(settings)
+    settings, redis, _ = console_of(env)
     plain = processes.worker(env, name="worker-without-bin-dirs")  # finds only /usr/lib/postgresql/15
     failed = wait_for_job(redis, start_job(settings, redis, "backup", "olga"), "failed", timeout=120)
     assert "the server runs PostgreSQL 18" in failed["error"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -31,12 +32,12 @@ def listed(filename: str = "x.dump", size: int = 10) -> Backup:
 
 
 def test_a_signed_manifest_is_trusted_and_any_change_to_it_is_not():
-    fields = {"filename": "x.dump", "size": 10, "sha256": "ab", "finished_at": "2026-01-01T00:00:00+00:00"}
+    fields = {"filename": "x.dump", "size": 10, "sha256": "ab" * 32, "finished_at": "2026-01-01T00:00:00+00:00"}
     manifest = provenance.sign(fields, KEY)
     assert provenance.provenance_of(listed(), manifest, KEY).trusted
     assert provenance.provenance_of(listed(), manifest, KEY).finished_at == datetime(2026, 1, 1, tzinfo=UTC)
     for change, words in [
-        ({"sha256": "cd"}, "signature does not match"),  # someone edits the checksum to match their file
+        ({"sha256": "cd" * 32}, "signature does not match"),  # someone edits the checksum to match their file
         ({"signature": "hmac-sha256:" + "0" * 64}, "signature does not match"),
         ({"signature": ""}, "not signed"),
     ]:
@@ -45,7 +46,8 @@ def test_a_signed_manifest_is_trusted_and_any_change_to_it_is_not():
         assert not found.trusted and words in found.reason
     assert "another file" in provenance.provenance_of(listed("y.dump"), manifest, KEY).reason  # renamed object
     assert "11 bytes" in provenance.provenance_of(listed(size=11), manifest, KEY).reason  # replaced object
-    assert "no manifest" in provenance.provenance_of(listed(), None, KEY).reason
+    assert "cannot be read" in provenance.provenance_of(listed(), None, KEY).reason  # listed with one, unreadable
+    assert "no manifest" in provenance.provenance_of(replace(listed(), has_manifest=False), None, KEY).reason
     assert not provenance.provenance_of(listed(), manifest, b"another key" * 4).trusted
 
 

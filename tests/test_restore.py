@@ -391,21 +391,17 @@ def worker_env(app_env, s3_server):
     return {**app_env, **s3_server}
 
 
-def settings_and_redis(env):
-    from app.clients import redis_for
-    from app.settings import Settings
-
-    settings = Settings.from_env(env)
-    return settings, redis_for(settings)
 
 
-def test_a_worker_killed_mid_restore_leaves_the_live_database_as_it_was(worker_env, processes, target_db, pg_admin):
+def test_a_worker_killed_mid_restore_leaves_the_live_database_as_it_was(
+    worker_env, processes, target_db, pg_admin, console_of
+):
     from app.jobs.queue import job_status, start_job
 
     with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
         conn.execute("CREATE TABLE bulk AS SELECT g, md5(g::text) AS v FROM generate_series(1, 1500000) g")
         conn.execute("CREATE INDEX ON bulk (v)")
-    settings, redis = settings_and_redis(worker_env)
+    settings, redis, _ = console_of(worker_env)
     warm_up = processes.worker(worker_env, name="worker-0")
     backup = start_job(settings, redis, "backup", "ada")
     wait_for_job(redis, backup, timeout=120)
@@ -434,7 +430,8 @@ def test_a_worker_killed_mid_restore_leaves_the_live_database_as_it_was(worker_e
     assert not list(Path(settings.instance_path, "tmp").glob("*"))  # the downloaded archive is gone
 
 
-def test_an_s3_outage_fails_the_restore_and_changes_nothing(app_env, processes, target_db, pg_admin):
+def test_an_s3_outage_fails_the_restore_and_changes_nothing(app_env, processes, target_db, pg_admin,
+                                                            console_of):  # fmt: skip
     from moto.server import ThreadedMotoServer
 
     from app.jobs.queue import job_status, start_job
@@ -456,7 +453,7 @@ def test_an_s3_outage_fails_the_restore_and_changes_nothing(app_env, processes, 
         "AWS_ACCESS_KEY_ID": "t",
         "AWS_SECRET_ACCESS_KEY": "t",
     }
-    settings, redis = settings_and_redis(env)
+    settings, redis, _ = console_of(env)
     worker = processes.worker(env, name="worker-1")
     backup = start_job(settings, redis, "backup", "ada")
     wait_for_job(redis, backup, timeout=120)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from rq import Queue
 
+from app.jobs.queue import queue_for
 from tests import test_beyond
 from tests.helpers import (
     PG,
@@ -316,7 +316,7 @@ def test_one_scheduler_fires_each_targets_schedule_with_its_name(console, redis_
         for cron_job in scheduler.get_jobs():
             cron_job.next_enqueue_time = datetime.now(UTC) - timedelta(seconds=1)
         scheduler.enqueue_jobs()
-    queued = Queue(settings.redis_namespace, connection=redis_server).get_jobs()
+    queued = queue_for(settings, redis_server).get_jobs()
     assert sorted(j.kwargs["target"] for j in queued) == ["production", "reports"]
     run_jobs_for(console)  # each trigger requests its target's backup, which runs too
     from app.models import AuditEvent

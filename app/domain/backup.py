@@ -304,7 +304,7 @@ def apply_retention(
     meanwhile are seen.
     """
     deleted, failures = [], {}
-    for backup in expired_backups(listed, console.owner, policy, just_made, console.zone):
+    for backup in expired_backups(listed, console.owner, policy, just_made, console.zone, trusted=console.is_trusted):
         try:
             console.storage.delete(backup.filename)
             for sidecar in sidecar_names(backup.filename):

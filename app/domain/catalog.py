@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import accumulate
@@ -197,12 +198,16 @@ def write_manifest(storage: Storage, filename: str, manifest: dict) -> None:
     write_json(storage, manifest_name(filename), manifest)
 
 
-def recent_backup(backups: list[Backup], owner: Owner, within: timedelta, now: datetime) -> Backup | None:
-    """The newest completed backup of this console's environment taken within `within` of now.
+def recent_backup(
+    backups: list[Backup], owner: Owner, within: timedelta, now: datetime, *, trusted: Callable[[Backup], bool]
+) -> Backup | None:
+    """The newest trusted backup of this console's environment taken within `within` of now.
 
-    'Taken' is the dump's start (its name): pg_dump's snapshot is of that moment.
+    'Taken' is the dump's start (its name): pg_dump's snapshot is of that moment. Only a backup
+    with a signed manifest counts (`trusted`, asked only of the few in the window): a file that
+    anyone with write access to the bucket planted is no safety net.
     """
     for backup in backups:
-        if owner.owns(backup) and now - within <= backup.created_at <= now + timedelta(minutes=1):
+        if owner.owns(backup) and now - within <= backup.created_at <= now + timedelta(minutes=1) and trusted(backup):
             return backup
     return None

@@ -15,6 +15,7 @@ import psycopg
 from app.domain import encryption, pgtools, restore
 from app.domain.backup import BackupError
 from app.domain.catalog import sidecar_names
+from app.domain.naming import manifest_name
 from app.domain.pgtools import PgToolError
 from app.domain.storage import Storage, StorageError
 from app.settings import TargetDatabase
@@ -27,7 +28,13 @@ def abort_upload(storage: Storage, filename: str, upload_id: str) -> None:
 
 
 def remove_unfinished_backup(storage: Storage, filename: str) -> None:
-    """A dump whose manifest was never written is not a finished backup: remove it and any sidecar."""
+    """A dump whose manifest was never written is not a finished backup: remove it and any sidecar.
+
+    One with a manifest stays: the job stopped after finishing it (and the name comes from the job's
+    state in Redis, which must not be able to delete a finished backup).
+    """
+    if storage.stat(manifest_name(filename)) is not None:
+        return
     for name in (filename, *sidecar_names(filename)):
         storage.delete(name)
 
@@ -85,6 +92,8 @@ _PLAIN_REASONS = (
     ("pg_restore failed", "pg_restore could not load the backup"),
     ("pg_dump failed", "pg_dump could not dump the database"),
     ("no longer in the store", "the backup is no longer in the store"),
+    ("not the file that was confirmed", "the backup was replaced in the store after it was confirmed"),
+    ("not requested through the console", "nobody asked for this job through the console"),
     ("is not trusted", "the backup is not signed by this team's key"),
     ("from the last", "there was no recent safety backup"),
 )

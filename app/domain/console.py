@@ -7,14 +7,15 @@ plug in: each target gets its own `ConsoleBackups`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from app.domain.catalog import Backup, find_backup, list_backups, may_be_backup
 from app.domain.naming import Owner
-from app.domain.provenance import dated_in_future
+from app.domain.provenance import Provenance, dated_in_future, provenance_in
 from app.domain.storage import Storage, StoredObject
 from app.settings import Settings, TargetDatabase
 
@@ -40,10 +41,12 @@ class ConsoleBackups:
     zone: ZoneInfo
     storage: Storage
     cache: ListingCache | None = None  # None: every listing asks the store (what jobs need)
+    signing_key: bytes = field(default=b"", repr=False)  # BACKUP_SIGNING_KEY: which manifests are ours
 
     @classmethod
     def from_settings(cls, settings: Settings, storage: Storage, cache: ListingCache | None = None) -> ConsoleBackups:
-        return cls(settings.target, Owner(settings.app_name, settings.app_env), settings.zone, storage, cache)
+        return cls(settings.target, Owner(settings.app_name, settings.app_env), settings.zone, storage, cache,
+                   settings.signing_key)  # fmt: skip
 
     def listing(self, fresh: bool = False) -> list[Backup]:
         """Everything in the store (ours and others'), newest first; from the cache when there is one."""
@@ -71,11 +74,26 @@ class ConsoleBackups:
         """Our backups, newest first (by the name's date), from `listed` or a fresh listing."""
         return [b for b in (self.listing() if listed is None else listed) if self.owner.owns(b)]
 
-    def newest(self, listed: list[Backup] | None = None, now: datetime | None = None) -> Backup | None:
-        """Our newest backup, not counting names dated in the future (anyone can write such a name)."""
+    def provenance(self, backup: Backup) -> Provenance:
+        """Whether `backup` has a manifest signed with our key that describes it (one read of the store)."""
+        return provenance_in(self.storage, backup, self.signing_key)
+
+    def is_trusted(self, backup: Backup) -> bool:
+        return self.provenance(backup).trusted
+
+    def trusted_ours(self, listed: list[Backup] | None = None, now: datetime | None = None) -> Iterator[Backup]:
+        """Our trusted backups, newest first, lazily (a manifest is read only when the caller gets that far).
+
+        Names dated in the future and files without a signed manifest are skipped: anyone who can
+        write to the store can add them, and they must not pass for our newest backup.
+        """
         now = now or datetime.now(UTC)
-        return next((b for b in self.ours(listed) if not dated_in_future(b, now)), None)
+        return (b for b in self.ours(listed) if not dated_in_future(b, now) and b.has_manifest and self.is_trusted(b))
+
+    def newest(self, listed: list[Backup] | None = None, now: datetime | None = None) -> Backup | None:
+        """Our newest trusted backup (see `trusted_ours`)."""
+        return next(self.trusted_ours(listed, now), None)
 
     def newest_proven(self, listed: list[Backup] | None = None) -> Backup | None:
-        """Our newest backup that a restore test has proven restorable."""
-        return next((b for b in self.ours(listed) if b.verified_at is not None), None)
+        """Our newest trusted backup that a restore test has proven restorable."""
+        return next((b for b in self.trusted_ours(listed) if b.verified_at is not None), None)

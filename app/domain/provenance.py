@@ -37,6 +37,7 @@ class Provenance:
     trusted: bool
     reason: str  # in words, why the backup is not trusted; "" when it is
     finished_at: datetime | None = None  # from the signed manifest, when trusted
+    sha256: str | None = None  # the archive's sha256 from the signed manifest, when trusted
 
     def to_json(self) -> dict:
         return {"trusted": self.trusted, "reason": self.reason or None}
@@ -75,7 +76,10 @@ def provenance_of(backup: Backup, manifest: dict | None, key: bytes) -> Provenan
         return Provenance(False, f"its signed manifest is for another file ({str(manifest.get('filename'))[:120]})")
     if manifest.get("size") != backup.size:
         return Provenance(False, f"it is {backup.size} bytes, its signed manifest says {manifest.get('size')}")
-    return Provenance(True, "", _parse_time(manifest.get("finished_at")))
+    sha256 = manifest.get("sha256")
+    if not isinstance(sha256, str) or len(sha256) != 64:
+        return Provenance(False, "its signed manifest gives no sha256")
+    return Provenance(True, "", _parse_time(manifest.get("finished_at")), sha256)
 
 
 def provenance_in(storage: Storage, backup: Backup, key: bytes) -> Provenance:

@@ -34,6 +34,7 @@ from psycopg import sql
 from app.domain import encryption, pgtools
 from app.domain.catalog import Backup, recent_backup
 from app.domain.naming import Owner
+from app.domain.provenance import Provenance
 from app.domain.storage import MiB, Storage
 from app.settings import TargetDatabase
 
@@ -61,15 +62,32 @@ def passkey_matches(given: str, passkey: str | None, passkey_sha256: str | None)
     return hmac.compare_digest(given_digest, expected)
 
 
-def require_recent_backup(backups: list[Backup], *, owner: Owner, minutes: int, now: datetime | None = None) -> Backup:
-    """The seed's rule: no restore without a backup of this environment from the last N minutes."""
-    found = recent_backup(backups, owner, timedelta(minutes=minutes), now or datetime.now(UTC))
+def require_recent_backup(
+    backups: list[Backup], *, owner: Owner, minutes: int, trusted: Callable[[Backup], bool], now: datetime | None = None
+) -> Backup:
+    """The seed's rule: no restore without a trusted backup of this environment from the last N minutes."""
+    found = recent_backup(backups, owner, timedelta(minutes=minutes), now or datetime.now(UTC), trusted=trusted)
     if found is None:
         raise RestoreRefused(
-            f"no backup of the {owner.environment} environment from the last {minutes} minute(s); "
-            "create a safety backup first, then restore"
+            f"no backup of the {owner.environment} environment made by this console (signed) in the last "
+            f"{minutes} minute(s); create a safety backup first, then restore"
         )
     return found
+
+
+def require_confirmed_file(backup: Backup, origin: Provenance, *, sha256: str | None, size: int | None) -> None:
+    """Refuse `backup` unless it is the file that was confirmed: the `size` it had then and, when it was
+    trusted then, a signed manifest still giving that `sha256` (the download is checked against it).
+
+    Whoever can write to the store can swap a file between the admin's confirmation and the job.
+    """
+    replaced = f"{backup.filename} is not the file that was confirmed"
+    if size is not None and backup.size != size:
+        raise RestoreRefused(f"{replaced}: it was {size} bytes and is now {backup.size}; nothing was changed")
+    if sha256 is not None and not origin.trusted:
+        raise RestoreRefused(f"{replaced}: it was signed then, and now {origin.reason}; nothing was changed")
+    if sha256 is not None and origin.sha256 != sha256:
+        raise RestoreRefused(f"{replaced}: its signed manifest now gives another sha256; nothing was changed")
 
 
 # --------------------------------------------------------------------------- the steps

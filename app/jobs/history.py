@@ -8,20 +8,18 @@ facts (kind, who asked, file, size, outcome or reason), never a secret.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from redis import Redis
 from sqlalchemy import ColumnElement
-from sqlalchemy.exc import IntegrityError
 
 from app.domain.cleanup import plain_reason
 from app.extensions import db
 from app.jobs.queue import JOB_KINDS, job_status
 from app.jobs.schedule import previous_run
-from app.jobs.state import JobState
 from app.models import JobRun, utcnow
 
 KEEP_NEWEST = 500  # at least this many records are kept, however old ...
@@ -29,42 +27,39 @@ KEEP_DAYS = 30  # ... and every record of the last 30 days, however many
 MISSED_AFTER = timedelta(minutes=10)  # a scheduled backup this late has not run
 
 
-def enqueued(
+def requested(
     job_id: str, *, kind: str, environment: str, database: str, requested_by: str,
     filename: str | None = None, scheduled: bool = False, target: str | None = None,
-    archive_sha256: str | None = None,
+    archive_sha256: str | None = None, size: int | None = None,
 ) -> None:  # fmt: skip
-    """A job was put on the queue; also prunes records past both limits."""
-    _record_of(job_id, lambda: JobRun(id=job_id, kind=kind, environment=environment, database=database,
-                                      filename=filename, requested_by=requested_by, scheduled=scheduled,
-                                      target=target, archive_sha256=archive_sha256))  # fmt: skip
+    """A job is about to be enqueued: its request, written before the queue can hand it to a worker.
+
+    `archive_sha256` and `size` are those of the file an admin confirmed (restore) or asked to
+    verify; the job refuses any other. Also prunes records past both limits.
+    """
+    db.session.add(JobRun(id=job_id, kind=kind, environment=environment, database=database, filename=filename,
+                          requested_by=requested_by, scheduled=scheduled, target=target,
+                          archive_sha256=archive_sha256, size=size))  # fmt: skip
+    db.session.commit()
     prune()
 
 
-def started(job_id: str, state: JobState, *, environment: str, database: str) -> None:
-    """A worker started the job; the record is made here if the job was enqueued without one."""
-    run = _record_of(job_id, lambda: JobRun(id=job_id, kind=state.kind, environment=environment, database=database,
-                                            filename=state.filename, requested_by=state.requested_by,
-                                            scheduled=state.scheduled))  # fmt: skip
-    run.status, run.started_at = "started", utcnow()
-    db.session.commit()
+def claim(job_id: str, *, kind: str, target: str | None, filename: str | None) -> JobRun | None:
+    """Mark the job's request started, once; None when there is no queued request for exactly this job.
 
-
-def _record_of(job_id: str, new: Callable[[], JobRun]) -> JobRun:
-    """The job's record, made (as queued) if there is none yet.
-
-    The web process records the enqueue just after the worker may already have started the job,
-    so either side may come second: the second one finds the first's record.
+    Anyone who can write to Redis can push a job onto the queue, but not write the console store:
+    a job without its request (or run a second time) finds nothing here and must do nothing.
+    One UPDATE with the expected state in its WHERE, so two workers cannot both claim it.
     """
-    run = db.session.get(JobRun, job_id)
-    if run is not None:
-        return run
-    db.session.add(new())
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-    return db.session.get(JobRun, job_id)
+    same_file = JobRun.filename.is_(None) if filename is None else JobRun.filename == filename
+    same_target = JobRun.target.is_(None) if target is None else JobRun.target == target
+    claimed = db.session.execute(
+        db.update(JobRun)
+        .where(JobRun.id == job_id, JobRun.status == "queued", JobRun.kind == kind, same_file, same_target)
+        .values(status="started", started_at=utcnow())
+    ).rowcount
+    db.session.commit()
+    return db.session.get(JobRun, job_id) if claimed == 1 else None
 
 
 def ended(

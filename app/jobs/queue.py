@@ -1,4 +1,11 @@
-"""Starting jobs and reading their state: what the web layer and the CLI call."""
+"""Starting jobs and reading their state: what the web layer and the CLI call.
+
+Whoever can write to Redis can write job hashes and push ids onto the queue, so nothing read
+from Redis is trusted to run code: jobs are JSON (`SERIALIZER`, never pickle), and a
+`ConsoleJob` can only be one of the console's own functions (`RUNNABLE`), with no callback but
+ours and no webhook. A job also finds its request in the console store before it does anything
+(`history.claim`): an id pushed onto the queue by hand does nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,9 @@ import uuid
 
 from redis import Redis
 from rq import Callback, Queue
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
 
 from app.jobs.locks import DatabaseLock
 from app.jobs.state import JobState
@@ -18,6 +26,48 @@ from app.settings import Settings
 TASKS = "app.jobs.tasks"  # job functions are enqueued by dotted path: this module never imports them
 JOB_KINDS = ("backup", "restore", "verify")
 LOCK_GRACE_SECONDS = 120  # the lock outlives the job's timeout a little, then frees itself
+SERIALIZER = JSONSerializer  # a pickled job runs code when it is read: Redis holds JSON only
+# Every function a worker of this console runs, and the one callback; anything else is refused.
+RUNNABLE = frozenset({
+    *(f"{TASKS}.{kind}_job" for kind in JOB_KINDS),
+    f"{TASKS}.drop_previous_database", f"{TASKS}.scheduled_backup", f"{TASKS}.scheduled_verify",
+    "app.jobs.notify.deliver_job",
+})  # fmt: skip
+FAILURE_CALLBACK = f"{TASKS}.on_failure"
+
+
+class ForeignJob(Exception):
+    """A job in the queue that names a function this console does not run."""
+
+
+class ConsoleJob(Job):
+    """An RQ job that can only run one of the console's own functions (see the module's docstring)."""
+
+    @property
+    def func(self):
+        if self.instance is not None or self.func_name not in RUNNABLE:
+            raise ForeignJob(f"{str(self.func_name)[:120]!r} is not one of this console's jobs; it was not run")
+        return super().func
+
+    @property
+    def success_callback(self):
+        return None
+
+    @property
+    def stopped_callback(self):
+        return None
+
+    @property
+    def failure_callback(self):
+        return super().failure_callback if self._failure_callback_name == FAILURE_CALLBACK else None
+
+    def send_webhooks(self, *args, **kwargs) -> None:
+        """The console sets no webhook: one written into Redis is never called."""
+
+
+def worker_options() -> dict:
+    """What every worker of this console is made with, so it reads jobs as the queue writes them."""
+    return {"serializer": SERIALIZER, "job_class": ConsoleJob}
 
 
 class JobRefused(Exception):
@@ -54,12 +104,12 @@ def check_backup_interval(settings: Settings, redis: Redis) -> None:
 
 
 def queue_for(settings: Settings, redis: Redis) -> Queue:
-    return Queue(settings.redis_namespace, connection=redis)
+    return Queue(settings.redis_namespace, connection=redis, **worker_options())
 
 
 def notify_queue(settings: Settings, redis: Redis) -> Queue:
     """Alert deliveries (app/jobs/notify.py): short jobs, kept apart so they never wait behind a backup."""
-    return Queue(notify_queue_name(settings.redis_namespace), connection=redis)
+    return Queue(notify_queue_name(settings.redis_namespace), connection=redis, **worker_options())
 
 
 def notify_queue_name(namespace: str) -> str:
@@ -94,12 +144,17 @@ def start_job(
     *,
     filename: str | None = None,
     scheduled: bool = False,
+    archive_sha256: str | None = None,
+    size: int | None = None,
     **options: bool,
 ) -> str:
-    """Take the database lock, then enqueue; refuse (409) while another job holds it.
+    """Take the database lock, record the request in the console store, then enqueue; refuse (409)
+    while another job holds the lock.
 
     The job is for the target `settings` are of. It gets plain values only: the target's name,
     who asked, the file, and `options` (e.g. verify's trusted_only); the worker resolves the name.
+    The request (`history.requested`) is what the job claims before it acts, with the sha256 and
+    size of the file that was confirmed (`archive_sha256`, `size`).
 
     A manual backup (not `scheduled`) is also refused (429) within BACKUP_MIN_INTERVAL_SECONDS of the
     last backup request or finish, so nobody can make retention delete history by starting a burst.
@@ -120,6 +175,11 @@ def start_job(
     try:
         if kind == "backup":
             mark_backup(settings, redis)  # under the lock: a second request sees it or gets the 409
+        from app.jobs import history  # history reads job states from this module
+
+        history.requested(job_id, kind=kind, environment=settings.app_env, database=settings.target.dbname,
+                          requested_by=requested_by, filename=filename, scheduled=scheduled, target=target,
+                          archive_sha256=archive_sha256, size=size)  # fmt: skip
         queue_for(settings, redis).enqueue(
             f"{TASKS}.{kind}_job",
             kwargs={"requested_by": requested_by, **({"filename": filename} if filename else {}),
@@ -156,11 +216,18 @@ def drop_previous_database_later(settings: Settings, redis: Redis, database: str
     )
 
 
+def fetch_job(redis: Redis, job_id: str) -> ConsoleJob | None:
+    """The job with this id, read as JSON; None for an unknown id or a hash this console did not write."""
+    try:
+        return ConsoleJob.fetch(job_id, connection=redis, serializer=SERIALIZER)
+    except (NoSuchJobError, DeserializationError, ValueError, TypeError, UnicodeDecodeError):
+        return None
+
+
 def job_status(redis: Redis, job_id: str) -> dict | None:
     """The job as the API and the job page show it; None for an unknown id."""
-    try:
-        job = Job.fetch(job_id, connection=redis)
-    except (NoSuchJobError, ValueError):
+    job = fetch_job(redis, job_id)
+    if job is None:
         return None
     status = job.get_status(refresh=False)  # Job.fetch has just read the whole job: one round trip, not three
     state_name = {

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from redis import Redis
+from rq import Queue
 from rq.cron import CronJob, CronScheduler
 
 from app import services
@@ -25,6 +26,7 @@ from app.domain import alerts
 from app.domain.storage import StorageError
 from app.extensions import db
 from app.jobs.notify import notify
+from app.jobs.queue import worker_options
 from app.models import ConsoleSetting, utcnow
 from app.settings import Settings
 
@@ -127,7 +129,9 @@ class SlotCronJob(CronJob):
         claim = f"{self.namespace}:scheduler:slot:{self.name}:{slot}"
         if not connection.set(claim, "1", nx=True, ex=int(timedelta(days=2).total_seconds())):
             return None  # another scheduler already enqueued this slot
-        return super().enqueue(connection)
+        # Not RQ's own enqueue: it writes a pickled job, which a JSON worker refuses (jobs/queue.py).
+        queue = Queue(self.queue_name, connection=connection, **worker_options())
+        return queue.enqueue(self.func, args=self.args, kwargs=self.kwargs, **self.job_options)
 
 
 class ConsoleScheduler(CronScheduler):

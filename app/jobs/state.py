@@ -60,8 +60,10 @@ class JobState:
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> JobState:
+        """The state in `meta`; fields it lacks (or a meta that is not ours at all) keep their defaults."""
         known = {f.name for f in fields(cls)} - {"progress"}
-        progress = meta.get("progress") or {}
+        meta = meta if isinstance(meta, dict) else {}
+        progress = meta.get("progress") if isinstance(meta.get("progress"), dict) else {}
         return cls(
             **{k: v for k, v in meta.items() if k in known},
             progress=Progress(**{k: v for k, v in progress.items() if k in Progress.__dataclass_fields__}),

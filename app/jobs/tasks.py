@@ -27,17 +27,18 @@ from app.domain.retention import RetentionPolicy
 from app.jobs import history
 from app.jobs.locks import DatabaseLock
 from app.jobs.notify import notify
-from app.jobs.queue import count_job, drop_previous_database_later, mark_backup
+from app.jobs.queue import JOB_KINDS, count_job, drop_previous_database_later, mark_backup
 from app.jobs.runtime import console, console_job
 from app.jobs.state import JobRecord, JobState
 from app.listing_cache import listing_changed
+from app.models import JobRun
 
 
 @console_job
 def backup_job(requested_by: str) -> dict:
     """Plan → stream → publish → retention."""
     job, settings, ours = get_current_job(), services.settings(), console()
-    record = _begin(job)
+    record, _ = _begin(job, "backup")
     record.phase("preparing")
     named_at = datetime.now(UTC)  # the name's time comes before pg_dump's snapshot, as it always did
     tool = backups.choose_dump(ours.target, compression=settings.backup_compression, bin_dirs=settings.pg_bin_dirs)
@@ -120,16 +121,17 @@ def _warn_if_size_dropped(listed: list[catalog.Backup], filename: str, record: J
 def restore_job(filename: str, requested_by: str) -> dict:
     """Check → download into scratch → swap in."""
     job, settings, ours = get_current_job(), services.settings(), console()
-    record = _begin(job)
+    record, confirmed = _begin(job, "restore", filename)
     started = time.monotonic()
     record.phase("checking")
     listed = ours.listing()
     backup = ours.find(filename, listed)
     if backup is None:
         raise restore.RestoreRefused(f"{filename} is no longer in the store; nothing was changed")
-    safety = restore.require_recent_backup(listed, owner=ours.owner, minutes=settings.recent_check_minutes)
+    safety = restore.require_recent_backup(listed, owner=ours.owner, minutes=settings.recent_check_minutes,
+                                           trusted=ours.is_trusted)  # fmt: skip
     with restore.temp_folder(str(Path(settings.instance_path, "tmp"))) as folder:
-        copy = _restore_into_scratch(backup, folder, record, trusted_only=False)
+        copy = _restore_into_scratch(backup, folder, record, confirmed, trusted_only=False)
         set_aside = restore.scratch_name(ours.target.dbname, "previous")
         record.remember(set_aside_database=set_aside)
         record.phase("swapping")
@@ -172,14 +174,14 @@ def verify_job(filename: str, requested_by: str, trusted_only: bool = True) -> d
     is not signed by this team's key before anything is downloaded or created.
     """
     job, settings, ours = get_current_job(), services.settings(), console()
-    record = _begin(job)
+    record, confirmed = _begin(job, "verify", filename)
     started = time.monotonic()
     record.phase("checking")
     backup = ours.find(filename)
     if backup is None:
         raise restore.RestoreRefused(f"{filename} is no longer in the store")
     with restore.temp_folder(str(Path(settings.instance_path, "tmp"))) as folder:
-        copy = _restore_into_scratch(backup, folder, record, trusted_only)
+        copy = _restore_into_scratch(backup, folder, record, confirmed, trusted_only)
         record.phase("counting")
         rows = restore.row_counts(ours.target, copy.database)
         restore.drop_scratch(ours.target, copy.database)
@@ -205,16 +207,18 @@ def verify_job(filename: str, requested_by: str, trusted_only: bool = True) -> d
 
 
 def _restore_into_scratch(
-    backup: catalog.Backup, folder: Path, record: JobRecord, trusted_only: bool
+    backup: catalog.Backup, folder: Path, record: JobRecord, confirmed: JobRun, trusted_only: bool
 ) -> restore.ScratchCopy:
     """Check provenance, download, check the checksum, restore into a new scratch database.
 
-    Shared by restore and verify. An untrusted backup is refused here when `trusted_only`, before
-    anything is downloaded or created.
+    Shared by restore and verify. Before anything is downloaded or created, the file must be the
+    one that was confirmed (`confirmed`: its request in the console store) and, when `trusted_only`,
+    trusted; the download is then checked against the confirmed sha256.
     """
     settings, ours = services.settings(), console()
     manifest = catalog.read_manifest(ours.storage, backup.filename) if backup.has_manifest else None
     origin = provenance.provenance_of(backup, manifest, settings.signing_key)
+    restore.require_confirmed_file(backup, origin, sha256=confirmed.archive_sha256, size=confirmed.size)
     if trusted_only and not origin.trusted:
         raise restore.RestoreRefused(
             f"{backup.filename} is not trusted ({origin.reason}); only an admin may verify it, nothing was changed"
@@ -260,13 +264,22 @@ def scheduled_verify() -> str | None:
         return None  # audited by the request
 
 
-def _begin(job: Job | None) -> JobRecord:
-    """The running job's state, and its record in the console store marked started."""
-    record = JobRecord(job)
-    if job is not None:
-        settings = services.settings()
-        history.started(job.id, record.state, environment=settings.app_env, database=settings.target.dbname)
-    return record
+class NotRequested(Exception):
+    """A job in the queue without its request in the console store: it was not asked for through the console."""
+
+
+def _begin(job: Job | None, kind: str, filename: str | None = None) -> tuple[JobRecord, JobRun]:
+    """The running job's state, and its request in the console store, claimed (marked started) once.
+
+    A job whose request is missing, is for another kind, file or target, or has already been
+    claimed does nothing: whoever can write to Redis can enqueue, but only `operations` requests.
+    """
+    target = services.settings().target_name or None
+    confirmed = history.claim(job.id, kind=kind, target=target, filename=filename) if job else None
+    if confirmed is None:
+        raise NotRequested(f"this {kind} was not requested through the console (or it has already run); "
+                           "nothing was done")  # fmt: skip
+    return JobRecord(job), confirmed
 
 
 def _finish(
@@ -296,6 +309,13 @@ def describe_failure(exc_type: type | None, value: BaseException | None, timeout
 @console_job
 def on_failure(job: Job, connection, exc_type=None, value=None, traceback=None) -> None:
     state = JobState.from_meta(job.meta)
+    if exc_type is not None and issubclass(exc_type, NotRequested):
+        # Nothing ran, and the job's meta is whatever was written to Redis: clean nothing up on its word.
+        job.meta["error"] = str(value)
+        job.save_meta()
+        audit.record(state.kind if state.kind in JOB_KINDS else "job", "refused", username=None,
+                     target=str(state.filename)[:255] if state.filename else None, detail=str(value), job_id=job.id)
+        return
     with services.acting_on(state.target):  # RQ calls this without the job's arguments
         _clean_up_failed(job, state, exc_type, value)
 

@@ -12,9 +12,9 @@ import os
 import socket
 
 from rq import Worker
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
 from rq.registry import StartedJobRegistry
+
+from app.jobs.queue import fetch_job, worker_options
 
 
 def _process_alive(pid: int) -> bool:
@@ -42,18 +42,21 @@ def expire_orphaned_jobs(registry: StartedJobRegistry) -> list[str]:
     orphaned = []
     for entry in registry.connection.zrange(registry.key, 0, -1):
         entry = entry.decode()
-        job_id = entry.split(":", 1)[0]
-        try:
-            job = Job.fetch(job_id, connection=registry.connection)
-        except NoSuchJobError:
+        job = fetch_job(registry.connection, entry.split(":", 1)[0])
+        if job is None:
             continue
         if worker_is_gone(registry.connection, job.worker_name):
             registry.connection.zadd(registry.key, {entry: 1}, xx=True)
-            orphaned.append(job_id)
+            orphaned.append(job.id)
     return orphaned
 
 
 class ConsoleWorker(Worker):
+    """RQ's worker, reading jobs as JSON and running only the console's own functions (jobs/queue.py)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, **worker_options()})
+
     def clean_registries(self) -> None:
         for queue in self.queues:
             orphaned = expire_orphaned_jobs(queue.started_job_registry)

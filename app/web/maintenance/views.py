@@ -117,6 +117,6 @@ def retention_preview():
     now = datetime.now(UTC)
     upcoming = ours.owner.filename_at(now, settings.zone)
     nxt = Backup(upcoming, 0, now, now, ours.owner.app_name, ours.owner.environment, False)
-    plan = retention_plan([nxt, *backups], ours.owner, policy, settings.zone, upcoming)
+    plan = retention_plan([nxt, *backups], ours.owner, policy, settings.zone, upcoming, trusted=ours.is_trusted)
     return render_template("maintenance/retention.html", plan=plan, policy=policy, settings=settings,
                            upcoming=upcoming)  # fmt: skip
