@@ -259,6 +259,22 @@ def test_wrong_proofs_are_limited_like_wrong_sign_ins(app, make_user):
     assert token is None and "Too many failed attempts" in page.get_data(as_text=True)
 
 
+def test_a_stolen_cookie_cannot_guess_the_password_on_the_change_password_form(app, make_user):
+    from app.web.auth.views import CODE_FAILURES_ALLOWED
+
+    thief, auth = signed_in(app, make_user, "viewer", "vic")
+
+    def change(current: str):
+        return post(thief, auth, "/account", {"pw-current": current, "pw-new": "the thief's password",
+                                              "pw-repeat": "the thief's password", "pw-submit": "Change password"},
+                    page="/account")  # fmt: skip
+
+    for i in range(CODE_FAILURES_ALLOWED):
+        assert "not your current password" in change(f"guess {i}").get_data(as_text=True)
+    assert "Too many failed attempts" in change(PASSWORD).get_data(as_text=True)
+    assert AuthActions(app.test_client()).login("vic").status_code == 302  # unchanged
+
+
 def test_a_password_change_revokes_tokens(app, make_user, token_for):
     make_user("vic", "viewer")
     client, auth = sign_in(app, "vic")

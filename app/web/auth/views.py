@@ -185,22 +185,25 @@ def give_back_attempt(user: User, address: str) -> None:
     code_limit().reset(str(user.id))
 
 
-def prove_identity(user: User, typed: str) -> str | None:
-    """Inside a session, before a sensitive step (making an API token): None when `typed` is the user's
-    password or a fresh code from their app, else why not. Wrong answers count as failed sign-ins, so a
-    stolen session cannot use this to guess the password."""
+def prove_identity(user: User, typed: str, action: str, password_only: bool = False) -> str | None:
+    """Inside a session, before a sensitive step (`action`: making a token, a new password): None when
+    `typed` is the user's password or (unless `password_only`) a fresh code from their app, else why not,
+    audited. Wrong answers count as failed sign-ins, so a stolen session cannot use this to guess."""
     address = client_address()
     wait = take_attempt(user, address)
-    if wait:
-        audit.record("reauth", "rate-limited", username=user.username, address=address)
-        return f"Too many failed attempts. Try again in {-(-wait // 60)} minute(s)."
     settings = services.settings()
-    if user.check_password(typed) or (user.has_second_factor and second_factor.check_totp(user, typed, settings)):
+    if wait:
+        problem = f"Too many failed attempts. Try again in {-(-wait // 60)} minute(s)."
+    elif user.check_password(typed) or (not password_only and user.has_second_factor
+                                        and second_factor.check_totp(user, typed, settings)):  # fmt: skip
         give_back_attempt(user, address)
         proven_now()
         return None
-    audit.record("reauth", "failed", username=user.username, address=address, detail="wrong password or code")
-    return "That is neither your password nor a current code from your app."
+    else:
+        problem = "That is not your current password." if password_only else (
+            "That is neither your password nor a current code from your app.")  # fmt: skip
+    audit.record(action, "refused", username=user.username, target=user.username, detail=problem, address=address)
+    return problem
 
 
 @bp.route("/logout", methods=["POST"])

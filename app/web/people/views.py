@@ -167,16 +167,16 @@ def account():
         abort(400, "single sign-on accounts have no password here")
     if request.method == "POST" and "pw-submit" in request.form:
         if password_form.validate_on_submit():
-            if current_user.check_password(password_form.current.data):
+            # Counted like a failed sign-in: a stolen session must not be a way to guess the password.
+            problem = prove_identity(me, password_form.current.data, "user.password", password_only=True)
+            if problem is None:
                 people.set_password(me, password_form.new.data, me.username)
                 start_session(me)  # every other session ended; this one goes on, under a new id
                 proven_now()
                 flash("Your password is changed. You are signed out everywhere else, and your API tokens "
                       "are revoked.", "ok")  # fmt: skip
                 return redirect(url_for("people.account"), 303)
-            password_form.current.errors.append("That is not your current password.")
-            audit.record("user.password", "refused", username=current_user.username, detail="wrong current password",
-                         address=client_address())  # fmt: skip
+            password_form.current.errors.append(problem)
         status = 400
     elif request.method == "POST" and "token-submit" in request.form:
         if token_form.validate_on_submit() and token_proof_given(me, token_form, needs_proof):
@@ -207,11 +207,14 @@ def token_proof_given(me: User, form: TokenForm, needed: bool) -> bool:
     """A local user makes a token only with their password (or a code) given in the last few minutes."""
     if not needed:
         return True
-    problem = prove_identity(me, form.proof.data) if form.proof.data else "Give your password (or a code) first."
-    if problem:
-        form.proof.errors.append(problem)
+    if not form.proof.data:
+        problem = "Give your password (or a code) first."
         audit.record("token.create", "refused", username=me.username, target=me.username, detail=problem,
                      address=client_address())  # fmt: skip
+    else:
+        problem = prove_identity(me, form.proof.data, "token.create")
+    if problem:
+        form.proof.errors.append(problem)
     return problem is None
 
 
