@@ -36,18 +36,25 @@ LABELS = ["target", "environment"]
 
 @dataclass(frozen=True)
 class StoreView:
-    """What the metrics need from the store: our backups (newest first) and the newest one's duration."""
+    """What the metrics need from the store: our backups (newest first), the newest one's duration and the
+    backup whose restore test last proved it restorable."""
 
     ours: list[Backup]
     newest: Backup | None
     newest_seconds: float | None
+    last_proven: Backup | None = None
 
 
 def read_store(backups: ConsoleBackups) -> StoreView:
     listed = backups.listing()
     newest = backups.newest(listed)
     manifest = read_manifest(backups.storage, newest.filename) if newest and newest.has_manifest else None
-    return StoreView(backups.ours(listed), newest, manifest_seconds(manifest))
+    ours = backups.ours(listed)
+    # The latest listed report first, checked (signature, file, sha256) until one holds: a planted
+    # .verified.json must not make a backup look proven, and a scrape reads one report, not all.
+    reported = sorted((b for b in ours if b.verified_at is not None), key=lambda b: b.verified_at, reverse=True)
+    last_proven = next((b for b in reported if backups.proven(b)), None)
+    return StoreView(ours, newest, manifest_seconds(manifest), last_proven)
 
 
 class _StoreCache:
@@ -117,10 +124,10 @@ def _store_metrics(view: StoreView | None, labels: list[str]) -> Iterator[Metric
     yield _gauge("pgconsole_backup_last_success_timestamp_seconds",
                  "When the newest backup was completed (Unix time; 0 when there is none).", labels,
                  newest.last_modified.timestamp() if newest else 0.0)  # fmt: skip
-    verified = [b.verified_at for b in view.ours if b.verified_at is not None]
+    proven = view.last_proven.verified_at if view.last_proven else None
     yield _gauge("pgconsole_backup_last_verified_timestamp_seconds",
                  "When a restore test last proved a backup restorable (Unix time; 0 when never).", labels,
-                 max(verified).timestamp() if verified else 0.0)  # fmt: skip
+                 proven.timestamp() if proven else 0.0)  # fmt: skip
     if newest is not None:
         yield _gauge("pgconsole_backup_last_size_bytes", "Size of the newest backup.", labels, newest.size)
     if view.newest_seconds is not None:

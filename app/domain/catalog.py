@@ -5,7 +5,13 @@ knows about a backup travels with it and survives the console:
 
 - `X.dump.json` — the manifest (sha256, size, versions, who asked);
 - `X.dump.pin` — a pin and its note: retention never deletes a pinned backup;
-- `X.dump.verified.json` — the last successful restore test (its time is the object's time).
+- `X.dump.verified.json` — the last successful restore test, signed like a manifest (its time
+  is the object's time).
+
+Anyone who can write to the store can add any of these, so a sidecar's presence in a listing is a
+hint, never a proof: `Backup.verified_at` says only that a report is listed. Whether it proves the
+backup restorable (signed with our key, naming this file and its trusted sha256) is
+`provenance.proves`, asked by `ConsoleBackups.newest_proven` for the few backups it reads.
 
 An encrypted backup `X.dump.age` has the same sidecars under its own name (`X.dump.age.json`, …).
 """
@@ -42,7 +48,11 @@ class Backup:
     has_manifest: bool
     pinned: bool = False
     pinned_at: datetime | None = None  # when the pin (and its note) was last written: the note's version
-    verified_at: datetime | None = None  # when a restore test last proved it restorable
+    # When a restore-test report was last written beside it: the listing's marker, read from the
+    # report object's time and NOT checked (anyone who can write to the store can plant one). The
+    # list page and /api/setting/backups show it as a cheap hint; what claims proof (the overview,
+    # /api/targets, metrics) asks ConsoleBackups, which checks the signed report.
+    verified_at: datetime | None = None
 
     @property
     def is_backup_file(self) -> bool:
@@ -171,7 +181,13 @@ def read_pin(storage: Storage, filename: str) -> dict | None:
 
 
 def record_verification(storage: Storage, filename: str, report: dict) -> None:
+    """Write a restore test's report; `report` is signed (provenance.sign) or it proves nothing."""
     write_json(storage, filename + VERIFIED_SUFFIX, report)
+
+
+def read_verification(storage: Storage, filename: str) -> dict | None:
+    """The restore-test report beside `filename`, unchecked (see provenance.proves); None when unreadable."""
+    return read_json(storage, filename + VERIFIED_SUFFIX)
 
 
 def may_be_backup(filename: str) -> bool:

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from app.domain.catalog import Backup, find_backup, list_backups, may_be_backup
+from app.domain.catalog import Backup, find_backup, list_backups, may_be_backup, read_verification
 from app.domain.naming import Owner
-from app.domain.provenance import Provenance, dated_in_future, provenance_in
+from app.domain.provenance import Provenance, dated_in_future, provenance_in, proves
 from app.domain.storage import Storage, StoredObject
 from app.settings import Settings, TargetDatabase
 
@@ -94,6 +94,28 @@ class ConsoleBackups:
         """Our newest trusted backup (see `trusted_ours`)."""
         return next(self.trusted_ours(listed, now), None)
 
-    def newest_proven(self, listed: list[Backup] | None = None) -> Backup | None:
-        """Our newest trusted backup that a restore test has proven restorable."""
-        return next((b for b in self.trusted_ours(listed) if b.verified_at is not None), None)
+    def proven(self, backup: Backup) -> bool:
+        """Whether a restore test proved `backup` restorable: its report is signed with our key and names this
+        file and the sha256 of its trusted manifest. Two reads of the store (manifest, report), and none
+        for a backup whose listing shows no report.
+        """
+        if backup.verified_at is None or not backup.has_manifest:
+            return False
+        origin = self.provenance(backup)
+        return origin.trusted and proves(read_verification(self.storage, backup.filename), backup, origin,
+                                         self.signing_key)  # fmt: skip
+
+    def newest_proven(self, listed: list[Backup] | None = None, now: datetime | None = None) -> Backup | None:
+        """Our newest trusted backup that a restore test has proven restorable (see `proven`).
+
+        The listing's report marker (`Backup.verified_at`) only picks the candidates: newest first, each
+        one's manifest and report are read until one holds, so a page that shows this reads a report or
+        two, not every report in the store. A planted or copied `.verified.json` is passed over.
+
+        Decided for the cost of pages: the backups list's per-row mark and /api/setting/backups'
+        `verifiedAt` stay the listing's marker (`Backup.verified_at`, no read at all) and are a hint
+        that a report is listed, not a proof; checking each row would cost two GETs per verified row
+        on every view. Whatever claims proof (overview, /api/targets, `targets list`, metrics) asks here.
+        """
+        now = now or datetime.now(UTC)
+        return next((b for b in self.ours(listed) if not dated_in_future(b, now) and self.proven(b)), None)

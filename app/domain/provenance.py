@@ -62,6 +62,26 @@ def sign(manifest: dict, key: bytes) -> dict:
     return {**manifest, SIGNATURE_FIELD: _signature(manifest, key)}
 
 
+def signed_with(document: dict, key: bytes) -> bool:
+    """`document` (a manifest or a restore-test report) carries a valid signature made with `key`."""
+    given = document.get(SIGNATURE_FIELD)
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), _signature(document, key).encode())
+
+
+def proves(report: dict | None, backup: Backup, origin: Provenance, key: bytes) -> bool:
+    """A restore test's report proves `backup` restorable: it is signed with `key` and names this file and
+    the sha256 that its trusted manifest (`origin`) gives, so a planted report, or a real one copied
+    beside another file or left from an earlier object under this name, proves nothing."""
+    return (
+        report is not None
+        and origin.trusted
+        and origin.sha256 is not None
+        and signed_with(report, key)
+        and report.get("filename") == backup.filename
+        and report.get("sha256") == origin.sha256
+    )
+
+
 def provenance_of(backup: Backup, manifest: dict | None, key: bytes) -> Provenance:
     """Trusted when the manifest's signature verifies and it names this object and its size."""
     if manifest is None:
@@ -70,7 +90,7 @@ def provenance_of(backup: Backup, manifest: dict | None, key: bytes) -> Provenan
     given = manifest.get(SIGNATURE_FIELD)
     if not isinstance(given, str) or not given:
         return Provenance(False, "its manifest is not signed")
-    if not hmac.compare_digest(given.encode(), _signature(manifest, key).encode()):
+    if not signed_with(manifest, key):
         return Provenance(False, "its manifest's signature does not match this console's signing key")
     if manifest.get("filename") != backup.filename:
         return Provenance(False, f"its signed manifest is for another file ({str(manifest.get('filename'))[:120]})")

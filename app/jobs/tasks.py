@@ -197,7 +197,8 @@ def verify_job(filename: str, requested_by: str, trusted_only: bool = True) -> d
         "seconds": round(time.monotonic() - started, 3),
         "requested_by": requested_by,
     }
-    catalog.record_verification(ours.storage, filename, report)
+    # Signed: anyone who can write to the store can plant a report; only ours proves the backup restorable.
+    catalog.record_verification(ours.storage, filename, provenance.sign(report, settings.signing_key))
     listing_changed(settings, services.redis())
     record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
     total = sum(rows.values())
