@@ -12,7 +12,7 @@ import click
 from flask import Flask, current_app
 
 from app import audit, services
-from app.clients import redis_for
+from app.clients import redis_for, redis_problem
 from app.extensions import db
 from app.models import utcnow
 from app.people import GLOBAL, PeopleError, create_token, create_user, find_user, grant_target_role, username_problem
@@ -118,6 +118,8 @@ def worker(burst: bool) -> None:
     db.engine.dispose()
     os.register_at_fork(after_in_child=lambda: db.engine.dispose(close=False))
     redis = redis_for(settings)
+    if problem := redis_problem(settings, redis):  # one line naming host and port, not RQ's traceback
+        fail(problem)
     # What is loaded now is shared with every work horse; frozen, the horses' garbage collections
     # do not write to (and so copy) those pages: less memory per job.
     gc.freeze()
@@ -140,6 +142,8 @@ def scheduler() -> None:
     settings = current_app.config["SETTINGS"]
     runtime.configure(current_app._get_current_object())  # type: ignore[attr-defined]
     redis = redis_for(settings)
+    if problem := redis_problem(settings, redis):
+        fail(problem)
     ConsoleScheduler(
         settings, redis, queue_for(settings, redis).name, tasks.scheduled_backup, tasks.scheduled_verify
     ).start()

@@ -2,14 +2,84 @@
 
 from __future__ import annotations
 
+import os
+from urllib.parse import parse_qsl, unquote, urlsplit
+
 from redis import Redis
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from app.domain.storage import Storage, open_storage
-from app.settings import Settings
+from app.settings import ConfigError, Settings
+
+_MALFORMED = "is not a valid Redis URL (percent-encode / ? # @ : % in the user name or password)"
+# redis-py's TLS options that name a file (or, for ssl_ca_path, a folder) every process must read.
+_SSL_PATHS = {"ssl_ca_certs": os.path.isfile, "ssl_certfile": os.path.isfile, "ssl_keyfile": os.path.isfile,
+              "ssl_ca_path": os.path.isdir}  # fmt: skip
 
 
 def redis_for(settings: Settings) -> Redis:
-    return Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=30)
+    """The one Redis client of a process: web (pages, limits, listing cache, metrics), worker and scheduler.
+
+    `REDIS_URL` carries everything: the password (`redis://:PASSWORD@…` or an ACL user
+    `redis://USER:PASSWORD@…`) and, for `rediss://`, redis-py's TLS options as query parameters
+    (`ssl_ca_certs=/path/ca.pem`, `ssl_certfile`, `ssl_keyfile`; the server certificate and its name
+    are checked unless the URL says otherwise). A mistake is a ConfigError at start that never
+    repeats the URL, since the URL holds the password.
+    """
+    url = settings.redis_url
+    parts = urlsplit(url)
+    if _cut_short(url):  # redis-py would connect elsewhere, and its errors would quote a piece of the password
+        raise ConfigError("REDIS_URL", _MALFORMED)
+    for name, value in parse_qsl(parts.query):
+        if name.startswith("ssl_") and parts.scheme != "rediss":
+            raise ConfigError("REDIS_URL", f"{name} is a TLS option: it needs rediss://")
+        if name in _SSL_PATHS and not (_SSL_PATHS[name](value) and os.access(value, os.R_OK)):
+            raise ConfigError("REDIS_URL", f"{name}: nothing readable at {value}")
+    try:
+        return Redis.from_url(url, socket_connect_timeout=3, socket_timeout=30)
+    except ValueError:
+        # Its message can quote a piece of the password (an unencoded "/" ends the host part early).
+        raise ConfigError("REDIS_URL", _MALFORMED) from None
+
+
+def redacted_url(url: str) -> str:
+    """Where `url` points, fit for a log line or a message: scheme, user, host, port and database only.
+
+    The password goes, and so does the query (redis-py would take `?password=…` there too).
+    """
+    parts = urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        port = None
+    if port is None or _cut_short(url):  # what follows the host could be a piece of the password
+        return f"{parts.scheme}://(a malformed address)"
+    user = f"{parts.username}:***@" if parts.username else ("***@" if parts.password else "")
+    return f"{parts.scheme}://{user}{parts.hostname or ''}{port}{parts.path}"
+
+
+def _cut_short(url: str) -> bool:
+    """Whether an unencoded / ? or # in the password ended the URL's user part early (an "@" follows it)."""
+    parts = urlsplit(url)
+    return "@" in parts.path + parts.query + parts.fragment
+
+
+def redis_problem(settings: Settings, redis: Redis) -> str | None:
+    """None when Redis answers; otherwise one line naming where (never the password) and why."""
+    try:
+        redis.ping()
+    except AuthenticationError as exc:  # the server's words, e.g. "invalid username-password pair"
+        why = f"refused the user name or password in REDIS_URL ({exc})"
+    except ResponseError as exc:  # e.g. NOPERM: an ACL user without PING
+        why = f"refused the connection: {exc}"
+    except RedisError as exc:
+        why = f"does not answer: {type(exc).__name__}: {exc}"
+    else:
+        return None
+    password = urlsplit(settings.redis_url).password
+    if password:  # redis-py's messages never quote it; this line must not start to if they ever do
+        why = why.replace(password, "***").replace(unquote(password), "***")
+    return f"Redis at {redacted_url(settings.redis_url)} {why}"
 
 
 def storage_for(settings: Settings) -> Storage:
