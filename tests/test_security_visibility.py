@@ -199,3 +199,27 @@ def test_signed_in_healthz_shows_only_the_targets_the_caller_may_see(console, da
     blind, _ = make_person(console, "blind", "viewer", {"staging": "none"})  # the default target hidden
     body = blind.get("/healthz").get_json()
     assert "newest_backup" not in body and set(body["targets"]) == {"production", "reports"}
+
+
+# --------------------------------------------------------------------------- who made a hidden target's backup
+
+
+def made_by(page: str, filename: str) -> str:
+    """The text of the "Made by" cell in `filename`'s row of a backups list."""
+    [row] = [row for row in page.split("<tr>") if f'<td class="filename">{filename}' in row]
+    return re.sub(r"<[^>]+>", "", re.search(r'class="made-by">(.*?)</td>', row, re.S)[1]).strip()
+
+
+def test_a_shared_stores_list_names_no_maker_of_a_hidden_targets_backup(console):
+    """staging and production share a bucket, so staging's list shows production's backups too."""
+    admin, _ = make_person(console, "ada", "admin")
+    admin_token = token(console, "ada")
+    ours, theirs = (backed_up(console, admin, admin_token, name) for name in ("staging", "production"))
+    # An admin's restore page of production's backup, reached through staging: this process keeps its manifest.
+    assert admin.get(f"/targets/staging/backups/{theirs}/restore").status_code == 200
+    assert made_by(admin.get("/targets/staging/").get_data(as_text=True), theirs).startswith("ada")
+
+    dev, _ = make_person(console, "dev", "viewer", {"production": "none"})
+    page = dev.get("/targets/staging/").get_data(as_text=True)
+    assert made_by(page, ours).startswith("ada")
+    assert made_by(page, theirs) == "—not known"  # neither its job record nor its manifest
