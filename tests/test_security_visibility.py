@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 
 import pytest
 from rq.job import Job
@@ -223,3 +224,37 @@ def test_a_shared_stores_list_names_no_maker_of_a_hidden_targets_backup(console)
     page = dev.get("/targets/staging/").get_data(as_text=True)
     assert made_by(page, ours).startswith("ada")
     assert made_by(page, theirs) == "—not known"  # neither its job record nor its manifest
+
+
+# --------------------------------------------------------------------------- a missed schedule, per target
+
+
+def scheduled_run(app, job_id: str, target: str, ago: timedelta) -> None:
+    """The record a scheduled backup of `target` leaves (reports and staging share the environment "staging")."""
+    from app.extensions import db
+    from app.models import JobRun, utcnow
+
+    with app.app_context():
+        db.session.add(JobRun(id=job_id, kind="backup", environment="staging", database="d", target=target,
+                              requested_by="scheduler", scheduled=True, status="finished",
+                              enqueued_at=utcnow() - ago))  # fmt: skip
+        db.session.commit()
+
+
+def test_another_targets_scheduled_backup_does_not_hide_a_missed_one(console):
+    from app import services
+    from app.extensions import db
+    from app.jobs.schedule import save_schedule, stored_schedule
+
+    with console.app_context():  # staging backs up hourly, set three hours ago
+        staging = services.console_settings().for_target("staging")
+        save_schedule("0 * * * *", "ada", staging)
+        stored_schedule(staging).updated_at -= timedelta(hours=3)
+        db.session.commit()
+    scheduled_run(console, "staging-earlier", "staging", timedelta(hours=2, minutes=30))
+    scheduled_run(console, "reports-now", "reports", timedelta(0))  # the same environment, another target
+    admin, _ = make_person(console, "ada", "admin")
+    assert 'id="missed-backup"' in admin.get("/targets/staging/").get_data(as_text=True)
+
+    scheduled_run(console, "staging-now", "staging", timedelta(0))
+    assert 'id="missed-backup"' not in admin.get("/targets/staging/").get_data(as_text=True)

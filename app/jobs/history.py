@@ -208,13 +208,16 @@ def latest_failures(environment: str, seen: Seen) -> list[JobRun]:
 
 
 def missed_scheduled_backup(
-    environment: str, schedule: str, zone: ZoneInfo, schedule_since: datetime | None, now: datetime | None = None
-) -> datetime | None:
-    """The slot (naive UTC) of the last scheduled backup that never started a job here, if it was missed.
+    environment: str, seen: Seen, schedule: str, zone: ZoneInfo, schedule_since: datetime | None,
+    now: datetime | None = None,
+) -> datetime | None:  # fmt: skip
+    """The slot (naive UTC) of the last scheduled backup of the `seen` target(s) that never started a job, if missed.
 
-    A slot counts once MISSED_AFTER has passed. It is missed when no scheduled backup was enqueued
-    from a minute before it on (scheduler down, or its request refused). Slots from before the
-    schedule was set (`schedule_since`) or before this console's first job are not held against it.
+    A slot counts once MISSED_AFTER has passed. It is missed when no scheduled backup of these
+    targets was enqueued from a minute before it on (scheduler down, or its request refused):
+    two targets may share an environment, and another target's backup is no backup of this one
+    (a record without a target is the default target's, as `Seen` reads it). Slots from before
+    the schedule was set (`schedule_since`) or before the target's first job are not held against it.
     """
     now = now or utcnow()
     slot = previous_run(schedule, zone, (now - MISSED_AFTER).replace(tzinfo=UTC))
@@ -223,11 +226,11 @@ def missed_scheduled_backup(
     slot = slot.replace(tzinfo=None)
     if schedule_since is not None and schedule_since > slot:
         return None
-    first = db.session.execute(db.select(db.func.min(JobRun.enqueued_at))).scalar()
+    first = db.session.execute(db.select(db.func.min(JobRun.enqueued_at)).where(seen.where())).scalar()
     if first is None or first > slot:
         return None
     ran = db.session.execute(
-        db.select(JobRun.id).where(JobRun.environment == environment, JobRun.kind == "backup",
+        db.select(JobRun.id).where(JobRun.environment == environment, seen.where(), JobRun.kind == "backup",
                                    JobRun.scheduled.is_(True), JobRun.enqueued_at >= slot - timedelta(minutes=1))
         .limit(1)
     ).first()  # fmt: skip

@@ -19,7 +19,7 @@ def home_activity(settings: Settings, schedule: str | None) -> dict:
     this_target = history.Seen.of([settings.target_name], settings.default_target)
     return {
         "failures": history.latest_failures(environment, this_target),
-        "missed": history.missed_scheduled_backup(environment, schedule, settings.zone, schedule_since())
+        "missed": history.missed_scheduled_backup(environment, this_target, schedule, settings.zone, schedule_since())
         if schedule else None,
         "running": history.running(environment, this_target),
         "reason_of": history.reason_of,
