@@ -217,21 +217,27 @@ def restorable(using: Collaborators, filename: str) -> tuple[Backup, list[Backup
     return backup, listed
 
 
-def request_restore(actor: Actor, using: Collaborators, filename: str, passkey: str) -> str:
-    """Check every guard in order, then enqueue; audits each attempt, never the passkey."""
+def request_restore(actor: Actor, using: Collaborators, filename: str, passkey: str, *,
+                    without_owners: bool = False) -> str:  # fmt: skip
+    """Check every guard in order, then enqueue; audits each attempt, never the passkey.
+
+    `without_owners`: the admin's explicit choice to restore a backup whose roles this server lacks
+    with every object owned by the console's role and no grant (said in the audit row and on the job).
+    """
     try:
-        job_id, origin = _guarded_restore(actor, using, filename, passkey)
+        job_id, origin = _guarded_restore(actor, using, filename, passkey, without_owners)
     except Refused as exc:
         audit.record("restore", "refused", username=actor.username, target=filename[:255], detail=str(exc),
                      address=actor.address)  # fmt: skip
         raise
+    notes = [origin.audit_note, "without owners and grants (the admin's choice)" if without_owners else None]
     audit.record("restore", "requested", username=actor.username, target=filename, job_id=job_id,
-                 address=actor.address, detail=origin.audit_note)  # fmt: skip
+                 address=actor.address, detail="; ".join(n for n in notes if n) or None)  # fmt: skip
     return job_id
 
 
 def _guarded_restore(
-    actor: Actor, using: Collaborators, filename: str, passkey: str
+    actor: Actor, using: Collaborators, filename: str, passkey: str, without_owners: bool
 ) -> tuple[str, provenance.Provenance]:
     settings = using.settings
     if not actor.may("admin"):
@@ -255,7 +261,8 @@ def _guarded_restore(
         recent_backup_required(using, listed)
         # What the admin confirmed, read once here: the job restores this file and no other.
         origin = using.backups.provenance(backup)
-        return _start(using, "restore", actor.username, backup=backup, origin=origin), origin
+        options = {"without_owners": True} if without_owners else {}
+        return _start(using, "restore", actor.username, backup=backup, origin=origin, **options), origin
     except JobRefused as exc:
         raise Refused(str(exc), 409) from None
 

@@ -395,13 +395,14 @@ def leftovers(app) -> dict:
     return found
 
 
-def restore_api(client, headers, filename, passkey=PASSKEY):
-    return client.post("/api/setting/restore", headers=headers, json={"filename": filename, "passkey": passkey})
+def restore_api(client, headers, filename, passkey=PASSKEY, **options):
+    body = {"filename": filename, "passkey": passkey, **options}
+    return client.post("/api/setting/restore", headers=headers, json=body)
 
 
-def restore_through_api(app, client, headers, filename, passkey=PASSKEY) -> dict:
+def restore_through_api(app, client, headers, filename, passkey=PASSKEY, **options) -> dict:
     """Ask for a restore through the seed's API (202), run the queued jobs, and return the job's final status."""
-    response = restore_api(client, headers, filename, passkey)
+    response = restore_api(client, headers, filename, passkey, **options)
     assert response.status_code == 202, response.get_json()
     run_jobs_for(app)
     return job_of(app, response.get_json()["job_id"])

@@ -87,7 +87,8 @@ def test_restore_brings_back_every_row_and_drops_the_rest(app, client, admin, ta
 
 
 def test_restore_from_another_environment_without_a_manifest(app, client, admin, target_db, pg_admin, tmp_path):
-    """A backup made elsewhere (old system, other roles): objects end up owned by the configured user."""
+    """A backup made elsewhere (old system, other roles) names a role this server lacks: refused, naming it;
+    then restored by the admin's choice without owners and grants: objects owned by the configured user."""
     role, source = new_name("pgct_owner"), new_name()
     pg_admin.execute(f'CREATE ROLE "{role}"')
     create_database(pg_admin, source, rows=300)
@@ -105,8 +106,12 @@ def test_restore_from_another_environment_without_a_manifest(app, client, admin,
     storage_of(app).put_bytes(old_name, archive.read_bytes())
     backup_run_in_process(app)  # the safety backup of this environment
 
-    status = restore_through_api(app, client, admin, old_name)
+    refused = restore_through_api(app, client, admin, old_name)
+    assert refused["status"] == "failed" and f"roles this server does not have: {role}" in refused["error"]
+    assert table_fingerprint(target_db) != expected and scratch_databases(pg_admin, target_db) == []
+    status = restore_through_api(app, client, admin, old_name, without_owners=True)
     assert status["status"] == "finished", status["error"]
+    assert status["result"]["without_owners"] is True
     assert status["result"]["verified"] is False
     assert "no manifest" in status["warning"]
     assert table_fingerprint(target_db) == expected

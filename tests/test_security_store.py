@@ -88,14 +88,14 @@ def test_a_backup_swapped_for_a_link_between_the_checks_and_the_download_is_not_
     copy = tmp_path / "elsewhere.dump"
     shutil.copyfile(folder / made, copy)
     before = table_fingerprint(target_db)
-    create_scratch_while = restore.create_scratch_while
+    fetch_archive = restore.fetch_archive
 
-    def swapped_first(target, scratch, fetch):  # the writer's move, after the job listed and checked the file
+    def swapped_first(*args, **kwargs):  # the writer's move, after the job listed and checked the file
         (folder / made).unlink()
         (folder / made).symlink_to(copy)
-        return create_scratch_while(target, scratch, fetch)
+        return fetch_archive(*args, **kwargs)
 
-    monkeypatch.setattr(restore, "create_scratch_while", swapped_first)
+    monkeypatch.setattr(restore, "fetch_archive", swapped_first)
     make_user("ada", "admin")
     if action == "verify":
         client, auth = signed_in(app, make_user, "admin", "root")

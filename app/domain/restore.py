@@ -32,6 +32,7 @@ import psycopg
 from psycopg import sql
 
 from app.domain import encryption, pgtools
+from app.domain.archive import ArchiveContents, ArchiveError, DatabaseDefinition, names_database, read_contents
 from app.domain.catalog import Backup, recent_backup
 from app.domain.naming import Owner
 from app.domain.provenance import Provenance
@@ -118,6 +119,7 @@ class ScratchCopy:
     trusted: bool
     untrusted_reason: str
     tables: int
+    notes: tuple[str, ...] = ()  # what of the backup's database could not be carried over, in words
 
 
 def scratch_name(dbname: str, kind: str = "restore") -> str:
@@ -266,17 +268,115 @@ def create_scratch(target: TargetDatabase, name: str) -> None:
         )
 
 
-def create_scratch_while(target: TargetDatabase, scratch: str, fetch: Callable[[], Archive]) -> Archive:
-    """Create the empty scratch database while `fetch` downloads the archive, so neither waits for the other.
+def preflight(target: TargetDatabase, archive: Path, *, with_owners: bool, bin_dirs: tuple[str, ...] = ()
+              ) -> ArchiveContents:  # fmt: skip
+    """What the archive holds, if this server and the console's role can restore it faithfully; else refused
+    before anything is touched, naming what is missing and what to do.
 
-    Nothing of the live database is touched either way. If `fetch` fails, this returns (raising)
-    only once the creation has ended too, so the caller's clean-up finds the scratch it named.
+    `with_owners`: every role the archive names (owners, grantees) must exist here, and a console role
+    that is not a superuser must be a member of each owner. Without it (an admin's explicit choice),
+    objects end up owned by the console's role and no grant is restored.
     """
-    with ThreadPoolExecutor(1, thread_name_prefix="scratch") as pool:
-        created = pool.submit(create_scratch, target, scratch)
-        archive = fetch()
-        created.result()
-    return archive
+    tool = pgtools.pick_client("pg_restore", pgtools.server_version(target)[0], bin_dirs)
+    try:
+        contents = read_contents(tool.path, archive, pgtools.child_env(target))
+    except ArchiveError as exc:
+        raise RestoreError(f"{exc}; nothing was changed") from None
+    with pgtools.admin_connect(target) as conn:
+        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+        needs = contents.needs_superuser()
+        if needs and not superuser:
+            raise RestoreRefused(
+                f"the backup holds what only a superuser can create ({'; '.join(needs)[:300]}), and the console "
+                f"connects as {target.user}, which is not one; restore it with a superuser's tools, nothing was changed"
+            )
+        if not with_owners:
+            return contents
+        present = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
+                                              (sorted(contents.roles),))}  # fmt: skip
+        missing = sorted(contents.roles - present)
+        if missing:
+            raise RestoreRefused(
+                f"the backup names roles this server does not have: {', '.join(missing)}; create them, or restore "
+                "without owners and grants (objects owned by the console's role), nothing was changed"
+            )
+        # pg_database_owner (the public schema's owner) is whoever owns the database: nobody to act as.
+        owners = sorted(({e.owner for e in contents.entries if e.owner} | _database_owner(contents))
+                        - {"pg_database_owner"})  # fmt: skip
+        foreign = [] if superuser else [r[0] for r in conn.execute(
+            "SELECT o FROM unnest(%s::text[]) AS o WHERE NOT pg_has_role(current_user, o, 'MEMBER')", (owners,))]
+        if foreign:
+            names = ", ".join(foreign)
+            raise RestoreRefused(
+                f"the console's role {target.user} cannot act as {names}, which own objects in the backup; "
+                f"GRANT {names} TO {target.user}, or restore without owners and grants, nothing was changed"
+            )
+    return contents
+
+
+def _database_owner(contents: ArchiveContents) -> set[str]:
+    return {e.owner for e in contents.entries if e.kind == "DATABASE" and e.owner}
+
+
+def create_scratch_like(target: TargetDatabase, scratch: str, database: DatabaseDefinition | None) -> None:
+    """Create the scratch database as the backup's was created (encoding, locale provider, collation, ctype);
+    an archive without its database's entries gets a bare one, owned as the live database is."""
+    if database is None:
+        return create_scratch(target, scratch)
+    with pgtools.admin_connect(target) as conn:
+        _run_database_statement(conn, database.renamed(scratch).create, scratch)
+
+
+def apply_database_properties(target: TargetDatabase, scratch: str, database: DatabaseDefinition | None, *,
+                              with_owners: bool, connection_limit: bool = False) -> list[str]:  # fmt: skip
+    """The backup's owner, comment, settings and ACL on the new scratch database, or (`connection_limit`)
+    only its connection limit, which waits until pg_restore is done (it opens `RESTORE_JOBS` sessions).
+
+    The rest runs before pg_restore, so a property the console's role may not set (a custom setting a
+    superuser made) refuses the restore before the long part, not after it; pg_restore sets the
+    session settings it relies on itself. Without owners, the owner, grants and role settings are left
+    out: the database stays owned as the live one. Returns what could not be carried over, in words.
+    """
+    if database is None:
+        return ["the backup holds no database properties (owner, locale, settings, ACL): defaults were used"]
+    with pgtools.admin_connect(target) as conn:
+        for statement in database.renamed(scratch).properties:
+            if (" CONNECTION LIMIT " in statement) == connection_limit:
+                _apply(conn, statement, scratch, with_owners, target.user)
+        if not with_owners and not connection_limit:  # owned as the live database, as before
+            owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                                 (target.dbname,)).fetchone()  # fmt: skip
+            if owner:
+                conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(scratch),
+                                                                             sql.Identifier(owner[0])))  # fmt: skip
+    return []
+
+
+def _apply(conn: psycopg.Connection, statement: str, scratch: str, with_owners: bool, user: str) -> None:
+    """One property statement; without owners, none that names a role (owner, grants, role settings)."""
+    if not with_owners and (statement.startswith(("ALTER ROLE ", "GRANT ", "REVOKE ")) or " OWNER TO " in statement):
+        return
+    try:
+        _run_database_statement(conn, statement, scratch)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        needed = ("CREATEROLE (ALTER ROLE … CREATEROLE)" if statement.startswith("ALTER ROLE ")
+                  else "the right to set it (for a custom setting: GRANT SET ON PARAMETER … TO it)")  # fmt: skip
+        raise RestoreRefused(
+            f"the console's role {user} may not reproduce the backup's {statement[:160]!r} ({str(exc).strip()}); "
+            f"give it {needed}, or restore as a superuser; nothing was changed"
+        ) from None
+
+
+def _run_database_statement(conn: psycopg.Connection, statement: str, scratch: str) -> None:
+    """One statement of the archive's database definition, renamed to the scratch database.
+
+    The archive is SQL from the store: run it only as a single statement (a prepared statement cannot
+    hold two) of a kind a database definition has, about the scratch database and no other.
+    """
+    if not names_database(statement, scratch):
+        raise RestoreError(f"the backup's database definition holds an unexpected statement "
+                           f"({statement[:120]!r}); nothing was changed")  # fmt: skip
+    conn.execute(statement.rstrip(";").replace("%", "%%"), (), prepare=True)
 
 
 def restore_into(
@@ -285,17 +385,20 @@ def restore_into(
     scratch: str,
     *,
     jobs: int,
+    with_owners: bool = True,
     bin_dirs: tuple[str, ...] = (),
     on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> int:
     """pg_restore into the scratch database; returns the number of tables restored.
 
-    --no-owner/--no-privileges: a backup from another environment names roles that may not
-    exist here; its objects end up owned by the configured user instead.
+    With owners (`preflight` has checked that every role exists and that the console may act as each
+    owner), objects keep their owners and grants; without (an admin's choice for a backup whose roles
+    this server lacks: `--no-owner --no-privileges`), they are owned by the console's role.
     """
     restore = pgtools.pick_client("pg_restore", pgtools.server_version(target)[0], bin_dirs)
-    argv = [restore.path, "--exit-on-error", "--no-owner", "--no-privileges", "--verbose", f"--jobs={jobs}",
-            "--dbname", scratch, str(archive)]  # fmt: skip
+    keep = [] if with_owners else ["--no-owner", "--no-privileges"]
+    argv = [restore.path, "--exit-on-error", *keep, "--verbose", f"--jobs={jobs}", "--dbname", scratch,
+            str(archive)]  # fmt: skip
     done, total = 0, 0  # the archive's entries, known once `pg_restore --list` (run alongside) has read them
 
     def count(line: str) -> None:
@@ -334,10 +437,40 @@ def restore_into(
     return sum(1 for line in entries if " TABLE DATA " in line)
 
 
-def swap_in(target: TargetDatabase, scratch: str, set_aside: str, *, keep_old: bool,
-            before_rename: Callable[[], None] = lambda: None) -> None:  # fmt: skip
-    """Put the scratch database in the live one's place; the previous one stays as `set_aside`.
+@dataclass(frozen=True)
+class Session:
+    pid: int
+    user: str
+    application: str
+    endable: bool  # the console's role may end it (superuser, member of its role, or pg_signal_backend)
 
+    def __str__(self) -> str:
+        return f"pid {self.pid} (user {self.user or '?'}, application {self.application or '?'})"
+
+
+def sessions_on(conn: psycopg.Connection, dbname: str) -> list[Session]:
+    """The client sessions connected to `dbname` (not this one), and whether the console may end each."""
+    rows = conn.execute(
+        "SELECT a.pid, coalesce(a.usename, ''), coalesce(a.application_name, ''), coalesce("
+        " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+        " OR pg_has_role(current_user, a.usesysid, 'MEMBER')"
+        " OR (pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') AND NOT r.rolsuper), false) "
+        "FROM pg_stat_activity a LEFT JOIN pg_roles r ON r.oid = a.usesysid "
+        "WHERE a.datname = %s AND a.pid <> pg_backend_pid() AND a.usesysid IS NOT NULL"
+        # Another role's backend_type is hidden from a console that is not a superuser: a role means a client.
+        " AND coalesce(a.backend_type, 'client backend') = 'client backend' ORDER BY a.pid",
+        (dbname,),
+    ).fetchall()
+    return [Session(*row) for row in rows]
+
+
+def swap_in(target: TargetDatabase, scratch: str, set_aside: str, *, keep_old: bool,
+            before_rename: Callable[[], None] = lambda: None) -> int:  # fmt: skip
+    """Put the scratch database in the live one's place; the previous one stays as `set_aside`. Returns how
+    many sessions were ended.
+
+    New connections are refused first; then, if any session left cannot be ended by the console's role
+    (a superuser's, when the console is not one), the swap is refused naming it, and no session is ended.
     With `keep_old` the set-aside database opens to connections again (KEEP_OLD_DATABASE); otherwise
     it stays closed for `drop_set_aside`, which the job runs after it reports finished: DROP DATABASE
     waits for a checkpoint, which writes out the whole restored database first.
@@ -345,6 +478,15 @@ def swap_in(target: TargetDatabase, scratch: str, set_aside: str, *, keep_old: b
     live = target.dbname
     with pgtools.admin_connect(target) as conn:
         pgtools.allow_connections(conn, live, False)
+        sessions = sessions_on(conn, live)
+        stuck = [s for s in sessions if not s.endable]
+        if stuck:
+            pgtools.allow_connections(conn, live, True)
+            raise RestoreRefused(
+                f"the console's role {target.user} cannot end {len(stuck)} session(s) on {live}: "
+                f"{'; '.join(map(str, stuck[:5]))}; no session was ended and nothing was changed: "
+                "close them, or restore with a role that may end them"
+            )
         try:
             _rename_when_idle(conn, live, set_aside)
         except BaseException:
@@ -358,6 +500,7 @@ def swap_in(target: TargetDatabase, scratch: str, set_aside: str, *, keep_old: b
             raise
         if keep_old:
             pgtools.allow_connections(conn, set_aside, True)
+    return len(sessions)
 
 
 def drop_set_aside(target: TargetDatabase, name: str) -> None:

@@ -118,8 +118,9 @@ def _warn_if_size_dropped(listed: list[catalog.Backup], filename: str, record: J
 
 
 @console_job
-def restore_job(filename: str, requested_by: str) -> dict:
-    """Check → download into scratch → swap in."""
+def restore_job(filename: str, requested_by: str, without_owners: bool = False) -> dict:
+    """Check → download → preflight → restore into scratch (with the backup's owners, grants and database
+    properties, unless an admin chose `without_owners`) → swap in."""
     job, settings, ours = get_current_job(), services.settings(), console()
     record, confirmed = _begin(job, "restore", filename)
     started = time.monotonic()
@@ -131,11 +132,12 @@ def restore_job(filename: str, requested_by: str) -> dict:
     safety = restore.require_recent_backup(listed, owner=ours.owner, minutes=settings.recent_check_minutes,
                                            trusted=ours.is_trusted)  # fmt: skip
     with restore.temp_folder(str(Path(settings.instance_path, "tmp"))) as folder:
-        copy = _restore_into_scratch(backup, folder, record, confirmed, trusted_only=False)
+        copy = _restore_into_scratch(backup, folder, record, confirmed, trusted_only=False,
+                                     with_owners=not without_owners)  # fmt: skip
         set_aside = restore.scratch_name(ours.target.dbname, "previous")
         record.remember(set_aside_database=set_aside)
         record.phase("swapping")
-        restore.swap_in(ours.target, copy.database, set_aside, keep_old=settings.keep_old_database)
+        ended = restore.swap_in(ours.target, copy.database, set_aside, keep_old=settings.keep_old_database)
         record.remember(scratch_database=None, set_aside_database=None)
     kept = set_aside if settings.keep_old_database else None
     if kept is None:  # the live database already holds the backup: the previous one goes after "finished"
@@ -151,7 +153,11 @@ def restore_job(filename: str, requested_by: str) -> dict:
         kept_old_database=kept,
     )
     record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
-    detail = f"restored {ours.target.dbname} from {filename} in {outcome.seconds} s"
+    detail = f"restored {ours.target.dbname} from {filename} in {outcome.seconds} s; {ended} session(s) ended"
+    if without_owners:
+        detail += "; without owners and grants (an admin's choice)"
+    for note in copy.notes:
+        detail += f"; {note}"
     if not copy.checksum_verified:
         detail += "; no manifest, checksum not verified"
     if not copy.trusted:
@@ -163,7 +169,8 @@ def restore_job(filename: str, requested_by: str) -> dict:
         "restore-finished", settings, action="restore", job_id=job.id if job else None, requested_by=requested_by,
         seconds=outcome.seconds, filename=filename))  # fmt: skip
     # What the job page needs to say what changed and how to undo it.
-    return {**outcome.to_json(), "backup_taken_at": backup.created_at.isoformat(), "safety_backup": safety.filename}
+    return {**outcome.to_json(), "backup_taken_at": backup.created_at.isoformat(), "safety_backup": safety.filename,
+            "sessions_ended": ended, "without_owners": without_owners, "notes": list(copy.notes)}
 
 
 @console_job
@@ -208,13 +215,16 @@ def verify_job(filename: str, requested_by: str, trusted_only: bool = True) -> d
 
 
 def _restore_into_scratch(
-    backup: catalog.Backup, folder: Path, record: JobRecord, confirmed: JobRun, trusted_only: bool
+    backup: catalog.Backup, folder: Path, record: JobRecord, confirmed: JobRun, trusted_only: bool,
+    with_owners: bool = False,
 ) -> restore.ScratchCopy:
-    """Check provenance, download, check the checksum, restore into a new scratch database.
+    """Check provenance, download, check the checksum, preflight, restore into a new scratch database.
 
-    Shared by restore and verify. Before anything is downloaded or created, the file must be the
-    one that was confirmed (`confirmed`: its request in the console store) and, when `trusted_only`,
-    trusted; the download is then checked against the confirmed sha256.
+    Shared by restore and verify (which restores without owners: it proves the data restorable on
+    any server). Before anything is downloaded or created, the file must be the one that was
+    confirmed (`confirmed`: its request in the console store) and, when `trusted_only`, trusted; the
+    download is then checked against the confirmed sha256. The preflight refuses, before the scratch
+    database exists, an archive this server or the console's role cannot restore faithfully.
     """
     settings, ours = services.settings(), console()
     manifest = catalog.read_manifest(ours.storage, backup.filename) if backup.has_manifest else None
@@ -225,20 +235,25 @@ def _restore_into_scratch(
             f"{backup.filename} is not trusted ({origin.reason}); only an admin may verify it, nothing was changed"
         )
     scratch = restore.scratch_name(ours.target.dbname)
-    record.remember(temp_folder=str(folder), scratch_database=scratch)
+    record.remember(temp_folder=str(folder))
     record.phase("downloading", bytes_total=backup.size)
-    archive = restore.create_scratch_while(ours.target, scratch, lambda: restore.fetch_archive(
-        ours.storage, backup, folder, manifest, identity_file=settings.encryption_identity_file,
-        on_progress=record.advance,
-    ))  # fmt: skip
+    archive = restore.fetch_archive(ours.storage, backup, folder, manifest,
+                                    identity_file=settings.encryption_identity_file, on_progress=record.advance)
     record.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
     if not origin.trusted:
         record.remember(warning=f"this backup is not trusted: {origin.reason}; {UNTRUSTED_WARNING}")
+    contents = restore.preflight(ours.target, archive.path, with_owners=with_owners, bin_dirs=settings.pg_bin_dirs)
+    record.remember(scratch_database=scratch)
+    restore.create_scratch_like(ours.target, scratch, contents.database)
+    notes = restore.apply_database_properties(ours.target, scratch, contents.database, with_owners=with_owners)
     record.phase("restoring")
     tables = restore.restore_into(ours.target, archive.path, scratch, jobs=settings.restore_jobs,
-                                  bin_dirs=settings.pg_bin_dirs, on_progress=record.items)  # fmt: skip
+                                  with_owners=with_owners, bin_dirs=settings.pg_bin_dirs,
+                                  on_progress=record.items)  # fmt: skip
+    restore.apply_database_properties(ours.target, scratch, contents.database, with_owners=with_owners,
+                                      connection_limit=True)  # fmt: skip
     return restore.ScratchCopy(scratch, archive.sha256, archive.checksum_verified, origin.trusted, origin.reason,
-                               tables)  # fmt: skip
+                               tables, tuple(notes))  # fmt: skip
 
 
 @console_job

@@ -93,4 +93,8 @@ def restore():
         return jsonify(error="filename must be the name of a listed backup"), 400
     if not is_text(passkey, 256):
         return jsonify(error="passkey must be a non-empty string"), 400
-    return accepted(operations.request_restore(current_actor(), operations.collaborators(), filename, passkey))
+    without_owners = body.get("without_owners", False)
+    if not isinstance(without_owners, bool):
+        return jsonify(error="without_owners must be true or false"), 400
+    return accepted(operations.request_restore(current_actor(), operations.collaborators(), filename, passkey,
+                                               without_owners=without_owners))  # fmt: skip

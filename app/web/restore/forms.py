@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField, SubmitField
+from wtforms import BooleanField, PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length, ValidationError
 
 
 class RestoreForm(FlaskForm):
     passkey = PasswordField("Passkey", validators=[DataRequired(), Length(max=256)])
     confirm = StringField("Type the database name to confirm", validators=[DataRequired(), Length(max=128)])
+    without_owners = BooleanField("Restore without owners and grants (every object owned by the console's role)")
     submit = SubmitField("Restore database")
 
     def __init__(self, expected: str, *args, **kwargs):
@@ -17,7 +18,14 @@ class RestoreForm(FlaskForm):
         self.expected = expected
         self.confirm.label.text = f"Type {expected} to confirm"
 
+    @property
+    def typed(self) -> str:
+        """What must be typed: the name, and the choice to drop owners and grants when it is made."""
+        return f"{self.expected} without owners" if self.without_owners.data else self.expected
+
     def validate_confirm(self, field) -> None:
-        if field.data != self.expected:
+        if field.data != self.typed:
             what = "the environment and database" if "/" in self.expected else "the database name"
-            raise ValidationError(f"Type {what} exactly: {self.expected}")
+            if self.without_owners.data:
+                what += ", then \"without owners\""
+            raise ValidationError(f"Type {what} exactly: {self.typed}")

@@ -30,7 +30,8 @@ def confirm(filename: str):
     if request.method == "POST":
         if form.validate_on_submit():
             try:
-                job_id = operations.request_restore(current_actor(), using, filename, form.passkey.data)
+                job_id = operations.request_restore(current_actor(), using, filename, form.passkey.data,
+                                                    without_owners=form.without_owners.data)  # fmt: skip
                 return redirect(url_for("jobs.show", job_id=job_id), 303)
             except operations.Refused as exc:
                 error, status = str(exc), exc.status

@@ -1,0 +1,174 @@
+"""What a pg_dump archive says about its database beyond the objects in it, for a faithful restore.
+
+A `pg_dump -Fc` archive carries the database's own entries (since PostgreSQL 11): how it was
+created (encoding, locale provider, collation, ctype, ICU locale), its owner, comment, connection
+limit, ACL, `ALTER DATABASE … SET` and `ALTER ROLE … IN DATABASE … SET`. `pg_restore --create`
+prints them as SQL naming the original database. The console restores into a scratch database
+under another name, so it reads those statements here, renamed to the scratch database, and runs
+them itself: the CREATE before the restore, the rest after it (a connection limit or a
+`statement_timeout` must not hinder pg_restore). It also lists every role the archive names as
+an owner or a grantee, so a restore that would fail on a missing role is refused before anything
+is touched.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_ROLES_AFTER = re.compile(
+    rf"\b(?:TO|FROM|FOR ROLE|SESSION AUTHORIZATION|OWNER TO)\s+({_IDENT}(?:\s*,\s*{_IDENT})*)", re.IGNORECASE
+)
+# Lines of `pg_restore --list`: "ID; TABLEOID OID TYPE SCHEMA NAME OWNER" (TYPE and NAME may hold spaces).
+_LIST_LINE = re.compile(r"^\d+; \d+ \d+ (?P<rest>.*)$")
+
+
+class ArchiveError(Exception):
+    """The archive's table of contents cannot be read."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str  # "TABLE", "ACL", "DATABASE PROPERTIES", ...
+    line: str  # the line of `pg_restore --list`, as given
+    owner: str  # the role that owns the object ("" for entries without one)
+    described: str  # the line after its ids: "COMMENT - DATABASE shop owner", "TABLE public orders owner"
+
+    @property
+    def of_the_database(self) -> bool:
+        """The database's own entry, its properties, comment or ACL (not an object in it)."""
+        return self.kind in ("DATABASE", "DATABASE PROPERTIES") or self.described.startswith(
+            ("COMMENT - DATABASE ", "ACL - DATABASE ")
+        )
+
+
+@dataclass(frozen=True)
+class DatabaseDefinition:
+    """The database as the archive describes it, as SQL for a database named `name`."""
+
+    name: str  # the name it had when it was backed up
+    create: str  # CREATE DATABASE … with its encoding and locale
+    properties: tuple[str, ...]  # owner, comment, connection limit, settings, ACL: run after the restore
+
+    def renamed(self, new_name: str) -> DatabaseDefinition:
+        """The same statements for a database called `new_name` (the scratch database)."""
+        statements = (rename_database_in(s, self.name, new_name) for s in self.properties)
+        return DatabaseDefinition(new_name, rename_database_in(self.create, self.name, new_name), tuple(statements))
+
+
+@dataclass(frozen=True)
+class ArchiveContents:
+    entries: tuple[Entry, ...]
+    database: DatabaseDefinition | None  # None: an archive made without the database's entries
+    roles: frozenset[str]  # every role named as an owner or grantee (PUBLIC excluded)
+
+    @property
+    def tables(self) -> int:
+        return sum(1 for e in self.entries if e.kind == "TABLE DATA")
+
+    def needs_superuser(self) -> list[str]:
+        """Entries only a superuser can restore (an event trigger), as the list shows them."""
+        return [e.line for e in self.entries if e.kind == "EVENT TRIGGER"]
+
+
+def read_contents(pg_restore: str, archive: Path, env: dict[str, str]) -> ArchiveContents:
+    """The archive's entries, its database's definition and the roles it names (three quick reads of its TOC)."""
+    listing = _run([pg_restore, "--create", "--list", str(archive)], env)
+    entries = tuple(entry for line in listing.splitlines() if (entry := _entry(line)) is not None)
+    database_sql = _sql_of(pg_restore, archive, env, [e for e in entries if e.of_the_database])
+    acl_sql = _sql_of(pg_restore, archive, env, [e for e in entries if e.kind in ("ACL", "DEFAULT ACL")
+                                                  and not e.of_the_database])  # fmt: skip
+    statements = _statements(database_sql)
+    database = None
+    created = [s for s in statements if s.upper().startswith("CREATE DATABASE ")]
+    name = next((e.line.split(" - ", 1)[1].rsplit(" ", 1)[0] for e in entries if e.kind == "DATABASE"), None)
+    if created and name is not None:
+        database = DatabaseDefinition(name, created[0], tuple(s for s in statements if s is not created[0]))
+    roles = {e.owner for e in entries if e.owner}
+    for statement in (*_statements(acl_sql), *(database.properties if database else ())):
+        for match in _ROLES_AFTER.finditer(statement):
+            roles.update(_unquote(r.strip()) for r in match.group(1).split(","))
+    roles.discard("PUBLIC")
+    roles.discard("public")
+    return ArchiveContents(entries, database, frozenset(roles))
+
+
+def rename_database_in(statement: str, old: str, new: str) -> str:
+    """`statement` with the database named `old` renamed `new` where pg_dump names it (`… DATABASE name`)."""
+    pattern = re.compile(rf"(\bDATABASE\s+){re.escape(quote_ident(old))}(?=[\s;]|$)")
+    return pattern.sub(lambda m: m.group(1) + quote_ident(new), statement, count=1)
+
+
+DEFINITION_STATEMENTS = ("CREATE DATABASE ", "ALTER DATABASE ", "COMMENT ON DATABASE ", "GRANT ", "REVOKE ",
+                         "ALTER ROLE ")  # fmt: skip
+
+
+def names_database(statement: str, name: str) -> bool:
+    """Whether `statement` is of a kind a database definition holds, and about the database `name`."""
+    found = re.search(rf"\bDATABASE\s+({_IDENT})", statement)
+    return statement.startswith(DEFINITION_STATEMENTS) and found is not None and found.group(1) == quote_ident(name)
+
+
+_PLAIN = re.compile(r"^[a-z_][a-z0-9_$]*$")
+
+
+def quote_ident(name: str) -> str:
+    """An identifier as pg_dump writes it: bare when it may be, else double-quoted.
+
+    (pg_dump also quotes reserved words; a database named like one is quoted both ways in practice,
+    and rename_database_in then leaves the statement alone, which fails safe: the CREATE names the
+    old database and is refused by the server, nothing is touched.)
+    """
+    return name if _PLAIN.match(name) else '"' + name.replace('"', '""') + '"'
+
+
+def _entry(line: str) -> Entry | None:
+    found = _LIST_LINE.match(line)
+    if not found:
+        return None
+    rest = found.group("rest")
+    kind = next((k for k in _KINDS if rest.startswith(k + " ")), rest.split(" ", 1)[0])
+    owner = rest.rsplit(" ", 1)[-1]
+    return Entry(kind, line, "" if owner == "-" or " " not in rest else owner, rest)
+
+
+# Types whose names hold a space (longest first where one begins another).
+_KINDS = ("TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY", "MATERIALIZED VIEW DATA", "MATERIALIZED VIEW",
+          "DEFAULT ACL", "DATABASE PROPERTIES", "EVENT TRIGGER", "FK CONSTRAINT", "LARGE OBJECT", "BLOB",
+          "BLOBS", "ROW SECURITY", "PROCEDURAL LANGUAGE", "TEXT SEARCH CONFIGURATION", "TEXT SEARCH DICTIONARY",
+          "FOREIGN TABLE", "FOREIGN DATA WRAPPER", "SERVER", "USER MAPPING", "PUBLICATION TABLE",
+          "PUBLICATION", "SUBSCRIPTION", "ACL", "COMMENT", "SECURITY LABEL", "DATABASE")  # fmt: skip
+
+
+def _sql_of(pg_restore: str, archive: Path, env: dict[str, str], chosen: list[Entry]) -> str:
+    """The SQL `pg_restore --create` prints for these entries (none: "")."""
+    if not chosen:
+        return ""
+    with tempfile.NamedTemporaryFile("w", suffix=".list") as listed:
+        listed.write("\n".join(e.line for e in chosen) + "\n")
+        listed.flush()
+        return _run([pg_restore, "--create", "--use-list", listed.name, "--file", "-", str(archive)], env)
+
+
+def _statements(script: str) -> list[str]:
+    """The SQL statements of a pg_restore script: no comments, psql meta-commands or session SETs."""
+    kept = [line for line in script.splitlines()
+            if line and not line.startswith(("--", "\\", "SET ", "SELECT pg_catalog.set_config("))]  # fmt: skip
+    return [s.strip().rstrip(";") + ";" for s in "\n".join(kept).split(";\n") if s.strip().rstrip(";")]
+
+
+def _unquote(identifier: str) -> str:
+    if identifier.startswith('"') and identifier.endswith('"'):
+        return identifier[1:-1].replace('""', '"')
+    return identifier.lower()
+
+
+def _run(argv: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise ArchiveError(f"the archive cannot be read: {done.stderr.strip() or 'pg_restore failed'}")
+    return done.stdout

@@ -1,0 +1,199 @@
+"""Issue 30: a restore brings back the database that was backed up — owners, grants, database
+properties and locale — and ends no session it cannot end.
+
+Each test makes its own roles and an application database owned by a non-superuser role, points a
+console at it (as that owner role, the README's recommended setup, or as `postgres`), backs up and
+restores through the console's API, and compares what the application sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.helpers import (
+    PG,
+    backup_run_in_process,
+    create_database,
+    database_names,
+    drop_database,
+    new_name,
+    restore_through_api,
+    table_fingerprint,
+)
+
+DATABASE_FACTS = """
+SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datlocprovider, d.datcollate, d.datctype,
+       d.daticulocale, d.datconnlimit, d.datacl::text, shobj_description(d.oid, 'pg_database'),
+       (SELECT array_agg(coalesce(r.rolname, '*') || ':' || array_to_string(s.setconfig, ',') ORDER BY r.rolname)
+          FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE s.setdatabase = d.oid)
+FROM pg_database d WHERE d.datname = %s
+"""
+
+
+def database_facts(pg_admin, dbname: str) -> tuple:
+    """What `CREATE DATABASE`, `ALTER DATABASE` and `ALTER ROLE … IN DATABASE` set, as the server keeps it."""
+    return pg_admin.execute(DATABASE_FACTS, (dbname,)).fetchone()
+
+
+def object_facts(dbname: str) -> dict[str, object]:
+    """Owners and grants of the application's objects, and what the reader role may see and in what order."""
+    with psycopg.connect(**{**PG, "dbname": dbname}, autocommit=True) as conn:
+        owners = conn.execute(
+            "SELECT c.relname, pg_get_userbyid(c.relowner), c.relacl::text FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('public', 'shop') ORDER BY 1"
+        ).fetchall()
+        schemas = conn.execute(
+            "SELECT nspname, pg_get_userbyid(nspowner), nspacl::text FROM pg_namespace "
+            "WHERE nspname IN ('public', 'shop') ORDER BY 1"
+        ).fetchall()
+    return {"relations": owners, "schemas": schemas}
+
+
+def as_reader(dbname: str, reader: str) -> list:
+    """What the application's read-only role gets: its search_path from `ALTER ROLE … IN DATABASE`, the
+    database's ICU collation for ORDER BY."""
+    with psycopg.connect(**{**PG, "user": reader, "dbname": dbname}) as conn:
+        return conn.execute("SELECT name FROM labels ORDER BY name").fetchall()
+
+
+@pytest.fixture
+def application(pg_admin) -> Iterator[dict[str, str]]:
+    """An application database owned by a non-superuser role, with a reader role, grants, an ICU locale,
+    a connection limit, a comment, CONNECT revoked from PUBLIC and database and role settings."""
+    owner, reader, dbname = new_name("pgct_owner"), new_name("pgct_reader"), new_name()
+    # What the README asks of the console's role when it connects as the owner: CREATEDB, and CREATEROLE
+    # for the backup's `ALTER ROLE … IN DATABASE … SET`.
+    pg_admin.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE").format(sql.Identifier(owner)))
+    pg_admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(reader)))
+    pg_admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'de-DE' "
+                             "LOCALE 'C.UTF-8' CONNECTION LIMIT 50").format(sql.Identifier(dbname),
+                                                                             sql.Identifier(owner)))  # fmt: skip
+    statements = [
+        "COMMENT ON DATABASE {db} IS 'the shop''s data'",
+        "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC",
+        "GRANT CONNECT ON DATABASE {db} TO {owner}, {reader}",
+        "ALTER DATABASE {db} SET work_mem TO '8MB'",
+        "ALTER DATABASE {db} SET app.tenant TO 'acme'",
+        "ALTER ROLE {reader} IN DATABASE {db} SET search_path TO shop, public",
+        # A custom setting needs a superuser or this grant (PostgreSQL 15); the README asks for it.
+        "GRANT SET ON PARAMETER app.tenant TO {owner}",
+    ]
+    names = {"db": sql.Identifier(dbname), "owner": sql.Identifier(owner), "reader": sql.Identifier(reader)}
+    for statement in statements:
+        pg_admin.execute(sql.SQL(statement).format(**names))
+    with psycopg.connect(**{**PG, "user": owner, "dbname": dbname}, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA shop")
+        conn.execute("CREATE TABLE shop.labels (id int PRIMARY KEY, name text)")
+        conn.execute("INSERT INTO shop.labels VALUES (1, 'Z'), (2, 'a'), (3, 'B'), (4, 'ä'), (5, 'ö')")
+        conn.execute("CREATE TABLE shop.secrets (id int, note text)")
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA shop TO {}").format(sql.Identifier(reader)))
+        conn.execute(sql.SQL("GRANT SELECT ON shop.labels TO {} WITH GRANT OPTION").format(sql.Identifier(reader)))
+        conn.execute("REVOKE USAGE ON SCHEMA public FROM PUBLIC")
+    yield {"dbname": dbname, "owner": owner, "reader": reader}
+    drop_database(pg_admin, dbname)
+    for leftover in database_names(pg_admin, f"{dbname}%"):
+        drop_database(pg_admin, leftover)
+    for role in (reader, owner):
+        pg_admin.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
+        pg_admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def console_for(make_app, make_user, token_for, application, as_owner: bool):
+    user = application["owner"] if as_owner else "postgres"
+    app = make_app(DATABASE_URL=f"postgresql://{user}@127.0.0.1:5432/{application['dbname']}")
+    make_user("ada", "admin")
+    return app, token_for("ada")
+
+
+@pytest.mark.parametrize("as_owner", [True, False], ids=["as the owner role", "as postgres"])
+def test_a_restore_brings_back_owners_grants_and_the_databases_own_properties(
+    make_app, make_user, token_for, pg_admin, application, as_owner
+):
+    app, admin = console_for(make_app, make_user, token_for, application, as_owner)
+    dbname, reader = application["dbname"], application["reader"]
+    before = (database_facts(pg_admin, dbname), object_facts(dbname), as_reader(dbname, reader))
+    assert before[2] == [("a",), ("ä",), ("B",), ("ö",), ("Z",)]  # ICU de-DE, through the reader's search_path
+    filename = backup_run_in_process(app)["result"]["filename"]
+    with psycopg.connect(**{**PG, "dbname": dbname}, autocommit=True) as conn:
+        conn.execute("DELETE FROM shop.labels WHERE id > 2")
+
+    status = restore_through_api(app, app.test_client(), admin, filename)
+
+    assert status["status"] == "finished", status["error"]
+    after = (database_facts(pg_admin, dbname), object_facts(dbname), as_reader(dbname, reader))
+    assert after == before
+
+
+def test_a_superuser_session_the_console_cannot_end_refuses_the_swap_and_ends_no_session(
+    make_app, make_user, token_for, pg_admin, application
+):
+    app, admin = console_for(make_app, make_user, token_for, application, as_owner=True)
+    dbname, owner = application["dbname"], application["owner"]
+    filename = backup_run_in_process(app)["result"]["filename"]
+    before = table_fingerprint(dbname)
+    with psycopg.connect(**{**PG, "dbname": dbname, "user": owner, "application_name": "shop-app"}) as app_session, \
+         psycopg.connect(**{**PG, "dbname": dbname, "application_name": "dba-console"}) as superuser:  # fmt: skip
+        status = restore_through_api(app, app.test_client(), admin, filename)
+        assert status["status"] == "failed"
+        assert "cannot end 1 session(s)" in status["error"] and "dba-console" in status["error"]
+        assert "no session was ended" in status["error"]
+        assert app_session.execute("SELECT 1").fetchone() == (1,)  # the application is still connected
+        assert superuser.execute("SELECT 1").fetchone() == (1,)
+    assert table_fingerprint(dbname) == before
+    assert database_names(pg_admin, f"{dbname}_pgc_%") == []
+    # New connections are allowed again.
+    with psycopg.connect(**{**PG, "dbname": dbname, "user": owner}) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_an_event_trigger_with_a_console_that_is_not_a_superuser_is_refused_before_anything_changes(
+    make_app, make_user, token_for, pg_admin, application
+):
+    dbname = application["dbname"]
+    with psycopg.connect(**{**PG, "dbname": dbname}, autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION public.note_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$")
+        conn.execute("CREATE EVENT TRIGGER note_ddl ON ddl_command_end EXECUTE FUNCTION public.note_ddl()")
+    app, admin = console_for(make_app, make_user, token_for, application, as_owner=True)
+    filename = backup_run_in_process(app)["result"]["filename"]
+    before = table_fingerprint(dbname)
+
+    status = restore_through_api(app, app.test_client(), admin, filename)
+
+    assert status["status"] == "failed"
+    assert "only a superuser can create" in status["error"] and "EVENT TRIGGER" in status["error"]
+    assert table_fingerprint(dbname) == before
+    assert database_names(pg_admin, f"{dbname}_pgc_%") == []
+
+
+def test_a_backup_naming_a_missing_role_is_refused_then_restored_without_owners_by_choice(
+    make_app, make_user, token_for, pg_admin, application, target_db
+):
+    """A backup from another server whose roles this one lacks: the restore names them and changes
+    nothing; with the admin's choice it restores, every object owned by the console's role."""
+    source = application["dbname"]
+    app, admin = console_for(make_app, make_user, token_for, application, as_owner=False)
+    filename = backup_run_in_process(app)["result"]["filename"]
+    expected = table_fingerprint(source)
+    create_database(pg_admin, other := new_name(), rows=10)
+    try:
+        into = make_app(DATABASE_URL=f"postgresql://postgres@127.0.0.1:5432/{other}")
+        pg_admin.execute(sql.SQL("ALTER ROLE {} RENAME TO {}").format(sql.Identifier(application["reader"]),
+                                                                      sql.Identifier(renamed := new_name())))
+        refused = restore_through_api(into, into.test_client(), admin, filename)
+        assert refused["status"] == "failed" and application["reader"] in refused["error"]
+        assert "without owners and grants" in refused["error"]
+        done = restore_through_api(into, into.test_client(), admin, filename, without_owners=True)
+        assert done["status"] == "finished", done["error"]
+        assert done["result"]["without_owners"] is True
+        assert table_fingerprint(other) == expected
+        with psycopg.connect(**{**PG, "dbname": other}) as conn:
+            assert {r[0] for r in conn.execute("SELECT tableowner FROM pg_tables WHERE schemaname = 'shop'")} == {
+                "postgres"}
+    finally:
+        pg_admin.execute(sql.SQL("ALTER ROLE {} RENAME TO {}").format(sql.Identifier(renamed),
+                                                                      sql.Identifier(application["reader"])))
+        drop_database(pg_admin, other)
