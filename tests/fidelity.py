@@ -85,7 +85,9 @@ def rich_database(admin_conn: psycopg.Connection, *, with_event_trigger: bool = 
 
 def icu_locale(admin_conn: psycopg.Connection) -> str:
     """de-DE where the server's ICU has it, else the first of ICU_LOCALES it has (all sort unlike C)."""
-    known = {r[0] for r in admin_conn.execute("SELECT colliculocale FROM pg_collation WHERE collprovider = 'i'")}
+    # By the collations' names: the locale column is colliculocale up to 16, colllocale from 17.
+    rows = admin_conn.execute("SELECT collname FROM pg_collation WHERE collprovider = 'i'")
+    known = {r[0].removesuffix("-x-icu") for r in rows}
     return next(locale for locale in ICU_LOCALES if locale in known or locale == "und")
 
 
@@ -179,6 +181,7 @@ NAMES_THE_DATABASE = re.compile(
     r"|(GRANT|REVOKE) .* ON DATABASE )"
 )
 RANDOM_KEY = re.compile(r"^\\(un)?restrict ")  # pg_dump 15.14+ guards its output with a new random key each run
+DUMP_MARKS = ("-- PostgreSQL database dump", "-- PostgreSQL database dump complete")  # would stick to the last object
 CATALOG_OPTIONS = "-c search_path=pg_catalog -c TimeZone=UTC -c extra_float_digits=3"  # the same text on both sides
 
 
@@ -266,7 +269,7 @@ def schema_objects(dbname: str, server: Mapping, pg_dump: str = "pg_dump") -> di
     objects: dict[str, list[str]] = {"(preamble)": []}
     current = objects["(preamble)"]
     for line in dumped.splitlines():
-        if not line.strip() or line == "--" or RANDOM_KEY.match(line):
+        if not line.strip() or line == "--" or line in DUMP_MARKS or RANDOM_KEY.match(line):
             continue
         if NAMES_THE_DATABASE.match(line):
             line = name.sub("<dbname>", line)
