@@ -248,15 +248,18 @@ def _guarded_restore(
     backup, listed = restorable(using, filename)
     require_role_on_owner(actor, using, backup, "restore")
     limit, everyone = passkey_limit(using), environment_passkey_limit(using)
-    passkey_of = settings.target_name or settings.app_env
-    wait = everyone.blocked_for(passkey_of) or limit.blocked_for(actor.username, actor.address or "unknown")
+    passkey_of, who = settings.target_name or settings.app_env, (actor.username, actor.address or "unknown")
+    # Each attempt is counted before the passkey is compared (one Redis script per count), so parallel
+    # guesses get no more compares than the limits allow; a right passkey gives its counts back.
+    wait = everyone.take(passkey_of)
+    if not wait and (wait := limit.take(*who)):
+        everyone.give_back(passkey_of)
     if wait:
         raise Refused(f"too many wrong passkeys; try again in {-(-wait // 60)} minute(s)", 429)
     if not passkey_matches(passkey, settings.restore_passkey, settings.restore_passkey_hash):
-        limit.failed(actor.username, actor.address or "unknown")
-        everyone.failed(passkey_of)
         raise Refused("wrong passkey", 403)
-    limit.reset(actor.username, actor.address or "unknown")  # not the console's count: see above
+    everyone.give_back(passkey_of)
+    limit.reset(*who)  # not the console's earlier failures: see above
     try:
         recent_backup_required(using, listed)
         # What the admin confirmed, read once here: the job restores this file and no other.

@@ -139,7 +139,7 @@ class Settings:
     s3_addressing_style: str
     aws_access_key_id: str | None = field(repr=False)
     aws_secret_access_key: str | None = field(repr=False)
-    redis_url: str
+    redis_url: str = field(repr=False)  # may hold a password
     redis_namespace: str
     restore_passkey: str | None = field(repr=False)
     restore_passkey_hash: str | None = field(repr=False)

@@ -224,3 +224,60 @@ def test_a_backup_of_a_hidden_target_in_a_shared_store_cannot_be_reached_through
     assert table_fingerprint(databases["staging"]) == before
     # ada, admin everywhere, still may: the rule is the role on the backup's own target, not a ban.
     assert owner.get(f"/targets/staging/backups/{production}/download").status_code in (200, 302)
+
+
+# --------------------------------------------------------------------------- Redis: what is left to a writer
+
+
+def test_scheduled_backups_forced_through_redis_request_one_backup(app):
+    """Scheduled backups skip the manual interval: thirty pushed onto the queue by hand must not become thirty
+    backups (retention would then push out every older one). The first requests a backup, the rest nothing."""
+    from app.jobs.queue import queue_for
+    from app.services import redis, settings
+
+    for _ in range(4):  # one after the other, each given time to run its backup
+        with app.app_context():
+            queue_for(settings(), redis()).enqueue("app.jobs.tasks.scheduled_backup")
+        run_jobs_for(app)
+    outcomes = [r.outcome for r in audit_rows(app, "backup") if r.username == "scheduler"]
+    assert outcomes.count("ok") == 1 and outcomes.count("refused") == 3
+    assert len([o for o in storage_of(app).list_objects() if o.name.endswith(".dump")]) == 1
+
+
+def test_a_database_kept_by_keep_old_database_is_not_dropped_by_a_job_written_into_redis(
+    make_app, make_user, token_for, pg_admin
+):
+    from app.jobs.queue import queue_for
+    from app.services import redis, settings
+    from tests.helpers import database_names
+
+    app = make_app(KEEP_OLD_DATABASE="true")
+    make_user("ada", "admin")
+    backup = backup_run_in_process(app)["result"]["filename"]
+    answer = restore_api(app.test_client(), token_for("ada"), backup)
+    run_jobs_for(app)
+    kept = job_of(app, answer.get_json()["job_id"])["result"]["kept_old_database"]
+    assert kept and database_names(pg_admin, kept) == [kept]
+
+    with app.app_context():
+        queue_for(settings(), redis()).enqueue("app.jobs.tasks.drop_previous_database", kwargs={"database": kept})
+    run_jobs_for(app)
+    assert database_names(pg_admin, kept) == [kept]
+
+
+def test_parallel_wrong_passkeys_are_compared_no_more_than_the_limit(app, make_user, token_for):
+    """The passkey limit counts each attempt before the compare: 30 guesses at once, at most 5 compared."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    backup_run_in_process(app)
+    make_user("ada", "admin")
+    headers = token_for("ada")
+    [filename] = [o.name for o in storage_of(app).list_objects() if o.name.endswith(".dump")]
+
+    def guess(n: int) -> int:
+        return restore_api(app.test_client(), headers, filename, passkey=f"wrong-{n}").status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(guess, range(30)))
+    assert answers.count(403) <= 5 and answers.count(429) >= 25
+    assert [r.detail for r in audit_rows(app, "restore")].count("wrong passkey") == answers.count(403)

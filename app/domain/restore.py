@@ -508,6 +508,9 @@ def drop_set_aside(target: TargetDatabase, name: str) -> None:
     if not is_scratch_name(target.dbname, "previous", name):
         raise RestoreError(f"{name!r} is not a database a restore of {target.dbname} set aside; nothing was dropped")
     with pgtools.admin_connect(target) as conn:
+        opened = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if opened and opened[0]:
+            raise RestoreError(f"{name} accepts connections (kept by KEEP_OLD_DATABASE): it is not dropped")
         pgtools.drop_database(conn, name)
 
 

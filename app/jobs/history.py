@@ -237,6 +237,15 @@ def missed_scheduled_backup(
     return None if ran else slot
 
 
+def scheduled_backup_requested(target: str | None, within: timedelta) -> bool:
+    """Whether a scheduled backup of `target` was requested in the last `within`."""
+    same_target = JobRun.target.is_(None) if target is None else JobRun.target == target
+    return db.session.execute(
+        db.select(JobRun.id).where(JobRun.kind == "backup", JobRun.scheduled.is_(True), same_target,
+                                   JobRun.enqueued_at >= utcnow() - within).limit(1)
+    ).first() is not None  # fmt: skip
+
+
 def reason_of(run: JobRun) -> str:
     """Why `run` failed, in words a person reads (the full error stays in `run.error`)."""
     return plain_reason(run.error or "")

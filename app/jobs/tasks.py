@@ -258,13 +258,27 @@ def _restore_into_scratch(
 
 @console_job
 def drop_previous_database(database: str) -> None:
-    """After a restore: drop the database it set aside (no record, lock or audit row of its own)."""
+    """After a restore: drop the database it set aside (no record, lock or audit row of its own).
+
+    Only one still closed to connections, as the swap leaves it: a database kept by KEEP_OLD_DATABASE
+    is open again, and a name written into Redis must not drop it.
+    """
     restore.drop_set_aside(console().target, database)
 
 
 @console_job
 def scheduled_backup() -> str | None:
-    """Fired by the scheduler: the same backup request a person makes, as "scheduler"."""
+    """Fired by the scheduler: the same backup request a person makes, as "scheduler", once per slot.
+
+    Anyone who can write to Redis can enqueue this job, and scheduled backups skip the manual
+    interval: so a second one in the same minute of the schedule requests nothing, or thirty forced
+    runs would let retention push out every older backup.
+    """
+    settings = services.settings()
+    if history.scheduled_backup_requested(settings.target_name or None, within=timedelta(seconds=60)):
+        audit.record("backup", "refused", username="scheduler",
+                     detail="a scheduled backup of this target was already requested in the last minute")  # fmt: skip
+        return None
     try:
         return operations.request_backup(operations.Actor.scheduler(), operations.collaborators(), scheduled=True)
     except operations.Refused:
