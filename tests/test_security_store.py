@@ -158,18 +158,53 @@ def test_huge_and_deeply_nested_sidecars_mark_a_backup_untrusted_and_break_no_pa
 # --------------------------------------------------------------------------- L4: modes of what the console creates
 
 
-def test_the_console_store_and_its_folder_are_created_for_their_owner_only(tmp_path):
-    instance = tmp_path / "new-instance"
+def db_upgrade(instance: Path) -> None:
+    """`flask db upgrade` under umask 022, as a container's entrypoint runs it, on a SQLite store in `instance`."""
     env = {"INSTANCE_PATH": str(instance), "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/postgres"}
     done = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
         cwd=ROOT, env=child_env(env), capture_output=True, text=True, timeout=120, umask=0o022,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_the_console_store_and_its_folder_are_created_for_their_owner_only(tmp_path):
+    instance = tmp_path / "new-instance"
+    db_upgrade(instance)
     assert instance.stat().st_mode & 0o777 == 0o700
     made = [p for p in instance.iterdir() if p.name.startswith(STORE_FILE)]  # the store, its -wal and -shm
     assert instance / STORE_FILE in made
     assert {p.name: p.stat().st_mode & 0o777 for p in made} == {p.name: 0o600 for p in made}
+
+
+def test_the_upgrade_lock_beside_the_store_is_0600_and_no_link_is_followed(tmp_path):
+    instance = tmp_path / "new-instance"
+    db_upgrade(instance)
+    lock = (instance / STORE_FILE).with_suffix(".migrate-lock")
+    assert lock.stat().st_mode & 0o777 == 0o600
+
+    # Someone who could write the folder swaps the lock for a link: the upgrade refuses it, not opens the target.
+    target = tmp_path / "elsewhere"
+    target.write_text("kept")
+    lock.unlink()
+    lock.symlink_to(target)
+    with pytest.raises(AssertionError, match="Too many levels of symbolic links|ELOOP"):
+        db_upgrade(instance)
+    assert target.read_text() == "kept"
+
+
+def test_the_storage_check_creates_a_missing_backup_folder_for_its_owner_only(tmp_path):
+    from app.domain.storage import LocalStorage
+    from app.domain.storage_check import check_storage
+
+    folder = tmp_path / "new-backups"
+    old = os.umask(0o022)
+    try:
+        results = check_storage(LocalStorage(folder))
+    finally:
+        os.umask(old)
+    assert results[0].name == "create folder (mkdir)" and results[0].ok
+    assert folder.stat().st_mode & 0o777 == 0o700  # a backup is the whole database
 
 
 def test_quickstart_writes_its_secrets_0600_in_a_0700_folder(tmp_path):

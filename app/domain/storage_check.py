@@ -25,7 +25,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from app.domain.storage import LocalStorage, S3Storage, Storage
+from app.domain.storage import PRIVATE_FOLDER, LocalStorage, S3Storage, Storage
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -426,7 +426,7 @@ def _check_folder(storage: LocalStorage, time_limit: float) -> list[CheckResult]
 
     def create() -> None:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)  # as the store makes it: owner only
         except OSError as exc:
             failure = _os_failure(exc)
             failure.fatal = True  # nothing else can work without the folder

@@ -8,6 +8,7 @@ The second process then finds the store current and does nothing.
 import contextlib
 import fcntl
 import logging
+import os
 from collections.abc import Iterator
 from logging.config import fileConfig
 from pathlib import Path
@@ -30,7 +31,9 @@ def upgrade_lock(connection: Connection) -> Iterator[None]:
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         yield
     elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        with open(Path(url.database).with_suffix(".migrate-lock"), "w") as lock:
+        # 0600 beside the 0600 store; never through a link, and never truncating what is there.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(Path(url.database).with_suffix(".migrate-lock"), flags, 0o600), "r+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
     else:
