@@ -8,12 +8,14 @@ restores through the console's API, and compares what the application sees.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from tests.fidelity import differences, fingerprint, rich_database
 from tests.helpers import (
     PG,
     backup_run_in_process,
@@ -197,3 +199,36 @@ def test_a_backup_naming_a_missing_role_is_refused_then_restored_without_owners_
         pg_admin.execute(sql.SQL("ALTER ROLE {} RENAME TO {}").format(sql.Identifier(renamed),
                                                                       sql.Identifier(application["reader"])))
         drop_database(pg_admin, other)
+
+
+# --------------------------------------------------------------------------- the whole database (tests/fidelity.py)
+
+
+@pytest.mark.parametrize("as_owner", [True, False], ids=["as the owner role", "as postgres"])
+def test_a_rich_database_comes_back_with_zero_differences(make_app, make_user, token_for, pg_admin, as_owner):
+    """Issue 30's "Done when": every kind of object, owners, grants, default privileges, large objects and
+    their ACLs, extensions at their versions, database properties, locale and role settings; compared by
+    the schema dump per object, the pg_database row, pg_db_role_setting, rows, sequences and what each
+    application role sees — after a backup, a change, and a restore through the console's API."""
+    with rich_database(pg_admin) as rich, contextlib.ExitStack() as undo:
+        owner = rich.roles.owner
+        if as_owner:  # what the README asks of the console's role for such a database
+            pg_admin.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(sql.Identifier(owner)))
+            pg_admin.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(rich.roles.writer), sql.Identifier(owner)))
+            pg_admin.execute(sql.SQL("GRANT SET ON PARAMETER app.tenant TO {}").format(sql.Identifier(owner)))
+            undo.callback(pg_admin.execute,
+                          sql.SQL("REVOKE SET ON PARAMETER app.tenant FROM {}").format(sql.Identifier(owner)))
+        user = owner if as_owner else "postgres"
+        app = make_app(DATABASE_URL=f"postgresql://{user}@127.0.0.1:5432/{rich.name}")
+        make_user("ada", "admin")
+        before = fingerprint(rich.name, roles=rich.roles)
+        filename = backup_run_in_process(app)["result"]["filename"]
+        with psycopg.connect(**{**PG, "dbname": rich.name}, autocommit=True) as conn:
+            conn.execute("DELETE FROM shop.words")
+            conn.execute("ALTER DATABASE " + rich.name + " SET work_mem = '64MB'")
+
+        status = restore_through_api(app, app.test_client(), token_for("ada"), filename)
+
+        assert status["status"] == "finished", status["error"]
+        assert status["result"]["notes"] == []
+        assert differences(before, fingerprint(rich.name, roles=rich.roles)) == []

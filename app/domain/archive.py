@@ -23,6 +23,7 @@ _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _ROLES_AFTER = re.compile(
     rf"\b(?:TO|FROM|FOR ROLE|SESSION AUTHORIZATION|OWNER TO)\s+({_IDENT}(?:\s*,\s*{_IDENT})*)", re.IGNORECASE
 )
+GRANTOR = re.compile(rf"^SET SESSION AUTHORIZATION ({_IDENT})")
 # Lines of `pg_restore --list`: "ID; TABLEOID OID TYPE SCHEMA NAME OWNER" (TYPE and NAME may hold spaces).
 _LIST_LINE = re.compile(r"^\d+; \d+ \d+ (?P<rest>.*)$")
 
@@ -65,6 +66,18 @@ class ArchiveContents:
     entries: tuple[Entry, ...]
     database: DatabaseDefinition | None  # None: an archive made without the database's entries
     roles: frozenset[str]  # every role named as an owner or grantee (PUBLIC excluded)
+    grants: tuple[str, ...] = ()  # the objects' ACL entries as SQL, with pg_dump's SET SESSION AUTHORIZATION
+
+    @property
+    def grant_entries(self) -> list[Entry]:
+        """The entries `grants` holds (the objects' ACLs and default privileges, not the database's)."""
+        return [e for e in self.entries if e.kind in ("ACL", "DEFAULT ACL") and not e.of_the_database]
+
+    @property
+    def grantors(self) -> frozenset[str]:
+        """Roles that granted something other than its owner did: pg_dump replays those grants as them."""
+        found = (GRANTOR.match(s) for s in self.grants)
+        return frozenset(_unquote(m.group(1)) for m in found if m)
 
     @property
     def tables(self) -> int:
@@ -80,8 +93,8 @@ def read_contents(pg_restore: str, archive: Path, env: dict[str, str]) -> Archiv
     listing = _run([pg_restore, "--create", "--list", str(archive)], env)
     entries = tuple(entry for line in listing.splitlines() if (entry := _entry(line)) is not None)
     database_sql = _sql_of(pg_restore, archive, env, [e for e in entries if e.of_the_database])
-    acl_sql = _sql_of(pg_restore, archive, env, [e for e in entries if e.kind in ("ACL", "DEFAULT ACL")
-                                                  and not e.of_the_database])  # fmt: skip
+    acl_sql = _sql_of(pg_restore, archive, env, ArchiveContents(entries, None, frozenset()).grant_entries,
+                      create=False)  # fmt: skip
     statements = _statements(database_sql)
     database = None
     created = [s for s in statements if s.upper().startswith("CREATE DATABASE ")]
@@ -89,12 +102,13 @@ def read_contents(pg_restore: str, archive: Path, env: dict[str, str]) -> Archiv
     if created and name is not None:
         database = DatabaseDefinition(name, created[0], tuple(s for s in statements if s is not created[0]))
     roles = {e.owner for e in entries if e.owner}
-    for statement in (*_statements(acl_sql), *(database.properties if database else ())):
+    grants = tuple(_statements(acl_sql, keep_session_authorization=True))
+    for statement in (*grants, *(database.properties if database else ())):
         for match in _ROLES_AFTER.finditer(statement):
             roles.update(_unquote(r.strip()) for r in match.group(1).split(","))
     roles.discard("PUBLIC")
     roles.discard("public")
-    return ArchiveContents(entries, database, frozenset(roles))
+    return ArchiveContents(entries, database, frozenset(roles), grants)
 
 
 def rename_database_in(statement: str, old: str, new: str) -> str:
@@ -144,20 +158,25 @@ _KINDS = ("TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY", "MATERIALIZED VIEW 
           "PUBLICATION", "SUBSCRIPTION", "ACL", "COMMENT", "SECURITY LABEL", "DATABASE")  # fmt: skip
 
 
-def _sql_of(pg_restore: str, archive: Path, env: dict[str, str], chosen: list[Entry]) -> str:
-    """The SQL `pg_restore --create` prints for these entries (none: "")."""
+def _sql_of(pg_restore: str, archive: Path, env: dict[str, str], chosen: list[Entry], create: bool = True) -> str:
+    """The SQL pg_restore prints for these entries (none: ""); `create`: with --create, which the database's
+    own entries need (and which prints CREATE DATABASE whatever the entries)."""
     if not chosen:
         return ""
     with tempfile.NamedTemporaryFile("w", suffix=".list") as listed:
         listed.write("\n".join(e.line for e in chosen) + "\n")
         listed.flush()
-        return _run([pg_restore, "--create", "--use-list", listed.name, "--file", "-", str(archive)], env)
+        flags = ["--create"] if create else []
+        return _run([pg_restore, *flags, "--use-list", listed.name, "--file", "-", str(archive)], env)
 
 
-def _statements(script: str) -> list[str]:
-    """The SQL statements of a pg_restore script: no comments, psql meta-commands or session SETs."""
+def _statements(script: str, keep_session_authorization: bool = False) -> list[str]:
+    """The SQL statements of a pg_restore script: no comments, psql meta-commands or session SETs (but
+    `SET SESSION AUTHORIZATION`, which says who granted, when asked for)."""
     kept = [line for line in script.splitlines()
-            if line and not line.startswith(("--", "\\", "SET ", "SELECT pg_catalog.set_config("))]  # fmt: skip
+            if line and not line.startswith(("--", "\\", "SELECT pg_catalog.set_config("))
+            and not (line.startswith("SET ") and not (keep_session_authorization and GRANTOR.match(line)))
+            and not (line.startswith("RESET SESSION AUTHORIZATION") and not keep_session_authorization)]  # fmt: skip
     return [s.strip().rstrip(";") + ";" for s in "\n".join(kept).split(";\n") if s.strip().rstrip(";")]
 
 

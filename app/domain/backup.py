@@ -42,6 +42,7 @@ class BackupPlan:
     compression_method: str = ""  # what was used, e.g. "zstd:3", "gzip:1" (recorded in the manifest)
     recipients: tuple[str, ...] = ()  # age recipients the archive is encrypted to; () for a plain `.dump`
     named_at: datetime | None = None  # the moment the name gives; pg_dump's snapshot must not precede it
+    extensions: tuple[dict[str, str], ...] = ()  # name, version, schema, owner: what pg_dump does not keep
 
     def estimate(self, done: int) -> int:
         """The dump's expected size for the progress bar, `done` bytes in: the previous backup's size, or
@@ -112,6 +113,7 @@ def plan_backup(
         now = datetime.now(UTC)
         filename = console.owner.filename_at(now, console.zone, encrypted=encrypted)
     previous = console.ours(listed)
+    database_bytes, extensions = pgtools.database_size_and_extensions(console.target)
     return BackupPlan(
         filename=filename,
         named_at=now,
@@ -120,8 +122,9 @@ def plan_backup(
         compression=tool.compression.args,
         compression_method=tool.compression.method,
         expected_bytes=previous[0].size if previous else 0,
-        database_bytes=pgtools.database_size(console.target),
+        database_bytes=database_bytes,
         recipients=recipients,
+        extensions=extensions,
     )
 
 
@@ -281,6 +284,7 @@ def manifest_for(
         "started_at": result.started_at,
         "finished_at": result.finished_at,
         "requested_by": requested_by,
+        "extensions": list(plan.extensions),
         **encrypted,
     }, signing_key)  # fmt: skip
 

@@ -218,9 +218,19 @@ def allow_connections(conn: psycopg.Connection, name: str, allowed: bool) -> Non
     )
 
 
-def database_size(target: TargetDatabase) -> int:
+def database_size_and_extensions(target: TargetDatabase) -> tuple[int, tuple[dict[str, str], ...]]:
+    """The database's size, and each extension's name, version, schema and owner (one connection).
+
+    pg_dump writes `CREATE EXTENSION IF NOT EXISTS name` with neither version nor owner, so a restore
+    would get the server's default version, owned by whoever restores: the manifest keeps both.
+    """
     with psycopg.connect(**target.conninfo()) as conn:
-        return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+        size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+        rows = conn.execute(
+            "SELECT e.extname, e.extversion, n.nspname, pg_get_userbyid(e.extowner) FROM pg_extension e "
+            "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' ORDER BY e.extname"
+        ).fetchall()
+    return size, tuple({"name": n, "version": v, "schema": s, "owner": o} for n, v, s, o in rows)
 
 
 class StderrTail(threading.Thread):

@@ -32,7 +32,14 @@ import psycopg
 from psycopg import sql
 
 from app.domain import encryption, pgtools
-from app.domain.archive import ArchiveContents, ArchiveError, DatabaseDefinition, names_database, read_contents
+from app.domain.archive import (
+    GRANTOR,
+    ArchiveContents,
+    ArchiveError,
+    DatabaseDefinition,
+    names_database,
+    read_contents,
+)
 from app.domain.catalog import Backup, recent_backup
 from app.domain.naming import Owner
 from app.domain.provenance import Provenance
@@ -301,14 +308,15 @@ def preflight(target: TargetDatabase, archive: Path, *, with_owners: bool, bin_d
                 "without owners and grants (objects owned by the console's role), nothing was changed"
             )
         # pg_database_owner (the public schema's owner) is whoever owns the database: nobody to act as.
-        owners = sorted(({e.owner for e in contents.entries if e.owner} | _database_owner(contents))
-                        - {"pg_database_owner"})  # fmt: skip
+        owners = sorted(({e.owner for e in contents.entries if e.owner} | _database_owner(contents)
+                         | contents.grantors) - {"pg_database_owner"})  # fmt: skip
         foreign = [] if superuser else [r[0] for r in conn.execute(
             "SELECT o FROM unnest(%s::text[]) AS o WHERE NOT pg_has_role(current_user, o, 'MEMBER')", (owners,))]
         if foreign:
             names = ", ".join(foreign)
             raise RestoreRefused(
-                f"the console's role {target.user} cannot act as {names}, which own objects in the backup; "
+                f"the console's role {target.user} cannot act as {names}, which own objects or granted rights in "
+                "the backup; "
                 f"GRANT {names} TO {target.user}, or restore without owners and grants, nothing was changed"
             )
     return contents
@@ -352,6 +360,54 @@ def apply_database_properties(target: TargetDatabase, scratch: str, database: Da
     return []
 
 
+def create_extensions_like(target: TargetDatabase, scratch: str, extensions: list[dict] | None,
+                           contents: ArchiveContents, *, with_owners: bool) -> list[str]:  # fmt: skip
+    """The backup's extensions at their versions, each created by its owner, before pg_restore (whose
+    `CREATE EXTENSION IF NOT EXISTS` then leaves them be); returns what could not be, in words.
+
+    pg_dump keeps neither version nor owner: `extensions` comes from the manifest (None for a backup
+    made before it recorded them). Only extensions in a schema the new database already has (public)
+    can go first; the others are left to pg_restore at the server's default version, and said so.
+    """
+    if not isinstance(extensions, list):  # a manifest is data from the store
+        kept = [e for e in contents.entries if e.kind == "EXTENSION"]
+        return ["the backup does not record its extensions' versions: pg_restore created the server's"] if kept else []
+    notes, later = [], []
+    with psycopg.connect(**target.conninfo(scratch), autocommit=True) as conn:
+        available = set(conn.execute("SELECT name, version FROM pg_available_extension_versions").fetchall())
+        schemas = {row[0] for row in conn.execute("SELECT nspname FROM pg_namespace")}
+        for extension in (e for e in extensions if isinstance(e, dict)):
+            name, version, schema, owner = (str(extension.get(k) or "") for k in ("name", "version", "schema", "owner"))
+            if (name, version) not in available:
+                notes.append(f"extension {name} {version} is not installed on this server: pg_restore created "
+                             "the server's default version")  # fmt: skip
+            elif schema not in schemas:
+                notes.append(f"extension {name} (schema {schema}) was created by pg_restore at the server's default "
+                             f"version, not {version}")  # fmt: skip
+            elif not _create_extension(conn, name, version, schema, owner if with_owners else ""):
+                later.append((name, version, schema, owner))
+        for name, version, schema, owner in later:  # one that needs another extension first
+            if not _create_extension(conn, name, version, schema, owner if with_owners else ""):
+                notes.append(f"extension {name} {version} could not be created first: pg_restore created it")
+    return notes
+
+
+def _create_extension(conn: psycopg.Connection, name: str, version: str, schema: str, owner: str) -> bool:
+    """CREATE EXTENSION … VERSION, as `owner` when the console may act as it (else as itself); False if it failed."""
+    create = sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {} VERSION {}").format(
+        sql.Identifier(name), sql.Identifier(schema), sql.Literal(version))
+    for role in ([owner] if owner else []) + [""]:
+        try:
+            with conn.transaction():
+                if role:
+                    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+                conn.execute(create)
+            return True
+        except psycopg.Error:
+            continue
+    return False
+
+
 def _apply(conn: psycopg.Connection, statement: str, scratch: str, with_owners: bool, user: str) -> None:
     """One property statement; without owners, none that names a role (owner, grants, role settings)."""
     if not with_owners and (statement.startswith(("ALTER ROLE ", "GRANT ", "REVOKE ")) or " OWNER TO " in statement):
@@ -383,6 +439,7 @@ def restore_into(
     target: TargetDatabase,
     archive: Path,
     scratch: str,
+    contents: ArchiveContents,
     *,
     jobs: int,
     with_owners: bool = True,
@@ -392,14 +449,55 @@ def restore_into(
     """pg_restore into the scratch database; returns the number of tables restored.
 
     With owners (`preflight` has checked that every role exists and that the console may act as each
-    owner), objects keep their owners and grants; without (an admin's choice for a backup whose roles
-    this server lacks: `--no-owner --no-privileges`), they are owned by the console's role.
+    owner and grantor), objects keep their owners and grants; without (an admin's choice for a backup
+    whose roles this server lacks: `--no-owner --no-privileges`), they are owned by the console's role.
+    pg_restore replays a grant made by someone else than the object's owner as that role with SET
+    SESSION AUTHORIZATION, which only a superuser may: a console that is not one restores every
+    other entry with pg_restore, then the grants itself with SET ROLE (`apply_grants`).
     """
     restore = pgtools.pick_client("pg_restore", pgtools.server_version(target)[0], bin_dirs)
     keep = [] if with_owners else ["--no-owner", "--no-privileges"]
-    argv = [restore.path, "--exit-on-error", *keep, "--verbose", f"--jobs={jobs}", "--dbname", scratch,
-            str(archive)]  # fmt: skip
-    done, total = 0, 0  # the archive's entries, known once `pg_restore --list` (run alongside) has read them
+    by_hand = with_owners and bool(contents.grant_entries) and not _is_superuser(target)
+    entries = [e for e in contents.entries if not e.of_the_database]
+    with tempfile.NamedTemporaryFile("w", suffix=".list", dir=archive.parent) as chosen:
+        if by_hand:
+            skipped = {e.line for e in contents.grant_entries}
+            chosen.write("".join((";" if e.line in skipped else "") + e.line + "\n" for e in entries))
+            chosen.flush()
+            keep.append(f"--use-list={chosen.name}")
+        argv = [restore.path, "--exit-on-error", *keep, "--verbose", f"--jobs={jobs}", "--dbname", scratch,
+                str(archive)]  # fmt: skip
+        code, errors = _run_pg_restore(target, argv, scratch, len(entries), on_progress)
+    if code != 0:
+        raise RestoreError(f"pg_restore failed (exit {code}): {' '.join(errors) or 'no message'}")
+    if by_hand:
+        apply_grants(target, scratch, contents.grants)
+    on_progress(len(entries), len(entries))
+    return contents.tables
+
+
+def _is_superuser(target: TargetDatabase) -> bool:
+    with pgtools.admin_connect(target) as conn:
+        return bool(conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0])
+
+
+def apply_grants(target: TargetDatabase, scratch: str, grants: tuple[str, ...]) -> None:
+    """The archive's grants in the scratch database, each as its grantor (SET ROLE, which a member may, for
+    pg_dump's SET SESSION AUTHORIZATION, which only a superuser may); one statement at a time."""
+    with psycopg.connect(**target.conninfo(scratch), autocommit=True) as conn:
+        for statement in grants:
+            grantor = GRANTOR.match(statement)
+            if grantor:
+                statement = f"SET ROLE {grantor.group(1)}"
+            elif statement.startswith("RESET SESSION AUTHORIZATION"):
+                statement = "RESET ROLE"
+            conn.execute(statement.rstrip(";").replace("%", "%%"), (), prepare=True)
+
+
+def _run_pg_restore(target: TargetDatabase, argv: list[str], scratch: str, total: int,
+                    on_progress: Callable[[int, int], None]) -> tuple[int, list[str]]:  # fmt: skip
+    """Run pg_restore, counting the entries it reports for the progress bar; its exit code and last errors."""
+    done = 0
 
     def count(line: str) -> None:
         nonlocal done
@@ -413,15 +511,6 @@ def restore_into(
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     errors = pgtools.StderrTail(proc.stderr, on_line=count)
     try:
-        # The listing only feeds the progress bar and the table count: it reads the archive's table of
-        # contents while the restore already runs, instead of before it.
-        listing = subprocess.run(
-            [restore.path, "--list", str(archive)], capture_output=True, text=True, env=pgtools.child_env(target)
-        )
-        if listing.returncode != 0:
-            raise RestoreError(f"the archive cannot be read: {listing.stderr.strip() or 'pg_restore --list failed'}")
-        entries = [line for line in listing.stdout.splitlines() if line and not line.startswith(";")]
-        total = len(entries)
         code = proc.wait()
     except BaseException:
         if proc.poll() is None:
@@ -431,10 +520,7 @@ def restore_into(
             pgtools.terminate_sessions(target, session)
         raise
     errors.join(timeout=5)
-    if code != 0:
-        raise RestoreError(f"pg_restore failed (exit {code}): {' '.join(errors.lines) or 'no message'}")
-    on_progress(total, total)
-    return sum(1 for line in entries if " TABLE DATA " in line)
+    return code, errors.lines
 
 
 @dataclass(frozen=True)

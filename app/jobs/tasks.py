@@ -246,8 +246,10 @@ def _restore_into_scratch(
     record.remember(scratch_database=scratch)
     restore.create_scratch_like(ours.target, scratch, contents.database)
     notes = restore.apply_database_properties(ours.target, scratch, contents.database, with_owners=with_owners)
+    notes += restore.create_extensions_like(ours.target, scratch, (manifest or {}).get("extensions"), contents,
+                                            with_owners=with_owners)  # fmt: skip
     record.phase("restoring")
-    tables = restore.restore_into(ours.target, archive.path, scratch, jobs=settings.restore_jobs,
+    tables = restore.restore_into(ours.target, archive.path, scratch, contents, jobs=settings.restore_jobs,
                                   with_owners=with_owners, bin_dirs=settings.pg_bin_dirs,
                                   on_progress=record.items)  # fmt: skip
     restore.apply_database_properties(ours.target, scratch, contents.database, with_owners=with_owners,
