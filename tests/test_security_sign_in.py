@@ -250,7 +250,7 @@ def test_a_fresh_code_from_the_app_proves_it_too(app, make_user):
 
 
 def test_wrong_proofs_are_limited_like_wrong_sign_ins(app, make_user):
-    from app.web.auth.views import CODE_FAILURES_ALLOWED
+    from app.web.auth.identity import CODE_FAILURES_ALLOWED
 
     thief, auth = signed_in(app, make_user, "admin", "ada")
     for i in range(CODE_FAILURES_ALLOWED):
@@ -260,7 +260,7 @@ def test_wrong_proofs_are_limited_like_wrong_sign_ins(app, make_user):
 
 
 def test_a_stolen_cookie_cannot_guess_the_password_on_the_change_password_form(app, make_user):
-    from app.web.auth.views import CODE_FAILURES_ALLOWED
+    from app.web.auth.identity import CODE_FAILURES_ALLOWED
 
     thief, auth = signed_in(app, make_user, "viewer", "vic")
 
@@ -388,7 +388,7 @@ def test_the_set_password_secret_never_reaches_the_access_log(app_env, processes
 
 
 def test_parallel_wrong_passwords_are_checked_no_more_than_the_limit(app, make_user):
-    from app.web.auth.views import ADDRESS_FAILURES_ALLOWED
+    from app.web.auth.identity import ADDRESS_FAILURES_ALLOWED
 
     make_user("ada", "admin")
     with served(app) as base:

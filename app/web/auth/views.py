@@ -14,29 +14,22 @@ from app.models import User, utcnow
 from app.ratelimit import FailureLimit
 from app.web.auth import client_address, end_session, failure_limit, proven_now, start_session
 from app.web.auth.forms import CodeForm, LoginForm, safe_next
+from app.web.auth.identity import (
+    LOGIN_WINDOW_SECONDS,
+    SLOWDOWN_MAX_SECONDS,
+    USERNAME_FREE_FAILURES,
+    address_limit,
+    give_back_attempt,
+    take_attempt,
+)
 
 bp = Blueprint("auth", __name__)
 
 # Failed sign-ins are limited per address only. Per username they slow down and never lock:
 # a lock per username would let anyone lock the real user out from anywhere.
-ADDRESS_FAILURES_ALLOWED = 20
-LOGIN_WINDOW_SECONDS = 15 * 60
-USERNAME_FREE_FAILURES = 5  # typos cost nothing
-SLOWDOWN_MAX_SECONDS = 3.0
-# Wrong two-factor codes count as wrong passwords (above), and per account they also lock: only
-# someone who knows the password can get there, so this lock is no way to shut a stranger out.
-CODE_FAILURES_ALLOWED = 10
 # The "Code" step must follow the password within this time.
 CODE_STEP_SECONDS = 5 * 60
 PENDING_KEY = "pending_sign_in"
-
-
-def code_limit() -> FailureLimit:
-    return failure_limit("login-code", CODE_FAILURES_ALLOWED, LOGIN_WINDOW_SECONDS)
-
-
-def address_limit() -> FailureLimit:
-    return failure_limit("login-address", ADDRESS_FAILURES_ALLOWED, LOGIN_WINDOW_SECONDS)
 
 
 def username_failures() -> FailureLimit:
@@ -165,45 +158,6 @@ def code():
     audit.record("login", "failed", username=user.username, address=address, detail="wrong two-factor code")
     form.code.errors.append("Wrong code (or one that was used already).")
     return render_template("auth/code.html", form=form), 401
-
-
-def take_attempt(user: User, address: str) -> int:
-    """Count a code (or re-entered password) of `user` as failed before checking it, per address and per
-    account; 0 when it may be checked, else the seconds to wait (and nothing counted)."""
-    per_address, per_account = address_limit(), code_limit()
-    wait = per_address.take(address)
-    if not wait:
-        wait = per_account.take(str(user.id))
-        if wait:
-            per_address.give_back(address)
-    return wait
-
-
-def give_back_attempt(user: User, address: str) -> None:
-    """The attempt was right: it does not count against the address, and the account starts afresh."""
-    address_limit().give_back(address)
-    code_limit().reset(str(user.id))
-
-
-def prove_identity(user: User, typed: str, action: str, password_only: bool = False) -> str | None:
-    """Inside a session, before a sensitive step (`action`: making a token, a new password): None when
-    `typed` is the user's password or (unless `password_only`) a fresh code from their app, else why not,
-    audited. Wrong answers count as failed sign-ins, so a stolen session cannot use this to guess."""
-    address = client_address()
-    wait = take_attempt(user, address)
-    settings = services.settings()
-    if wait:
-        problem = f"Too many failed attempts. Try again in {-(-wait // 60)} minute(s)."
-    elif user.check_password(typed) or (not password_only and user.has_second_factor
-                                        and second_factor.check_totp(user, typed, settings)):  # fmt: skip
-        give_back_attempt(user, address)
-        proven_now()
-        return None
-    else:
-        problem = "That is not your current password." if password_only else (
-            "That is neither your password nor a current code from your app.")  # fmt: skip
-    audit.record(action, "refused", username=user.username, target=user.username, detail=problem, address=address)
-    return problem
 
 
 @bp.route("/logout", methods=["POST"])

@@ -19,7 +19,7 @@ from app.web.auth import (
     role_required,
     start_session,
 )
-from app.web.auth.views import prove_identity
+from app.web.auth.identity import prove_identity
 from app.web.forms import require_submitted
 from app.web.people.forms import (
     ROLE_CHOICES,
