@@ -24,6 +24,7 @@ from tests.helpers import (
     drop_database,
     new_name,
     restore_through_api,
+    signed_in,
     table_fingerprint,
 )
 
@@ -139,6 +140,10 @@ def test_a_superuser_session_the_console_cannot_end_refuses_the_swap_and_ends_no
     before = table_fingerprint(dbname)
     with psycopg.connect(**{**PG, "dbname": dbname, "user": owner, "application_name": "shop-app"}) as app_session, \
          psycopg.connect(**{**PG, "dbname": dbname, "application_name": "dba-console"}) as superuser:  # fmt: skip
+        browser, _ = signed_in(app, make_user, "admin", "root")
+        page = browser.get(f"/backups/{filename}/restore").get_data(as_text=True)
+        assert "2 session(s)" in page and "shop-app" in page and "dba-console" in page
+        assert "the console cannot end this one" in page  # said before the passkey is asked
         status = restore_through_api(app, app.test_client(), admin, filename)
         assert status["status"] == "failed"
         assert "cannot end 1 session(s)" in status["error"] and "dba-console" in status["error"]
@@ -232,3 +237,53 @@ def test_a_rich_database_comes_back_with_zero_differences(make_app, make_user, t
         assert status["status"] == "finished", status["error"]
         assert status["result"]["notes"] == []
         assert differences(before, fingerprint(rich.name, roles=rich.roles)) == []
+
+
+# --------------------------------------------------------------------------- no committed write is lost
+
+
+def test_writes_made_just_before_a_restore_are_in_its_safety_backup_and_undo_brings_them_back(
+    app, make_user, token_for, target_db, pg_admin
+):
+    """The replaced database is backed up after the swap, as it was at that moment: rows written a second
+    before "Restore" are in that safety backup, which "Undo" offers; the live database refused connections
+    only for the swap (measured by a client connecting every 10 ms)."""
+    import threading
+    import time
+
+    make_user("ada", "admin")
+    admin = token_for("ada")
+    filename = backup_run_in_process(app)["result"]["filename"]
+    with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
+        conn.execute("INSERT INTO customers (name) VALUES ('written a second before the restore')")
+    with_the_write = table_fingerprint(target_db)
+    refused: list[float] = []
+    stop = threading.Event()
+
+    def knock() -> None:
+        while not stop.is_set():
+            try:
+                with psycopg.connect(**{**PG, "dbname": target_db}, connect_timeout=2) as conn:
+                    conn.execute("SELECT 1")
+            except psycopg.OperationalError:
+                refused.append(time.monotonic())
+            time.sleep(0.01)
+
+    knocker = threading.Thread(target=knock)
+    knocker.start()
+    try:
+        status = restore_through_api(app, app.test_client(), admin, filename)
+    finally:
+        stop.set()
+        knocker.join()
+
+    assert status["status"] == "finished", status["error"]
+    safety = status["result"]["safety_backup_of_replaced"]
+    assert safety and safety == status["result"]["safety_backup"] and safety != filename
+    assert table_fingerprint(target_db) != with_the_write  # the restore replaced it
+    assert not refused or refused[-1] - refused[0] < 3.0, f"refused for {refused[-1] - refused[0]:.1f} s"
+    assert database_names(pg_admin, f"{target_db}_pgc_%") == []  # the replaced database went once backed up
+
+    undone = restore_through_api(app, app.test_client(), admin, safety)
+    assert undone["status"] == "finished", undone["error"]
+    assert table_fingerprint(target_db) == with_the_write

@@ -40,11 +40,19 @@ def remove_unfinished_backup(storage: Storage, filename: str) -> None:
 
 
 def undo_restore(
-    target: TargetDatabase, *, scratch: str | None, set_aside: str | None, was_restore: bool, temp_folder: str | None
+    target: TargetDatabase, *, scratch: str | None, set_aside: str | None, was_restore: bool, temp_folder: str | None,
+    replaced: str | None = None,
 ) -> str:
-    """Whatever a failed restore or verify left on the server, put right; returns words to add to the reason."""
+    """Whatever a failed restore or verify left on the server, put right; returns words to add to the reason.
+
+    `replaced`: the swap had finished and the safety backup of the previous database had not; that
+    database is kept (never dropped without a complete backup).
+    """
     note = ""
-    if set_aside and restore.put_back(target, set_aside):
+    if replaced:
+        note = (f"; the restore itself had finished ({target.dbname} holds the backup), but the backup of the "
+                f"database it replaced had not: that database is kept as {replaced}")  # fmt: skip
+    elif set_aside and restore.put_back(target, set_aside):
         note = f"; the live database {target.dbname} was put back as it was"
     elif set_aside:
         with pgtools.admin_connect(target) as conn:

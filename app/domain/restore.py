@@ -550,6 +550,16 @@ def sessions_on(conn: psycopg.Connection, dbname: str) -> list[Session]:
     return [Session(*row) for row in rows]
 
 
+def connected_sessions(target: TargetDatabase) -> list[Session] | None:
+    """The sessions on the live database now, for the confirmation page (the swap ends them); None when
+    the server cannot be asked (the page still shows; the job finds out)."""
+    try:
+        with pgtools.admin_connect(target) as conn:
+            return sessions_on(conn, target.dbname)
+    except psycopg.Error:
+        return None
+
+
 def swap_in(target: TargetDatabase, scratch: str, set_aside: str, *, keep_old: bool,
             before_rename: Callable[[], None] = lambda: None) -> int:  # fmt: skip
     """Put the scratch database in the live one's place; the previous one stays as `set_aside`. Returns how
@@ -587,6 +597,14 @@ def swap_in(target: TargetDatabase, scratch: str, set_aside: str, *, keep_old: b
         if keep_old:
             pgtools.allow_connections(conn, set_aside, True)
     return len(sessions)
+
+
+def open_set_aside(target: TargetDatabase, name: str, allowed: bool) -> None:
+    """Let the console dump the database a swap set aside (`allowed`), or close it again for `drop_set_aside`."""
+    if not is_scratch_name(target.dbname, "previous", name):
+        raise RestoreError(f"{name!r} is not a database a restore of {target.dbname} set aside")
+    with pgtools.admin_connect(target) as conn:
+        pgtools.allow_connections(conn, name, allowed)
 
 
 def drop_set_aside(target: TargetDatabase, name: str) -> None:

@@ -53,10 +53,12 @@ class JobState:
     error: str | None = None
     # What the failure callback cleans up (see app.domain.cleanup).
     upload_id: str | None = None
+    upload_filename: str | None = None  # the upload's name when it is not `filename` (a restore's safety backup)
     published: bool = False  # the backup's manifest is written: the backup is complete
     temp_folder: str | None = None
     scratch_database: str | None = None
     set_aside_database: str | None = None
+    replaced_database: str | None = None  # after the swap: the previous database, until its safety backup is made
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> JobState:

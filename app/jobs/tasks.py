@@ -11,6 +11,7 @@ never marks a failure as done itself.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from rq.timeouts import JobTimeoutException
 from app import audit, operations, services
 from app.domain import alerts, catalog, cleanup, provenance, restore, trends
 from app.domain import backup as backups
+from app.domain.console import ConsoleBackups
 from app.domain.provenance import UNTRUSTED_WARNING
 from app.domain.retention import RetentionPolicy
 from app.jobs import history
@@ -32,6 +34,7 @@ from app.jobs.runtime import console, console_job
 from app.jobs.state import JobRecord, JobState
 from app.listing_cache import listing_changed
 from app.models import JobRun
+from app.settings import TargetDatabase
 
 
 @console_job
@@ -39,45 +42,7 @@ def backup_job(requested_by: str) -> dict:
     """Plan → stream → publish → retention."""
     job, settings, ours = get_current_job(), services.settings(), console()
     record, _ = _begin(job, "backup")
-    record.phase("preparing")
-    named_at = datetime.now(UTC)  # the name's time comes before pg_dump's snapshot, as it always did
-    tool = backups.choose_dump(ours.target, compression=settings.backup_compression, bin_dirs=settings.pg_bin_dirs)
-    # pg_dump reads the catalog while the rest is prepared: tens of ms off every backup.
-    running = backups.RunningDump(tool.dump, tool.compression.args, ours.target)
-    try:
-        ours.storage.check()
-        # Uploads left by killed jobs (here or in another environment's console) cost money: sweep.
-        ours.storage.abort_stale_uploads(older_than=timedelta(seconds=max(6 * 3600, 2 * settings.job_timeout_seconds)))
-        plan = backups.plan_backup(ours, tool, now=named_at, recipients=settings.encryption_recipients)
-        record.remember(filename=plan.filename)
-        record.phase("dumping", bytes_total=plan.estimate(0) or None)
-    except BaseException:  # until stream_backup takes pg_dump over, stopping it on failure is ours
-        running.stop()
-        raise
-    result = backups.stream_backup(
-        plan,
-        ours.target,
-        ours.storage,
-        running=running,
-        on_upload_started=lambda upload_id: record.remember(upload_id=upload_id),
-        on_progress=lambda done: record.advance(done, plan.estimate(done) or None),
-    )
-    record.phase("recording")
-    manifest = backups.manifest_for(plan, result, console=ours, requested_by=requested_by,
-                                    signing_key=settings.signing_key)  # fmt: skip
-    backups.publish_manifest(ours.storage, result, manifest)
-    listing_changed(settings, services.redis())  # the list shows the new backup at once
-    record.remember(upload_id=None, published=True)
-    record.phase("retention")
-    # Listed again after publishing (the plan's listing predates this backup and any pin made since),
-    # from the store itself: this job's console has no listing cache.
-    listed = ours.listing()
-    try:
-        result.deleted, result.delete_failures = backups.apply_retention(
-            ours, listed, policy=RetentionPolicy.from_settings(settings), just_made=result.filename
-        )
-    finally:
-        listing_changed(settings, services.redis())
+    result, listed, plan = _dump_into_store(ours, record, requested_by)
     _audit_retention(result, requested_by, job.id if job else None)
     record.phase("done", bytes_total=result.size, bytes_done=result.size)
     mark_backup(settings, services.redis())  # BACKUP_MIN_INTERVAL_SECONDS counts from the finish too
@@ -92,6 +57,59 @@ def backup_job(requested_by: str) -> dict:
         summary += f"; retention deleted {len(result.deleted)} older backup(s)"
     _finish(job, "backup", "ok", requested_by, result.filename, detail, summary=summary, size=result.size)
     return result.to_json()
+
+
+def _dump_into_store(
+    ours: ConsoleBackups, record: JobRecord, requested_by: str, *, source: TargetDatabase | None = None,
+    phase: str | None = None,
+) -> tuple[backups.BackupResult, list[catalog.Backup], backups.BackupPlan]:
+    """Plan → stream → publish → retention: a backup of the target, dumped from `source` (default: the
+    target itself; a restore's safety backup dumps the database it set aside). `phase` names every step
+    of it as one (a restore shows its safety backup as one step); else each has its own."""
+    settings = services.settings()
+    dumped = ours if source is None else replace(ours, target=source)
+    record.phase(phase or "preparing")
+    named_at = datetime.now(UTC)  # the name's time comes before pg_dump's snapshot, as it always did
+    tool = backups.choose_dump(dumped.target, compression=settings.backup_compression, bin_dirs=settings.pg_bin_dirs)
+    # pg_dump reads the catalog while the rest is prepared: tens of ms off every backup.
+    running = backups.RunningDump(tool.dump, tool.compression.args, dumped.target)
+    try:
+        ours.storage.check()
+        # Uploads left by killed jobs (here or in another environment's console) cost money: sweep.
+        ours.storage.abort_stale_uploads(older_than=timedelta(seconds=max(6 * 3600, 2 * settings.job_timeout_seconds)))
+        plan = backups.plan_backup(dumped, tool, now=named_at, recipients=settings.encryption_recipients)
+        record.remember(**({"filename": plan.filename} if source is None else {"upload_filename": plan.filename}))
+        record.phase(phase or "dumping", bytes_total=plan.estimate(0) or None)
+    except BaseException:  # until stream_backup takes pg_dump over, stopping it on failure is ours
+        running.stop()
+        raise
+    result = backups.stream_backup(
+        plan,
+        dumped.target,
+        ours.storage,
+        running=running,
+        on_upload_started=lambda upload_id: record.remember(upload_id=upload_id),
+        on_progress=lambda done: record.advance(done, plan.estimate(done) or None),
+    )
+    if not phase:
+        record.phase("recording")
+    manifest = backups.manifest_for(plan, result, console=ours, requested_by=requested_by,
+                                    signing_key=settings.signing_key)  # fmt: skip
+    backups.publish_manifest(ours.storage, result, manifest)
+    listing_changed(settings, services.redis())  # the list shows the new backup at once
+    record.remember(upload_id=None, published=True)
+    if not phase:
+        record.phase("retention")
+    # Listed again after publishing (the plan's listing predates this backup and any pin made since),
+    # from the store itself: this job's console has no listing cache.
+    listed = ours.listing()
+    try:
+        result.deleted, result.delete_failures = backups.apply_retention(
+            ours, listed, policy=RetentionPolicy.from_settings(settings), just_made=result.filename
+        )
+    finally:
+        listing_changed(settings, services.redis())
+    return result, listed, plan
 
 
 def _audit_retention(result: backups.BackupResult, requested_by: str, job_id: str | None) -> None:
@@ -138,9 +156,12 @@ def restore_job(filename: str, requested_by: str, without_owners: bool = False) 
         record.remember(set_aside_database=set_aside)
         record.phase("swapping")
         ended = restore.swap_in(ours.target, copy.database, set_aside, keep_old=settings.keep_old_database)
-        record.remember(scratch_database=None, set_aside_database=None)
-    kept = set_aside if settings.keep_old_database else None
-    if kept is None:  # the live database already holds the backup: the previous one goes after "finished"
+        record.remember(scratch_database=None, set_aside_database=None, replaced_database=set_aside)
+    swapped = time.monotonic()
+    safety_backup, safety_error = _back_up_replaced(ours, record, requested_by, set_aside)
+    record.remember(replaced_database=None)
+    kept = set_aside if settings.keep_old_database or safety_backup is None else None
+    if kept is None:  # it is in the store now: the previous database goes after "finished"
         drop_previous_database_later(settings, services.redis(), set_aside)
     outcome = restore.RestoreOutcome(
         filename=filename,
@@ -149,11 +170,16 @@ def restore_job(filename: str, requested_by: str, without_owners: bool = False) 
         verified=copy.checksum_verified,
         trusted=copy.trusted,
         tables=copy.tables,
-        seconds=round(time.monotonic() - started, 3),
+        seconds=round(swapped - started, 3),
         kept_old_database=kept,
     )
+    if safety_error:
+        record.remember(warning=f"the safety backup of the replaced database failed ({safety_error}); "
+                                f"it is kept as {set_aside}, nothing of it was dropped")  # fmt: skip
     record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
-    detail = f"restored {ours.target.dbname} from {filename} in {outcome.seconds} s; {ended} session(s) ended"
+    detail = f"restored {ours.target.dbname} from {filename} in {outcome.seconds} s; {ended} session(s) ended; "
+    detail += (f"the replaced database is backed up as {safety_backup}" if safety_backup
+               else f"its safety backup failed, it is kept as {set_aside}")  # fmt: skip
     if without_owners:
         detail += "; without owners and grants (an admin's choice)"
     for note in copy.notes:
@@ -169,7 +195,8 @@ def restore_job(filename: str, requested_by: str, without_owners: bool = False) 
         "restore-finished", settings, action="restore", job_id=job.id if job else None, requested_by=requested_by,
         seconds=outcome.seconds, filename=filename))  # fmt: skip
     # What the job page needs to say what changed and how to undo it.
-    return {**outcome.to_json(), "backup_taken_at": backup.created_at.isoformat(), "safety_backup": safety.filename,
+    return {**outcome.to_json(), "backup_taken_at": backup.created_at.isoformat(),
+            "safety_backup": safety_backup or safety.filename, "safety_backup_of_replaced": safety_backup,
             "sessions_ended": ended, "without_owners": without_owners, "notes": list(copy.notes)}
 
 
@@ -212,6 +239,26 @@ def verify_job(filename: str, requested_by: str, trusted_only: bool = True) -> d
     summary = f"{len(rows)} tables, {total} rows, {report['seconds']} s"
     _finish(job, "verify", "ok", requested_by, filename, summary, summary=f"restorable: {summary}", size=backup.size)
     return report
+
+
+def _back_up_replaced(ours: ConsoleBackups, record: JobRecord, requested_by: str,
+                      set_aside: str) -> tuple[str | None, str | None]:  # fmt: skip
+    """Back up the database a restore replaced, as it was at the swap (every write up to then; nobody
+    writes to it since), as a backup of the target: the safety backup "Undo" offers. No connection to
+    the live database waits for it. Returns (its name, None), or (None, why it failed): then the
+    replaced database is kept, never dropped without a complete backup.
+    """
+    source = replace(ours.target, dbname=set_aside)
+    restore.open_set_aside(ours.target, set_aside, True)
+    try:
+        result, _, _ = _dump_into_store(ours, record, requested_by, source=source, phase="safety")
+    except Exception as exc:  # noqa: BLE001 - the restore stands; what failed is said, the database kept
+        return None, cleanup.describe_error(exc) or f"{type(exc).__name__}: {exc}"
+    finally:
+        restore.open_set_aside(ours.target, set_aside, services.settings().keep_old_database)
+    record.remember(upload_filename=None)
+    _audit_retention(result, requested_by, record.job.id if record.job else None)
+    return result.filename, None
 
 
 def _restore_into_scratch(
@@ -356,14 +403,15 @@ def _clean_up_failed(job: Job, state: JobState, exc_type, value) -> None:
     settings, ours = services.settings(), console()
     error = describe_failure(exc_type, value, job.timeout or settings.job_timeout_seconds)
     try:
-        if state.upload_id and state.filename:
-            cleanup.abort_upload(ours.storage, state.filename, state.upload_id)
-        if state.kind == "backup" and state.filename and not state.published:
+        uploading = state.upload_filename or (state.filename if state.kind == "backup" else None)
+        if state.upload_id and uploading:
+            cleanup.abort_upload(ours.storage, uploading, state.upload_id)
+        if uploading and not state.published:
             # Killed after the upload completed but before its manifest: not a finished backup.
-            cleanup.remove_unfinished_backup(ours.storage, state.filename)
+            cleanup.remove_unfinished_backup(ours.storage, uploading)
         error += cleanup.undo_restore(
             ours.target, scratch=state.scratch_database, set_aside=state.set_aside_database,
-            was_restore=state.kind == "restore", temp_folder=state.temp_folder,
+            was_restore=state.kind == "restore", temp_folder=state.temp_folder, replaced=state.replaced_database,
         )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - the reason, lock and audit below must still happen
         error += f"; cleaning up failed too ({type(exc).__name__}: {str(exc).strip()[:200]})"

@@ -7,11 +7,12 @@ STEPS = {
     "backup": (("preparing", "Prepare"), ("dumping", "Dump and upload"), ("recording", "Write the manifest"),
                ("retention", "Apply retention")),
     "restore": (("checking", "Check"), ("downloading", "Download"), ("verifying", "Checksum"),
-                ("restoring", "Restore into a scratch database"), ("swapping", "Swap in")),
+                ("restoring", "Restore into a scratch database"), ("swapping", "Swap in"),
+                ("safety", "Back up the replaced database")),
     "verify": (("checking", "Check"), ("downloading", "Download"), ("verifying", "Checksum"),
                ("restoring", "Restore into a scratch database"), ("counting", "Count rows")),
 }  # fmt: skip
-BYTE_PHASES = ("dumping", "downloading")  # where bytes done mean something
+BYTE_PHASES = ("dumping", "downloading", "safety")  # where bytes done mean something
 
 
 def steps_of(kind: str, phase: str, status: str) -> list[dict]:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from app import operations
+from app.domain import restore
 from app.domain.provenance import UNTRUSTED_WARNING, provenance_in
 from app.web.auth import current_actor, role_required
 from app.web.backups.forms import CreateBackupForm
@@ -42,6 +43,7 @@ def confirm(filename: str):
     except operations.Refused:
         recent = None
     storage = using.backups.storage
+    sessions = restore.connected_sessions(settings.target)
     return (
         render_template(
             "restore/confirm.html",
@@ -55,6 +57,7 @@ def confirm(filename: str):
             tries_left=operations.passkey_tries_left(current_actor(), using),
             form=form,
             safety_form=CreateBackupForm(next=request.path),
+            sessions=sessions,
             error=error,
             settings=settings,
         ),
