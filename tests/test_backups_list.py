@@ -126,7 +126,7 @@ def test_rows_say_who_made_a_backup_manual_or_scheduled_and_how_long_it_took(app
         )
     # Made by another console, whose manifest this process never read: unknown, said as such.
     assert cell(page, foreign, "Made by") == "— not known" and cell(page, foreign, "Duration") == "— not known"
-    assert cell(page, foreign, "Proven restorable") == "— not yet"
+    assert cell(page, foreign, "Restore test") == "— not yet"
 
 
 @pytest.fixture
