@@ -283,6 +283,9 @@ def test_writes_made_just_before_a_restore_are_in_its_safety_backup_and_undo_bri
     assert table_fingerprint(target_db) != with_the_write  # the restore replaced it
     assert not refused or refused[-1] - refused[0] < 3.0, f"refused for {refused[-1] - refused[0]:.1f} s"
     assert database_names(pg_admin, f"{target_db}_pgc_%") == []  # the replaced database went once backed up
+    browser, _ = signed_in(app, make_user, "viewer", "vera")
+    page = browser.get(f"/jobs/{status['id']}").get_data(as_text=True)
+    assert "backed up first as it was at the swap" in page and safety in page
 
     undone = restore_through_api(app, app.test_client(), admin, safety)
     assert undone["status"] == "finished", undone["error"]
