@@ -43,6 +43,9 @@ class BackupPlan:
     recipients: tuple[str, ...] = ()  # age recipients the archive is encrypted to; () for a plain `.dump`
     named_at: datetime | None = None  # the moment the name gives; pg_dump's snapshot must not precede it
     extensions: tuple[dict[str, str], ...] = ()  # name, version, schema, owner: what pg_dump does not keep
+    # Roles, owners, grantors, event triggers, superuser-only extensions: the restore page checks them
+    # against its server before the passkey is asked (app/domain/preflight.py). Empty: not read.
+    restore_needs: dict[str, list[str]] = field(default_factory=dict)
 
     def estimate(self, done: int) -> int:
         """The dump's expected size for the progress bar, `done` bytes in: the previous backup's size, or
@@ -113,7 +116,7 @@ def plan_backup(
         now = datetime.now(UTC)
         filename = console.owner.filename_at(now, console.zone, encrypted=encrypted)
     previous = console.ours(listed)
-    database_bytes, extensions = pgtools.database_size_and_extensions(console.target)
+    facts = pgtools.database_facts(console.target)
     return BackupPlan(
         filename=filename,
         named_at=now,
@@ -122,9 +125,10 @@ def plan_backup(
         compression=tool.compression.args,
         compression_method=tool.compression.method,
         expected_bytes=previous[0].size if previous else 0,
-        database_bytes=database_bytes,
+        database_bytes=facts.size,
         recipients=recipients,
-        extensions=extensions,
+        extensions=facts.extensions,
+        restore_needs=facts.restore_needs(),
     )
 
 
@@ -285,6 +289,7 @@ def manifest_for(
         "finished_at": result.finished_at,
         "requested_by": requested_by,
         "extensions": list(plan.extensions),
+        **({"restore_needs": plan.restore_needs} if plan.restore_needs else {}),
         **encrypted,
     }, signing_key)  # fmt: skip
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from app import operations
-from app.domain import restore
+from app.domain import preflight, restore
 from app.domain.provenance import UNTRUSTED_WARNING, provenance_in
 from app.web.auth import current_actor, role_required
 from app.web.backups.forms import CreateBackupForm
@@ -44,12 +44,25 @@ def confirm(filename: str):
         recent = None
     storage = using.backups.storage
     sessions = restore.connected_sessions(settings.target)
+    manifest = manifests.get(storage, backup)  # kept: the list can then say who made it
+    origin = provenance_in(storage, backup, settings.signing_key)
+    if request.method == "GET" and request.args.get("without_owners") == "1":
+        form.without_owners.data = True  # the choice, offered as a link: the page needs no script
+    # A forged manifest could hide or invent problems: only a signed one speaks before the download.
+    needs = preflight.needs_in(manifest) if origin.trusted else None
+    server = preflight.server_facts(settings.target, needs) if needs else None
+    found = preflight.problems(needs, server) if needs and server else None
+    chosen = bool(form.without_owners.data)
     return (
         render_template(
             "restore/confirm.html",
             backup=backup,
-            manifest=manifests.get(storage, backup),  # kept: the list can then say who made it
-            origin=provenance_in(storage, backup, settings.signing_key),
+            manifest=manifest,
+            origin=origin,
+            checked=found is not None,
+            before=preflight.in_effect(found or [], without_owners=chosen),
+            blocked=preflight.refusing(found or [], without_owners=chosen),
+            avoidable=[p for p in found or [] if p.avoided_without_owners],
             untrusted_warning=UNTRUSTED_WARNING,
             recent=recent,
             recent_until=recent.created_at + timedelta(minutes=settings.recent_check_minutes) if recent else None,
