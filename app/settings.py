@@ -28,6 +28,7 @@ TARGET_ROLES = ("none", *ROLES)  # a per-target role; "none" hides the target fr
 _TARGET_NAME = re.compile(r"^[a-z0-9_-]{1,40}$")
 # What can be notified (NOTIFY_EVENTS narrows it); app/domain/alerts.py sends them.
 NOTIFY_EVENTS = ("backup-failed", "restore-failed", "verify-failed", "restore-finished", "stale-backup", "size-drop")
+JOB_MAX_DEFAULT = 7 * 24 * 3600  # a week: far past any backup or restore that is still moving
 _ENV_NAME = re.compile(r"^[A-Za-z0-9_]{1,40}$")
 _APP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,80}$")
 
@@ -145,7 +146,7 @@ class Settings:
     restore_passkey_hash: str | None = field(repr=False)
     max_backup_files: int
     recent_check_minutes: int
-    job_timeout_seconds: int
+    job_timeout_seconds: int  # a job that reports no progress for this long is stopped
     display_timezone: str
     console_database_url: str
     session_cookie_secure: bool
@@ -176,6 +177,8 @@ class Settings:
     backup_min_interval_seconds: int = 60  # between manual backups; 0 turns the limit off
     backup_list_cache_seconds: int = 5  # the bucket listing shared in Redis by pages and API; 0 is off
     size_drop_alert_percent: int = 50
+    # The hard ceiling on one job's length, however well it progresses (JOB_MAX_SECONDS).
+    job_max_seconds: int = JOB_MAX_DEFAULT
     # Folders searched for pg_dump/pg_restore before the usual places (PG_BIN_DIRS).
     pg_bin_dirs: tuple[str, ...] = ()
     # Signs manifests; the consoles of a team's environments share it (BACKUP_SIGNING_KEY).
@@ -293,6 +296,8 @@ class Settings:
         if not re.fullmatch(r"auto|none|gzip(:[0-9])?|zstd(:[0-9]{1,2})?|lz4(:[0-9]{1,2})?", compression):
             raise ConfigError("BACKUP_COMPRESSION", f"use auto, none, gzip:N, zstd:N or lz4 (got {compression!r})")
 
+        job_timeout = _int(env, "JOB_TIMEOUT_SECONDS", 300, minimum=5)
+
         redis_url = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
         if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
             raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
@@ -309,7 +314,8 @@ class Settings:
             redis_url=redis_url,
             redis_namespace=env.get("REDIS_NAMESPACE", "pgconsole"),
             recent_check_minutes=_int(env, "BACKUP_RECENT_CHECK_MINUTES", 5, minimum=1),
-            job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 300, minimum=5),
+            job_timeout_seconds=job_timeout,
+            job_max_seconds=_job_max_seconds(env, job_timeout),
             display_timezone=zone,
             console_database_url=env.get("CONSOLE_DATABASE_URL") or f"sqlite:///{Path(instance, 'console.sqlite3')}",
             # Served over HTTPS (PUBLIC_URL says so): Secure cookies and HSTS unless explicitly turned off.
@@ -707,6 +713,14 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum:
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise ConfigError(name, f"must be {bounds} (got {value})")
     return value
+
+
+def _job_max_seconds(env: Mapping[str, str], job_timeout: int) -> int:
+    """JOB_MAX_SECONDS: at least JOB_TIMEOUT_SECONDS, or a job would be cut off before it could stall."""
+    ceiling = _int(env, "JOB_MAX_SECONDS", JOB_MAX_DEFAULT, minimum=60)
+    if ceiling < job_timeout:
+        raise ConfigError("JOB_MAX_SECONDS", f"must be at least JOB_TIMEOUT_SECONDS ({job_timeout}) (got {ceiling})")
+    return ceiling
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
