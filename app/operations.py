@@ -218,26 +218,31 @@ def restorable(using: Collaborators, filename: str) -> tuple[Backup, list[Backup
 
 
 def request_restore(actor: Actor, using: Collaborators, filename: str, passkey: str, *,
-                    without_owners: bool = False) -> str:  # fmt: skip
+                    without_owners: bool = False, create_roles: bool = False) -> str:  # fmt: skip
     """Check every guard in order, then enqueue; audits each attempt, never the passkey.
 
     `without_owners`: the admin's explicit choice to restore a backup whose roles this server lacks
     with every object owned by the console's role and no grant (said in the audit row and on the job).
+    `create_roles`: the admin's explicit choice to create the roles this server lacks from the backup's
+    signed definitions before the job's preflight (the two choices exclude each other).
     """
+    if without_owners and create_roles:
+        raise Refused("choose either to create the missing roles or to restore without owners, not both", 400)
     try:
-        job_id, origin = _guarded_restore(actor, using, filename, passkey, without_owners)
+        job_id, origin = _guarded_restore(actor, using, filename, passkey, without_owners, create_roles=create_roles)
     except Refused as exc:
         audit.record("restore", "refused", username=actor.username, target=filename[:255], detail=str(exc),
                      address=actor.address)  # fmt: skip
         raise
-    notes = [origin.audit_note, "without owners and grants (the admin's choice)" if without_owners else None]
+    notes = [origin.audit_note, "without owners and grants (the admin's choice)" if without_owners else None,
+             "creating the missing roles from the backup (the admin's choice)" if create_roles else None]
     audit.record("restore", "requested", username=actor.username, target=filename, job_id=job_id,
                  address=actor.address, detail="; ".join(n for n in notes if n) or None)  # fmt: skip
     return job_id
 
 
 def _guarded_restore(
-    actor: Actor, using: Collaborators, filename: str, passkey: str, without_owners: bool
+    actor: Actor, using: Collaborators, filename: str, passkey: str, without_owners: bool, *, create_roles: bool = False
 ) -> tuple[str, provenance.Provenance]:
     settings = using.settings
     if not actor.may("admin"):
@@ -265,6 +270,8 @@ def _guarded_restore(
         # What the admin confirmed, read once here: the job restores this file and no other.
         origin = using.backups.provenance(backup)
         options = {"without_owners": True} if without_owners else {}
+        if create_roles:
+            options["create_roles"] = True
         return _start(using, "restore", actor.username, backup=backup, origin=origin, **options), origin
     except JobRefused as exc:
         raise Refused(str(exc), 409) from None

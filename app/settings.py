@@ -158,6 +158,8 @@ class Settings:
     backup_schedule: str | None = None
     verify_schedule: str | None = None
     retention_daily: int = 0
+    # Role password hashes in the manifest (a viewer can download manifests, so off by default).
+    backup_role_passwords: bool = False
     retention_weekly: int = 0
     retention_monthly: int = 0
     alert_webhook_url: str | None = None
@@ -325,6 +327,7 @@ class Settings:
             backup_compression=compression,
             restore_jobs=_int(env, "RESTORE_JOBS", os.cpu_count() or 1, minimum=1),
             keep_old_database=_bool(env, "KEEP_OLD_DATABASE", False),
+            backup_role_passwords=_bool(env, "BACKUP_ROLE_PASSWORDS", False),
             instance_path=instance,
             smtp_host=env.get("SMTP_HOST") or None,
             smtp_port=_int(env, "SMTP_PORT", 587, minimum=1, maximum=65535),

@@ -13,7 +13,18 @@ import psycopg
 from psycopg import sql
 
 from app.domain.preflight import BackupNeeds, ServerFacts, problems, refusing
-from tests.helpers import PG, backup_run_in_process, new_name, put_signed_backup, signed_in
+from tests.fidelity import differences, fingerprint, rich_database
+from tests.helpers import (
+    PG,
+    audit_rows,
+    backup_run_in_process,
+    drop_database,
+    new_name,
+    put_signed_backup,
+    restore_through_api,
+    signed_in,
+    storage_of,
+)
 from tests.test_restore_fidelity import application, console_for  # noqa: F401 - `application` is a fixture
 
 
@@ -49,7 +60,7 @@ def test_an_owner_role_missing_here_is_shown_before_the_passkey_and_blocks_all_b
         page = restore_page(browser, filename)
 
         said = before_you_restore(page)
-        assert "does not have: " + owner in said and "Create them, or restore without owners and grants" in said
+        assert "does not have: " + owner in said and "or restore without owners and grants" in said
         assert page.index("Before you restore") < page.index('id="passkey"')  # read before the passkey
         assert " disabled " in submit_of(page) and "preflight-blocked" in submit_of(page)
         assert 'id="choose-without-owners"' in said
@@ -142,3 +153,53 @@ def test_extensions_the_server_lacks_or_only_a_superuser_may_create_are_named():
     assert [p.text.split()[1] for p in refusing(found, without_owners=True)] == ["file_fdw", "postgis"]
     superuser = ServerFacts(**{**server.__dict__, "superuser": True})
     assert [p.refuses for p in problems(needs, superuser)] == [False, True]  # hstore's note, postgis
+
+
+# --------------------------------------------------------------------------- roles travel with the backup (item 3)
+
+
+def test_a_backup_restored_where_its_roles_are_missing_creates_them_by_choice_with_zero_differences(
+    make_app, make_user, token_for, pg_admin
+):
+    """A staging server that never had production's roles: the page names them before the passkey and
+    offers to create them; the job refuses without the choice, and with it creates the roles (attributes
+    and memberships from the signed manifest, no password hash) and restores with zero differences."""
+    from app.domain.catalog import read_manifest
+
+    with rich_database(pg_admin) as rich:
+        owner, reader, writer = rich.roles.owner, rich.roles.reader, rich.roles.writer
+        pg_admin.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(reader), sql.Identifier(writer)))
+        app = make_app(DATABASE_URL=f"postgresql://postgres@127.0.0.1:5432/{rich.name}")
+        make_user("ada", "admin")
+        admin = token_for("ada")
+        before = fingerprint(rich.name, roles=rich.roles)
+        filename = backup_run_in_process(app)["result"]["filename"]
+        defined = {d["name"]: d for d in read_manifest(storage_of(app), filename)["role_definitions"]}
+        assert {owner, reader, writer} <= set(defined) and not any("password" in d for d in defined.values())
+        assert defined[owner]["createdb"] and defined[writer]["member_of"] == [{"role": reader, "admin": False}]
+        # This server loses the database and its roles; an empty database of the same name is the live one.
+        drop_database(pg_admin, rich.name)
+        pg_admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(rich.name)))
+        for role in (writer, reader, owner):
+            pg_admin.execute(sql.SQL("DROP OWNED BY {}; DROP ROLE {}").format(sql.Identifier(role),
+                                                                               sql.Identifier(role)))  # fmt: skip
+        browser, _ = signed_in(app, make_user, "admin", "root")
+
+        page = restore_page(browser, filename)
+
+        assert owner in before_you_restore(page) and 'id="choose-create-roles"' in page
+        assert " disabled " in submit_of(page)
+        chosen = restore_page(browser, filename, "?create_roles=1")
+        assert " disabled " not in submit_of(chosen) and "creating roles</code>" in chosen
+        refused = restore_through_api(app, app.test_client(), admin, filename)
+        assert refused["status"] == "failed" and owner in refused["error"]  # the job's preflight: the authority
+
+        done = restore_through_api(app, app.test_client(), admin, filename, create_roles=True)
+
+        assert done["status"] == "finished", done["error"]
+        assert done["result"]["created_roles"] == sorted([owner, reader, writer])
+        assert differences(before, fingerprint(rich.name, roles=rich.roles)) == []
+        member = pg_admin.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", (writer, reader)).fetchone()[0]
+        assert member is True
+        assert any(owner in (row.detail or "") for row in audit_rows(app, "create-roles"))
+        assert any("creating the missing roles" in (row.detail or "") for row in audit_rows(app, "restore"))

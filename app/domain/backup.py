@@ -46,6 +46,7 @@ class BackupPlan:
     # Roles, owners, grantors, event triggers, superuser-only extensions: the restore page checks them
     # against its server before the passkey is asked (app/domain/preflight.py). Empty: not read.
     restore_needs: dict[str, list[str]] = field(default_factory=dict)
+    role_definitions: tuple[dict, ...] = ()  # the named roles' attributes and memberships (app/domain/roles.py)
 
     def estimate(self, done: int) -> int:
         """The dump's expected size for the progress bar, `done` bytes in: the previous backup's size, or
@@ -100,8 +101,10 @@ def plan_backup(
     *,
     now: datetime | None = None,
     recipients: tuple[str, ...] = (),
+    role_passwords: bool = False,
 ) -> BackupPlan:
-    """Pick the name and the size estimate. With recipients, the backup is `.dump.age`."""
+    """Pick the name and the size estimate. With recipients, the backup is `.dump.age`; `role_passwords`
+    (BACKUP_ROLE_PASSWORDS): the roles' password hashes go into the manifest too."""
     encrypted = bool(recipients)
     now = now or datetime.now(UTC)
     filename = console.owner.filename_at(now, console.zone, encrypted=encrypted)
@@ -116,7 +119,7 @@ def plan_backup(
         now = datetime.now(UTC)
         filename = console.owner.filename_at(now, console.zone, encrypted=encrypted)
     previous = console.ours(listed)
-    facts = pgtools.database_facts(console.target)
+    facts = pgtools.database_facts(console.target, role_passwords=role_passwords)
     return BackupPlan(
         filename=filename,
         named_at=now,
@@ -129,6 +132,7 @@ def plan_backup(
         recipients=recipients,
         extensions=facts.extensions,
         restore_needs=facts.restore_needs(),
+        role_definitions=facts.role_definitions,
     )
 
 
@@ -290,6 +294,7 @@ def manifest_for(
         "requested_by": requested_by,
         "extensions": list(plan.extensions),
         **({"restore_needs": plan.restore_needs} if plan.restore_needs else {}),
+        **({"role_definitions": list(plan.role_definitions)} if plan.restore_needs else {}),
         **encrypted,
     }, signing_key)  # fmt: skip
 

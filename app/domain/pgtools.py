@@ -233,6 +233,9 @@ class DatabaseFacts:
     grantors: tuple[str, ...] = ()  # roles that granted rights on objects they do not own
     event_triggers: tuple[str, ...] = ()
     superuser_extensions: tuple[str, ...] = ()  # installed at a version only a superuser may create
+    # Each named role's attributes and memberships among them (app/domain/roles.py), for a restore that
+    # creates the missing ones; a password hash only when BACKUP_ROLE_PASSWORDS asks for it.
+    role_definitions: tuple[dict, ...] = ()
 
     def restore_needs(self) -> dict[str, list[str]]:
         """The manifest's `restore_needs`: what the restore page checks before the passkey is asked."""
@@ -292,7 +295,7 @@ WHERE e.extname <> 'plpgsql' ORDER BY e.extname
 """
 
 
-def database_facts(target: TargetDatabase) -> DatabaseFacts:
+def database_facts(target: TargetDatabase, *, role_passwords: bool = False) -> DatabaseFacts:
     """The database's size, its extensions (name, version, schema, owner) and what a restore needs (one connection).
 
     pg_dump writes `CREATE EXTENSION IF NOT EXISTS name` with neither version nor owner, so a restore
@@ -304,6 +307,9 @@ def database_facts(target: TargetDatabase) -> DatabaseFacts:
         named = conn.execute(_NAMED_ROLES).fetchall()
         grantors = [r[0] for r in conn.execute(_GRANTORS)]
         triggers = [r[0] for r in conn.execute("SELECT evtname FROM pg_event_trigger ORDER BY 1")]
+        from app.domain.roles import read_definitions  # roles.py uses this module: imported when called
+
+        definitions = read_definitions(conn, [name for name, _ in named], passwords=role_passwords)
     return DatabaseFacts(
         size=size,
         extensions=tuple({"name": n, "version": v, "schema": s, "owner": o} for n, v, s, o, _ in extensions),
@@ -312,6 +318,7 @@ def database_facts(target: TargetDatabase) -> DatabaseFacts:
         grantors=tuple(grantors),
         event_triggers=tuple(triggers),
         superuser_extensions=tuple(n for n, _, _, _, superuser in extensions if superuser),
+        role_definitions=tuple(d.to_manifest() for d in definitions),
     )
 
 

@@ -59,6 +59,7 @@ class Problem:
     text: str  # what would happen, and what to do
     refuses: bool  # the restore would fail (or be refused) with it
     avoided_without_owners: bool = False  # "restore without owners and grants" makes it go away
+    avoided_creating_roles: bool = False  # "create the missing roles from the backup" makes it go away
 
 
 def needs_in(manifest: dict | None) -> BackupNeeds | None:
@@ -91,15 +92,19 @@ def _names(roles: Iterable[str]) -> str:
     return ", ".join(sorted(roles))
 
 
-def problems(needs: BackupNeeds, server: ServerFacts) -> list[Problem]:
-    """What a restore of a backup with `needs` would hit on `server`, each with what to do; [] when nothing."""
+def problems(needs: BackupNeeds, server: ServerFacts, creatable: frozenset[str] = frozenset()) -> list[Problem]:
+    """What a restore of a backup with `needs` would hit on `server`, each with what to do; [] when nothing.
+
+    `creatable`: the roles the backup defines that the console would create (app/domain/roles.py)."""
     found = []
     missing = needs.roles - server.roles - _IMPLICIT_ROLES
     if missing:
+        create = missing <= creatable
         found.append(Problem(
-            f"The backup names roles this server does not have: {_names(missing)}. Create them, or restore "
-            "without owners and grants (every object then belongs to the console's role).",
-            refuses=True, avoided_without_owners=True))  # fmt: skip
+            f"The backup names roles this server does not have: {_names(missing)}. Create them"
+            f"{' (the backup defines them: choose to create the missing roles from it)' if create else ''}, or "
+            "restore without owners and grants (every object then belongs to the console's role).",
+            refuses=True, avoided_without_owners=True, avoided_creating_roles=create))  # fmt: skip
     foreign = set() if server.superuser else needs.acted_as - missing - server.acts_as
     if foreign:
         found.append(Problem(
@@ -133,14 +138,15 @@ def problems(needs: BackupNeeds, server: ServerFacts) -> list[Problem]:
     return found
 
 
-def in_effect(found: list[Problem], *, without_owners: bool) -> list[Problem]:
+def in_effect(found: list[Problem], *, without_owners: bool, create_roles: bool = False) -> list[Problem]:
     """The problems a restore with this choice would still hit."""
-    return [p for p in found if not (without_owners and p.avoided_without_owners)]
+    return [p for p in found if not (without_owners and p.avoided_without_owners)
+            and not (create_roles and p.avoided_creating_roles)]  # fmt: skip
 
 
-def refusing(found: list[Problem], *, without_owners: bool) -> list[Problem]:
+def refusing(found: list[Problem], *, without_owners: bool, create_roles: bool = False) -> list[Problem]:
     """The problems that would make a restore with this choice fail."""
-    return [p for p in in_effect(found, without_owners=without_owners) if p.refuses]
+    return [p for p in in_effect(found, without_owners=without_owners, create_roles=create_roles) if p.refuses]
 
 
 def server_facts(target: TargetDatabase, needs: BackupNeeds) -> ServerFacts | None:

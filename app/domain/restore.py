@@ -127,6 +127,7 @@ class ScratchCopy:
     untrusted_reason: str
     tables: int
     notes: tuple[str, ...] = ()  # what of the backup's database could not be carried over, in words
+    created_roles: tuple[str, ...] = ()  # made from the backup's definitions first, by an admin's choice
 
 
 def scratch_name(dbname: str, kind: str = "restore") -> str:

@@ -21,7 +21,7 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from app import audit, operations, services
-from app.domain import alerts, catalog, cleanup, provenance, restore, trends
+from app.domain import alerts, catalog, cleanup, preflight, provenance, restore, roles, trends
 from app.domain import backup as backups
 from app.domain.console import ConsoleBackups
 from app.domain.provenance import UNTRUSTED_WARNING
@@ -77,7 +77,8 @@ def _dump_into_store(
         ours.storage.check()
         # Uploads left by killed jobs (here or in another environment's console) cost money: sweep.
         ours.storage.abort_stale_uploads(older_than=timedelta(seconds=max(6 * 3600, 2 * settings.job_timeout_seconds)))
-        plan = backups.plan_backup(dumped, tool, now=named_at, recipients=settings.encryption_recipients)
+        plan = backups.plan_backup(dumped, tool, now=named_at, recipients=settings.encryption_recipients,
+                                   role_passwords=settings.backup_role_passwords)  # fmt: skip
         record.remember(**({"filename": plan.filename} if source is None else {"upload_filename": plan.filename}))
         record.phase(phase or "dumping", bytes_total=plan.estimate(0) or None)
     except BaseException:  # until stream_backup takes pg_dump over, stopping it on failure is ours
@@ -136,9 +137,9 @@ def _warn_if_size_dropped(listed: list[catalog.Backup], filename: str, record: J
 
 
 @console_job
-def restore_job(filename: str, requested_by: str, without_owners: bool = False) -> dict:
-    """Check → download → preflight → restore into scratch (with the backup's owners, grants and database
-    properties, unless an admin chose `without_owners`) → swap in."""
+def restore_job(filename: str, requested_by: str, without_owners: bool = False, create_roles: bool = False) -> dict:
+    """Check → download → [create the missing roles, an admin's choice] → preflight → restore into scratch
+    (with the backup's owners, grants and database properties, unless an admin chose `without_owners`) → swap in."""
     job, settings, ours = get_current_job(), services.settings(), console()
     record, confirmed = _begin(job, "restore", filename)
     started = time.monotonic()
@@ -151,7 +152,7 @@ def restore_job(filename: str, requested_by: str, without_owners: bool = False) 
                                            trusted=ours.is_trusted)  # fmt: skip
     with restore.temp_folder(str(Path(settings.instance_path, "tmp"))) as folder:
         copy = _restore_into_scratch(backup, folder, record, confirmed, trusted_only=False,
-                                     with_owners=not without_owners)  # fmt: skip
+                                     with_owners=not without_owners, create_roles=create_roles)  # fmt: skip
         set_aside = restore.scratch_name(ours.target.dbname, "previous")
         record.remember(set_aside_database=set_aside)
         record.phase("swapping")
@@ -197,7 +198,8 @@ def restore_job(filename: str, requested_by: str, without_owners: bool = False) 
     # What the job page needs to say what changed and how to undo it.
     return {**outcome.to_json(), "backup_taken_at": backup.created_at.isoformat(),
             "safety_backup": safety_backup or safety.filename, "safety_backup_of_replaced": safety_backup,
-            "sessions_ended": ended, "without_owners": without_owners, "notes": list(copy.notes)}
+            "sessions_ended": ended, "without_owners": without_owners, "notes": list(copy.notes),
+            "created_roles": list(copy.created_roles)}
 
 
 @console_job
@@ -263,7 +265,7 @@ def _back_up_replaced(ours: ConsoleBackups, record: JobRecord, requested_by: str
 
 def _restore_into_scratch(
     backup: catalog.Backup, folder: Path, record: JobRecord, confirmed: JobRun, trusted_only: bool,
-    with_owners: bool = False,
+    with_owners: bool = False, create_roles: bool = False,
 ) -> restore.ScratchCopy:
     """Check provenance, download, check the checksum, preflight, restore into a new scratch database.
 
@@ -289,6 +291,7 @@ def _restore_into_scratch(
     record.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
     if not origin.trusted:
         record.remember(warning=f"this backup is not trusted: {origin.reason}; {UNTRUSTED_WARNING}")
+    created = _create_roles(backup, manifest, origin, record, confirmed) if create_roles else []
     contents = restore.preflight(ours.target, archive.path, with_owners=with_owners, bin_dirs=settings.pg_bin_dirs)
     record.remember(scratch_database=scratch)
     restore.create_scratch_like(ours.target, scratch, contents.database)
@@ -302,7 +305,30 @@ def _restore_into_scratch(
     restore.apply_database_properties(ours.target, scratch, contents.database, with_owners=with_owners,
                                       connection_limit=True)  # fmt: skip
     return restore.ScratchCopy(scratch, archive.sha256, archive.checksum_verified, origin.trusted, origin.reason,
-                               tables, tuple(notes))  # fmt: skip
+                               tables, tuple(notes), tuple(created))  # fmt: skip
+
+
+def _create_roles(backup: catalog.Backup, manifest: dict | None, origin: provenance.Provenance, record: JobRecord,
+                  confirmed: JobRun) -> list[str]:  # fmt: skip
+    """The admin's choice "create the missing roles from the backup", after the download was checked and before
+    the preflight: only from a signed manifest (a forged one could make any role), audited at once (the roles
+    stay if the restore fails later)."""
+    definitions = roles.definitions_in(manifest) if origin.trusted else None
+    if definitions is None:
+        raise restore.RestoreRefused(
+            f"{backup.filename} has no role definitions signed by this team ({origin.reason or 'an older backup'}); "
+            "create the roles yourself, or restore without owners and grants; nothing was changed")  # fmt: skip
+    needs = preflight.needs_in(manifest)
+    wanted = set(needs.roles if needs else definitions) - {"pg_database_owner"}
+    try:
+        created = roles.create_missing(console().target, definitions, wanted)
+    except roles.RolesError as exc:
+        raise restore.RestoreRefused(f"{exc}; nothing was changed") from None
+    if created:
+        audit.record("create-roles", "ok", username=confirmed.requested_by, target=backup.filename,
+                     detail=f"created the roles {', '.join(created)} from the backup", job_id=record.job.id
+                     if record.job else None)  # fmt: skip
+    return created
 
 
 @console_job

@@ -96,5 +96,8 @@ def restore():
     without_owners = body.get("without_owners", False)
     if not isinstance(without_owners, bool):
         return jsonify(error="without_owners must be true or false"), 400
+    create_roles = body.get("create_roles", False)
+    if not isinstance(create_roles, bool):
+        return jsonify(error="create_roles must be true or false"), 400
     return accepted(operations.request_restore(current_actor(), operations.collaborators(), filename, passkey,
-                                               without_owners=without_owners))  # fmt: skip
+                                               without_owners=without_owners, create_roles=create_roles))  # fmt: skip

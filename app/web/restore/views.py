@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from app import operations
-from app.domain import preflight, restore
+from app.domain import preflight, restore, roles
 from app.domain.provenance import UNTRUSTED_WARNING, provenance_in
 from app.web.auth import current_actor, role_required
 from app.web.backups.forms import CreateBackupForm
@@ -32,7 +32,8 @@ def confirm(filename: str):
         if form.validate_on_submit():
             try:
                 job_id = operations.request_restore(current_actor(), using, filename, form.passkey.data,
-                                                    without_owners=form.without_owners.data)  # fmt: skip
+                                                    without_owners=form.without_owners.data,
+                                                    create_roles=form.create_roles.data)  # fmt: skip
                 return redirect(url_for("jobs.show", job_id=job_id), 303)
             except operations.Refused as exc:
                 error, status = str(exc), exc.status
@@ -46,13 +47,15 @@ def confirm(filename: str):
     sessions = restore.connected_sessions(settings.target)
     manifest = manifests.get(storage, backup)  # kept: the list can then say who made it
     origin = provenance_in(storage, backup, settings.signing_key)
-    if request.method == "GET" and request.args.get("without_owners") == "1":
-        form.without_owners.data = True  # the choice, offered as a link: the page needs no script
+    if request.method == "GET":  # a choice, offered as a link: the page needs no script
+        form.without_owners.data = request.args.get("without_owners") == "1"
+        form.create_roles.data = request.args.get("create_roles") == "1" and not form.without_owners.data
     # A forged manifest could hide or invent problems: only a signed one speaks before the download.
     needs = preflight.needs_in(manifest) if origin.trusted else None
     server = preflight.server_facts(settings.target, needs) if needs else None
-    found = preflight.problems(needs, server) if needs and server else None
-    chosen = bool(form.without_owners.data)
+    definitions = roles.definitions_in(manifest) if needs else None
+    found = preflight.problems(needs, server, roles.creatable(definitions)) if needs and server else None
+    chosen = {"without_owners": bool(form.without_owners.data), "create_roles": bool(form.create_roles.data)}
     return (
         render_template(
             "restore/confirm.html",
@@ -60,9 +63,10 @@ def confirm(filename: str):
             manifest=manifest,
             origin=origin,
             checked=found is not None,
-            before=preflight.in_effect(found or [], without_owners=chosen),
-            blocked=preflight.refusing(found or [], without_owners=chosen),
+            before=preflight.in_effect(found or [], **chosen),
+            blocked=preflight.refusing(found or [], **chosen),
             avoidable=[p for p in found or [] if p.avoided_without_owners],
+            creatable=[p for p in found or [] if p.avoided_creating_roles],
             untrusted_warning=UNTRUSTED_WARNING,
             recent=recent,
             recent_until=recent.created_at + timedelta(minutes=settings.recent_check_minutes) if recent else None,
