@@ -8,9 +8,19 @@ from __future__ import annotations
 
 from redis import Redis
 
+# The lock outlives its job's last sign of life by this much, then frees itself (a worker that
+# died without its failure callback running never blocks the database for long).
+LOCK_GRACE_SECONDS = 120
+
 # Delete the key only if it still names this job, so a late finisher never frees another's lock.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
+"""
+
+# Renew the key's expiry only if it still names this job: a job whose lock expired (or was freed)
+# must not take it back from whoever holds it now.
+_EXTEND = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) else return 0 end
 """
 
 
@@ -28,3 +38,7 @@ class DatabaseLock:
 
     def release(self, job_id: str) -> bool:
         return bool(self.redis.eval(_RELEASE, 1, self.key, job_id))
+
+    def extend(self, job_id: str, ttl_seconds: int) -> bool:
+        """Make the lock expire `ttl_seconds` from now, if `job_id` still holds it (a running job's heartbeat)."""
+        return bool(self.redis.eval(_EXTEND, 1, self.key, job_id, int(ttl_seconds)))

@@ -19,13 +19,12 @@ from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from app.jobs.locks import DatabaseLock
+from app.jobs.locks import LOCK_GRACE_SECONDS, DatabaseLock
 from app.jobs.state import JobState
 from app.settings import Settings
 
 TASKS = "app.jobs.tasks"  # job functions are enqueued by dotted path: this module never imports them
 JOB_KINDS = ("backup", "restore", "verify")
-LOCK_GRACE_SECONDS = 120  # the lock outlives the job's timeout a little, then frees itself
 SERIALIZER = JSONSerializer  # a pickled job runs code when it is read: Redis holds JSON only
 # Every function a worker of this console runs, and the one callback; anything else is refused.
 RUNNABLE = frozenset({
@@ -165,7 +164,10 @@ def start_job(
         check_backup_interval(settings, redis)
     job_id = uuid.uuid4().hex
     lock = DatabaseLock(redis, settings.redis_namespace, settings.lock_name)
-    if not lock.acquire(job_id, settings.job_timeout_seconds + LOCK_GRACE_SECONDS):
+    # Held while the job waits in the queue too (behind another target's job, however long that
+    # runs); once it runs, the job renews it as it progresses (app/jobs/state.py ProgressWatch) for
+    # JOB_TIMEOUT_SECONDS + grace at a time, so a job whose worker died frees it soon after.
+    if not lock.acquire(job_id, settings.job_max_seconds + LOCK_GRACE_SECONDS):
         raise JobRefused(
             f"another backup or restore of {settings.target.dbname} is running (job {lock.holder()}); "
             "wait for it to finish"
@@ -185,7 +187,8 @@ def start_job(
             kwargs={"requested_by": requested_by, **({"filename": filename} if filename else {}),
                     **({"target": target} if target else {}), **options},
             job_id=job_id,
-            job_timeout=settings.job_timeout_seconds,
+            # RQ's timeout is only the ceiling: the job stops itself after JOB_TIMEOUT_SECONDS of silence.
+            job_timeout=settings.job_max_seconds,
             result_ttl=7 * 24 * 3600,
             failure_ttl=7 * 24 * 3600,
             on_failure=Callback(f"{TASKS}.on_failure"),
@@ -208,7 +211,9 @@ def drop_previous_database_later(settings: Settings, redis: Redis, database: str
     queue_for(settings, redis).enqueue(
         f"{TASKS}.drop_previous_database",
         kwargs={"database": database, **({"target": target} if target else {})},
-        job_timeout=settings.job_timeout_seconds,
+        # DROP DATABASE reports no progress and takes as long as the database's files do to go:
+        # only the ceiling applies. Stopping it early would only keep the set-aside database.
+        job_timeout=settings.job_max_seconds,
         result_ttl=24 * 3600,
         failure_ttl=7 * 24 * 3600,
         at_front=True,

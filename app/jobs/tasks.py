@@ -403,9 +403,14 @@ def _finish(
 
 
 def describe_failure(exc_type: type | None, value: BaseException | None, timeout: int) -> str:
-    """The reason a person reads on the job page and in the API's `error`."""
+    """The reason a person reads on the job page and in the API's `error` (`timeout`: RQ's, the ceiling)."""
+    from app.jobs.state import NoProgressTimeout  # the job's own timeout: JOB_TIMEOUT_SECONDS of silence
+
+    if exc_type is not None and issubclass(exc_type, NoProgressTimeout):
+        seconds = value.seconds if isinstance(value, NoProgressTimeout) else timeout
+        return f"made no progress for {seconds} s (JOB_TIMEOUT_SECONDS); nothing was kept"
     if exc_type is not None and issubclass(exc_type, JobTimeoutException):
-        return f"timed out after {timeout} s (JOB_TIMEOUT_SECONDS); nothing was kept"
+        return f"ran for {timeout} s, the longest a job may (JOB_MAX_SECONDS); nothing was kept"
     if exc_type is not None and issubclass(exc_type, AbandonedJobError):
         return "the worker running this job stopped (killed or lost) before it finished; nothing was kept"
     return cleanup.describe_error(value) or f"{exc_type.__name__ if exc_type else 'error'}: {value}"
