@@ -175,7 +175,7 @@ def backup_create(target: str | None, wait: bool, as_user: str) -> None:
     click.echo(f"Backup job {job_id} enqueued.")
     if not wait:
         return
-    deadline = time.monotonic() + settings.job_timeout_seconds + 300
+    deadline = time.monotonic() + settings.job_max_seconds + 300
     while time.monotonic() < deadline:
         status = job_status(redis, job_id)
         if status and status["status"] == "finished":

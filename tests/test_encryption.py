@@ -364,7 +364,7 @@ def test_an_encrypted_backup_past_its_timeout_is_stopped_and_leaves_nothing(make
     try:
         status = backup_run_in_process(app)
         assert status["status"] == "failed"
-        assert status["error"] == "timed out after 5 s (JOB_TIMEOUT_SECONDS); nothing was kept"
+        assert status["error"] == "made no progress for 5 s (JOB_TIMEOUT_SECONDS); nothing was kept"
         assert leftovers(app) == NOTHING_LEFT
     finally:
         blocker.close()

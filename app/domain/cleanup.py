@@ -82,7 +82,8 @@ def describe_error(value: BaseException | None) -> str | None:
 # A failure's reason in plain words, for the activity page, the banner and the job page's
 # heading; the full message (often a tool's own words) is shown folded beside it.
 _PLAIN_REASONS = (
-    ("timed out after", "it ran longer than JOB_TIMEOUT_SECONDS allows"),
+    ("made no progress for", "it made no progress for JOB_TIMEOUT_SECONDS"),
+    ("the longest a job may", "it ran longer than JOB_MAX_SECONDS allows"),
     ("worker running this job stopped", "the worker running it stopped before it finished"),
     ("queue no longer knows it", "the job was lost when Redis was restarted or emptied"),
     ("password authentication failed", "the database server refused the console's credentials"),

@@ -76,7 +76,8 @@ def _dump_into_store(
     try:
         ours.storage.check()
         # Uploads left by killed jobs (here or in another environment's console) cost money: sweep.
-        ours.storage.abort_stale_uploads(older_than=timedelta(seconds=max(6 * 3600, 2 * settings.job_timeout_seconds)))
+        # Older than the longest a job may run (JOB_MAX_SECONDS): never the live upload of a long backup.
+        ours.storage.abort_stale_uploads(older_than=timedelta(seconds=max(6 * 3600, settings.job_max_seconds + 3600)))
         plan = backups.plan_backup(dumped, tool, now=named_at, recipients=settings.encryption_recipients,
                                    role_passwords=settings.backup_role_passwords)  # fmt: skip
         record.remember(**({"filename": plan.filename} if source is None else {"upload_filename": plan.filename}))
@@ -423,6 +424,9 @@ def on_failure(job: Job, connection, exc_type=None, value=None, traceback=None) 
         # Nothing ran, and the job's meta is whatever was written to Redis: clean nothing up on its word.
         job.meta["error"] = str(value)
         job.save_meta()
+        # Only a lock this very job id holds (a request whose record this worker's console store lacks).
+        settings = services.settings()
+        DatabaseLock(services.redis(), settings.redis_namespace, settings.lock_name).release(job.id)
         audit.record(state.kind if state.kind in JOB_KINDS else "job", "refused", username=None,
                      target=str(state.filename)[:255] if state.filename else None, detail=str(value), job_id=job.id)
         return
