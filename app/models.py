@@ -8,6 +8,7 @@ a two-factor secret is kept encrypted (app/second_factor.py).
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from datetime import UTC, datetime
 
@@ -230,6 +231,14 @@ class JobRun(db.Model):
     target: Mapped[str | None] = mapped_column(String(40), default=None, index=True)  # None: the only target
     # The sha256 of the archive an admin confirmed (restore) or asked to verify: the job refuses any other.
     archive_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The choices made with the request, as JSON ({"without_owners": true}, ...): read by the job, never
+    # taken from its arguments in Redis, which anyone who can write to Redis can change.
+    options: Mapped[str | None] = mapped_column(Text, default=None)
+
+    def chosen(self, name: str, default: bool = False) -> bool:
+        """One choice made with the request (`default` when it was not made)."""
+        value = json.loads(self.options or "{}").get(name, default)
+        return value if isinstance(value, bool) else default
 
     @property
     def running(self) -> bool:

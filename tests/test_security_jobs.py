@@ -281,3 +281,23 @@ def test_parallel_wrong_passkeys_are_compared_no_more_than_the_limit(app, make_u
         answers = list(pool.map(guess, range(30)))
     assert answers.count(403) <= 5 and answers.count(429) >= 25
     assert [r.detail for r in audit_rows(app, "restore")].count("wrong passkey") == answers.count(403)
+
+
+def test_a_choice_written_into_a_queued_jobs_arguments_is_ignored(app, client, admin):
+    """The request's choices are read from the console store: flipping `without_owners` (or a verify's
+    `trusted_only`) in the job's arguments in Redis changes nothing."""
+    from app.jobs.queue import fetch_job
+    from app.services import redis
+
+    filename = backup_run_in_process(app)["result"]["filename"]
+    answer = restore_api(client, admin, filename)
+    job_id = answer.get_json()["job_id"]
+    with app.app_context():
+        job = fetch_job(redis(), job_id)
+        job.kwargs = {**job.kwargs, "without_owners": True}
+        job.save()
+        assert fetch_job(redis(), job_id).kwargs["without_owners"] is True
+    run_jobs_for(app)
+    status = job_of(app, job_id)
+    assert status["status"] == "finished", status["error"]
+    assert status["result"]["without_owners"] is False

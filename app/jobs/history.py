@@ -8,6 +8,7 @@ facts (kind, who asked, file, size, outcome or reason), never a secret.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ MISSED_AFTER = timedelta(minutes=10)  # a scheduled backup this late has not run
 def requested(
     job_id: str, *, kind: str, environment: str, database: str, requested_by: str,
     filename: str | None = None, scheduled: bool = False, target: str | None = None,
-    archive_sha256: str | None = None, size: int | None = None,
+    archive_sha256: str | None = None, size: int | None = None, options: dict[str, bool] | None = None,
 ) -> None:  # fmt: skip
     """A job is about to be enqueued: its request, written before the queue can hand it to a worker.
 
@@ -39,7 +40,8 @@ def requested(
     """
     db.session.add(JobRun(id=job_id, kind=kind, environment=environment, database=database, filename=filename,
                           requested_by=requested_by, scheduled=scheduled, target=target,
-                          archive_sha256=archive_sha256, size=size))  # fmt: skip
+                          archive_sha256=archive_sha256, size=size,
+                          options=json.dumps(options, sort_keys=True) if options else None))  # fmt: skip
     db.session.commit()
     prune()
 

@@ -181,7 +181,7 @@ def start_job(
 
         history.requested(job_id, kind=kind, environment=settings.app_env, database=settings.target.dbname,
                           requested_by=requested_by, filename=filename, scheduled=scheduled, target=target,
-                          archive_sha256=archive_sha256, size=size)  # fmt: skip
+                          archive_sha256=archive_sha256, size=size, options=options)  # fmt: skip
         queue_for(settings, redis).enqueue(
             f"{TASKS}.{kind}_job",
             kwargs={"requested_by": requested_by, **({"filename": filename} if filename else {}),

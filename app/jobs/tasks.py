@@ -138,11 +138,15 @@ def _warn_if_size_dropped(listed: list[catalog.Backup], filename: str, record: J
 
 
 @console_job
-def restore_job(filename: str, requested_by: str, without_owners: bool = False, create_roles: bool = False) -> dict:
+def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
     """Check → download → [create the missing roles, an admin's choice] → preflight → restore into scratch
-    (with the backup's owners, grants and database properties, unless an admin chose `without_owners`) → swap in."""
+    (with the backup's owners, grants and database properties, unless an admin chose `without_owners`) → swap in.
+
+    The choices (`without_owners`, `create_roles`) are read from the request in the console store;
+    `choices`, the same in the job's arguments, are only there to be ignored (Redis is writable)."""
     job, settings, ours = get_current_job(), services.settings(), console()
     record, confirmed = _begin(job, "restore", filename)
+    without_owners, create_roles = confirmed.chosen("without_owners"), confirmed.chosen("create_roles")
     started = time.monotonic()
     record.phase("checking")
     listed = ours.listing()
@@ -204,7 +208,7 @@ def restore_job(filename: str, requested_by: str, without_owners: bool = False, 
 
 
 @console_job
-def verify_job(filename: str, requested_by: str, trusted_only: bool = True) -> dict:
+def verify_job(filename: str, requested_by: str, **choices: bool) -> dict:
     """Prove a backup restorable: restore it into a scratch database, count, drop. Live is never touched.
 
     `trusted_only` (the default; only an admin's request clears it) refuses a backup whose manifest
@@ -212,6 +216,7 @@ def verify_job(filename: str, requested_by: str, trusted_only: bool = True) -> d
     """
     job, settings, ours = get_current_job(), services.settings(), console()
     record, confirmed = _begin(job, "verify", filename)
+    trusted_only = confirmed.chosen("trusted_only", default=True)  # from the request, not from Redis
     started = time.monotonic()
     record.phase("checking")
     backup = ours.find(filename)
