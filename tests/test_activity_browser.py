@@ -137,10 +137,14 @@ def test_restore_pages_conclude_failed_unchanged_then_finished_with_undo(page, a
     page.locator("#job-undo").wait_for(timeout=60000)
     done = page.locator("#job-done").inner_text()
     taken = yesterday.astimezone(zone).strftime("%Y-%m-%d %I:%M:%S %p IST")
-    assert f"{target_db} now holds the data of {good} (taken {taken}). The previous data was replaced." in done
-    assert f"Undo: restore the safety backup {safety}." in done
-    undo = page.get_by_role("link", name=safety)
-    assert undo.get_attribute("href") == f"/backups/{safety}/restore"
+    assert (f"{target_db} now holds the data of {good} (taken {taken}). The previous data was replaced, and backed "
+            "up first as it was at the swap") in done
+    # Undo offers the backup the restore made of the database it replaced, not the earlier safety backup.
+    undo = page.locator("#job-undo a")
+    made = undo.inner_text()
+    assert made != safety and made.startswith("pharmatracker-staging-on-")
+    assert f"Undo: restore the safety backup {made}." in done
+    assert undo.get_attribute("href") == f"/backups/{made}/restore"
     assert table_fingerprint(target_db) == at_backup
 
 
