@@ -129,7 +129,7 @@ def _psql(target_db: str, session: str, sql: str) -> subprocess.Popen:
 def test_a_silent_tool_is_working_while_its_server_session_works_not_while_it_waits(target_db, pg_admin):
     """What the watch asks when a job is quiet: a statement running (an index, one huge table) is
     progress; a statement queued behind another session's lock is not."""
-    from app.jobs.state import ToolActivity
+    from app.jobs.watch import ToolActivity
 
     activity = ToolActivity({**PG, "dbname": target_db})
     busy = _psql(target_db, "pgconsole-test-busy",

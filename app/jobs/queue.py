@@ -165,7 +165,7 @@ def start_job(
     job_id = uuid.uuid4().hex
     lock = DatabaseLock(redis, settings.redis_namespace, settings.lock_name)
     # Held while the job waits in the queue too (behind another target's job, however long that
-    # runs); once it runs, the job renews it as it progresses (app/jobs/state.py ProgressWatch) for
+    # runs); once it runs, the job renews it as it progresses (app/jobs/watch.py ProgressWatch) for
     # JOB_TIMEOUT_SECONDS + grace at a time, so a job whose worker died frees it soon after.
     if not lock.acquire(job_id, settings.job_max_seconds + LOCK_GRACE_SECONDS):
         raise JobRefused(

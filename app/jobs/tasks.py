@@ -410,7 +410,7 @@ def _finish(
 
 def describe_failure(exc_type: type | None, value: BaseException | None, timeout: int) -> str:
     """The reason a person reads on the job page and in the API's `error` (`timeout`: RQ's, the ceiling)."""
-    from app.jobs.state import NoProgressTimeout  # the job's own timeout: JOB_TIMEOUT_SECONDS of silence
+    from app.jobs.watch import NoProgressTimeout  # the job's own timeout: JOB_TIMEOUT_SECONDS of silence
 
     if exc_type is not None and issubclass(exc_type, NoProgressTimeout):
         seconds = value.seconds if isinstance(value, NoProgressTimeout) else timeout
