@@ -172,7 +172,7 @@ def test_an_event_trigger_with_a_console_that_is_not_a_superuser_is_refused_befo
     status = restore_through_api(app, app.test_client(), admin, filename)
 
     assert status["status"] == "failed"
-    assert "only a superuser can create" in status["error"] and "EVENT TRIGGER" in status["error"]
+    assert "only a superuser can create" in status["error"] and "event triggers (note_ddl)" in status["error"]
     assert table_fingerprint(dbname) == before
     assert database_names(pg_admin, f"{dbname}_pgc_%") == []
 

@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.domain.preflight import BackupNeeds
+
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _ROLES_AFTER = re.compile(
     rf"\b(?:TO|FROM|FOR ROLE|SESSION AUTHORIZATION|OWNER TO)\s+({_IDENT}(?:\s*,\s*{_IDENT})*)", re.IGNORECASE
@@ -83,9 +85,18 @@ class ArchiveContents:
     def tables(self) -> int:
         return sum(1 for e in self.entries if e.kind == "TABLE DATA")
 
-    def needs_superuser(self) -> list[str]:
-        """Entries only a superuser can restore (an event trigger), as the list shows them."""
-        return [e.line for e in self.entries if e.kind == "EVENT TRIGGER"]
+    def needs(self, extensions: object = None) -> BackupNeeds:
+        """What restoring this archive needs, as the restore page's rules read it from a manifest:
+        its roles, the owners and grantors it acts as, its event triggers; `extensions`, the manifest's
+        record of their versions (the archive has none)."""
+        owners = {e.owner for e in self.entries if e.owner}
+        triggers = tuple(e.described.split(" - ", 1)[-1].rsplit(" ", 1)[0] for e in self.entries
+                         if e.kind == "EVENT TRIGGER")  # fmt: skip
+        recorded = [e for e in extensions if isinstance(e, dict)] if isinstance(extensions, list) else []
+        versions = tuple((str(e.get("name") or ""), str(e.get("version") or "")) for e in recorded)
+        return BackupNeeds(roles=self.roles, owners=frozenset(owners), grantors=self.grantors,
+                           event_triggers=triggers, superuser_extensions=frozenset(),
+                           extensions=tuple(v for v in versions if v[0]))  # fmt: skip
 
 
 def read_contents(pg_restore: str, archive: Path, env: dict[str, str]) -> ArchiveContents:

@@ -32,6 +32,7 @@ import psycopg
 from psycopg import sql
 
 from app.domain import encryption, pgtools
+from app.domain import preflight as preflight_rules
 from app.domain.archive import (
     GRANTOR,
     ArchiveContents,
@@ -276,55 +277,30 @@ def create_scratch(target: TargetDatabase, name: str) -> None:
         )
 
 
-def preflight(target: TargetDatabase, archive: Path, *, with_owners: bool, bin_dirs: tuple[str, ...] = ()
-              ) -> ArchiveContents:  # fmt: skip
+def preflight(target: TargetDatabase, archive: Path, *, with_owners: bool, extensions: object = None,
+              bin_dirs: tuple[str, ...] = ()) -> ArchiveContents:  # fmt: skip
     """What the archive holds, if this server and the console's role can restore it faithfully; else refused
     before anything is touched, naming what is missing and what to do.
 
-    `with_owners`: every role the archive names (owners, grantees) must exist here, and a console role
-    that is not a superuser must be a member of each owner. Without it (an admin's explicit choice),
-    objects end up owned by the console's role and no grant is restored.
+    The archive's table of contents is the authority here (the restore page judges from the manifest,
+    which may be stale or, for an untrusted file, anything): the same rules (`preflight.problems`) run
+    on what it names. `with_owners`: every role it names must exist, and a console role that is not a
+    superuser must be able to act as each owner and grantor. Without it (an admin's explicit choice),
+    objects end up owned by the console's role and no grant is restored. `extensions`: the manifest's.
     """
     tool = pgtools.pick_client("pg_restore", pgtools.server_version(target)[0], bin_dirs)
     try:
         contents = read_contents(tool.path, archive, pgtools.child_env(target))
     except ArchiveError as exc:
         raise RestoreError(f"{exc}; nothing was changed") from None
-    with pgtools.admin_connect(target) as conn:
-        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
-        needs = contents.needs_superuser()
-        if needs and not superuser:
-            raise RestoreRefused(
-                f"the backup holds what only a superuser can create ({'; '.join(needs)[:300]}), and the console "
-                f"connects as {target.user}, which is not one; restore it with a superuser's tools, nothing was changed"
-            )
-        if not with_owners:
-            return contents
-        present = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
-                                              (sorted(contents.roles),))}  # fmt: skip
-        missing = sorted(contents.roles - present)
-        if missing:
-            raise RestoreRefused(
-                f"the backup names roles this server does not have: {', '.join(missing)}; create them, or restore "
-                "without owners and grants (objects owned by the console's role), nothing was changed"
-            )
-        # pg_database_owner (the public schema's owner) is whoever owns the database: nobody to act as.
-        owners = sorted(({e.owner for e in contents.entries if e.owner} | _database_owner(contents)
-                         | contents.grantors) - {"pg_database_owner"})  # fmt: skip
-        foreign = [] if superuser else [r[0] for r in conn.execute(
-            "SELECT o FROM unnest(%s::text[]) AS o WHERE NOT pg_has_role(current_user, o, 'MEMBER')", (owners,))]
-        if foreign:
-            names = ", ".join(foreign)
-            raise RestoreRefused(
-                f"the console's role {target.user} cannot act as {names}, which own objects or granted rights in "
-                "the backup; "
-                f"GRANT {names} TO {target.user}, or restore without owners and grants, nothing was changed"
-            )
+    needs = contents.needs(extensions)
+    server = preflight_rules.server_facts(target, needs)
+    if server is None:
+        raise RestoreError(f"the server of {target.dbname} cannot be asked what it has; nothing was changed")
+    refused = preflight_rules.refusing(preflight_rules.problems(needs, server), without_owners=not with_owners)
+    if refused:
+        raise RestoreRefused(" ".join(p.text for p in refused) + " Nothing was changed.")
     return contents
-
-
-def _database_owner(contents: ArchiveContents) -> set[str]:
-    return {e.owner for e in contents.entries if e.kind == "DATABASE" and e.owner}
 
 
 def create_scratch_like(target: TargetDatabase, scratch: str, database: DatabaseDefinition | None) -> None:

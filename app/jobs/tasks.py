@@ -298,7 +298,8 @@ def _restore_into_scratch(
     if not origin.trusted:
         record.remember(warning=f"this backup is not trusted: {origin.reason}; {UNTRUSTED_WARNING}")
     created = _create_roles(backup, manifest, origin, record, confirmed) if create_roles else []
-    contents = restore.preflight(ours.target, archive.path, with_owners=with_owners, bin_dirs=settings.pg_bin_dirs)
+    contents = restore.preflight(ours.target, archive.path, with_owners=with_owners,
+                                 extensions=(manifest or {}).get("extensions"), bin_dirs=settings.pg_bin_dirs)
     record.remember(scratch_database=scratch)
     restore.create_scratch_like(ours.target, scratch, contents.database)
     notes = restore.apply_database_properties(ours.target, scratch, contents.database, with_owners=with_owners)
