@@ -4,11 +4,10 @@ A `pg_dump -Fc` archive carries the database's own entries (since PostgreSQL 11)
 created (encoding, locale provider, collation, ctype, ICU locale), its owner, comment, connection
 limit, ACL, `ALTER DATABASE … SET` and `ALTER ROLE … IN DATABASE … SET`. `pg_restore --create`
 prints them as SQL naming the original database. The console restores into a scratch database
-under another name, so it reads those statements here, renamed to the scratch database, and runs
-them itself: the CREATE before the restore, the rest after it (a connection limit or a
-`statement_timeout` must not hinder pg_restore). It also lists every role the archive names as
-an owner or a grantee, so a restore that would fail on a missing role is refused before anything
-is touched.
+under another name, so it reads those statements here, renamed to the scratch database, and the
+restore runs them itself (app/domain/restore.py: the CREATE and the properties before pg_restore,
+the connection limit after it). It also lists every role the archive names as an owner or a
+grantee, so a restore that would fail on a missing role is refused before anything is touched.
 """
 
 from __future__ import annotations
@@ -42,6 +41,11 @@ class Entry:
     described: str  # the line after its ids: "COMMENT - DATABASE shop owner", "TABLE public orders owner"
 
     @property
+    def tag(self) -> str:
+        """The name of an entry without a schema ("DATABASE - shop owner" → "shop")."""
+        return self.described.split(" - ", 1)[-1].rsplit(" ", 1)[0]
+
+    @property
     def of_the_database(self) -> bool:
         """The database's own entry, its properties, comment or ACL (not an object in it)."""
         return self.kind in ("DATABASE", "DATABASE PROPERTIES") or self.described.startswith(
@@ -55,7 +59,7 @@ class DatabaseDefinition:
 
     name: str  # the name it had when it was backed up
     create: str  # CREATE DATABASE … with its encoding and locale
-    properties: tuple[str, ...]  # owner, comment, connection limit, settings, ACL: run after the restore
+    properties: tuple[str, ...]  # owner, comment, connection limit, settings, ACL
 
     def renamed(self, new_name: str) -> DatabaseDefinition:
         """The same statements for a database called `new_name` (the scratch database)."""
@@ -90,8 +94,7 @@ class ArchiveContents:
         its roles, the owners and grantors it acts as, its event triggers; `extensions`, the manifest's
         record of their versions (the archive has none)."""
         owners = {e.owner for e in self.entries if e.owner}
-        triggers = tuple(e.described.split(" - ", 1)[-1].rsplit(" ", 1)[0] for e in self.entries
-                         if e.kind == "EVENT TRIGGER")  # fmt: skip
+        triggers = tuple(e.tag for e in self.entries if e.kind == "EVENT TRIGGER")
         recorded = [e for e in extensions if isinstance(e, dict)] if isinstance(extensions, list) else []
         versions = tuple((str(e.get("name") or ""), str(e.get("version") or "")) for e in recorded)
         return BackupNeeds(roles=self.roles, owners=frozenset(owners), grantors=self.grantors,
@@ -109,7 +112,7 @@ def read_contents(pg_restore: str, archive: Path, env: dict[str, str]) -> Archiv
     statements = _statements(database_sql)
     database = None
     created = [s for s in statements if s.upper().startswith("CREATE DATABASE ")]
-    name = next((e.line.split(" - ", 1)[1].rsplit(" ", 1)[0] for e in entries if e.kind == "DATABASE"), None)
+    name = next((e.tag for e in entries if e.kind == "DATABASE"), None)
     if created and name is not None:
         database = DatabaseDefinition(name, created[0], tuple(s for s in statements if s is not created[0]))
     roles = {e.owner for e in entries if e.owner}

@@ -409,6 +409,11 @@ def _run_database_statement(conn: psycopg.Connection, statement: str, scratch: s
     if not names_database(statement, scratch):
         raise RestoreError(f"the backup's database definition holds an unexpected statement "
                            f"({statement[:120]!r}); nothing was changed")  # fmt: skip
+    _execute_one(conn, statement)
+
+
+def _execute_one(conn: psycopg.Connection, statement: str) -> None:
+    """Run SQL read from an archive as one statement only: prepared, it cannot carry a second one."""
     conn.execute(statement.rstrip(";").replace("%", "%%"), (), prepare=True)
 
 
@@ -468,7 +473,7 @@ def apply_grants(target: TargetDatabase, scratch: str, grants: tuple[str, ...]) 
                 statement = f"SET ROLE {grantor.group(1)}"
             elif statement.startswith("RESET SESSION AUTHORIZATION"):
                 statement = "RESET ROLE"
-            conn.execute(statement.rstrip(";").replace("%", "%%"), (), prepare=True)
+            _execute_one(conn, statement)
 
 
 def _run_pg_restore(target: TargetDatabase, argv: list[str], scratch: str, total: int,
