@@ -52,7 +52,7 @@ COPY requirements.lock ./
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock && rm requirements.lock
 
 # The package carries its pages, static files and migrations (app/templates, app/static,
-# app/migrations), so the installed copy works from any directory; wsgi.py stays here for
+# app/store/migrations), so the installed copy works from any directory; wsgi.py stays here for
 # `gunicorn wsgi:app` and `flask --app wsgi`.
 COPY app/ app/
 COPY pyproject.toml wsgi.py README.md ./

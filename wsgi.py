@@ -3,8 +3,8 @@
 import sys
 
 from app import create_app
-from app.settings import ConfigError
-from app.store import StoreBehind
+from app.config import ConfigError
+from app.store.schema import StoreBehind
 
 try:
     app = create_app()

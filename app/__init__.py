@@ -9,9 +9,9 @@ from typing import Any
 
 from flask import Flask
 
+from app.config import Settings
 from app.extensions import csrf, db, login_manager, migrate
-from app.settings import Settings
-from app.store import MIGRATIONS, private_sqlite_file, require_current_store
+from app.store.schema import MIGRATIONS, private_sqlite_file, require_current_store
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -67,7 +67,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         wait_for_sqlite_locks()
         if os.environ.get("FLASK_RUN_FROM_CLI") != "true":
             # A web server (or a test's app): refuse a store that is behind. CLI commands check
-            # for themselves (app/store.py), so that `db upgrade` can run on such a store.
+            # for themselves (app/store/schema.py), so that `db upgrade` can run on such a store.
             require_current_store()
     return app
 

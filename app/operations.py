@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 
 from redis import Redis
 
-from app import audit, services
+from app import services
+from app.adapters.ratelimit import FailureLimit
+from app.config import ROLES, Settings
 from app.domain import catalog, provenance
 from app.domain.alerts import Delivery, deliver, notification_test_alert
 from app.domain.catalog import Backup
@@ -24,9 +26,8 @@ from app.domain.console import ConsoleBackups
 from app.domain.naming import Owner
 from app.domain.restore import RestoreRefused, passkey_matches, require_recent_backup
 from app.jobs.queue import JobRefused, start_job
-from app.listing_cache import listing_cache
-from app.ratelimit import FailureLimit
-from app.settings import ROLES, Settings
+from app.services.listing_cache import listing_cache
+from app.store import audit
 
 PASSKEY_FAILURES_ALLOWED = 5  # per admin and address
 # ... and across everyone, per target (each has its own passkey), so a new admin account does not

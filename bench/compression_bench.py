@@ -63,12 +63,12 @@ def dump_once(pg_dump: str, args: list[str], env: dict[str, str]) -> tuple[float
 
 
 def measure(server, dbname: str, repeat: int) -> tuple[object, list[Runs]]:
-    from app.domain import pgtools
-    from app.settings import TargetDatabase
+    from app.adapters import postgres
+    from app.config import TargetDatabase
 
-    tool = pgtools.pick_client("pg_dump", server.major, (server.bin_dir,))
-    env = pgtools.child_env(TargetDatabase(server.host, server.port, server.user, "", dbname))
-    runs = [Runs(spec, pgtools.compression_for(spec, tool).args) for spec in VARIANTS]
+    tool = postgres.pick_client("pg_dump", server.major, (server.bin_dir,))
+    env = postgres.child_env(TargetDatabase(server.host, server.port, server.user, "", dbname))
+    runs = [Runs(spec, postgres.compression_for(spec, tool).args) for spec in VARIANTS]
     log("warm-up pg_dump (not reported), so every run reads from a warm cache")
     dump_once(tool.path, ["--compress=0"], env)
     for round_no in range(repeat):
@@ -85,11 +85,11 @@ def measure(server, dbname: str, repeat: int) -> tuple[object, list[Runs]]:
 
 
 def report(server, tool, dbname: str, db_bytes: int, runs: list[Runs], args, build_seconds: float) -> str:
-    from app.domain import pgtools
+    from app.adapters import postgres
 
     by_spec = {r.spec: r for r in runs}
     base = by_spec["gzip:1"]
-    auto = pgtools.compression_for("auto", tool).method
+    auto = postgres.compression_for("auto", tool).method
     lines = [
         "# pgconsole compression benchmark",
         "",

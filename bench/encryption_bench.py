@@ -73,8 +73,8 @@ class Console:
     """One worker with its own namespace, instance and destination folder."""
 
     def __init__(self, kind: str, dbname: str, workdir: Path, recipients: str):
-        from app.clients import redis_for
-        from app.settings import Settings
+        from app.config import Settings
+        from app.services.clients import redis_for
 
         self.kind = kind
         self.folder = workdir / f"backups-{kind}"
@@ -128,13 +128,13 @@ class StreamCpu:
     """`stream_backup` in this process, timed by CPU: ours and pg_dump's."""
 
     def __init__(self, dbname: str, workdir: Path, recipient: str):
-        from app.domain import pgtools
-        from app.domain.storage import LocalStorage
-        from app.settings import TargetDatabase
+        from app.adapters import postgres
+        from app.adapters.storage import LocalStorage
+        from app.config import TargetDatabase
 
         self.target = TargetDatabase(PG_HOST, PG_PORT, PG_USER, "", dbname)
-        self.dump = pgtools.pick_client("pg_dump", pgtools.server_version(self.target)[0], ())
-        self.compression = pgtools.compression_for("auto", self.dump).args
+        self.dump = postgres.pick_client("pg_dump", postgres.server_version(self.target)[0], ())
+        self.compression = postgres.compression_for("auto", self.dump).args
         self.storage = LocalStorage(workdir / "stream")
         self.recipients = {"plain": (), "encrypted": (recipient,)}
         self.ours: dict[str, list[float]] = {kind: [] for kind in KINDS}

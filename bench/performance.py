@@ -565,11 +565,11 @@ class Bench:
     console: Console
     procs: Processes
     workdir: Path
-    dump: object  # pgtools.ClientTool
+    dump: object  # postgres.ClientTool
     restore_tool: object
     compression: list[str]
     jobs: int
-    target: object  # app.settings.TargetDatabase of the server (for the tools' environment)
+    target: object  # app.config.TargetDatabase of the server (for the tools' environment)
     busy: list[float] = field(default_factory=list)
 
     # ---------------------------------------------------------------- helpers
@@ -592,9 +592,9 @@ class Bench:
                 client.delete_object(Bucket=self.bucket, Key=item["Key"])
 
     def tool_env(self, dbname: str, appname: str) -> dict[str, str]:
-        from app.domain import pgtools
+        from app.adapters import postgres
 
-        return pgtools.child_env(self.target, dbname=dbname, application_name=appname)
+        return postgres.child_env(self.target, dbname=dbname, application_name=appname)
 
     # ---------------------------------------------------------------- the contenders
 
@@ -743,8 +743,8 @@ class Bench:
 
 
 def run_server(kind: str, args, sizes: list[Size], workdir: Path) -> dict:
-    from app.domain import pgtools
-    from app.settings import Settings
+    from app.adapters import postgres
+    from app.config import Settings
 
     only = {int(mb) for mb in args.moto_sizes.split(",")} if kind == "moto" and args.moto_sizes else None
     # this server's own figures (moto may run fewer sizes: it is the comparison, not the headline)
@@ -780,13 +780,13 @@ def run_server(kind: str, args, sizes: list[Size], workdir: Path) -> dict:
             settings = Settings.from_env({"DATABASE_URL": f"postgresql://{common.PG_USER}@{common.PG_HOST}:"
                                           f"{common.PG_PORT}/postgres", "APP_ENV": "perf", "SECRET_KEY": "x",
                                           "PG_BIN_DIRS": os.environ.get("PG_BIN_DIRS", "")})  # fmt: skip
-            major, server_version = pgtools.server_version(settings.target)
-            dump = pgtools.pick_client("pg_dump", major, settings.pg_bin_dirs)
+            major, server_version = postgres.server_version(settings.target)
+            dump = postgres.pick_client("pg_dump", major, settings.pg_bin_dirs)
             bench = Bench(
                 args=args, s3=s3, bucket=bucket, console=console,
                 procs=Processes(s3=s3.pid, web=console.web.pid, worker=console.worker.proc.pid), workdir=folder,
-                dump=dump, restore_tool=pgtools.pick_client("pg_restore", major, settings.pg_bin_dirs),
-                compression=pgtools.compression_for(settings.backup_compression or "auto", dump).args,
+                dump=dump, restore_tool=postgres.pick_client("pg_restore", major, settings.pg_bin_dirs),
+                compression=postgres.compression_for(settings.backup_compression or "auto", dump).args,
                 jobs=settings.restore_jobs, target=settings.target,
             )  # fmt: skip
             log(f"{kind}: {' '.join(dump.version.split())}, {' '.join(bench.compression)}, RESTORE_JOBS={bench.jobs}")

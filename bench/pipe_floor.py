@@ -43,20 +43,21 @@ from common import ROOT, ensure_database, log, machine_summary, wait_until_idle,
 
 sys.path.insert(0, str(ROOT))
 
-from app.domain import backup, pgtools  # noqa: E402 - after the checkout is on the path
-from app.domain.storage import LocalStorage  # noqa: E402
-from app.settings import TargetDatabase  # noqa: E402
+from app.adapters import postgres
+from app.adapters.storage import LocalStorage  # noqa: E402
+from app.config import TargetDatabase  # noqa: E402
+from app.domain import backup  # noqa: E402 - after the checkout is on the path
 
 common.LOG["prefix"] = "pipe-floor"
 VARIANTS = ("/dev/null", "reader", "cat", "file+fsync", "console stream", "stdbuf -o1M reader", "niced stream")
 
 
 def contenders(target: TargetDatabase, folder: Path) -> dict[str, Callable[[], None]]:
-    major, version = pgtools.server_version(target)
-    dump = pgtools.pick_client("pg_dump", major)
-    compression = pgtools.compression_for("auto", dump)
+    major, version = postgres.server_version(target)
+    dump = postgres.pick_client("pg_dump", major)
+    compression = postgres.compression_for("auto", dump)
     argv = [dump.path, "--format=custom", "--no-password", *compression.args]
-    env = pgtools.child_env(target)
+    env = postgres.child_env(target)
 
     def devnull() -> None:
         subprocess.run(argv, stdout=subprocess.DEVNULL, env=env, check=True)
@@ -89,7 +90,7 @@ def contenders(target: TargetDatabase, folder: Path) -> dict[str, Callable[[], N
     def console_stream(nice: int = 0) -> None:
         plan = backup.BackupPlan(filename=f"bench-{time.time_ns()}.dump", dump=dump, server_version=version,
                                  compression=compression.args, compression_method=compression.method,
-                                 expected_bytes=0, database_bytes=pgtools.database_size(target))  # fmt: skip
+                                 expected_bytes=0, database_bytes=postgres.database_size(target))  # fmt: skip
         running = backup.RunningDump(plan.dump, plan.compression, target)  # at this process's priority
 
         def stream() -> None:

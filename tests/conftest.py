@@ -217,7 +217,7 @@ def runner(app):
 
 @pytest.fixture
 def make_user(app):
-    from app.people import create_user
+    from app.accounts.people import create_user
 
     def make(username: str, role: str = "viewer", password: str = PASSWORD):
         with app.app_context():
@@ -234,7 +234,7 @@ def auth(client):
 @pytest.fixture
 def token_for(app):
     from app.extensions import db
-    from app.models import ApiToken, User
+    from app.store.models import ApiToken, User
 
     def issue(username: str) -> dict[str, str]:
         with app.app_context():

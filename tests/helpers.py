@@ -304,7 +304,7 @@ def log_in(app, client, username: str) -> None:
     for tests where the form itself is not under test: no password hashing, no CSRF round trip."""
     from flask import session
 
-    from app.people import find_user
+    from app.accounts.people import find_user
     from app.web.auth import start_session
 
     with app.test_request_context(environ_base=client.environ_base):  # the client's address and agent
@@ -320,7 +320,7 @@ def post(client, auth, url, data=None, page="/"):
 
 def user_named(app, username):
     from app.extensions import db
-    from app.models import User
+    from app.store.models import User
 
     with app.app_context():
         user = db.session.execute(db.select(User).filter_by(username=username)).scalar_one()
@@ -329,9 +329,9 @@ def user_named(app, username):
 
 
 def operator_headers(app, username: str = "olga") -> dict[str, str]:
+    from app.accounts.people import create_user
     from app.extensions import db
-    from app.models import ApiToken
-    from app.people import create_user
+    from app.store.models import ApiToken
 
     with app.app_context():
         user = create_user(username, "operator", "x" * 12, created_by="test")
@@ -345,7 +345,7 @@ def operator_headers(app, username: str = "olga") -> dict[str, str]:
 
 
 def storage_of(app):
-    from app.clients import storage_for
+    from app.services.clients import storage_for
 
     return storage_for(app.config["SETTINGS"])
 
@@ -417,7 +417,7 @@ def job_of(app, job_id):
 
 
 def audit_rows(app, action: str) -> list:
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with app.app_context():
         return AuditEvent.query.filter_by(action=action).all()

@@ -80,7 +80,7 @@ def test_a_refused_backup_links_to_the_running_job_which_is_a_live_row_on_top(ap
 
 def test_filters_and_pages(app, make_user):
     from app.extensions import db
-    from app.models import JobRun
+    from app.store.models import JobRun
 
     with app.app_context():
         for n in range(60):
@@ -101,7 +101,7 @@ def test_filters_and_pages(app, make_user):
 def test_records_are_kept_for_500_jobs_or_30_days(app):
     from app.extensions import db
     from app.jobs import history
-    from app.models import JobRun, utcnow
+    from app.store.models import JobRun, utcnow
 
     now = utcnow()
     with app.app_context():
@@ -159,7 +159,7 @@ def test_a_finished_backup_links_to_download_and_restore_and_a_verify_shows_its_
 
 @pytest.mark.web_only
 def test_each_environment_has_its_colour_on_a_full_width_bar(make_app, make_user):
-    from app.settings import ConfigError, Settings
+    from app.config import ConfigError, Settings
 
     staging = make_app()
     client, _ = signed_in(staging, make_user, "viewer", "vera")
@@ -190,7 +190,7 @@ def test_a_backups_estimate_follows_the_database_when_the_previous_backup_is_out
 def test_a_scheduled_backup_that_did_not_run_is_a_banner(app, make_user):
     from app.extensions import db
     from app.jobs.schedule import save_schedule
-    from app.models import ConsoleSetting, JobRun, utcnow
+    from app.store.models import ConsoleSetting, JobRun, utcnow
 
     now = utcnow()
     with app.app_context():
@@ -217,7 +217,7 @@ def test_a_scheduled_backup_that_did_not_run_is_a_banner(app, make_user):
 @pytest.mark.web_only
 def test_a_job_the_queue_lost_is_not_shown_running_for_ever(app, make_user):
     from app.extensions import db
-    from app.models import JobRun
+    from app.store.models import JobRun
 
     with app.app_context():
         db.session.add(JobRun(id="f" * 32, kind="backup", environment="staging", database="d",

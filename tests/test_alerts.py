@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app.config import ConfigError, Settings
 from app.domain.alerts import Alert, deliver, job_alert, stale_backup_alert, where
 from app.domain.catalog import Backup
 from app.domain.naming import Owner
-from app.settings import ConfigError, Settings
 from tests.helpers import AuthActions, audit_rows, free_port, run_jobs_for, wait_for, wait_for_job
 from tests.notify_servers import SECRET_PATH, closed_port, mail_text
 
@@ -201,8 +201,8 @@ def run_jobs_in(app) -> None:
 def test_a_failed_backup_is_delivered_within_seconds_to_json_and_mailto(app_env, processes, receiver, mailbox):
     """A real worker: the backup fails (its database refuses connections), and both channels hear of it."""
     from app import create_app
-    from app.clients import redis_for
     from app.jobs.queue import start_job
+    from app.services.clients import redis_for
 
     dbname = app_env["DATABASE_URL"].rsplit("/", 1)[1]
     env = {**app_env, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/{dbname}",

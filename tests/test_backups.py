@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
+from app.adapters.storage import MiB
 from app.domain.naming import backup_filename, parse_backup_name
-from app.domain.storage import MiB
 from tests.helpers import (
     NOTHING_LEFT,
     PG,
@@ -95,7 +95,7 @@ def test_a_backup_is_a_plain_archive_whose_sha256_matches_its_manifest(where, re
     assert listed[0]["environment"] == "staging" and listed[0]["size"] == len(data)
 
     with app.app_context():
-        from app.models import AuditEvent
+        from app.store.models import AuditEvent
 
         events = [(e.action, e.outcome, e.job_id) for e in AuditEvent.query.filter_by(action="backup")]
         assert ("backup", "requested", job_id) in events and ("backup", "ok", job_id) in events
@@ -223,7 +223,7 @@ def test_a_failed_pg_dump_leaves_nothing_and_says_why(where, request, make_app, 
     assert status["progress"]["percent"] != 100
     assert leftovers(app) == NOTHING_LEFT
     with app.app_context():
-        from app.models import AuditEvent
+        from app.store.models import AuditEvent
 
         failed = AuditEvent.query.filter_by(action="backup", outcome="failed").one()
         assert failed.job_id == job_id and "permission denied" in failed.detail
@@ -314,7 +314,7 @@ def test_pg_dumps_small_slow_writes_are_read_whole_and_in_order():
 
 
 def test_pg_dump_older_than_the_server_is_refused_by_name():
-    from app.domain.pgtools import PgToolError, installed_clients, pick_client
+    from app.adapters.postgres import PgToolError, installed_clients, pick_client
 
     newest = max(tool.major for tool in installed_clients("pg_dump"))
     with pytest.raises(PgToolError) as caught:

@@ -24,8 +24,8 @@ import redis as redis_lib
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from app.adapters.storage import InvalidName, check_name
 from app.domain.naming import BackupName, backup_filename, parse_backup_name
-from app.domain.storage import InvalidName, check_name
 from tests.helpers import PASSWORD, AuthActions
 
 pytestmark = pytest.mark.web_only  # sign-in, roles and forms: the target database is never reached
@@ -163,7 +163,7 @@ class Console:
             self.redis.delete(key)
 
     def storage(self):
-        from app.clients import storage_for
+        from app.services.clients import storage_for
 
         return storage_for(self.app.config["SETTINGS"])
 
@@ -553,7 +553,7 @@ def test_sign_in_never_redirects_off_the_site(console, target):
 )
 def test_add_user_form_answers_303_200_or_400_and_creates_only_clean_names(console, username, role, password):
     from app.extensions import db
-    from app.models import User
+    from app.store.models import User
 
     with console.app.app_context():
         before = {u.username for u in db.session.execute(db.select(User)).scalars()}
@@ -596,8 +596,8 @@ cronish = st.builds(
 @fuzz(80)
 @given(schedule=st.one_of(cronish, st.one_of(form_text, st.sampled_from(["", "@daily", "0 2 * * *", "* * * * * *"]))))
 def test_schedule_form_answers_303_or_400_and_every_page_still_renders(console, schedule):
+    from app.config import cron_problem
     from app.jobs.schedule import stored_schedule
-    from app.settings import cron_problem
 
     response = post_form(console.client, "/settings", {"schedule": schedule, "csrf_token": console.csrf}, {303, 400})
     event(f"status {response.status_code}")
@@ -808,7 +808,7 @@ def test_bug_check_name_refuses_lone_surrogates():
 
 
 def test_bug_every_app_name_the_settings_accept_makes_storable_backup_names(tmp_path):
-    from app.settings import ConfigError, Settings
+    from app.config import ConfigError, Settings
 
     env = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x", "INSTANCE_PATH": str(tmp_path)}
     with pytest.raises(ConfigError):  # it used to be accepted, and then every backup failed

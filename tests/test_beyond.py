@@ -74,7 +74,7 @@ def test_two_schedulers_enqueue_one_run_per_slot(make_app, redis_server, make_us
     queue = Queue(settings.redis_namespace, connection=redis_server)
     assert queue.count == 1
     run_jobs_for(app)  # the trigger starts the real backup, which runs too
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with app.app_context():
         events = {(e.username, e.action, e.outcome) for e in AuditEvent.query.all()}
@@ -152,7 +152,7 @@ def test_verify_proves_a_good_backup_and_fails_a_corrupted_one(app, make_user, t
     storage.put_bytes(filename, bytes(data))
     client.post(f"/backups/{filename}/verify", data={"csrf_token": auth.csrf_token("/")})
     run_jobs_for(app)
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with app.app_context():
         failed = AuditEvent.query.filter_by(action="verify", outcome="failed").one()

@@ -66,7 +66,7 @@ def encrypted_app(make_app, key_a):
 
 @pytest.fixture
 def admin_headers(encrypted_app, token_for):
-    from app.people import create_user
+    from app.accounts.people import create_user
 
     with encrypted_app.app_context():
         create_user("ada", "admin", "correct horse battery staple", created_by="test")
@@ -154,7 +154,7 @@ def test_a_worker_without_the_key_fails_the_restore_and_touches_nothing(
     """Backups encrypted to key A; the worker holds only key B."""
     (_, public_a), (path_b, _) = key_a, key_b
     app = make_app(BACKUP_ENCRYPTION_RECIPIENTS=public_a, BACKUP_ENCRYPTION_IDENTITY_FILE=str(path_b))
-    from app.people import create_user
+    from app.accounts.people import create_user
 
     with app.app_context():
         create_user("ada", "admin", "correct horse battery staple", created_by="test")
@@ -203,7 +203,7 @@ def test_after_a_rotation_backups_made_with_the_old_key_still_restore(
     with pytest.raises(subprocess.CalledProcessError):  # the new backup is for key B only
         subprocess.run(["age", "-d", "-i", str(path_a)], input=stored_new, capture_output=True, check=True)
 
-    from app.people import create_user
+    from app.accounts.people import create_user
 
     with app.app_context():
         create_user("ada", "admin", "correct horse battery staple", created_by="test")
@@ -222,7 +222,7 @@ def test_a_plain_backup_made_before_encryption_was_turned_on_still_restores(make
     path, public = key_a
     app = make_app(BACKUP_ENCRYPTION_RECIPIENTS=public, BACKUP_ENCRYPTION_IDENTITY_FILE=str(path))
     assert backed_up(app)["filename"].endswith(".dump.age")  # the safety backup, encrypted now
-    from app.people import create_user
+    from app.accounts.people import create_user
 
     with app.app_context():
         create_user("ada", "admin", "correct horse battery staple", created_by="test")
@@ -295,7 +295,7 @@ def test_a_malformed_recipient_stops_start_up_with_one_line(app_env, variable, v
 
 
 def test_a_private_key_given_as_recipient_is_refused_without_echoing_it(app_env, key_a):
-    from app.settings import ConfigError, Settings
+    from app.config import ConfigError, Settings
 
     secret = Path(key_a[0]).read_text().split("AGE-SECRET-KEY-")[1].split()[0]
     with pytest.raises(ConfigError) as caught:
@@ -313,7 +313,7 @@ def test_an_encrypted_backup_and_restore_on_seaweedfs(seaweedfs_bucket, make_app
     stored = seaweedfs_bucket.client().get_object(Bucket=seaweedfs_bucket.name, Key=result["filename"])["Body"].read()
     assert stored.startswith(AGE_MAGIC) and hashlib.sha256(stored).hexdigest() == result["sha256"]
     change_live(target_db)
-    from app.people import create_user
+    from app.accounts.people import create_user
 
     with app.app_context():
         create_user("ada", "admin", "correct horse battery staple", created_by="test")
@@ -324,7 +324,7 @@ def test_an_encrypted_backup_and_restore_on_seaweedfs(seaweedfs_bucket, make_app
 
 def test_an_ssh_ed25519_recipient_and_its_openssh_key_work_like_an_age_key(tmp_path):
     """The domain's stream with an admin's ssh key: encrypted to the public key, opened by the private one."""
-    from app.domain import encryption
+    from app.adapters import encryption
 
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ada@laptop", "-f", str(key)], check=True)
@@ -409,7 +409,7 @@ def test_an_age_file_made_by_hand_without_a_manifest_restores_with_a_warning(
 
 
 def test_a_broken_identity_file_is_named_by_line_never_quoted(tmp_path, key_a):
-    from app.domain import encryption
+    from app.adapters import encryption
 
     good = key_a[0].read_text()
     secret = next(line for line in good.splitlines() if line.startswith("AGE-SECRET-KEY-"))

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from app.models import AuditEvent
-from app.settings import ConfigError, Settings
+from app.config import ConfigError, Settings
+from app.store.models import AuditEvent
 from tests.helpers import PASSWORD, ROOT, child_env
 
 BASE_ENV = {"DATABASE_URL": "postgresql://postgres@127.0.0.1/x"}
@@ -69,7 +69,7 @@ def test_seed_variable_names_are_accepted(tmp_path):
 )
 def test_s3_addressing_style_decides_where_a_download_link_points(style, url_starts, tmp_path):
     """Stores without per-bucket host names (MinIO, SeaweedFS, an IP address) need path style."""
-    from app.clients import storage_for
+    from app.services.clients import storage_for
 
     settings = Settings.from_env(
         {**BASE_ENV, "BACKUP_STORAGE_URL": "s3://acme-backups/db", "S3_ENDPOINT_URL": "https://s3.example.net",
@@ -129,7 +129,7 @@ def test_wrong_password_is_refused_and_audited(app, client, auth, make_user):
 
 def test_a_disabled_user_cannot_sign_in(app, auth, make_user):
     from app.extensions import db
-    from app.models import User
+    from app.store.models import User
 
     user_id = make_user("gone", "admin")
     with app.app_context():
@@ -259,7 +259,7 @@ def test_cli_users_and_tokens(app, runner):
     plain = token.output.strip()
     assert client.get("/api/setting/backups", headers={"Authorization": f"Bearer {plain}"}).status_code == 200
     with app.app_context():
-        from app.models import ApiToken, User
+        from app.store.models import ApiToken, User
 
         assert ApiToken.query.one().token_hash != plain
         assert User.query.filter_by(username="ops").one().password_hash != "a long enough password"

@@ -12,7 +12,7 @@ from tests.helpers import backup_run_in_process, signed_in, storage_of
 
 
 def test_audit_csv_cells_that_could_start_a_formula_are_escaped(app, make_user):
-    from app import audit
+    from app.store import audit
 
     with app.app_context():
         audit.record("pin", "ok", username="mallory", target='=HYPERLINK("http://x")', detail="@SUM(A1:A9)")
@@ -67,7 +67,7 @@ def test_behind_trusted_proxies_an_attackers_failures_do_not_lock_out_the_real_u
     refused = sign_in_from(attacker, "203.0.113.9", "ada", PASSWORD)  # even the right password, from there
     assert refused.status_code == 429 and "Too many failed sign-ins" in refused.get_data(as_text=True)
     assert sign_in_from(app.test_client(), "198.51.100.7", "ada", PASSWORD).status_code == 302
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with app.app_context():
         addresses = {e.address for e in AuditEvent.query.filter_by(action="login", outcome="failed")}
@@ -78,7 +78,7 @@ def test_without_trusted_proxies_x_forwarded_for_is_ignored(make_app, make_user)
     app = make_app()
     make_user("ada", "admin")
     assert sign_in_from(app.test_client(), "203.0.113.9", "ada", "guess").status_code == 401
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with app.app_context():
         assert {e.address for e in AuditEvent.query.filter_by(action="login")} == {"127.0.0.1"}
@@ -101,7 +101,7 @@ def test_behind_a_proxy_the_scheme_is_forwarded_but_a_forwarded_host_never_reach
 
 def test_trusted_proxies_must_be_a_hop_count(app_env):
 
-    from app.settings import ConfigError, Settings
+    from app.config import ConfigError, Settings
 
     for raw in ("-1", "two", "1.5"):
         with pytest.raises(ConfigError) as caught:
@@ -198,8 +198,8 @@ def test_every_form_posted_with_none_of_its_fields_never_gives_a_500(app, make_u
 
 
 def test_a_client_tools_environment_keeps_libpq_tls_and_locale_but_no_secret(app_env, monkeypatch):
-    from app.domain.pgtools import child_env
-    from app.settings import Settings
+    from app.adapters.postgres import child_env
+    from app.config import Settings
 
     target = Settings.from_env(
         {**app_env, "DATABASE_URL": "postgresql://dumper:pw-of-target@db.internal:6543/shop"}

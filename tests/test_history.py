@@ -91,7 +91,7 @@ def test_a_backup_burst_gets_429_but_the_scheduled_backup_is_accepted(make_app, 
 
 
 def test_the_backup_interval_is_checked_in_settings():
-    from app.settings import ConfigError, Settings
+    from app.config import ConfigError, Settings
 
     base = {"DATABASE_URL": "postgresql://postgres@127.0.0.1/x"}
     assert Settings.from_env(base).backup_min_interval_seconds == 60

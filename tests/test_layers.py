@@ -39,7 +39,7 @@ def offenders(package: str, forbidden: tuple[str, ...]) -> dict[str, list[str]]:
 
 DOMAIN_MUST_NOT_IMPORT = (
     "flask", "flask_login", "flask_sqlalchemy", "flask_wtf", "rq", "redis",
-    "app.web", "app.jobs", "app.services", "app.operations", "app.extensions", "app.models", "app.audit",
+    "app.web", "app.jobs", "app.services", "app.operations", "app.extensions", "app.store.models", "app.store.audit",
 )  # fmt: skip
 WEB_MUST_NOT_IMPORT = ("subprocess", "boto3", "botocore", "psycopg", "app.jobs.tasks")
 

@@ -64,7 +64,7 @@ def test_a_missing_or_wrong_token_is_401(make_app, header):
 
 
 def test_metric_values_match_a_backup_a_failed_backup_and_a_verify(make_app, app_env, monkeypatch):
-    from app import metrics
+    from app.health import metrics
     from app.services import storage
 
     app = make_app(METRICS_TOKEN=TOKEN)

@@ -24,8 +24,8 @@ PREVIOUS_RELEASES = ["11ca1fb", "a951972"]
 WRITE_OLD_STORE = """
 from app import create_app
 from app.extensions import db
-from app.models import ConsoleSetting
-from app import audit
+from app.store.models import ConsoleSetting
+from app.store import audit
 app = create_app()
 with app.app_context():
     db.session.add(ConsoleSetting(key="backup_schedule", value="15 3 * * *", updated_by="olga"))
@@ -97,7 +97,7 @@ def test_a_store_written_by_an_earlier_release_upgrades_in_place(release, store_
 
     from app import create_app
     from app.extensions import db
-    from app.models import AuditEvent, ConsoleSetting
+    from app.store.models import AuditEvent, ConsoleSetting
     from tests.helpers import AuthActions
 
     for name in ("DATABASE_URL", "CONSOLE_DATABASE_URL", "INSTANCE_PATH"):

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from app.adapters.storage import LocalStorage
 from app.domain.catalog import Backup, list_backups, recent_backup
 from app.domain.naming import Owner, backup_filename, parse_backup_name
 from app.domain.retention import RetentionPolicy, expired_backups, retention_plan
-from app.domain.storage import LocalStorage
 
 IST = ZoneInfo("Asia/Kolkata")
 PRODUCTION = Owner("pharmatracker", "production")

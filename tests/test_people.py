@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from app.extensions import db
-from app.models import ApiToken, AuditEvent, User, utcnow
+from app.store.models import ApiToken, AuditEvent, User, utcnow
 from tests.helpers import PASSWORD, AuthActions, post, sign_in, user_named
 from tests.test_sessions import use_set_password_link
 
@@ -217,7 +217,7 @@ def test_a_token_s_last_use_is_recorded_to_the_minute(app, make_user):
 
 
 def seed_events(app):
-    from app import audit
+    from app.store import audit
 
     with app.app_context():
         audit.record("backup", "ok", username="olga", target="a.dump", job_id="j1")
@@ -239,7 +239,7 @@ def test_audit_log_filters_paginates_and_exports(app, admin):
     rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
     assert [(r["user"], r["action"], r["outcome"]) for r in rows] == [("mallory", "login", "failed")]
 
-    from app import audit
+    from app.store import audit
 
     with app.app_context():
         for n in range(60):

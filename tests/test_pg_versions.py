@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from app.domain import pgtools
+from app.adapters import postgres
+from app.config import ConfigError, Settings
 from app.domain.naming import backup_filename
-from app.settings import ConfigError, Settings
 from tests.helpers import (
     NOTHING_LEFT,
     backup_run_in_process,
@@ -180,12 +180,13 @@ def test_a_worker_without_a_new_enough_pg_dump_refuses_naming_both_versions(
     ids=["pg15", "pg17", "pg18"],
 )
 def test_the_probe_finds_the_compression_each_pg_dump_build_has(major, expected):
-    pgtools.supported_compression.cache_clear()  # probe for real, not a cached answer
-    assert pgtools.supported_compression(pg_dump_of(major), major) == expected
+    postgres.supported_compression.cache_clear()  # probe for real, not a cached answer
+    assert postgres.supported_compression(pg_dump_of(major), major) == expected
 
 
-def tool(major: int) -> pgtools.ClientTool:
-    return next(t for t in pgtools.installed_clients("pg_dump", tuple(wheel_bin_dirs().split(":"))) if t.major == major)
+def tool(major: int) -> postgres.ClientTool:
+    clients = postgres.installed_clients("pg_dump", tuple(wheel_bin_dirs().split(":")))
+    return next(t for t in clients if t.major == major)
 
 
 @pytest.mark.parametrize(
@@ -201,13 +202,13 @@ def tool(major: int) -> pgtools.ClientTool:
     ],
 )
 def test_compression_arguments_follow_the_build(major, setting, args):
-    assert pgtools.compression_for(setting, tool(major)).args == args
+    assert postgres.compression_for(setting, tool(major)).args == args
 
 
 @pytest.mark.parametrize(("major", "setting"), [(15, "zstd:3"), (15, "lz4"), (18, "zstd"), (18, "lz4:4")])
 def test_a_method_the_build_lacks_is_refused_naming_the_tool_and_what_it_has(major, setting):
-    with pytest.raises(pgtools.PgToolError) as caught:
-        pgtools.compression_for(setting, tool(major))
+    with pytest.raises(postgres.PgToolError) as caught:
+        postgres.compression_for(setting, tool(major))
     message = str(caught.value)
     assert f"BACKUP_COMPRESSION={setting}" in message and pg_dump_of(major) in message
     assert message.endswith("this build supports gzip, none")
@@ -218,12 +219,12 @@ def test_pg_bin_dirs_are_searched_first_and_every_found_tool_is_a_candidate(tmp_
     first.mkdir()
     (first / "pg_dump").symlink_to(pg_dump_of(15))  # the same pg_dump 15, reached through PG_BIN_DIRS
     dirs = (str(first), *wheel_bin_dirs().split(":"))
-    assert [t.major for t in pgtools.installed_clients("pg_dump", dirs)] == [15, 17, 18]
-    picked = {major: pgtools.pick_client("pg_dump", major, dirs).path for major in (13, 15, 16, 17, 18)}
+    assert [t.major for t in postgres.installed_clients("pg_dump", dirs)] == [15, 17, 18]
+    picked = {major: postgres.pick_client("pg_dump", major, dirs).path for major in (13, 15, 16, 17, 18)}
     assert picked == {13: str(first / "pg_dump"), 15: str(first / "pg_dump"), 16: pg_dump_of(17),
                       17: pg_dump_of(17), 18: pg_dump_of(18)}  # fmt: skip
-    with pytest.raises(pgtools.PgToolError) as caught:
-        pgtools.pick_client("pg_dump", 19, dirs)
+    with pytest.raises(postgres.PgToolError) as caught:
+        postgres.pick_client("pg_dump", 19, dirs)
     assert "PostgreSQL 19" in str(caught.value) and f"18 ({pg_dump_of(18)})" in str(caught.value)
 
 

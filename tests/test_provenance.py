@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from app.config import ConfigError, Settings
 from app.domain import provenance
 from app.domain.catalog import Backup, read_json
 from app.domain.naming import backup_filename
-from app.settings import ConfigError, Settings
 from tests.helpers import PASSKEY, database_names, job_of, new_name, restore_api, run_jobs_for, signed_in, storage_of
 
 KEY = b"k" * 32
@@ -86,7 +86,7 @@ def own_name(when: datetime) -> str:
 
 
 def audit_rows(app, action: str) -> list[tuple[str, str | None, str | None]]:
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with app.app_context():
         rows = AuditEvent.query.filter_by(action=action).order_by(AuditEvent.id)

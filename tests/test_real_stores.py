@@ -13,7 +13,7 @@ import os
 import psycopg
 import pytest
 
-from app.domain.storage import MIN_PART_SIZE, S3Storage
+from app.adapters.storage import MIN_PART_SIZE, S3Storage
 from tests.helpers import (
     PASSKEY,
     PG,

@@ -241,7 +241,7 @@ def test_a_wrong_password_is_named_by_host_and_port_and_never_shown(app_env, tls
 
 
 def test_plain_redis_to_the_tls_port_is_down_within_the_connect_timeout(make_app, tls_redis):
-    from app.clients import redis_for, redis_problem
+    from app.services.clients import redis_for, redis_problem
 
     app = make_app(REDIS_URL=tls_redis.url(scheme="redis"))
     started = time.monotonic()
@@ -262,8 +262,8 @@ def test_a_server_certificate_that_the_url_does_not_trust_is_refused(make_app, t
 
 
 def test_redis_url_mistakes_are_refused_at_start_without_quoting_the_url(tls_redis):
-    from app.clients import redacted_url, redis_for
-    from app.settings import ConfigError, Settings
+    from app.config import ConfigError, Settings
+    from app.services.clients import redacted_url, redis_for
 
     def problem(url: str) -> str:
         with pytest.raises(ConfigError) as refused:

@@ -77,7 +77,7 @@ def test_restore_brings_back_every_row_and_drops_the_rest(app, client, admin, ta
     assert scratch_databases(pg_admin, target_db) == []
     assert lock_holder(app) is None
 
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with app.app_context():
         rows = AuditEvent.query.filter_by(action="restore").all()
@@ -271,7 +271,7 @@ def test_wrong_passkey_is_refused_audited_limited_and_never_stored(app, client, 
     limited = restore_api(client, admin, filename)  # even the right one waits now
     assert limited.status_code == 429 and "too many wrong passkeys" in limited.get_json()["error"]
 
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with app.app_context():
         refusals = AuditEvent.query.filter_by(action="restore", outcome="refused").all()
@@ -360,9 +360,9 @@ def test_a_restore_while_a_backup_runs_is_409(app, client, admin):
 def test_without_a_passkey_restore_is_disabled(make_app, make_user, token_for):
     app = make_app(RESTORE_PASSKEY="")
     filename = backup_run_in_process(app)["result"]["filename"]
+    from app.accounts.people import create_user
     from app.extensions import db
-    from app.models import ApiToken
-    from app.people import create_user
+    from app.store.models import ApiToken
 
     with app.app_context():
         user = create_user("ada", "admin", "x" * 12, created_by="test")

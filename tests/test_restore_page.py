@@ -59,7 +59,7 @@ def test_with_a_recent_backup_the_page_says_until_when_it_counts(app, make_user)
 
 
 def test_the_quick_start_prints_the_new_passkey_once(tmp_path, capsys, monkeypatch):
-    from app.quickstart import load_or_create_secrets
+    from app.cli.quickstart import load_or_create_secrets
 
     monkeypatch.delenv("RESTORE_PASSKEY", raising=False)
     made = load_or_create_secrets(tmp_path / "quickstart.env")

@@ -52,7 +52,7 @@ def signed_in(client) -> bool:
 
 def audit_rows(app, prefix: str) -> list[tuple]:
     from app.extensions import db
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with app.app_context():
         query = db.select(AuditEvent).where(AuditEvent.action.startswith(prefix)).order_by(AuditEvent.id)
@@ -93,7 +93,7 @@ def test_enrolment_shows_a_qr_code_and_the_secret_and_needs_a_right_code(app, cl
     assert client.get("/account/two-factor").status_code == 302  # shown once: no way back to them
 
     from app.extensions import db
-    from app.models import RecoveryCode, User
+    from app.store.models import RecoveryCode, User
 
     with app.app_context():
         user = db.session.execute(db.select(User).where(User.username == "ada")).scalar_one()
@@ -163,7 +163,7 @@ def test_a_recovery_code_works_once(app, enrolled):
 def test_require_2fa_admins_sends_an_admin_to_enrolment_before_anything_else(make_app, make_user, app_env):
     app = make_app(REQUIRE_2FA="admins")
     with app.app_context():
-        from app.people import create_user
+        from app.accounts.people import create_user
 
         create_user("ada", "admin", PASSWORD, "test")
         create_user("vic", "viewer", PASSWORD, "test")
@@ -192,7 +192,7 @@ def test_require_2fa_admins_sends_an_admin_to_enrolment_before_anything_else(mak
 def test_an_admin_resets_a_second_factor_and_the_user_enrols_again(make_app, make_user):
     app = make_app(REQUIRE_2FA="admins")
     with app.app_context():
-        from app.people import create_user, find_user
+        from app.accounts.people import create_user, find_user
 
         create_user("ada", "admin", PASSWORD, "test")
         create_user("bob", "admin", PASSWORD, "test")
@@ -227,9 +227,9 @@ def test_an_admin_resets_a_second_factor_and_the_user_enrols_again(make_app, mak
 
 
 def test_single_sign_on_accounts_have_no_local_second_factor():
-    from app.models import User
-    from app.second_factor import required_for
-    from app.settings import Settings
+    from app.accounts.second_factor import required_for
+    from app.config import Settings
+    from app.store.models import User
 
     settings = Settings.from_env({"DATABASE_URL": "postgresql://postgres@127.0.0.1/x", "REQUIRE_2FA": "all"})
     assert not required_for(User(username="a", role="admin", sso_subject="u-1"), settings)

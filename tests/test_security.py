@@ -139,10 +139,10 @@ def notify_env(receiver) -> dict[str, str]:
 def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(secrets_env, processes, redis_server, tmp_path,
                                                                  receiver, oidc_provider):  # fmt: skip
     from app import create_app
+    from app.accounts.people import create_token, create_user, find_user
+    from app.config import Settings
     from app.extensions import db
     from app.jobs.queue import notify_queue
-    from app.people import create_token, create_user, find_user
-    from app.settings import Settings
 
     secrets_env = {**secrets_env, **notify_env(receiver)}
 
@@ -171,7 +171,7 @@ def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(secrets_env, pro
 
     status, body = call("POST", "/api/setting/backup")
     settings = Settings.from_env(secrets_env)
-    from app.clients import redis_for
+    from app.services.clients import redis_for
 
     redis = redis_for(settings)
     filename = wait_for_job(redis, json.loads(body)["job_id"])["result"]["filename"]
@@ -230,7 +230,7 @@ def _settings_pages(app) -> str:
 
 
 def _audit(app):
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with app.app_context():
         return AuditEvent.query.order_by(AuditEvent.id).all()

@@ -26,7 +26,7 @@ GAUGE = "pgconsole_backup_last_verified_timestamp_seconds"
 
 @pytest.fixture
 def console(make_app, monkeypatch):
-    from app import metrics
+    from app.health import metrics
 
     monkeypatch.setattr(metrics, "STORE_CACHE_SECONDS", 0.0)  # each scrape reads the store again
     return make_app(METRICS_TOKEN=TOKEN)
@@ -35,7 +35,7 @@ def console(make_app, monkeypatch):
 def claimed_proof(app, client) -> tuple[str | None, str | None, float]:
     """(the proven backup /api/targets names, its time, the metrics' last-verified time), read afresh."""
     from app import services
-    from app.listing_cache import listing_changed
+    from app.services.listing_cache import listing_changed
 
     with app.app_context():  # a report was written behind the console's back: forget the shared listing
         listing_changed(services.settings(), services.redis())

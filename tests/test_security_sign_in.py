@@ -27,7 +27,7 @@ from psycopg import sql
 from werkzeug.serving import make_server
 
 from app.extensions import db
-from app.models import ApiToken, AuditEvent, LoginSession, User, utcnow
+from app.store.models import ApiToken, AuditEvent, LoginSession, User, utcnow
 from tests.helpers import (
     PASSWORD,
     ROOT,
@@ -125,7 +125,7 @@ def test_an_authorization_header_does_not_take_an_unenrolled_admin_past_enrolmen
 
 
 def test_an_admin_of_one_target_must_enrol_under_require_2fa_admins(make_app, make_user):
-    from app.people import find_user, grant_target_role
+    from app.accounts.people import find_user, grant_target_role
 
     app = make_app(REQUIRE_2FA="admins")
     make_user("tess", "viewer")
@@ -145,7 +145,7 @@ def test_one_totp_code_posted_in_parallel_signs_in_once(store_app):
 
 
 def test_one_recovery_code_posted_in_parallel_signs_in_once(store_app):
-    from app.second_factor import recovery_codes_left
+    from app.accounts.second_factor import recovery_codes_left
 
     _, codes = enrolled_ada(store_app)
     assert parallel_code_sign_ins(store_app, codes[0]) == 1
@@ -155,7 +155,7 @@ def test_one_recovery_code_posted_in_parallel_signs_in_once(store_app):
 
 def enrolled_ada(app) -> tuple[str, list[str]]:
     """ada, an admin in this app's store, with two-factor codes: (secret, recovery codes)."""
-    from app.people import create_user
+    from app.accounts.people import create_user
 
     with app.app_context():
         create_user("ada", "admin", PASSWORD, "test")
@@ -288,7 +288,7 @@ def test_a_password_change_revokes_tokens(app, make_user, token_for):
 
 
 def test_token_roles_offered_stop_at_what_the_asker_acts_as(app, make_user):
-    from app.people import PeopleError, create_token, find_user
+    from app.accounts.people import PeopleError, create_token, find_user
 
     make_user("ada", "admin")
     with app.app_context():
@@ -450,7 +450,7 @@ def test_a_session_ends_after_idle_minutes_and_max_hours(make_app, make_user):
 
 
 def test_session_settings_are_validated_and_named(app_env):
-    from app.settings import ConfigError, Settings
+    from app.config import ConfigError, Settings
 
     defaults = Settings.from_env(app_env)
     assert (defaults.session_idle_minutes, defaults.session_max_hours) == (60, 12)

@@ -39,7 +39,7 @@ MiB = 1024 * 1024
 
 
 def audit_rows(app, action: str) -> list[tuple[str, str | None, str | None]]:
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with app.app_context():
         return [(r.outcome, r.target, r.detail) for r in AuditEvent.query.filter_by(action=action)]
@@ -194,8 +194,8 @@ def test_the_upgrade_lock_beside_the_store_is_0600_and_no_link_is_followed(tmp_p
 
 
 def test_the_storage_check_creates_a_missing_backup_folder_for_its_owner_only(tmp_path):
-    from app.domain.storage import LocalStorage
-    from app.domain.storage_check import check_storage
+    from app.adapters.storage import LocalStorage
+    from app.adapters.storage_check import check_storage
 
     folder = tmp_path / "new-backups"
     old = os.umask(0o022)
@@ -208,7 +208,7 @@ def test_the_storage_check_creates_a_missing_backup_folder_for_its_owner_only(tm
 
 
 def test_quickstart_writes_its_secrets_0600_in_a_0700_folder(tmp_path):
-    from app.quickstart import load_or_create_secrets
+    from app.cli.quickstart import load_or_create_secrets
 
     old = os.umask(0o022)
     try:

@@ -47,7 +47,7 @@ def forget_in_rq(app, job_id: str) -> None:
 
 def set_record_target(app, job_id: str, target: str | None) -> None:
     from app.extensions import db
-    from app.models import JobRun
+    from app.store.models import JobRun
 
     with app.app_context():
         db.session.get(JobRun, job_id).target = target
@@ -114,7 +114,7 @@ def test_a_job_without_a_record_is_judged_by_its_target_in_rq(console, hidden_jo
     """A job RQ has but the console store does not (a release without records): its meta decides."""
     admin, _, dev, dev_token, reports_job, staging_job = hidden_job
     from app.extensions import db
-    from app.models import JobRun
+    from app.store.models import JobRun
 
     with console.app_context():
         db.session.execute(db.delete(JobRun))
@@ -232,7 +232,7 @@ def test_a_shared_stores_list_names_no_maker_of_a_hidden_targets_backup(console)
 def scheduled_run(app, job_id: str, target: str, ago: timedelta) -> None:
     """The record a scheduled backup of `target` leaves (reports and staging share the environment "staging")."""
     from app.extensions import db
-    from app.models import JobRun, utcnow
+    from app.store.models import JobRun, utcnow
 
     with app.app_context():
         db.session.add(JobRun(id=job_id, kind="backup", environment="staging", database="d", target=target,

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from app.extensions import db
-from app.models import AuditEvent, LoginSession, User
+from app.store.models import AuditEvent, LoginSession, User
 from tests.helpers import PASSWORD, AuthActions, post, sign_in, user_named
 
 pytestmark = pytest.mark.web_only  # sign-in, roles and forms: the target database is never reached
@@ -183,7 +183,7 @@ def test_only_a_digest_of_the_session_id_is_stored(app, olga):
 def test_sign_ins_past_the_cookie_lifetime_are_forgotten_at_the_next_sign_in(app, olga):
     from datetime import timedelta
 
-    from app.models import utcnow
+    from app.store.models import utcnow
 
     (old_client, _), _ = olga
     with app.app_context():

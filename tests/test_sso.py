@@ -70,7 +70,7 @@ def signed_in_as(client) -> str | None:
 
 def audit_rows(app, action: str) -> list:
     from app.extensions import db
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with app.app_context():
         query = db.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
@@ -109,7 +109,7 @@ def test_groups_map_to_the_highest_role_and_the_flow_uses_pkce_state_and_nonce(s
         "ok",
         "groups seen: developers, marketing; role given: operator; account created",
     ) in rows
-    from app.people import find_user
+    from app.accounts.people import find_user
 
     with sso_app.app_context():
         assert find_user("alice").is_sso and find_user("alice").password_hash == ""
@@ -134,7 +134,7 @@ def test_a_user_whose_groups_map_to_nothing_is_refused_unless_star_is_mapped(mak
         ("carol", "refused", "none of your groups is given a role in this console; groups seen: marketing"),
         ("dave", "refused", "none of your groups is given a role in this console; groups seen: none"),
     ]
-    from app.people import find_user
+    from app.accounts.people import find_user
 
     with app.app_context():
         assert find_user("carol") is None  # nobody was created
@@ -146,9 +146,9 @@ def test_a_user_whose_groups_map_to_nothing_is_refused_unless_star_is_mapped(mak
 
 
 def test_the_role_follows_the_groups_at_the_next_sign_in(sso_app, oidc_provider):
+    from app.accounts.people import find_user
     from app.extensions import db
-    from app.models import ApiToken
-    from app.people import find_user
+    from app.store.models import ApiToken
 
     oidc_provider.set_user("u-1", preferred_username="alice", groups=["dba"])
     laptop = sso_app.test_client()
@@ -178,7 +178,7 @@ def test_the_role_follows_the_groups_at_the_next_sign_in(sso_app, oidc_provider)
     headers = {"Authorization": f"Bearer {plain}"}
     assert sso_app.test_client().get("/api/setting/backups", headers=headers).status_code == 200
     with sso_app.app_context():
-        from app.people import set_active
+        from app.accounts.people import set_active
 
         set_active(find_user("alice"), False, "test")
     oidc_provider.set_user("u-1", preferred_username="alice", groups=["dba"])
@@ -189,7 +189,7 @@ def test_the_role_follows_the_groups_at_the_next_sign_in(sso_app, oidc_provider)
 
 def test_a_single_sign_on_session_ends_after_oidc_session_hours(make_app, oidc_provider):
     from app.extensions import db
-    from app.models import LoginSession, utcnow
+    from app.store.models import LoginSession, utcnow
 
     app = make_app(**sso_settings(oidc_provider, OIDC_SESSION_HOURS="2"))
     oidc_provider.set_user("u-1", preferred_username="alice", groups=["developers"])
@@ -335,7 +335,7 @@ def test_when_the_provider_is_down_the_page_says_so_and_admins_keep_the_password
     assert f"The identity provider ({issuer}) is not answering" in down.get_data(as_text=True)
     assert audit_rows(app, "sso.login") == [(None, "failed", "the provider did not answer: ConnectionError")]
     with app.app_context():
-        from app.people import create_user
+        from app.accounts.people import create_user
 
         create_user("ada", "admin", PASSWORD, "test")
     assert AuthActions(client).login("ada").status_code == 302  # the break-glass
@@ -345,7 +345,7 @@ def test_when_the_provider_is_down_the_page_says_so_and_admins_keep_the_password
 def test_local_login_admins_lets_only_admins_use_the_password_form(make_app, oidc_provider):
     app = make_app(**sso_settings(oidc_provider, LOCAL_LOGIN="admins"))
     with app.app_context():
-        from app.people import create_user
+        from app.accounts.people import create_user
 
         create_user("ada", "admin", PASSWORD, "test")
         create_user("olga", "operator", PASSWORD, "test")
@@ -364,11 +364,11 @@ def test_local_login_admins_lets_only_admins_use_the_password_form(make_app, oid
 
 
 def test_local_login_disabled_leaves_only_single_sign_on(make_app, oidc_provider):
-    from app.settings import ConfigError, Settings
+    from app.config import ConfigError, Settings
 
     app = make_app(**sso_settings(oidc_provider, LOCAL_LOGIN="disabled"))
     with app.app_context():
-        from app.people import create_user
+        from app.accounts.people import create_user
 
         create_user("ada", "admin", PASSWORD, "test")
     client = app.test_client()
@@ -389,14 +389,14 @@ def test_local_login_disabled_leaves_only_single_sign_on(make_app, oidc_provider
 
 def test_the_last_local_admin_cannot_be_disabled_or_demoted_even_with_sso_admins(sso_app, oidc_provider):
     with sso_app.app_context():
-        from app.people import create_user
+        from app.accounts.people import create_user
 
         create_user("ada", "admin", PASSWORD, "test")
     oidc_provider.set_user("u-1", preferred_username="alice", groups=["dba"])
     alice = sso_app.test_client()
     sso_sign_in(alice, oidc_provider, "u-1")
     auth = AuthActions(alice)
-    from app.people import find_user
+    from app.accounts.people import find_user
 
     with sso_app.app_context():
         ada_id = find_user("ada").id
@@ -411,7 +411,7 @@ def test_the_last_local_admin_cannot_be_disabled_or_demoted_even_with_sso_admins
 
 def test_single_sign_on_never_takes_over_a_local_account_of_the_same_name(sso_app, oidc_provider):
     with sso_app.app_context():
-        from app.people import create_user
+        from app.accounts.people import create_user
 
         create_user("ada", "viewer", PASSWORD, "test")
     oidc_provider.set_user("u-9", preferred_username="ada", groups=["dba"])
@@ -437,7 +437,7 @@ def test_single_sign_on_never_takes_over_a_local_account_of_the_same_name(sso_ap
     ],
 )
 def test_sign_in_settings_are_checked_at_start(env, variable):
-    from app.settings import ConfigError, Settings
+    from app.config import ConfigError, Settings
 
     with pytest.raises(ConfigError) as raised:
         Settings.from_env({"DATABASE_URL": "postgresql://postgres@127.0.0.1/x", **env})

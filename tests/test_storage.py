@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.domain.storage import (
+from app.adapters.storage import (
     MAX_PARTS,
     MIN_PART_SIZE,
     PARTIAL_PREFIX,
@@ -279,7 +279,7 @@ def test_a_large_upload_in_several_parts_round_trips(storage):
 
 def test_a_folder_upload_written_back_as_it_goes_has_the_exact_bytes(tmp_path, monkeypatch):
     """The folder adapter starts writeback every few MiB; the file must still be whole and hidden until done."""
-    from app.domain import storage as storage_module
+    from app.adapters import storage as storage_module
 
     monkeypatch.setattr(storage_module, "WRITE_BACK_EVERY", 2 * MiB)
     storage = LocalStorage(tmp_path / "store")

@@ -191,7 +191,7 @@ def test_the_settings_button_shows_each_check_to_admins_only(make_app, make_user
         other, other_auth = signed_in(app, make_user, role, name)
         token = other_auth.csrf_token("/")
         assert other.post("/settings/storage-check", data={"csrf_token": token}).status_code == 403
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with app.app_context():
         event = AuditEvent.query.filter_by(action="storage-check").one()
@@ -208,7 +208,7 @@ def test_the_settings_button_names_the_failed_call(make_app, make_user, s3_serve
     failed = r'<tr class="failed">\s*<td><code>s3:ListBucket \(HeadBucket\)</code></td>\s*<td><span class="mark'
     assert re.search(failed + r' danger-mark">FAILED</span></td>\s*<td>NoSuchBucket</td>', html)
     assert len(re.findall(r'<tr class="not-run">', html)) == len(S3_CHECKS) - 1
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with app.app_context():
         event = AuditEvent.query.filter_by(action="storage-check").one()

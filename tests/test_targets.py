@@ -90,8 +90,8 @@ def console(make_app, targets_env):
 
 def make_person(app, username: str, role: str, grants: dict[str, str] | None = None):
     """A new user with a global role and per-target roles, and a client signed in as them."""
-    from app import people
-    from app.people import create_user
+    from app.accounts import people
+    from app.accounts.people import create_user
     from tests.helpers import PASSWORD
 
     with app.app_context():
@@ -104,8 +104,8 @@ def make_person(app, username: str, role: str, grants: dict[str, str] | None = N
 
 
 def token(app, username: str, role: str | None = None) -> dict[str, str]:
-    from app import people
-    from app.people import find_user
+    from app.accounts import people
+    from app.accounts.people import find_user
 
     with app.app_context():
         plain = people.create_token(find_user(username), "test", role, None, "test")
@@ -157,7 +157,7 @@ def test_a_backup_and_a_restore_of_each_target(console, databases, tmp_path):
         assert job_of(console, answer.get_json()["job_id"])["status"] == "finished"
         assert fingerprint(dbname) == before[name], name
 
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with console.app_context():
         restores = AuditEvent.query.filter_by(action="restore", outcome="ok").all()
@@ -211,7 +211,7 @@ def test_per_target_roles_override_the_global_role(console, targets_env):
     dev, _ = make_person(console, "dev", "viewer")
     admin_auth = AuthActions(admin)
     with console.app_context():
-        from app.people import find_user
+        from app.accounts.people import find_user
 
         dev_id = find_user("dev").id
     form = {"target": "staging", "role": "admin", "csrf_token": admin_auth.csrf_token("/users")}
@@ -319,7 +319,7 @@ def test_one_scheduler_fires_each_targets_schedule_with_its_name(console, redis_
     queued = queue_for(settings, redis_server).get_jobs()
     assert sorted(j.kwargs["target"] for j in queued) == ["production", "reports"]
     run_jobs_for(console)  # each trigger requests its target's backup, which runs too
-    from app.models import AuditEvent
+    from app.store.models import AuditEvent
 
     with console.app_context():
         done = {e.target_name for e in AuditEvent.query.filter_by(action="backup", outcome="ok", username="scheduler")}
@@ -365,7 +365,7 @@ def test_alerts_and_healthz_name_each_target(make_app, targets_env, redis_server
     ],
 )
 def test_a_malformed_targets_file_is_refused_with_one_line(tmp_path, table, env, expected):
-    from app.settings import ConfigError, Settings
+    from app.config import ConfigError, Settings
 
     url = env.get("URL", "postgresql://postgres@127.0.0.1:5432/db")
     path = tmp_path / "targets.toml"
@@ -378,7 +378,7 @@ def test_a_malformed_targets_file_is_refused_with_one_line(tmp_path, table, env,
 
 
 def test_two_targets_whose_backups_would_share_names_are_refused(tmp_path):
-    from app.settings import ConfigError, Settings
+    from app.config import ConfigError, Settings
 
     path = tmp_path / "targets.toml"
     path.write_text("".join(f'[targets.{name}]\nenvironment = "staging"\ndatabase_url = "postgresql://h/app"\n'
@@ -541,7 +541,7 @@ def test_each_target_encrypts_to_its_own_recipients(make_app, targets_env, datab
     headers = token(app, "ada")
     production, staging = (backed_up(app, client, headers, name) for name in ("production", "staging"))
     assert production.endswith(".dump.age") and staging.endswith(".dump")
-    from app.clients import storage_for
+    from app.services.clients import storage_for
 
     storage = storage_for(app.config["SETTINGS"].for_target("production"))
     stored = storage.get_bytes(production)

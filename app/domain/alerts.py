@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
+from app.config import Settings
 from app.domain.catalog import Backup
 from app.domain.console import target_name
 from app.domain.naming import Owner
-from app.settings import Settings
 
 log = logging.getLogger(__name__)
 

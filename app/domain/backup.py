@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from app.domain import encryption, pgtools
+from app.adapters import encryption, postgres
+from app.adapters.storage import MiB, Storage, StorageError, Upload, part_size_for
+from app.config import TargetDatabase
 from app.domain.catalog import Backup, sidecar_names, write_manifest
 from app.domain.console import ConsoleBackups
 from app.domain.naming import both_forms
 from app.domain.provenance import sign
 from app.domain.retention import RetentionPolicy, expired_backups
-from app.domain.storage import MiB, Storage, StorageError, Upload, part_size_for
-from app.settings import TargetDatabase
 
 READ_SIZE = MiB
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -34,7 +34,7 @@ class BackupError(Exception):
 @dataclass(frozen=True)
 class BackupPlan:
     filename: str
-    dump: pgtools.ClientTool
+    dump: postgres.ClientTool
     server_version: str
     compression: list[str]
     expected_bytes: int  # the previous backup's size, for the progress bar (0 when unknown)
@@ -82,17 +82,17 @@ class BackupResult:
 class DumpTool:
     """The pg_dump that fits the server, and the compression arguments that build supports."""
 
-    dump: pgtools.ClientTool
+    dump: postgres.ClientTool
     server_version: str
-    compression: pgtools.Compression
+    compression: postgres.Compression
 
 
 def choose_dump(target: TargetDatabase, *, compression: str, bin_dirs: tuple[str, ...] = ()) -> DumpTool:
     """Fail early (before anything starts) on a version mismatch or a compression method the
     chosen pg_dump build lacks."""
-    server_major, server_full = pgtools.server_version(target)
-    dump = pgtools.pick_client("pg_dump", server_major, bin_dirs)
-    return DumpTool(dump, server_full, pgtools.compression_for(compression, dump))
+    server_major, server_full = postgres.server_version(target)
+    dump = postgres.pick_client("pg_dump", server_major, bin_dirs)
+    return DumpTool(dump, server_full, postgres.compression_for(compression, dump))
 
 
 def plan_backup(
@@ -119,7 +119,7 @@ def plan_backup(
         now = datetime.now(UTC)
         filename = console.owner.filename_at(now, console.zone, encrypted=encrypted)
     previous = console.ours(listed)
-    facts = pgtools.database_facts(console.target, role_passwords=role_passwords)
+    facts = postgres.database_facts(console.target, role_passwords=role_passwords)
     return BackupPlan(
         filename=filename,
         named_at=now,
@@ -140,7 +140,7 @@ class RunningDump:
     """pg_dump, running: started by `stream_backup`, or before the plan is made so that its
     catalog reads (tens of ms) overlap the planning. `stop` ends it and its server session."""
 
-    def __init__(self, dump: pgtools.ClientTool, compression: list[str], target: TargetDatabase):
+    def __init__(self, dump: postgres.ClientTool, compression: list[str], target: TargetDatabase):
         self.target = target
         self.started = datetime.now(UTC)
         self.clock = time.monotonic()
@@ -149,17 +149,17 @@ class RunningDump:
             [dump.path, "--format=custom", "--no-password", *compression],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=pgtools.child_env(target, application_name=self.session),
+            env=postgres.child_env(target, application_name=self.session),
             bufsize=0,
         )
-        self.errors = pgtools.StderrTail(self.proc.stderr)
+        self.errors = postgres.StderrTail(self.proc.stderr)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
             with contextlib.suppress(Exception):
-                pgtools.terminate_sessions(self.target, self.session)
+                postgres.terminate_sessions(self.target, self.session)
         if self.proc.stdout:
             self.proc.stdout.close()
 

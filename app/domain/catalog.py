@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from itertools import accumulate
 from zoneinfo import ZoneInfo
 
+from app.adapters.storage import Storage, StorageError, StoredObject, check_name
 from app.domain.naming import (
     BACKUP_SUFFIXES,
     Owner,
@@ -34,7 +35,6 @@ from app.domain.naming import (
     manifest_name,
     parse_backup_name,
 )
-from app.domain.storage import Storage, StorageError, StoredObject, check_name
 
 
 @dataclass(frozen=True)

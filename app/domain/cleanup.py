@@ -12,13 +12,14 @@ import shutil
 
 import psycopg
 
-from app.domain import encryption, pgtools, restore
+from app.adapters import encryption, postgres
+from app.adapters.postgres import PgToolError
+from app.adapters.storage import Storage, StorageError
+from app.config import TargetDatabase
+from app.domain import restore
 from app.domain.backup import BackupError
 from app.domain.catalog import sidecar_names
 from app.domain.naming import manifest_name
-from app.domain.pgtools import PgToolError
-from app.domain.storage import Storage, StorageError
-from app.settings import TargetDatabase
 
 
 def abort_upload(storage: Storage, filename: str, upload_id: str) -> None:
@@ -55,8 +56,8 @@ def undo_restore(
     elif set_aside and restore.put_back(target, set_aside):
         note = f"; the live database {target.dbname} was put back as it was"
     elif set_aside:
-        with pgtools.admin_connect(target) as conn:
-            if pgtools.database_exists(conn, set_aside):
+        with postgres.admin_connect(target) as conn:
+            if postgres.database_exists(conn, set_aside):
                 note = f"; the swap had finished, the previous database is kept as {set_aside}"
     elif scratch or was_restore:
         note = f"; the live database {target.dbname} was not touched"

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from app.adapters.storage import Storage, StoredObject
+from app.config import Settings, TargetDatabase
 from app.domain.catalog import Backup, find_backup, list_backups, may_be_backup, read_verification
 from app.domain.naming import Owner
 from app.domain.provenance import Provenance, dated_in_future, provenance_in, proves
-from app.domain.storage import Storage, StoredObject
-from app.settings import Settings, TargetDatabase
 
 
 class ListingCache(Protocol):

@@ -3,7 +3,7 @@
 DESIGN.md, restore invariant 7: whatever cannot be reproduced is shown before the passkey is asked,
 never discovered at the end. The backup's manifest records, at backup time, what a restore needs
 (`restore_needs`: the roles the database names, who owns and who granted, event triggers,
-extensions only a superuser may create; app/domain/pgtools.py `database_facts`). The rules here
+extensions only a superuser may create; app/adapters/postgres.py `database_facts`). The rules here
 compare that with the live server's facts and say, in words, what would fail and what to do.
 
 They are advice for the restore page: the job's own preflight (app/domain/restore.py, from the
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from app.domain import pgtools
-from app.settings import TargetDatabase
+from app.adapters import postgres
+from app.config import TargetDatabase
 
 # Whoever owns the database: never missing, and nobody to act as (the public schema's owner since PG 15).
 _IMPLICIT_ROLES = frozenset({"pg_database_owner"})
@@ -155,7 +155,7 @@ def server_facts(target: TargetDatabase, needs: BackupNeeds) -> ServerFacts | No
     still shows, the job finds out)."""
     asked = sorted(needs.roles | needs.acted_as)
     try:
-        with pgtools.admin_connect(target) as conn:
+        with postgres.admin_connect(target) as conn:
             user, superuser = conn.execute(
                 "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
             ).fetchone()

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app.adapters.storage import Storage
 from app.domain.catalog import Backup, read_manifest
-from app.domain.storage import Storage
 
 SIGNATURE_FIELD = "signature"
 SIGNATURE_PREFIX = "hmac-sha256:"

@@ -31,7 +31,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from app.domain import encryption, pgtools
+from app.adapters import encryption, postgres
+from app.adapters.storage import MiB, Storage
+from app.config import TargetDatabase
 from app.domain import preflight as preflight_rules
 from app.domain.archive import (
     GRANTOR,
@@ -44,8 +46,6 @@ from app.domain.archive import (
 from app.domain.catalog import Backup, recent_backup
 from app.domain.naming import Owner
 from app.domain.provenance import Provenance
-from app.domain.storage import MiB, Storage
-from app.settings import TargetDatabase
 
 DOWNLOAD_CHUNK = 5 * MiB  # × DOWNLOAD_THREADS in memory: the worker stays under 150 MB (bench/README.md)
 DOWNLOAD_THREADS = 4
@@ -264,7 +264,7 @@ def check_checksum(manifest: dict | None, sha256: str) -> bool:
 
 
 def create_scratch(target: TargetDatabase, name: str) -> None:
-    with pgtools.admin_connect(target) as conn:
+    with postgres.admin_connect(target) as conn:
         owner = conn.execute(
             "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (target.dbname,)
         ).fetchone()
@@ -288,9 +288,9 @@ def preflight(target: TargetDatabase, archive: Path, *, with_owners: bool, exten
     superuser must be able to act as each owner and grantor. Without it (an admin's explicit choice),
     objects end up owned by the console's role and no grant is restored. `extensions`: the manifest's.
     """
-    tool = pgtools.pick_client("pg_restore", pgtools.server_version(target)[0], bin_dirs)
+    tool = postgres.pick_client("pg_restore", postgres.server_version(target)[0], bin_dirs)
     try:
-        contents = read_contents(tool.path, archive, pgtools.child_env(target))
+        contents = read_contents(tool.path, archive, postgres.child_env(target))
     except ArchiveError as exc:
         raise RestoreError(f"{exc}; nothing was changed") from None
     needs = contents.needs(extensions)
@@ -308,7 +308,7 @@ def create_scratch_like(target: TargetDatabase, scratch: str, database: Database
     an archive without its database's entries gets a bare one, owned as the live database is."""
     if database is None:
         return create_scratch(target, scratch)
-    with pgtools.admin_connect(target) as conn:
+    with postgres.admin_connect(target) as conn:
         _run_database_statement(conn, database.renamed(scratch).create, scratch)
 
 
@@ -324,7 +324,7 @@ def apply_database_properties(target: TargetDatabase, scratch: str, database: Da
     """
     if database is None:
         return ["the backup holds no database properties (owner, locale, settings, ACL): defaults were used"]
-    with pgtools.admin_connect(target) as conn:
+    with postgres.admin_connect(target) as conn:
         for statement in database.renamed(scratch).properties:
             if (" CONNECTION LIMIT " in statement) == connection_limit:
                 _apply(conn, statement, scratch, with_owners, target.user)
@@ -437,7 +437,7 @@ def restore_into(
     SESSION AUTHORIZATION, which only a superuser may: a console that is not one restores every
     other entry with pg_restore, then the grants itself with SET ROLE (`apply_grants`).
     """
-    restore = pgtools.pick_client("pg_restore", pgtools.server_version(target)[0], bin_dirs)
+    restore = postgres.pick_client("pg_restore", postgres.server_version(target)[0], bin_dirs)
     keep = [] if with_owners else ["--no-owner", "--no-privileges"]
     by_hand = with_owners and bool(contents.grant_entries) and not _is_superuser(target)
     entries = [e for e in contents.entries if not e.of_the_database]
@@ -459,7 +459,7 @@ def restore_into(
 
 
 def _is_superuser(target: TargetDatabase) -> bool:
-    with pgtools.admin_connect(target) as conn:
+    with postgres.admin_connect(target) as conn:
         return bool(conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0])
 
 
@@ -489,9 +489,9 @@ def _run_pg_restore(target: TargetDatabase, argv: list[str], scratch: str, total
                 on_progress(min(done, total), total)
 
     session = f"pgconsole-restore-{uuid.uuid4().hex[:12]}"
-    env = pgtools.child_env(target, dbname=scratch, application_name=session)
+    env = postgres.child_env(target, dbname=scratch, application_name=session)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    errors = pgtools.StderrTail(proc.stderr, on_line=count)
+    errors = postgres.StderrTail(proc.stderr, on_line=count)
     try:
         code = proc.wait()
     except BaseException:
@@ -499,7 +499,7 @@ def _run_pg_restore(target: TargetDatabase, argv: list[str], scratch: str, total
             proc.kill()
             proc.wait()
         with contextlib.suppress(Exception):
-            pgtools.terminate_sessions(target, session)
+            postgres.terminate_sessions(target, session)
         raise
     errors.join(timeout=5)
     return code, errors.lines
@@ -536,7 +536,7 @@ def connected_sessions(target: TargetDatabase) -> list[Session] | None:
     """The sessions on the live database now, for the confirmation page (the swap ends them); None when
     the server cannot be asked (the page still shows; the job finds out)."""
     try:
-        with pgtools.admin_connect(target) as conn:
+        with postgres.admin_connect(target) as conn:
             return sessions_on(conn, target.dbname)
     except psycopg.Error:
         return None
@@ -554,12 +554,12 @@ def swap_in(target: TargetDatabase, scratch: str, set_aside: str, *, keep_old: b
     waits for a checkpoint, which writes out the whole restored database first.
     """
     live = target.dbname
-    with pgtools.admin_connect(target) as conn:
-        pgtools.allow_connections(conn, live, False)
+    with postgres.admin_connect(target) as conn:
+        postgres.allow_connections(conn, live, False)
         sessions = sessions_on(conn, live)
         stuck = [s for s in sessions if not s.endable]
         if stuck:
-            pgtools.allow_connections(conn, live, True)
+            postgres.allow_connections(conn, live, True)
             raise RestoreRefused(
                 f"the console's role {target.user} cannot end {len(stuck)} session(s) on {live}: "
                 f"{'; '.join(map(str, stuck[:5]))}; no session was ended and nothing was changed: "
@@ -568,16 +568,16 @@ def swap_in(target: TargetDatabase, scratch: str, set_aside: str, *, keep_old: b
         try:
             _rename_when_idle(conn, live, set_aside)
         except BaseException:
-            pgtools.allow_connections(conn, live, True)
+            postgres.allow_connections(conn, live, True)
             raise
         try:
             before_rename()
-            pgtools.rename_database(conn, scratch, live)
+            postgres.rename_database(conn, scratch, live)
         except BaseException:
             put_back(target, set_aside)
             raise
         if keep_old:
-            pgtools.allow_connections(conn, set_aside, True)
+            postgres.allow_connections(conn, set_aside, True)
     return len(sessions)
 
 
@@ -585,19 +585,19 @@ def open_set_aside(target: TargetDatabase, name: str, allowed: bool) -> None:
     """Let the console dump the database a swap set aside (`allowed`), or close it again for `drop_set_aside`."""
     if not is_scratch_name(target.dbname, "previous", name):
         raise RestoreError(f"{name!r} is not a database a restore of {target.dbname} set aside")
-    with pgtools.admin_connect(target) as conn:
-        pgtools.allow_connections(conn, name, allowed)
+    with postgres.admin_connect(target) as conn:
+        postgres.allow_connections(conn, name, allowed)
 
 
 def drop_set_aside(target: TargetDatabase, name: str) -> None:
     """Drop the previous database a swap left as `name`; refuses any name a swap of this target cannot have made."""
     if not is_scratch_name(target.dbname, "previous", name):
         raise RestoreError(f"{name!r} is not a database a restore of {target.dbname} set aside; nothing was dropped")
-    with pgtools.admin_connect(target) as conn:
+    with postgres.admin_connect(target) as conn:
         opened = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if opened and opened[0]:
             raise RestoreError(f"{name} accepts connections (kept by KEEP_OLD_DATABASE): it is not dropped")
-        pgtools.drop_database(conn, name)
+        postgres.drop_database(conn, name)
 
 
 def _rename_when_idle(conn: psycopg.Connection, name: str, new_name: str, attempts: int = 10) -> None:
@@ -608,7 +608,7 @@ def _rename_when_idle(conn: psycopg.Connection, name: str, new_name: str, attemp
             (name,),
         )
         try:
-            pgtools.rename_database(conn, name, new_name)
+            postgres.rename_database(conn, name, new_name)
             return
         except psycopg.errors.ObjectInUse:
             if attempt == attempts - 1:
@@ -618,11 +618,11 @@ def _rename_when_idle(conn: psycopg.Connection, name: str, new_name: str, attemp
 
 def put_back(target: TargetDatabase, set_aside: str) -> bool:
     """Undo a half-done swap: the set-aside database returns under the live name, open again."""
-    with pgtools.admin_connect(target) as conn:
-        if pgtools.database_exists(conn, target.dbname) or not pgtools.database_exists(conn, set_aside):
+    with postgres.admin_connect(target) as conn:
+        if postgres.database_exists(conn, target.dbname) or not postgres.database_exists(conn, set_aside):
             return False
-        pgtools.rename_database(conn, set_aside, target.dbname)
-        pgtools.allow_connections(conn, target.dbname, True)
+        postgres.rename_database(conn, set_aside, target.dbname)
+        postgres.allow_connections(conn, target.dbname, True)
     return True
 
 
@@ -642,8 +642,8 @@ def row_counts(target: TargetDatabase, dbname: str) -> dict[str, int]:
 
 
 def drop_scratch(target: TargetDatabase, name: str) -> None:
-    with pgtools.admin_connect(target) as conn:
-        pgtools.drop_database(conn, name)
+    with postgres.admin_connect(target) as conn:
+        postgres.drop_database(conn, name)
 
 
 @contextlib.contextmanager

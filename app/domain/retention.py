@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from app.config import Settings
 from app.domain.catalog import Backup
 from app.domain.naming import Owner
-from app.settings import Settings
 
 
 @dataclass(frozen=True)

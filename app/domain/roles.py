@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from app.domain import pgtools
-from app.settings import TargetDatabase
+from app.adapters import postgres
+from app.config import TargetDatabase
 
 # Attributes only a superuser may give, so never given by the console (and refused when asked).
 _SUPERUSER_ATTRIBUTES = ("superuser", "replication", "bypassrls")
@@ -138,7 +138,7 @@ def create_missing(target: TargetDatabase, definitions: dict[str, RoleDefinition
     Returns the names created. Refuses (RolesError, nothing created) a role the backup does not define or
     that only a superuser may create.
     """
-    with pgtools.admin_connect(target) as conn:
+    with postgres.admin_connect(target) as conn:
         present = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
                                               (sorted(wanted),))}  # fmt: skip
         missing = sorted(wanted - present)

@@ -21,7 +21,7 @@ from app.domain.cleanup import plain_reason
 from app.extensions import db
 from app.jobs.queue import JOB_KINDS, job_status
 from app.jobs.schedule import previous_run
-from app.models import JobRun, utcnow
+from app.store.models import JobRun, utcnow
 
 KEEP_NEWEST = 500  # at least this many records are kept, however old ...
 KEEP_DAYS = 30  # ... and every record of the last 30 days, however many

@@ -17,10 +17,10 @@ import logging
 from redis import Redis
 
 from app import services
+from app.config import Settings
 from app.domain import alerts
 from app.jobs.queue import notify_queue
 from app.jobs.runtime import console_job
-from app.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from app.config import Settings
 from app.jobs.locks import LOCK_GRACE_SECONDS, DatabaseLock
 from app.jobs.state import JobState
-from app.settings import Settings
 
 TASKS = "app.jobs.tasks"  # job functions are enqueued by dotted path: this module never imports them
 JOB_KINDS = ("backup", "restore", "verify")

@@ -22,13 +22,13 @@ from rq import Queue
 from rq.cron import CronJob, CronScheduler
 
 from app import services
+from app.adapters.storage import StorageError
+from app.config import Settings
 from app.domain import alerts
-from app.domain.storage import StorageError
 from app.extensions import db
 from app.jobs.notify import notify
 from app.jobs.queue import worker_options
-from app.models import ConsoleSetting, utcnow
-from app.settings import Settings
+from app.store.models import ConsoleSetting, utcnow
 
 SCHEDULE_SETTING = "backup_schedule"
 HEARTBEAT_SECONDS = 120

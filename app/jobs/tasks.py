@@ -20,7 +20,8 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from app import audit, operations, services
+from app import operations, services
+from app.config import TargetDatabase
 from app.domain import alerts, catalog, cleanup, preflight, provenance, restore, roles, trends
 from app.domain import backup as backups
 from app.domain.console import ConsoleBackups
@@ -32,9 +33,9 @@ from app.jobs.notify import notify
 from app.jobs.queue import JOB_KINDS, count_job, drop_previous_database_later, mark_backup
 from app.jobs.runtime import console, console_job
 from app.jobs.state import JobRecord, JobState
-from app.listing_cache import listing_changed
-from app.models import JobRun
-from app.settings import TargetDatabase
+from app.services.listing_cache import listing_changed
+from app.store import audit
+from app.store.models import JobRun
 
 
 @console_job

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from app import services
+from app.config import Settings
 from app.jobs import history
 from app.jobs.schedule import stored_schedule
-from app.settings import Settings
 
 
 def home_activity(settings: Settings, schedule: str | None) -> dict:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, g, jsonify, request, url_for
 
-from app import operations, targets
-from app.domain.storage import StorageError
+from app import operations
+from app.adapters.storage import StorageError
 from app.extensions import csrf
+from app.health import targets
 from app.web.auth import current_actor, load_user_from_token, role_required, visible_targets
 from app.web.jobs.access import visible_job
 

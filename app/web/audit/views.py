@@ -13,7 +13,7 @@ from wtforms.validators import Length, Optional, ValidationError
 
 from app import services
 from app.extensions import db
-from app.models import AuditEvent
+from app.store.models import AuditEvent
 from app.web.auth import role_required
 
 bp = Blueprint("audit", __name__)

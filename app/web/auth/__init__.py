@@ -22,12 +22,13 @@ from flask_login import current_user, login_user, logout_user
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
-from app import operations, second_factor, services
+from app import operations, services
+from app.accounts import second_factor
+from app.adapters.ratelimit import FailureLimit
+from app.config import ROLES, Target
 from app.extensions import db, login_manager
-from app.models import ApiToken, LoginSession, User, utcnow
 from app.operations import Actor
-from app.ratelimit import FailureLimit
-from app.settings import ROLES, Target
+from app.store.models import ApiToken, LoginSession, User, utcnow
 
 F = TypeVar("F", bound=Callable[..., Any])
 

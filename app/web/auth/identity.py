@@ -6,9 +6,11 @@ a fresh code again; wrong answers count as failed sign-ins, so a stolen session 
 
 from __future__ import annotations
 
-from app import audit, second_factor, services
-from app.models import User
-from app.ratelimit import FailureLimit
+from app import services
+from app.accounts import second_factor
+from app.adapters.ratelimit import FailureLimit
+from app.store import audit
+from app.store.models import User
 from app.web.auth import client_address, failure_limit, proven_now
 
 ADDRESS_FAILURES_ALLOWED = 20

@@ -3,7 +3,7 @@
 Authlib runs the authorization code flow with PKCE (S256), keeps `state`, `nonce` and the code
 verifier in this browser's signed session until the callback, and verifies the ID token against
 the provider's published keys, issuer, audience (our client id), expiry and the nonce. What the
-verified claims mean for the console is app/single_sign_on.py.
+verified claims mean for the console is app/accounts/single_sign_on.py.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from datetime import timedelta
 
 from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, session, url_for
 
-from app import audit, services
+from app import services
+from app.accounts.single_sign_on import SignInRefused, sign_in
+from app.config import OidcSettings
 from app.extensions import db
-from app.models import utcnow
-from app.settings import OidcSettings
-from app.single_sign_on import SignInRefused, sign_in
+from app.store import audit
+from app.store.models import utcnow
 from app.web.auth import client_address, start_session
 from app.web.auth.forms import safe_next
 

@@ -8,10 +8,12 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app import audit, second_factor, services
+from app import services
+from app.accounts import second_factor
+from app.adapters.ratelimit import FailureLimit
 from app.extensions import db
-from app.models import User, utcnow
-from app.ratelimit import FailureLimit
+from app.store import audit
+from app.store.models import User, utcnow
 from app.web.auth import client_address, end_session, failure_limit, proven_now, start_session
 from app.web.auth.forms import CodeForm, LoginForm, safe_next
 from app.web.auth.identity import (

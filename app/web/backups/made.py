@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from threading import Lock
 
 from app import services
+from app.adapters.storage import Storage
 from app.domain.catalog import Backup, read_manifest
-from app.domain.storage import Storage
 from app.domain.trends import manifest_seconds
 from app.jobs import history
 from app.operations import Actor, owning_target

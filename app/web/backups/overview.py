@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import render_template
 
-from app import targets
+from app.health import targets
 from app.web.auth import role_required, visible_targets
 
 

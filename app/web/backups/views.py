@@ -7,10 +7,12 @@ from flask import Blueprint, Response, abort, flash, g, redirect, render_templat
 from flask_login import current_user
 from markupsafe import Markup
 
-from app import audit, listing_cache, operations, services
+from app import operations, services
+from app.adapters.storage import StorageError
 from app.domain import catalog, trends
-from app.domain.storage import StorageError
 from app.jobs.schedule import effective_schedule, next_run
+from app.services import listing_cache
+from app.store import audit
 from app.web.activity.home import home_activity
 from app.web.auth import client_address, current_actor, role_required
 from app.web.auth.forms import safe_next

@@ -23,7 +23,7 @@ from flask_login import current_user
 
 from app import operations, services
 from app.domain.alerts import is_stale
-from app.status import as_seen_by, component_checks
+from app.health.status import as_seen_by, component_checks
 from app.web.auth import load_user_from_token, visible_targets
 
 bp = Blueprint("health", __name__)

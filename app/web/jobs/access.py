@@ -10,7 +10,7 @@ from __future__ import annotations
 from app import services
 from app.jobs import history
 from app.jobs.queue import job_status
-from app.models import JobRun
+from app.store.models import JobRun
 from app.web.auth import visible_targets
 
 LONGEST_ID = 64  # job ids are 32 hex digits; anything much longer is not worth a query

@@ -5,7 +5,7 @@ from datetime import datetime
 from flask import Blueprint, abort, render_template, request
 
 from app.domain.cleanup import plain_reason
-from app.models import JobRun
+from app.store.models import JobRun
 from app.web.activity.steps import steps_of
 from app.web.auth import role_required
 from app.web.auth.forms import safe_next

@@ -10,14 +10,15 @@ from flask_wtf import FlaskForm
 from wtforms import StringField, SubmitField
 from wtforms.validators import Length, ValidationError
 
-from app import audit, operations, services
+from app import operations, services
+from app.adapters.storage import StorageError
+from app.adapters.storage_check import CheckResult, all_passed, check_storage, summary
+from app.config import cron_problem
 from app.domain.alerts import Delivery, apprise_urls, where
 from app.domain.catalog import Backup
 from app.domain.retention import RetentionPolicy, retention_plan
-from app.domain.storage import StorageError
-from app.domain.storage_check import CheckResult, all_passed, check_storage, summary
 from app.jobs.schedule import effective_schedule, next_run, save_schedule, scheduler_alive
-from app.settings import cron_problem
+from app.store import audit
 from app.web.auth import client_address, role_required
 from app.web.forms import require_submitted
 

@@ -7,7 +7,8 @@ import hmac
 from flask import Blueprint, Response, abort, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app import metrics, services
+from app import services
+from app.health import metrics
 
 bp = Blueprint("metrics", __name__)
 

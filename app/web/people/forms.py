@@ -4,8 +4,8 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional, ValidationError
 
-from app.people import GLOBAL, password_problem, username_problem
-from app.settings import ROLES, TARGET_ROLES
+from app.accounts.people import GLOBAL, password_problem, username_problem
+from app.config import ROLES, TARGET_ROLES
 
 ROLE_CHOICES = list(ROLES)
 

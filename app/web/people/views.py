@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from app import audit, people, second_factor, services
+from app import services
+from app.accounts import people, second_factor
 from app.extensions import db
-from app.models import ApiToken, User, utcnow
+from app.store import audit
+from app.store.models import ApiToken, User, utcnow
 from app.web.auth import (
     acting_role,
     client_address,

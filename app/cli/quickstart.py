@@ -51,7 +51,7 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
 
 
 def ensure_demo_database(url: str) -> None:
-    from app.settings import Settings
+    from app.config import Settings
 
     target = Settings.from_env({"DATABASE_URL": url}, instance_path=str(ROOT / "instance")).target
     with psycopg.connect(**target.conninfo("postgres"), autocommit=True) as admin:
@@ -87,9 +87,9 @@ def upgrade_store() -> None:
 
 def ensure_admin() -> None:
     from app import create_app
+    from app.accounts.people import create_user
     from app.extensions import db
-    from app.models import User
-    from app.people import create_user
+    from app.store.models import User
 
     app = create_app()
     with app.app_context():
@@ -113,7 +113,7 @@ def main() -> int:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
-    from app.settings import ConfigError
+    from app.config import ConfigError
 
     try:
         ensure_demo_database(os.environ["DATABASE_URL"]) if "DB_DATABASE" not in os.environ else None

@@ -20,11 +20,11 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from app import audit
+from app.accounts.people import end_sessions, lookalike_of, revoke_tokens
+from app.config import OidcSettings
 from app.extensions import db
-from app.models import User
-from app.people import end_sessions, lookalike_of, revoke_tokens
-from app.settings import OidcSettings
+from app.store import audit
+from app.store.models import User
 
 _USERNAME = re.compile(r"[A-Za-z0-9._@+-]{1,64}")
 

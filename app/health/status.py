@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from app import services
-from app.domain import pgtools
+from app.adapters import postgres
 from app.extensions import db
 from app.jobs.schedule import effective_schedule, scheduler_alive
 
@@ -32,7 +32,7 @@ def component_checks() -> dict[str, str]:
     checks = {"redis": lambda: services.redis().ping()}
     for name in names:
         checks[check_name("storage", name)] = lambda name=name: services.storage(name).check()
-        checks[check_name("database", name)] = lambda name=name: pgtools.ping(console.for_target(name).target)
+        checks[check_name("database", name)] = lambda name=name: postgres.ping(console.for_target(name).target)
     checks["console_store"] = lambda: db.session.execute(db.text("SELECT 1"))
     report = {}
     for name, check in checks.items():

@@ -11,13 +11,22 @@ from datetime import timedelta
 import click
 from flask import Flask, current_app
 
-from app import audit, services
-from app.clients import redis_for, redis_problem
+from app import services
+from app.accounts.people import (
+    GLOBAL,
+    PeopleError,
+    create_token,
+    create_user,
+    find_user,
+    grant_target_role,
+    username_problem,
+)
+from app.config import ROLES, TARGET_ROLES, UnknownTarget
 from app.extensions import db
-from app.models import utcnow
-from app.people import GLOBAL, PeopleError, create_token, create_user, find_user, grant_target_role, username_problem
-from app.settings import ROLES, TARGET_ROLES, UnknownTarget
-from app.store import StoreCheckedCommand, StoreCheckedGroup
+from app.services.clients import redis_for, redis_problem
+from app.store import audit
+from app.store.models import utcnow
+from app.store.schema import StoreCheckedCommand, StoreCheckedGroup
 
 
 def register_commands(app: Flask) -> None:
@@ -101,7 +110,7 @@ def tokens_create(username: str, name: str, expires_days: int | None) -> None:
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 def worker(burst: bool) -> None:
     """Run an RQ worker for this console's queue, with the app's settings."""
-    from app.domain import pgtools
+    from app.adapters import postgres
     from app.jobs import runtime
     from app.jobs.queue import worker_queues
     from app.jobs.worker import ConsoleWorker
@@ -111,9 +120,9 @@ def worker(burst: bool) -> None:
     # Look the client tools (and each pg_dump's compression) up once here: each job's forked
     # work horse inherits the answers.
     for tool in ("pg_dump", "pg_restore"):
-        for found in pgtools.installed_clients(tool, settings.pg_bin_dirs):
+        for found in postgres.installed_clients(tool, settings.pg_bin_dirs):
             if tool == "pg_dump":
-                pgtools.supported_compression(found.path, found.major)
+                postgres.supported_compression(found.path, found.major)
     # Each job runs in a forked work horse: it must not share the parent's database connections.
     db.engine.dispose()
     os.register_at_fork(after_in_child=lambda: db.engine.dispose(close=False))
@@ -194,7 +203,7 @@ targets_cli = StoreCheckedGroup("targets", help="The databases this console back
 @targets_cli.command("list")
 def targets_list() -> None:
     """Each target: name, environment, database host and name, storage and newest backup. Never a secret."""
-    from app.targets import status_of
+    from app.health.targets import status_of
 
     default = services.console_settings().default_target
     for target in services.console_settings().targets:
@@ -213,7 +222,7 @@ storage_cli = StoreCheckedGroup("storage", help="The backup store (bucket or fol
 @click.option("--target", "target", default=None, help="Whose store (default: the default target's).")
 def storage_check(target: str | None) -> None:
     """Make every call the console needs on a probe in the store; one line per call; exit 1 if any fails."""
-    from app.domain.storage_check import all_passed, check_storage, summary
+    from app.adapters.storage_check import all_passed, check_storage, summary
 
     try:
         storage = services.storage(target)

@@ -13,13 +13,43 @@ import shutil
 import subprocess
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import psycopg
 from psycopg import sql
 
-from app.settings import TargetDatabase
+
+@dataclass(frozen=True)
+class TargetDatabase:
+    """The one database this console backs up and restores. Never chosen by a request."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    dbname: str
+
+    def libpq_env(self) -> dict[str, str]:
+        """Connection settings for a pg_dump/pg_restore child: the password stays off argv."""
+        env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user}
+        if self.password:
+            env["PGPASSWORD"] = self.password
+        return env
+
+    def conninfo(self, dbname: str | None = None) -> dict[str, str | int]:
+        """Keyword arguments for psycopg.connect()."""
+        kwargs: dict[str, str | int] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "dbname": dbname or self.dbname,
+            "connect_timeout": 5,
+        }
+        if self.password:
+            kwargs["password"] = self.password
+        return kwargs
+
 
 
 class PgToolError(Exception):

@@ -27,9 +27,9 @@ from datetime import datetime
 from redis import Redis
 from redis.exceptions import RedisError
 
+from app.adapters.storage import Storage, StoredObject
+from app.config import Settings
 from app.domain.catalog import Backup, read_pin
-from app.domain.storage import Storage, StoredObject
-from app.settings import Settings
 
 PIN_NOTE_SECONDS = 30 * 24 * 3600  # a remembered note outlives any page view; an unpinned one fades
 

@@ -1,6 +1,6 @@
 """The console store's schema: which revision it is at, and refusing to run on one that is behind.
 
-The schema changes only through the Alembic migrations in `app/migrations` (Flask-Migrate),
+The schema changes only through the Alembic migrations in `app/store/migrations` (Flask-Migrate),
 run by `flask --app wsgi db upgrade`; no other process creates or alters tables. A web
 server, worker or CLI command that finds the store behind stops with one line saying what to
 run, instead of failing later on a missing column.

@@ -21,6 +21,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from app.adapters.postgres import TargetDatabase
+
 ROLES = ("viewer", "operator", "admin")
 ENVIRONMENT_COLOR_NAMES = ("red", "amber", "green", "blue", "purple", "neutral")
 DEFAULT_ENVIRONMENT_COLORS = {"production": "red", "staging": "amber"}
@@ -39,37 +41,6 @@ class ConfigError(Exception):
     def __init__(self, variable: str, problem: str):
         super().__init__(f"{variable}: {problem}")
         self.variable = variable
-
-
-@dataclass(frozen=True)
-class TargetDatabase:
-    """The one database this console backs up and restores. Never chosen by a request."""
-
-    host: str
-    port: int
-    user: str
-    password: str = field(repr=False)
-    dbname: str
-
-    def libpq_env(self) -> dict[str, str]:
-        """Connection settings for a pg_dump/pg_restore child: the password stays off argv."""
-        env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user}
-        if self.password:
-            env["PGPASSWORD"] = self.password
-        return env
-
-    def conninfo(self, dbname: str | None = None) -> dict[str, str | int]:
-        """Keyword arguments for psycopg.connect()."""
-        kwargs: dict[str, str | int] = {
-            "host": self.host,
-            "port": self.port,
-            "user": self.user,
-            "dbname": dbname or self.dbname,
-            "connect_timeout": 5,
-        }
-        if self.password:
-            kwargs["password"] = self.password
-        return kwargs
 
 
 @dataclass(frozen=True)
@@ -583,7 +554,7 @@ def _database_from_url(url: str, variable: str) -> TargetDatabase:
 
 def _file_recipients(values: tuple[str, ...], problem) -> tuple[str, ...]:
     """A target's own age recipients (public keys, so they may be written in the file)."""
-    from app.domain.encryption import parse_recipients
+    from app.adapters.encryption import parse_recipients
 
     try:
         return tuple(dict.fromkeys(r for value in values for r in parse_recipients(value)))
@@ -593,7 +564,7 @@ def _file_recipients(values: tuple[str, ...], problem) -> tuple[str, ...]:
 
 def _recipients(env: Mapping[str, str]) -> tuple[str, ...]:
     """BACKUP_ENCRYPTION_RECIPIENTS (comma-separated) and/or the lines of BACKUP_ENCRYPTION_RECIPIENTS_FILE."""
-    from app.domain.encryption import parse_recipients
+    from app.adapters.encryption import parse_recipients
 
     found: tuple[str, ...] = ()
     path = env.get("BACKUP_ENCRYPTION_RECIPIENTS_FILE", "").strip()

@@ -25,7 +25,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from app.domain.storage import PRIVATE_FOLDER, LocalStorage, S3Storage, Storage
+from app.adapters.storage import PRIVATE_FOLDER, LocalStorage, S3Storage, Storage
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB

@@ -8,8 +8,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from redis import Redis
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
-from app.domain.storage import Storage, open_storage
-from app.settings import ConfigError, Settings
+from app.adapters.storage import Storage, open_storage
+from app.config import ConfigError, Settings
 
 _MALFORMED = "is not a valid Redis URL (percent-encode / ? # @ : % in the user name or password)"
 # redis-py's TLS options that name a file (or, for ssl_ca_path, a folder) every process must read.

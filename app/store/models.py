@@ -2,7 +2,7 @@
 
 It lives in `CONSOLE_DATABASE_URL` (SQLite by default), never in the target database, so a
 restore can never erase who did it. Only hashes of passwords, tokens and recovery codes are kept;
-a two-factor secret is kept encrypted (app/second_factor.py).
+a two-factor secret is kept encrypted (app/accounts/second_factor.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstr
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.config import ROLES
 from app.extensions import db
-from app.settings import ROLES
 
 
 def utcnow() -> datetime:

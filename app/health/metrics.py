@@ -26,9 +26,9 @@ from app import operations, services
 from app.domain.catalog import Backup, read_manifest
 from app.domain.console import ConsoleBackups, target_name
 from app.domain.trends import manifest_seconds
+from app.health.status import COMPONENTS, check_name, component_checks
 from app.jobs.queue import JOB_KINDS, job_counts, queue_for
 from app.jobs.schedule import scheduler_alive
-from app.status import COMPONENTS, check_name, component_checks
 
 STORE_CACHE_SECONDS = 30.0
 LABELS = ["target", "environment"]

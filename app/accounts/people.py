@@ -14,10 +14,10 @@ import secrets
 import unicodedata
 from datetime import datetime, timedelta
 
-from app import audit
+from app.config import ROLES, TARGET_ROLES
 from app.extensions import db
-from app.models import ApiToken, LoginSession, TargetRole, User, utcnow
-from app.settings import ROLES, TARGET_ROLES
+from app.store import audit
+from app.store.models import ApiToken, LoginSession, TargetRole, User, utcnow
 
 GLOBAL = "global"  # as a per-target role: none of its own, the user's global role applies
 

@@ -16,9 +16,9 @@ from contextvars import ContextVar
 from flask import Flask, current_app
 from redis import Redis
 
-from app.clients import redis_for, storage_for
-from app.domain.storage import Storage
-from app.settings import Settings
+from app.adapters.storage import Storage
+from app.config import Settings
+from app.services.clients import redis_for, storage_for
 
 _acting_on: ContextVar[str | None] = ContextVar("pgconsole_target", default=None)
 

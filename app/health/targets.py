@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from app import services
+from app.adapters.storage import StorageError
 from app.domain.alerts import is_stale
 from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
-from app.domain.storage import StorageError
 from app.extensions import db
 from app.jobs.schedule import effective_schedule, next_run
-from app.models import AuditEvent
+from app.store.models import AuditEvent
 
 JOB_ACTIONS = ("backup", "restore", "verify")
 

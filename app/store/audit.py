@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from app import services
 from app.extensions import db
-from app.models import AuditEvent
+from app.store.models import AuditEvent
 
 
 def record(

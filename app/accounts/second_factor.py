@@ -21,11 +21,11 @@ import pyotp
 import segno
 from sqlalchemy import or_, update
 
-from app import audit
+from app.accounts.people import end_sessions
+from app.config import Settings
 from app.extensions import db
-from app.models import RecoveryCode, User, utcnow
-from app.people import end_sessions
-from app.settings import Settings
+from app.store import audit
+from app.store.models import RecoveryCode, User, utcnow
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet

@@ -1,0 +1,1 @@
+"""How the console and each target are doing: component checks, each target's status, metrics."""
