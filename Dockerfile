@@ -5,7 +5,7 @@ FROM python:3.11-slim-bookworm
 
 # The client tools of every supported major version: the worker picks the oldest pg_dump
 # whose major is at least the server's, so the archive stays readable by as many pg_restore
-# versions as possible (README "Which pg_dump"). pgdg's builds have gzip, lz4 and zstd.
+# versions as possible (docs/backups.md, "How a backup runs"). pgdg's builds have gzip, lz4 and zstd.
 # If the PostgreSQL project's repository has dropped an end-of-life major by the time you
 # build, leave it out: --build-arg PG_MAJORS="14 15 16 17 18".
 ARG PG_MAJORS="13 14 15 16 17 18"
