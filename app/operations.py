@@ -81,7 +81,7 @@ def collaborators() -> Collaborators:
     """The settings, Redis and backups of the target this request, command or job acts on
     (`services.acting_on`; the default target otherwise). Needs an app context."""
     settings, redis = services.settings(), services.redis()
-    backups = ConsoleBackups.from_settings(settings, services.storage(), listing_cache(settings, redis))
+    backups = services.console_backups(settings, services.storage(), listing_cache(settings, redis))
     return Collaborators(settings, redis, backups)
 
 

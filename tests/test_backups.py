@@ -177,8 +177,8 @@ def test_retention_keeps_the_newest_of_this_environment_only(make_app, run_jobs,
 
 
 def test_retention_reports_a_failed_delete_and_goes_on(app, tmp_path):
+    from app import services
     from app.domain.backup import apply_retention
-    from app.domain.console import ConsoleBackups
     from app.domain.retention import RetentionPolicy
 
     storage = storage_of(app)
@@ -191,7 +191,7 @@ def test_retention_reports_a_failed_delete_and_goes_on(app, tmp_path):
     stuck = Path(storage.folder, names[3])
     subprocess.run(["chattr", "+i", str(stuck)], check=True)  # a real EPERM, even for root
     try:
-        ours = ConsoleBackups.from_settings(app.config["SETTINGS"], storage)
+        ours = services.console_backups(app.config["SETTINGS"], storage)
         deleted, failures = apply_retention(ours, ours.listing(), policy=RetentionPolicy(2), just_made=names[0])
     finally:
         subprocess.run(["chattr", "-i", str(stuck)], check=True)

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from app.adapters import encryption, postgres
+from app.adapters.postgres import TargetDatabase
 from app.adapters.storage import MiB, Storage, StorageError, Upload, part_size_for
-from app.config import TargetDatabase
 from app.domain.catalog import Backup, sidecar_names, write_manifest
 from app.domain.console import ConsoleBackups
 from app.domain.naming import both_forms

@@ -13,9 +13,8 @@ import shutil
 import psycopg
 
 from app.adapters import encryption, postgres
-from app.adapters.postgres import PgToolError
+from app.adapters.postgres import PgToolError, TargetDatabase
 from app.adapters.storage import Storage, StorageError
-from app.config import TargetDatabase
 from app.domain import restore
 from app.domain.backup import BackupError
 from app.domain.catalog import sidecar_names

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from app.adapters.postgres import TargetDatabase
 from app.adapters.storage import Storage, StoredObject
-from app.config import Settings, TargetDatabase
 from app.domain.catalog import Backup, find_backup, list_backups, may_be_backup, read_verification
 from app.domain.naming import Owner
 from app.domain.provenance import Provenance, dated_in_future, provenance_in, proves
@@ -28,9 +28,7 @@ class ListingCache(Protocol):
         ...
 
 
-def target_name(settings: Settings) -> str:
-    """The name of `settings`' target, as alerts and metrics label it (settings made by hand, without
-    targets, are named after their environment, as the target made from today's variables is)."""
+def target_name(settings) -> str:  # noqa: ANN001 - TEMPORARY until alerts.py uses services.target_name
     return settings.target_name or settings.app_env
 
 
@@ -42,11 +40,6 @@ class ConsoleBackups:
     storage: Storage
     cache: ListingCache | None = None  # None: every listing asks the store (what jobs need)
     signing_key: bytes = field(default=b"", repr=False)  # BACKUP_SIGNING_KEY: which manifests are ours
-
-    @classmethod
-    def from_settings(cls, settings: Settings, storage: Storage, cache: ListingCache | None = None) -> ConsoleBackups:
-        return cls(settings.target, Owner(settings.app_name, settings.app_env), settings.zone, storage, cache,
-                   settings.signing_key)  # fmt: skip
 
     def listing(self, fresh: bool = False) -> list[Backup]:
         """Everything in the store (ours and others'), newest first; from the cache when there is one."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import psycopg
 
 from app.adapters import postgres
-from app.config import TargetDatabase
+from app.adapters.postgres import TargetDatabase
 
 # Whoever owns the database: never missing, and nobody to act as (the public schema's owner since PG 15).
 _IMPLICIT_ROLES = frozenset({"pg_database_owner"})

@@ -32,8 +32,8 @@ import psycopg
 from psycopg import sql
 
 from app.adapters import encryption, postgres
+from app.adapters.postgres import TargetDatabase
 from app.adapters.storage import MiB, Storage
-from app.config import TargetDatabase
 from app.domain import preflight as preflight_rules
 from app.domain.archive import (
     GRANTOR,

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from app.config import Settings
 from app.domain.catalog import Backup
 from app.domain.naming import Owner
 
@@ -28,11 +27,6 @@ class RetentionPolicy:
     daily: int = 0
     weekly: int = 0
     monthly: int = 0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RetentionPolicy:
-        return cls(settings.max_backup_files, settings.retention_daily, settings.retention_weekly,
-                   settings.retention_monthly)  # fmt: skip
 
     def describe(self) -> str:
         extra = [f"{n} {unit}" for n, unit in ((self.daily, "daily"), (self.weekly, "weekly"),

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from app.adapters import postgres
-from app.config import TargetDatabase
+from app.adapters.postgres import TargetDatabase
 
 # Attributes only a superuser may give, so never given by the console (and refused when asked).
 _SUPERUSER_ATTRIBUTES = ("superuser", "replication", "bypassrls")

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from app import operations, services
 from app.domain.catalog import Backup, read_manifest
-from app.domain.console import ConsoleBackups, target_name
+from app.domain.console import ConsoleBackups
 from app.domain.trends import manifest_seconds
 from app.health.status import COMPONENTS, check_name, component_checks
 from app.jobs.queue import JOB_KINDS, job_counts, queue_for
@@ -92,7 +92,7 @@ class ConsoleCollector(Collector):
 
     def _collect_target(self, target: str | None, checks: dict[str, str]) -> Iterator[Metric]:
         settings = services.settings()
-        labels = [target_name(settings), settings.app_env]
+        labels = [services.target_name(settings), settings.app_env]
         try:
             view: StoreView | None = self.stores.setdefault(target, _StoreCache()).get(
                 operations.collaborators().backups)

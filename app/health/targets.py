@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from app import services
+from app import operations, services
 from app.adapters.storage import StorageError
+from app.config import Settings
 from app.domain.alerts import is_stale
 from app.domain.catalog import Backup
-from app.domain.console import ConsoleBackups
 from app.extensions import db
 from app.jobs.schedule import effective_schedule, next_run
 from app.store.models import AuditEvent
@@ -29,6 +29,38 @@ class LastJob:
     outcome: str  # "ok" or "failed"
     at: datetime  # naive UTC, as the console store keeps it
     job_id: str | None
+
+
+@dataclass(frozen=True)
+class NewestBackup:
+    """A target's newest backup of its own, its age, and whether it is stale (the stale-backup alert's rule)."""
+
+    backup: Backup | None
+    age_seconds: int | None
+    stale: bool
+
+    def to_json(self) -> dict:
+        filename = self.backup.filename if self.backup else None
+        return {"filename": filename, "age_seconds": self.age_seconds, "stale": self.stale}
+
+
+def judge_newest(newest: Backup | None, settings: Settings, now: datetime) -> NewestBackup:
+    """`newest`'s age at `now` and whether it is older than BACKUP_MAX_AGE_HOURS (or missing)."""
+    age = int((now - newest.created_at).total_seconds()) if newest else None
+    return NewestBackup(newest, age, is_stale(newest, timedelta(hours=settings.backup_max_age_hours), now))
+
+
+def newest_backup(settings: Settings) -> NewestBackup | None:
+    """`settings`' target's newest backup, from the cached listing; None when its store cannot be listed.
+
+    Reported, never a reason for /healthz to answer 503: the stale-backup alert covers it.
+    """
+    try:
+        with services.acting_on(settings.target_name or None):
+            newest = operations.collaborators().backups.newest()
+    except Exception:  # noqa: BLE001 - storage being down is reported by its own check
+        return None
+    return judge_newest(newest, settings, datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -89,7 +121,7 @@ def status_of(name: str, now: datetime | None = None) -> TargetStatus:
     """`name`'s status (needs an app context); a store that cannot be listed is reported, not raised."""
     now = now or datetime.now(UTC)
     settings = services.console_settings().for_target(name)
-    ours = ConsoleBackups.from_settings(settings, services.storage(name))
+    ours = services.console_backups(settings, services.storage(name))
     newest = proven = None
     error = None
     try:
@@ -98,11 +130,10 @@ def status_of(name: str, now: datetime | None = None) -> TargetStatus:
     except StorageError as exc:
         error = str(exc)
     schedule = effective_schedule(settings)
+    judged = judge_newest(newest, settings, now)
     return TargetStatus(
         name=name, environment=settings.app_env, database=settings.target.dbname, host=settings.target.host,
-        storage=ours.storage.description, newest=newest,
-        age_seconds=int((now - newest.created_at).total_seconds()) if newest else None,
-        stale=is_stale(newest, timedelta(hours=settings.backup_max_age_hours), now),
+        storage=ours.storage.description, newest=newest, age_seconds=judged.age_seconds, stale=judged.stale,
         last_job=last_job(name), proven=proven, schedule=schedule,
         next_run=next_run(schedule, settings.zone) if schedule else None, storage_error=error,
     )  # fmt: skip

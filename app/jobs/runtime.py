@@ -58,4 +58,4 @@ def console(target: str | None = None) -> ConsoleBackups:
     and stores (no app context needed)."""
     current = app()
     name = target or services.scoped_target()
-    return ConsoleBackups.from_settings(current.config["SETTINGS"].for_target(name), services.storage_of(current, name))
+    return services.console_backups(current.config["SETTINGS"].for_target(name), services.storage_of(current, name))

@@ -26,7 +26,6 @@ from app.domain import alerts, catalog, cleanup, preflight, provenance, restore,
 from app.domain import backup as backups
 from app.domain.console import ConsoleBackups
 from app.domain.provenance import UNTRUSTED_WARNING
-from app.domain.retention import RetentionPolicy
 from app.jobs import history
 from app.jobs.locks import DatabaseLock
 from app.jobs.notify import notify
@@ -108,7 +107,7 @@ def _dump_into_store(
     listed = ours.listing()
     try:
         result.deleted, result.delete_failures = backups.apply_retention(
-            ours, listed, policy=RetentionPolicy.from_settings(settings), just_made=result.filename
+            ours, listed, policy=services.retention_policy(settings), just_made=result.filename
         )
     finally:
         listing_changed(settings, services.redis())

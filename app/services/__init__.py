@@ -18,6 +18,9 @@ from redis import Redis
 
 from app.adapters.storage import Storage
 from app.config import Settings
+from app.domain.console import ConsoleBackups, ListingCache
+from app.domain.naming import Owner
+from app.domain.retention import RetentionPolicy
 from app.services.clients import redis_for, storage_for
 
 _acting_on: ContextVar[str | None] = ContextVar("pgconsole_target", default=None)
@@ -78,3 +81,21 @@ def storage_of(app: Flask, target: str | None) -> Storage:
     if target is None or target == settings.target_name:
         return app.extensions["pgconsole.storage"]
     return app.extensions["pgconsole.storages"][settings.find_target(target).name]
+
+
+def console_backups(settings: Settings, storage: Storage, cache: ListingCache | None = None) -> ConsoleBackups:
+    """The backups of `settings`' target in `storage`; `cache` shares listings (None: every listing asks the store)."""
+    return ConsoleBackups(settings.target, Owner(settings.app_name, settings.app_env), settings.zone, storage, cache,
+                          settings.signing_key)  # fmt: skip
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    """The retention policy the settings give: MAX_BACKUP_FILES and the daily/weekly/monthly counts."""
+    return RetentionPolicy(settings.max_backup_files, settings.retention_daily, settings.retention_weekly,
+                           settings.retention_monthly)  # fmt: skip
+
+
+def target_name(settings: Settings) -> str:
+    """The name of `settings`' target, as alerts and metrics label it (settings made by hand, without
+    targets, are named after their environment, as the target made from today's variables is)."""
+    return settings.target_name or settings.app_env

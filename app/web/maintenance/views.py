@@ -16,7 +16,7 @@ from app.adapters.storage_check import CheckResult, all_passed, check_storage, s
 from app.config import cron_problem
 from app.domain.alerts import Delivery, apprise_urls, where
 from app.domain.catalog import Backup
-from app.domain.retention import RetentionPolicy, retention_plan
+from app.domain.retention import retention_plan
 from app.jobs.schedule import effective_schedule, next_run, save_schedule, scheduler_alive
 from app.store import audit
 from app.web.auth import client_address, role_required
@@ -94,7 +94,7 @@ def render_settings(form: ScheduleForm, status: int, check_results: list[CheckRe
         "maintenance/settings.html", form=form, schedule=schedule,
         next_run=next_run(schedule, settings.zone) if schedule else None,
         scheduler_alive=scheduler_alive(services.redis(), settings.redis_namespace),
-        policy=RetentionPolicy.from_settings(settings), settings=settings,
+        policy=services.retention_policy(settings), settings=settings,
         check_form=StorageCheckForm(formdata=None), storage=services.storage().description,
         check_results=check_results, check_passed=check_results and all_passed(check_results),
         notify_form=TestNotificationForm(formdata=None), channels=[where(url) for url in apprise_urls(settings)],
@@ -108,7 +108,7 @@ def render_settings(form: ScheduleForm, status: int, check_results: list[CheckRe
 def retention_preview():
     settings = services.settings()
     ours = operations.collaborators().backups
-    policy = RetentionPolicy.from_settings(settings)
+    policy = services.retention_policy(settings)
     try:
         backups = ours.listing()
     except StorageError as exc:
