@@ -1,6 +1,6 @@
 """Test fixtures on real services: PostgreSQL and Redis on 127.0.0.1, three S3 servers
-(tests/s3_servers.py), PostgreSQL 17 and 18 (tests/pg_servers.py). Helpers that are not
-fixtures live in tests/helpers.py.
+and PostgreSQL 17 and 18 (tests/support, their fixtures in tests/server_fixtures.py). Helpers
+that are not fixtures live in tests/helpers.py and tests/support.
 
 Each test gets its own throw-away database, its own Redis key space (namespace and queue)
 and its own bucket or folder, and removes them afterwards. A missing service fails the test
@@ -24,28 +24,23 @@ import redis as redis_lib
 from app.jobs.queue import purge_namespace
 
 # Before importing them, so that their asserts report as well as a test's own.
-pytest.register_assert_rewrite("tests.s3_servers", "tests.pg_servers", "tests.helpers", "tests.notify_servers")
+pytest.register_assert_rewrite("tests.helpers", "tests.server_fixtures", "tests.support")
 from tests.helpers import (  # noqa: E402
     CHROMIUM,
     PASSWORD,
-    PG,
     REDIS_URL,
-    ROOT,
     STORE_FILE,
     AuthActions,
-    Processes,
     Provider,
-    child_env,
-    create_database,
-    database_names,
-    drop_database,
-    new_name,
     run_jobs_for,
     run_provider,
 )
-from tests.s3_servers import create_bucket, remove_bucket  # noqa: E402
+from tests.support import ROOT  # noqa: E402
+from tests.support.databases import PG, create_database, database_names, drop_database, new_name  # noqa: E402
+from tests.support.processes import Processes, child_env  # noqa: E402
+from tests.support.s3_servers import create_bucket, remove_bucket  # noqa: E402
 
-pytest_plugins = ["tests.s3_servers", "tests.pg_servers", "tests.notify_servers"]
+pytest_plugins = ["tests.server_fixtures"]
 
 
 # --------------------------------------------------------------------------- services
@@ -102,7 +97,7 @@ def redis_ns(redis_server) -> Iterator[str]:
     purge_namespace(redis_server, namespace)
 
 
-# --------------------------------------------------------------------------- S3 (see tests/s3_servers.py)
+# --------------------------------------------------------------------------- S3 (see tests/support/s3_servers.py)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""What the tests share besides fixtures: throw-away databases, the console in-process and as real
-processes, signing in, and waiting for jobs. Fixtures stay in conftest.py and build on these.
+"""What the tests share besides fixtures: the console in-process, signing in, the store, the audit
+log and waiting for jobs. Real servers and processes are in tests/support; fixtures in conftest.py.
 """
 
 from __future__ import annotations
@@ -8,27 +8,14 @@ import contextlib
 import hashlib
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import psycopg
-from psycopg import sql
-
 from app.domain.naming import backup_filename
-from tests.s3_servers import S3Bucket, free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
-
+from tests.support.s3_servers import S3Bucket
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -40,65 +27,6 @@ PASSWORD = "correct horse battery"
 
 
 STORE_FILE = "console.sqlite3"  # the console store's default file name under INSTANCE_PATH
-
-
-def new_name(prefix: str = "pgct") -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
-
-
-def create_database(pg_admin: psycopg.Connection, name: str, rows: int = 2000, server: Mapping = PG) -> None:
-    """A database with sample rows, made through `pg_admin` on `server` (connection params like PG)."""
-    pg_admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    with psycopg.connect(**{**server, "dbname": name}, autocommit=True) as conn:
-        conn.execute(
-            """
-            CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text UNIQUE,
-                                    created_at timestamptz DEFAULT now(), profile jsonb);
-            CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int REFERENCES customers(id),
-                                 total numeric(12,2), note text);
-            CREATE INDEX ON orders (customer_id);
-            """
-        )
-        conn.execute(
-            """INSERT INTO customers (name, email, profile)
-               SELECT 'customer ' || g, 'c' || g || '@example.com', jsonb_build_object('n', g, 'tag', md5(g::text))
-               FROM generate_series(1, %(rows)s) g""",
-            {"rows": rows},
-        )
-        conn.execute(
-            """INSERT INTO orders (customer_id, total, note)
-               SELECT 1 + (g %% %(rows)s), (g * 7 %% 1000) / 3.0, md5(g::text) || md5((g * 3)::text)
-               FROM generate_series(1, %(rows)s * 3) g""",
-            {"rows": rows},
-        )
-
-
-def drop_database(pg_admin: psycopg.Connection, name: str) -> None:
-    pg_admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def database_names(pg_admin: psycopg.Connection, like: str) -> list[str]:
-    rows = pg_admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (like,)).fetchall()
-    return sorted(r[0] for r in rows)
-
-
-def table_fingerprint(dbname: str, server: Mapping = PG) -> dict[str, tuple[int, str]]:
-    """Row count and an order-independent checksum of every user table's rows."""
-    with psycopg.connect(**{**server, "dbname": dbname}) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
-            ).fetchall()
-        ]
-        result = {}
-        for table in tables:
-            query = sql.SQL(
-                "SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' ORDER BY md5(t::text)), '')) FROM {} t"
-            ).format(sql.SQL(table))
-            count, digest = conn.execute(query).fetchone()
-            result[table] = (count, digest)
-        return result
 
 
 class AuthActions:
@@ -151,105 +79,6 @@ def run_jobs_for(app, max_jobs: int | None = None):
         SimpleWorker(worker_queues(settings(), redis()), connection=redis(), **worker_options()).work(
             burst=True, max_jobs=max_jobs
         )
-
-
-def child_env(env: dict[str, str]) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
-    return {**keep, **env, "PYTHONUNBUFFERED": "1"}
-
-
-class Processes:
-    """Real processes started by a test (worker, gunicorn), stopped at the end; logs kept."""
-
-    def __init__(self, log_dir: Path):
-        self.log_dir = log_dir
-        self.procs: list[tuple[subprocess.Popen, Path]] = []
-
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = self.log_dir / f"{name}.log"
-        proc = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=child_env(env),
-            stdout=open(log, "ab"),  # noqa: SIM115 - the child owns it
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.procs.append((proc, log))
-        return proc
-
-    def worker(self, env: dict[str, str], name: str = "worker") -> subprocess.Popen:
-        return self.start(name, [sys.executable, "-m", "flask", "--app", "wsgi", "worker"], env)
-
-    def web(self, env: dict[str, str]) -> str:
-        port = free_port()
-        self.start(
-            "web",
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "wsgi:app"],
-            env,
-        )
-        base = f"http://127.0.0.1:{port}"
-        wait_for_http(base + "/login")
-        return base
-
-    @staticmethod
-    def kill(proc: subprocess.Popen) -> None:
-        """SIGKILL the process and everything below it, as when a host is lost.
-
-        RQ's work horse runs in a session of its own, so killing the worker's process group
-        alone would leave the horse (and its pg_dump) running: walk the tree instead.
-        """
-        victims = [proc.pid, *descendants(proc.pid)]
-        for pid in victims:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    @staticmethod
-    def stop(proc: subprocess.Popen) -> None:
-        """A clean stop (SIGTERM: RQ finishes the current job first)."""
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-    def log(self, name: str) -> str:
-        return (self.log_dir / f"{name}.log").read_text(errors="replace")
-
-    def stop_all(self) -> None:
-        for proc, _ in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc, _ in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def descendants(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            for child in (task / "children").read_text().split():
-                found += [int(child), *descendants(int(child))]
-    return found
-
-
-def wait_for_http(url: str, timeout: float = 20) -> None:
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - a local test server
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def wait_for(predicate, timeout: float = 30, interval: float = 0.2, message: str = "condition"):
@@ -401,7 +230,7 @@ def restore_api(client, headers, filename, passkey=PASSKEY, **options):
 
 
 def restore_through_api(app, client, headers, filename, passkey=PASSKEY, **options) -> dict:
-    """Ask for a restore through the seed's API (202), run the queued jobs, and return the job's final status."""
+    """Ask for a restore through the API (202), run the queued jobs, and return the job's final status."""
     response = restore_api(client, headers, filename, passkey, **options)
     assert response.status_code == 202, response.get_json()
     run_jobs_for(app)

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.support import ROOT
 from tests.test_activity_browser import console, sign_in
 from tests.test_list_browser import foreign_backup
 

@@ -12,7 +12,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.helpers import PASSWORD, PG, ROOT, child_env, table_fingerprint
+from tests.helpers import PASSWORD
+from tests.support import ROOT
+from tests.support.databases import PG, table_fingerprint
+from tests.support.processes import child_env
 
 pytestmark = pytest.mark.browser
 

@@ -13,8 +13,9 @@ from app.config import ConfigError, Settings
 from app.domain.alerts import Alert, deliver, job_alert, stale_backup_alert, where
 from app.domain.catalog import Backup
 from app.domain.naming import Owner
-from tests.helpers import AuthActions, audit_rows, free_port, run_jobs_for, wait_for, wait_for_job
-from tests.notify_servers import SECRET_PATH, closed_port, mail_text
+from tests.helpers import AuthActions, audit_rows, run_jobs_for, wait_for, wait_for_job
+from tests.support.notify import SECRET_PATH, closed_port, mail_text
+from tests.support.processes import free_port
 
 SMTP_PASSWORD = "smtp-pa55word-never-logged"
 NO_SLEEP = {"sleep": lambda s: None}

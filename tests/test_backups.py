@@ -20,13 +20,9 @@ from app.adapters.storage import MiB
 from app.domain.naming import backup_filename, parse_backup_name
 from tests.helpers import (
     NOTHING_LEFT,
-    PG,
-    ROOT,
     AuthActions,
     backup_run_in_process,
-    child_env,
     leftovers,
-    new_name,
     operator_headers,
     put_signed_backup,
     run_jobs_for,
@@ -34,6 +30,9 @@ from tests.helpers import (
     wait_for,
     wait_for_job,
 )
+from tests.support import ROOT
+from tests.support.databases import PG, new_name
+from tests.support.processes import child_env
 
 
 @pytest.fixture
@@ -443,7 +442,7 @@ def test_s3_going_away_mid_backup_leaves_no_backup_and_says_why(app_env, process
 
     from app.jobs.locks import DatabaseLock
     from app.jobs.queue import start_job
-    from tests.s3_servers import free_port
+    from tests.support.processes import free_port
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"

@@ -11,16 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psycopg
 import pytest
 
-from tests.helpers import (
-    PG,
-    backup_run_in_process,
-    database_names,
-    old_backups,
-    run_jobs_for,
-    signed_in,
-    storage_of,
-    table_fingerprint,
-)
+from tests.helpers import backup_run_in_process, old_backups, run_jobs_for, signed_in, storage_of
+from tests.support.databases import PG, database_names, table_fingerprint
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from tests.helpers import PASSWORD, ROOT, child_env
+from tests.helpers import PASSWORD
+from tests.support import ROOT
+from tests.support.processes import child_env
 
 pytestmark = pytest.mark.browser
 
@@ -87,7 +89,7 @@ def test_the_whole_restore_flow_through_the_pages(page, live, app_env, target_db
     import psycopg
 
     from app.domain.naming import backup_filename
-    from tests.helpers import PG, table_fingerprint
+    from tests.support.databases import PG, table_fingerprint
 
     # Yesterday's backup (made by hand, without a manifest), then a day of changes.
     at_backup = table_fingerprint(target_db)

@@ -16,7 +16,6 @@ import pytest
 from app.domain.naming import backup_filename
 from tests.helpers import (
     NOTHING_LEFT,
-    PG,
     AuthActions,
     backup_run_in_process,
     keys,
@@ -25,8 +24,8 @@ from tests.helpers import (
     restore_through_api,
     run_jobs_for,
     storage_of,
-    table_fingerprint,
 )
+from tests.support.databases import PG, table_fingerprint
 from tests.test_backups import limited_role  # noqa: F401 - a fixture, used through request.getfixturevalue
 from tests.test_restore import assert_failed_and_unchanged, change_live
 

@@ -13,7 +13,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.helpers import PG, database_names, table_fingerprint, wait_for, wait_for_job
+from tests.helpers import wait_for, wait_for_job
+from tests.support.databases import PG, database_names, table_fingerprint
 
 
 class FlakyS3:
@@ -151,7 +152,7 @@ def test_a_worker_killed_mid_download_leaves_the_live_database_and_no_temp_file(
 
 def test_postgresql_refusing_connections_fails_the_job_and_the_console_still_answers(make_app, app_env, make_user):
     from tests.helpers import AuthActions, backup_run_in_process
-    from tests.s3_servers import free_port
+    from tests.support.processes import free_port
 
     app = make_app(
         DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/{app_env['DATABASE_URL'].rsplit('/', 1)[1]}"
@@ -201,7 +202,7 @@ def own_redis(tmp_path):
     import shutil
     import subprocess
 
-    from tests.s3_servers import free_port
+    from tests.support.processes import free_port
 
     port = free_port()
     folder = tmp_path / "redis"

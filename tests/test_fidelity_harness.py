@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from tests.fidelity import RichDatabase, differences, fingerprint, rich_database
-from tests.helpers import PG
+from tests.support.databases import PG
+from tests.support.fidelity import RichDatabase, differences, fingerprint, rich_database
 
 DATABASE_ENTRY = re.compile(r"^\d+; \d+ \d+ (DATABASE|DATABASE PROPERTIES|COMMENT - DATABASE|ACL - DATABASE) ")
 

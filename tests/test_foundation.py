@@ -9,7 +9,9 @@ import pytest
 
 from app.config import ConfigError, Settings
 from app.store.models import AuditEvent
-from tests.helpers import PASSWORD, ROOT, child_env
+from tests.helpers import PASSWORD
+from tests.support import ROOT
+from tests.support.processes import child_env
 
 BASE_ENV = {"DATABASE_URL": "postgresql://postgres@127.0.0.1/x"}
 
@@ -234,7 +236,7 @@ def test_healthz_names_what_is_down(make_app, free_redis_port):
 
 @pytest.fixture
 def free_redis_port():
-    from tests.s3_servers import free_port
+    from tests.support.processes import free_port
 
     return free_port()
 
@@ -269,7 +271,8 @@ def test_anonymous_healthz_lists_nothing_and_answers_from_a_short_cache(make_app
                                                                          pg_admin, monkeypatch):  # fmt: skip
     """Anyone can reach /healthz: it must not cost a bucket listing or name a backup file."""
     from app.web.health import views as health
-    from tests.helpers import backup_run_in_process, drop_database
+    from tests.helpers import backup_run_in_process
+    from tests.support.databases import drop_database
 
     app = make_app()
     filename = backup_run_in_process(app)["result"]["filename"]

@@ -15,7 +15,8 @@ from datetime import datetime
 import psycopg
 import pytest
 
-from tests.helpers import PG, wait_for, wait_for_job
+from tests.helpers import wait_for, wait_for_job
+from tests.support.databases import PG
 from tests.test_faults import FlakyS3
 
 LIMIT = 5  # JOB_TIMEOUT_SECONDS: its minimum

@@ -8,7 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.domain.catalog import read_manifest
 from app.domain.trends import manifest_seconds
-from tests.helpers import free_port, job_of, run_jobs_for
+from tests.helpers import job_of, run_jobs_for
+from tests.support.processes import free_port
 
 TOKEN = "metrics-token-for-the-test-7731"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from tests.helpers import PASSWORD, ROOT, child_env, drop_database, new_name
+from tests.helpers import PASSWORD
+from tests.support import ROOT
+from tests.support.databases import drop_database, new_name
+from tests.support.processes import child_env
 
 # Releases that landed before migrations: each made its store with create_all and kept no revision.
 # 11ca1fb predates users.session_epoch and login_sessions; a951972 is the last release without Alembic.

@@ -23,15 +23,14 @@ from app.domain.naming import backup_filename
 from tests.helpers import (
     NOTHING_LEFT,
     backup_run_in_process,
-    database_names,
     leftovers,
     operator_headers,
     run_jobs_for,
     storage_of,
-    table_fingerprint,
     wait_for_job,
 )
-from tests.pg_servers import SYSTEM, wheel_bin_dir, wheel_bin_dirs
+from tests.support.databases import database_names, table_fingerprint
+from tests.support.pg_servers import SYSTEM, wheel_bin_dir, wheel_bin_dirs
 
 # What `auto` gives on each server's own pg_dump (the worker picks the oldest major >= the server's).
 AUTO_LEVEL = "1"  # the measured choice for zstd (README, Benchmarks; bench/results/compression.md)

@@ -20,7 +20,8 @@ from app.config import ConfigError, Settings
 from app.domain import provenance
 from app.domain.catalog import Backup, read_json
 from app.domain.naming import backup_filename
-from tests.helpers import PASSKEY, database_names, job_of, new_name, restore_api, run_jobs_for, signed_in, storage_of
+from tests.helpers import PASSKEY, job_of, restore_api, run_jobs_for, signed_in, storage_of
+from tests.support.databases import database_names, new_name
 
 KEY = b"k" * 32
 IST = ZoneInfo("Asia/Kolkata")
@@ -218,7 +219,8 @@ def test_a_worker_role_that_is_not_a_superuser_backs_up_verifies_and_restores(
     """The role the README recommends: CREATEDB and owner of the target, nothing more."""
     import psycopg
 
-    from tests.helpers import PG, backup_run_in_process, table_fingerprint
+    from tests.helpers import backup_run_in_process
+    from tests.support.databases import PG, table_fingerprint
 
     role = new_name("pgct_worker")
     pg_admin.execute(f'CREATE ROLE "{role}" LOGIN CREATEDB')

@@ -14,17 +14,9 @@ import psycopg
 import pytest
 
 from app.adapters.storage import MIN_PART_SIZE, S3Storage
-from tests.helpers import (
-    PASSKEY,
-    PG,
-    backup_run_in_process,
-    drop_database,
-    keys,
-    new_name,
-    run_jobs_for,
-    table_fingerprint,
-)
-from tests.s3_servers import REGION, S3Bucket
+from tests.helpers import PASSKEY, backup_run_in_process, keys, run_jobs_for
+from tests.support.databases import PG, drop_database, new_name, table_fingerprint
+from tests.support.s3_servers import REGION, S3Bucket
 
 MiB = 1024 * 1024
 

@@ -25,8 +25,9 @@ from urllib.parse import quote
 import pytest
 import redis as redis_lib
 
-from tests.helpers import ROOT, child_env, wait_for, wait_for_job
-from tests.s3_servers import free_port
+from tests.helpers import wait_for, wait_for_job
+from tests.support import ROOT
+from tests.support.processes import child_env, free_port
 
 PASSWORD = "redis-pass/that-must-never-leak-6183"  # the "/" must be quoted in a URL
 USER, USER_PASSWORD = "pgconsole", "acl-user-secret-that-must-never-leak-2290"

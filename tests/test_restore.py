@@ -14,22 +14,17 @@ import pytest
 from app.domain.naming import backup_filename
 from tests.helpers import (
     PASSKEY,
-    PG,
     AuthActions,
     backup_run_in_process,
-    create_database,
-    database_names,
-    drop_database,
     job_of,
-    new_name,
     restore_api,
     restore_through_api,
     run_jobs_for,
     storage_of,
-    table_fingerprint,
     wait_for,
     wait_for_job,
 )
+from tests.support.databases import PG, create_database, database_names, drop_database, new_name, table_fingerprint
 
 
 @pytest.fixture
@@ -440,7 +435,7 @@ def test_an_s3_outage_fails_the_restore_and_changes_nothing(app_env, processes, 
     from moto.server import ThreadedMotoServer
 
     from app.jobs.queue import job_status, start_job
-    from tests.s3_servers import free_port
+    from tests.support.processes import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

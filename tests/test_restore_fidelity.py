@@ -15,19 +15,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.fidelity import differences, fingerprint, rich_database
-from tests.helpers import (
-    PG,
-    audit_rows,
-    backup_run_in_process,
-    create_database,
-    database_names,
-    drop_database,
-    new_name,
-    restore_through_api,
-    signed_in,
-    table_fingerprint,
-)
+from tests.helpers import audit_rows, backup_run_in_process, restore_through_api, signed_in
+from tests.support.databases import PG, create_database, database_names, drop_database, new_name, table_fingerprint
+from tests.support.fidelity import differences, fingerprint, rich_database
 
 DATABASE_FACTS = """
 SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datlocprovider, d.datcollate, d.datctype,

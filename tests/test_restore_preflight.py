@@ -13,18 +13,16 @@ import psycopg
 from psycopg import sql
 
 from app.domain.preflight import BackupNeeds, ServerFacts, problems, refusing
-from tests.fidelity import differences, fingerprint, rich_database
 from tests.helpers import (
-    PG,
     audit_rows,
     backup_run_in_process,
-    drop_database,
-    new_name,
     put_signed_backup,
     restore_through_api,
     signed_in,
     storage_of,
 )
+from tests.support.databases import PG, drop_database, new_name
+from tests.support.fidelity import differences, fingerprint, rich_database
 from tests.test_restore_fidelity import application, console_for  # noqa: F401 - `application` is a fixture
 
 

@@ -11,8 +11,10 @@ import pyotp
 import pytest
 import requests
 
-from tests.helpers import PASSWORD, ROOT, AuthActions, child_env, wait_for, wait_for_job
-from tests.notify_servers import closed_port
+from tests.helpers import PASSWORD, AuthActions, wait_for, wait_for_job
+from tests.support import ROOT
+from tests.support.notify import closed_port
+from tests.support.processes import child_env
 
 
 def test_every_state_changing_page_route_needs_a_csrf_token(app, client, auth, make_user):
@@ -260,7 +262,8 @@ def test_a_pg_dump_child_inherits_no_secret_of_the_worker(secrets_env, processes
 
     from app import create_app
     from app.jobs.queue import start_job
-    from tests.helpers import PG, wait_for
+    from tests.helpers import wait_for
+    from tests.support.databases import PG
 
     processes.worker(secrets_env)
     blocker = psycopg.connect(**{**PG, "dbname": target_db})

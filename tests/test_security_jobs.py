@@ -26,8 +26,8 @@ from tests.helpers import (
     restore_api,
     run_jobs_for,
     storage_of,
-    table_fingerprint,
 )
+from tests.support.databases import table_fingerprint
 from tests.test_restore import change_live, scratch_databases
 from tests.test_targets import PASSKEYS, backed_up, make_person, token
 
@@ -249,7 +249,7 @@ def test_a_database_kept_by_keep_old_database_is_not_dropped_by_a_job_written_in
 ):
     from app.jobs.queue import queue_for
     from app.services import redis, settings
-    from tests.helpers import database_names
+    from tests.support.databases import database_names
 
     app = make_app(KEEP_OLD_DATABASE="true")
     make_user("ada", "admin")

@@ -28,20 +28,10 @@ from werkzeug.serving import make_server
 
 from app.extensions import db
 from app.store.models import ApiToken, AuditEvent, LoginSession, User, utcnow
-from tests.helpers import (
-    PASSWORD,
-    ROOT,
-    AuthActions,
-    child_env,
-    drop_database,
-    new_name,
-    post,
-    sign_in,
-    signed_in,
-    user_named,
-    wait_for_http,
-)
-from tests.s3_servers import free_port
+from tests.helpers import PASSWORD, AuthActions, post, sign_in, signed_in, user_named
+from tests.support import ROOT
+from tests.support.databases import drop_database, new_name
+from tests.support.processes import child_env, free_port, wait_until_answering
 from tests.test_second_factor import code_step, enrol, next_code, password_step
 from tests.test_sessions import assert_signed_in, assert_signed_out
 from tests.test_sso import sso_settings, sso_sign_in
@@ -362,7 +352,7 @@ def test_the_set_password_secret_never_reaches_the_access_log(app_env, processes
     processes.start("web", [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
                             "--access-logfile", "-", "wsgi:app"], app_env)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    wait_for_http(base + "/login")
+    wait_until_answering(base + "/login")
     admin = requests.Session()
     admin.post(base + "/login", data={"username": "ada", "password": PASSWORD,
                                       "csrf_token": browser_csrf(admin, base + "/login")}, timeout=30)  # fmt: skip

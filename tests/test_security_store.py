@@ -20,19 +20,18 @@ import pytest
 
 from app.domain import provenance, restore
 from tests.helpers import (
-    ROOT,
     STORE_FILE,
     backup_run_in_process,
-    child_env,
-    database_names,
     job_of,
     old_backups,
     restore_api,
     run_jobs_for,
     signed_in,
     storage_of,
-    table_fingerprint,
 )
+from tests.support import ROOT
+from tests.support.databases import database_names, table_fingerprint
+from tests.support.processes import child_env
 
 SECRET = "SECRET_KEY=the-web-servers-secret-0451"
 MiB = 1024 * 1024

@@ -15,7 +15,8 @@ import pytest
 from rq.job import Job
 
 from tests import test_targets
-from tests.helpers import PG, drop_database, job_of, run_jobs_for
+from tests.helpers import job_of, run_jobs_for
+from tests.support.databases import PG, drop_database
 from tests.test_targets import backed_up, make_person, token
 
 # Fixtures: that module's console of three targets, on its databases and bucket.

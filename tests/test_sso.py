@@ -19,7 +19,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.helpers import PASSWORD, AuthActions, Provider, run_provider
-from tests.s3_servers import free_port
+from tests.support.processes import free_port
 
 CLIENT_SECRET = "oidc-client-secret-that-must-never-leak-5150"
 ROLE_MAP = "dba=admin,developers=operator"

@@ -34,7 +34,7 @@ from app.adapters.storage import (
     open_storage,
     part_size_for,
 )
-from tests.s3_servers import REGION, SERVERS, S3Bucket, S3Endpoint, create_bucket, remove_bucket
+from tests.support.s3_servers import REGION, SERVERS, S3Bucket, S3Endpoint, create_bucket, remove_bucket
 
 MiB = 1024 * 1024
 GB = 1000**3
@@ -279,7 +279,7 @@ def test_a_large_upload_in_several_parts_round_trips(storage):
 
 def test_a_folder_upload_written_back_as_it_goes_has_the_exact_bytes(tmp_path, monkeypatch):
     """The folder adapter starts writeback every few MiB; the file must still be whole and hidden until done."""
-    from app.adapters import storage as storage_module
+    from app.adapters.storage import folder as storage_module
 
     monkeypatch.setattr(storage_module, "WRITE_BACK_EVERY", 2 * MiB)
     storage = LocalStorage(tmp_path / "store")

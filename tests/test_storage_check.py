@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 
 from tests.helpers import signed_in
-from tests.s3_servers import create_bucket, remove_bucket
+from tests.support.s3_servers import create_bucket, remove_bucket
 
 S3_CHECKS = [
     "s3:ListBucket (HeadBucket)", "s3:PutObject", "s3:GetObject (HeadObject)", "s3:GetObject (range)",

@@ -22,18 +22,9 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.helpers import (
-    PASSKEY,
-    PG,
-    audit_rows,
-    backup_run_in_process,
-    keys,
-    run_jobs_for,
-    signed_in,
-    storage_of,
-    table_fingerprint,
-)
-from tests.s3_servers import REGION, S3Bucket, create_bucket, remove_bucket
+from tests.helpers import PASSKEY, audit_rows, backup_run_in_process, keys, run_jobs_for, signed_in, storage_of
+from tests.support.databases import PG, table_fingerprint
+from tests.support.s3_servers import REGION, S3Bucket, create_bucket, remove_bucket
 
 LOCK_DAYS = 1
 LISTING_SECONDS = 1  # BACKUP_LIST_CACHE_SECONDS here: an owner's recovery shows once it expires

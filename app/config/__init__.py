@@ -5,18 +5,18 @@ console gets its configuration from here, as values.
 """
 
 from app.adapters.postgres import TargetDatabase
-from app.config.settings import (
+from app.config.settings import Settings
+from app.config.values import (
     JOB_MAX_DEFAULT,
     NOTIFY_EVENTS,
     ROLES,
     TARGET_ROLES,
     ConfigError,
     OidcSettings,
-    Settings,
     Target,
     UnknownTarget,
-    cron_problem,
 )
+from app.domain.cron import cron_problem
 
 __all__ = [
     "JOB_MAX_DEFAULT", "NOTIFY_EVENTS", "ROLES", "TARGET_ROLES", "ConfigError", "OidcSettings", "Settings",

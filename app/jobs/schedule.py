@@ -16,7 +16,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
 from redis import Redis
 from rq import Queue
 from rq.cron import CronJob, CronScheduler
@@ -25,6 +24,7 @@ from app import services
 from app.adapters.storage import StorageError
 from app.config import Settings
 from app.domain import alerts
+from app.domain.cron import next_run, previous_run  # noqa: F401 - callers import them from here
 from app.extensions import db
 from app.jobs.notify import notify
 from app.jobs.queue import worker_options
@@ -60,23 +60,6 @@ def save_schedule(expression: str, by: str, settings: Settings | None = None) ->
     row.value, row.updated_by, row.updated_at = expression, by, utcnow()
     db.session.add(row)
     db.session.commit()
-
-
-def next_run(expression: str, zone: ZoneInfo, after: datetime | None = None) -> datetime | None:
-    """The next time the cron expression fires, read in `zone`, in UTC; None if it never does."""
-    base = (after or datetime.now(UTC)).astimezone(zone)
-    try:
-        return croniter(expression, base).get_next(datetime).astimezone(UTC)
-    except Exception:  # noqa: BLE001 - croniter raises several kinds for dates that never come
-        return None
-
-
-def previous_run(expression: str, zone: ZoneInfo, before: datetime) -> datetime | None:
-    """The last time the cron expression fired before `before`, read in `zone`, in UTC."""
-    try:
-        return croniter(expression, before.astimezone(zone)).get_prev(datetime).astimezone(UTC)
-    except Exception:  # noqa: BLE001 - as in next_run
-        return None
 
 
 def heartbeat_key(namespace: str) -> str:

@@ -1,4 +1,4 @@
-"""Issue 30's yardstick for faithful restores: a database as rich as an application's, and a fingerprint of
+"""The yardstick for faithful restores: a database as rich as an application's, and a fingerprint of
 everything a restore must bring back, compared aspect by aspect.
 
     with rich_database(pg_admin, with_event_trigger=True) as rich:
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from tests.helpers import PG, database_names, drop_database, new_name
+from tests.support.databases import PG, database_names, drop_database, new_name
 
 ICU_LOCALES = ("de-DE", "de", "sv-SE", "und")  # de-DE sorts a,ä,B,ö,Z where C sorts B,Z,a,ä,ö
 LIBC_LOCALE = "C.UTF-8"  # the only UTF-8 libc locale on the test machines (`locale -a`)

