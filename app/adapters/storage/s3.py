@@ -1,0 +1,356 @@
+"""An S3 bucket (or S3-compatible store) as a backup store.
+
+A file appears under its final name only when complete: through a multipart upload that is
+completed last, or aborted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from app.adapters.storage.contract import (
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    MiB,
+    StorageError,
+    StoredObject,
+    TooLarge,
+    Upload,
+    check_name,
+    fill_buffer,
+)
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long a client waits for the store, and how many times in all it tries a call."""
+
+    connect_seconds: float
+    read_seconds: float
+    attempts: int
+
+
+# A backup can wait: a minute a read, five retries. A page waiting for an answer cannot.
+BACKUP_PATIENCE = Patience(connect_seconds=5, read_seconds=60, attempts=6)
+
+
+class S3Storage:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        region: str,
+        endpoint_url: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        concurrency: int = 2,
+        addressing_style: str = "auto",
+        patience: Patience = BACKUP_PATIENCE,
+    ):
+        import boto3
+        from botocore.config import Config
+
+        # The same store on another client, for `with_patience`: the keys stay inside this call.
+        self._reopen = functools.partial(
+            S3Storage, bucket, prefix, region=region, endpoint_url=endpoint_url, access_key=access_key,
+            secret_key=secret_key, concurrency=concurrency, addressing_style=addressing_style,
+        )  # fmt: skip
+        self.bucket = bucket
+        self.prefix = f"{prefix}/" if prefix else ""
+        self.region = region
+        self.concurrency = concurrency
+        self.description = f"s3://{bucket}/{self.prefix}"
+        self.client = boto3.client(
+            "s3",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            config=Config(
+                retries={"total_max_attempts": patience.attempts, "mode": "standard"},
+                connect_timeout=patience.connect_seconds,
+                read_timeout=patience.read_seconds,
+                max_pool_connections=max(10, concurrency * 2),
+                # The dump's own sha256 (in the manifest) is the integrity check that matters; a
+                # second checksum of every part only costs CPU while pg_dump competes for it.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                # "path" for stores without per-bucket host names (MinIO, SeaweedFS, an IP endpoint).
+                # No SigV4 hash of each part's body: botocore would otherwise sha256 every part a
+                # second time (always over http, and over https too without a Content-MD5).
+                s3={"addressing_style": addressing_style, "payload_signing_enabled": False},
+            ),
+        )
+
+    def with_patience(self, patience: Patience) -> S3Storage:
+        """This store again (bucket, prefix, endpoint, keys, addressing) on a client that waits as `patience` says."""
+        return self._reopen(patience=patience)
+
+    def _key(self, name: str) -> str:
+        return self.prefix + check_name(name)
+
+    def explain(self, exc: Exception, action: str) -> StorageError:
+        """Turn a boto error into words a person can act on (no secret ever appears in them)."""
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+        if isinstance(exc, NoCredentialsError):
+            return StorageError(
+                f"cannot {action}: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY and AWS_SECRET_KEY)"
+            )
+        if isinstance(exc, EndpointConnectionError):
+            endpoint = exc.kwargs.get("endpoint_url")
+            return StorageError(f"cannot {action}: the S3 endpoint cannot be reached ({endpoint})")
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "NoSuchBucket" or (code == "404" and action.startswith("reach bucket")):
+                return StorageError(
+                    f"bucket {self.bucket!r} does not exist in region {self.region}; create it with: "
+                    f"aws s3 mb s3://{self.bucket} --region {self.region}"
+                )
+            if code in ("NoSuchKey", "404"):
+                return StorageError(f"cannot {action}: it does not exist in {self.description}")
+            if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
+                return StorageError(f"cannot {action}: S3 refused the credentials ({code}); check the AWS keys")
+            return StorageError(f"cannot {action}: S3 answered {code or 'an error'}")
+        return StorageError(f"cannot {action}: {type(exc).__name__}: {exc}")
+
+    def _call(self, action: str, fn, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(**kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise self.explain(exc, action) from None
+
+    def check(self) -> None:
+        self._call(f"reach bucket {self.bucket}", self.client.head_bucket, Bucket=self.bucket)
+
+    def list_objects(self) -> list[StoredObject]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        found = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    name = item["Key"][len(self.prefix) :]
+                    if name and not name.startswith("."):
+                        found.append(StoredObject(name, item["Size"], item["LastModified"].astimezone(UTC)))
+        except (BotoCoreError, ClientError) as exc:
+            raise self.explain(exc, "list backups") from None
+        return found
+
+    def begin_upload(self, name: str, part_size: int = MIN_PART_SIZE) -> Upload:
+        key = self._key(name)
+        response = self._call(
+            f"start uploading {name}", self.client.create_multipart_upload, Bucket=self.bucket, Key=key
+        )
+        return _S3Upload(self, key, response["UploadId"], part_size)
+
+    def put_bytes(self, name: str, data: bytes) -> None:
+        self._call(f"write {name}", self.client.put_object, Bucket=self.bucket, Key=self._key(name), Body=data)
+
+    def get_bytes(self, name: str, max_bytes: int | None = None) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if max_bytes is None:
+            response = self._call(f"read {name}", self.client.get_object, Bucket=self.bucket, Key=self._key(name))
+            return response["Body"].read()
+        # One byte more than allowed is asked for, and read at most (a server may ignore Range).
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(name), Range=f"bytes=0-{max_bytes}")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # no byte 0: the object is empty
+                return b""
+            raise self.explain(exc, f"read {name}") from None
+        except BotoCoreError as exc:
+            raise self.explain(exc, f"read {name}") from None
+        total = response.get("ContentRange", "").rpartition("/")[2]
+        if total.isdigit() and int(total) > max_bytes:
+            response["Body"].close()
+            raise TooLarge(f"{name} is {total} bytes, more than the {max_bytes} it may have")
+        try:
+            with contextlib.closing(response["Body"]) as body:
+                data = body.read(max_bytes + 1)
+        except BotoCoreError as exc:
+            raise self.explain(exc, f"read {name}") from None
+        if len(data) > max_bytes:
+            raise TooLarge(f"{name} is more than the {max_bytes} bytes it may have")
+        return data
+
+    def stat(self, name: str) -> StoredObject | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(name))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self.explain(exc, f"look up {name}") from None
+        except BotoCoreError as exc:
+            raise self.explain(exc, f"look up {name}") from None
+        return StoredObject(name, head["ContentLength"], head["LastModified"].astimezone(UTC))
+
+    def read_into(self, name: str, start: int, buffer: memoryview) -> int:
+        """One ranged GET, read straight into `buffer` (no intermediate copy of the range)."""
+        from botocore.exceptions import BotoCoreError
+
+        response = self._call(
+            f"download {name}",
+            self.client.get_object,
+            Bucket=self.bucket,
+            Key=self._key(name),
+            Range=f"bytes={start}-{start + len(buffer) - 1}",
+        )
+        try:
+            with contextlib.closing(response["Body"]) as body:
+                return fill_buffer(body.readinto, buffer)
+        except BotoCoreError as exc:
+            raise self.explain(exc, f"download {name}") from None
+
+    def open_stream(self, name: str) -> Iterator[bytes]:
+        response = self._call(f"download {name}", self.client.get_object, Bucket=self.bucket, Key=self._key(name))
+        return response["Body"].iter_chunks(MiB)
+
+    def delete(self, name: str) -> None:
+        self._call(f"delete {name}", self.client.delete_object, Bucket=self.bucket, Key=self._key(name))
+
+    def download_url(self, name: str, seconds: int = 300) -> str | None:
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self._key(name), "ResponseContentDisposition": "attachment"},
+            ExpiresIn=seconds,
+        )
+
+    def abort_upload(self, name: str, upload_id: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(name), UploadId=upload_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise self.explain(exc, f"abort the upload of {name}") from None
+        except BotoCoreError as exc:
+            raise self.explain(exc, f"abort the upload of {name}") from None
+
+    def abort_stale_uploads(self, older_than: timedelta) -> int:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        cutoff = datetime.now(UTC) - older_than
+        aborted = 0
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
+            stale = [u for page in pages for u in page.get("Uploads", []) if u["Initiated"] < cutoff]
+        except (BotoCoreError, ClientError) as exc:
+            raise self.explain(exc, "list unfinished uploads") from None
+        for upload in stale:
+            self._call(
+                "abort a stale upload",
+                self.client.abort_multipart_upload,
+                Bucket=self.bucket,
+                Key=upload["Key"],
+                UploadId=upload["UploadId"],
+            )
+            aborted += 1
+        return aborted
+
+
+class _S3Upload:
+    """Parts go up on a small thread pool while the caller keeps writing.
+
+    Every part but the last is exactly `part_size` bytes: Cloudflare R2 (and others) refuse a
+    multipart upload whose parts differ, and pipe reads come in uneven lengths. Each part is
+    filled in place in a buffer of exactly that size (no join, no extra copy), and a buffer
+    is reused once its part is sent. Memory stays near part_size × (concurrency + 1): `write`
+    waits for a free slot before it starts filling a part beyond that.
+    """
+
+    def __init__(self, storage: S3Storage, key: str, upload_id: str, part_size: int):
+        self.storage = storage
+        self.key = key
+        self.upload_id = upload_id
+        self.part_size = part_size
+        self.size = 0
+        self._spare: list[bytearray] = []  # buffers whose parts are up; appended and popped atomically
+        self._buffer: bytearray | None = None  # the part being filled; taken when its first byte arrives
+        self._filled = 0
+        self._parts: list[Future] = []
+        self._slots = threading.Semaphore(storage.concurrency)
+        self._pool = ThreadPoolExecutor(max_workers=storage.concurrency, thread_name_prefix="s3-part")
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        self.size += len(view)
+        while view:
+            if self._buffer is None:
+                self._buffer = self._spare.pop() if self._spare else bytearray(self.part_size)
+            take = min(len(view), self.part_size - self._filled)
+            self._buffer[self._filled : self._filled + take] = view[:take]
+            self._filled += take
+            view = view[take:]
+            if self._filled == self.part_size:
+                self._send_part()
+
+    def _send_part(self) -> None:
+        number = len(self._parts) + 1
+        if number > MAX_PARTS:
+            raise StorageError("the backup is larger than S3's 10,000-part limit allows at this part size")
+        for done in self._parts:  # surface an earlier part's failure now, not at the end
+            if done.done() and done.exception():
+                raise done.exception()  # type: ignore[misc]
+        body = self._buffer if self._buffer is not None else bytearray()
+        reuse = self._filled == self.part_size
+        if not reuse:  # the last, short part: trimmed in place rather than copied
+            del body[self._filled :]
+        self._slots.acquire()
+        self._parts.append(self._pool.submit(self._upload_part, number, body, reuse))
+        # The next buffer is taken only when a byte arrives for it: after the last part none is
+        # (a copy of that part and a new buffer once raised the peak by up to two parts).
+        self._buffer = None
+        self._filled = 0
+
+    def _upload_part(self, number: int, body: bytearray, reuse: bool) -> dict:
+        try:
+            response = self.storage._call(
+                f"upload part {number}",
+                self.storage.client.upload_part,
+                Bucket=self.storage.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=body,
+            )
+            if reuse:
+                self._spare.append(body)
+            return {"PartNumber": number, "ETag": response["ETag"]}
+        finally:
+            self._slots.release()
+
+    def complete(self) -> int:
+        if self._filled or not self._parts:
+            self._send_part()
+        parts = [future.result() for future in self._parts]
+        self._pool.shutdown()
+        self.storage._call(
+            "finish the upload",
+            self.storage.client.complete_multipart_upload,
+            Bucket=self.storage.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": parts},
+        )
+        return self.size
+
+    def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.storage.abort_upload(self.key[len(self.storage.prefix) :], self.upload_id)
