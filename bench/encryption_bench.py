@@ -1,6 +1,6 @@
 """Encryption benchmark: the console's backup job with age encryption against the same job without.
 
-    .venv/bin/python bench/encryption_bench.py [--size-mb 200] [--repeat 5] [--out bench/results/encryption.md]
+    .venv/bin/python -m bench.encryption_bench [--size-mb 200] [--repeat 5] [--out bench/results/encryption.md]
 
 Two real workers (`python -m flask --app wsgi worker`), identical but for
 `BACKUP_ENCRYPTION_RECIPIENTS` (a key made with pyrage for this run), back up the same bench
@@ -30,14 +30,13 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-import common
-from common import (
+from bench import common
+from bench.common import (
     DEFAULT_REDIS_URL,
     PG_HOST,
     PG_PORT,
     PG_USER,
     MiB,
-    WorkerProcess,
     comm_of,
     database_size,
     log,
@@ -49,6 +48,7 @@ from common import (
     wait_until_idle,
     write_report,
 )
+from tests.support.processes import Processes
 
 common.LOG["prefix"] = "encryption"
 QUIET = {"threshold": 0.35, "max_wait": 30.0}
@@ -95,16 +95,18 @@ class Console:
             self.env["BACKUP_ENCRYPTION_RECIPIENTS"] = recipients
         self.settings = Settings.from_env(self.env)
         self.redis = redis_for(self.settings)
-        self.worker = WorkerProcess(self.env, workdir / f"worker-{kind}.log")
+        self.processes = Processes(workdir)
+        self.processes.flask(self.env, "db", "upgrade")  # the worker refuses a store not at this release's revision
+        self.worker = self.processes.worker(self.env, f"worker-{kind}")
         from app.jobs.queue import queue_for
 
-        self.worker.wait_ready(self.redis, queue_for(self.settings, self.redis).name)
+        self.processes.wait_registered(self.redis, queue_for(self.settings, self.redis).name, f"worker-{kind}")
 
     def backup(self, sample: bool = False) -> tuple[float, int, int]:
         """(seconds from enqueue to finished, stored bytes, peak PSS KiB or 0)."""
         from app.jobs.queue import job_status, start_job
 
-        sampler = PeakPss(self.worker.proc.pid) if sample else None
+        sampler = PeakPss(self.worker.pid) if sample else None
         if sampler:
             sampler.start()
         started = time.monotonic()
@@ -120,7 +122,7 @@ class Console:
         return seconds, status["result"]["size"], sampler.peak if sampler else 0
 
     def close(self) -> None:
-        self.worker.stop()
+        self.processes.stop_all()
         purge_namespace(self.redis, self.settings.redis_namespace)
 
 

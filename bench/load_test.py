@@ -5,7 +5,7 @@ throw-away target database and Redis namespace, with backups to a local folder. 
 simulated person signs in once, then loops over the list page and the current job's page.
 Backups are started one after another through the API until 5 have finished.
 
-    .venv/bin/python bench/load_test.py [--users 50] [--seconds 60] [--backups 5] [--out bench/results/load.md]
+    .venv/bin/python -m bench.load_test [--users 50] [--seconds 60] [--backups 5] [--out bench/results/load.md]
 
 Prints a table (requests, errors, list-page median and 95th percentile latency, failed jobs)
 and writes it to --out. Every request goes to 127.0.0.1 only; loops are bounded in time.
@@ -18,10 +18,7 @@ import http.cookiejar
 import json
 import os
 import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,27 +34,25 @@ import psycopg
 import redis as redis_lib
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT, databases
+from tests.support.databases import PG
+from tests.support.processes import Processes
+
 PASSWORD = "load test password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def make_database(name: str) -> None:
-    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as admin:
+    with psycopg.connect(**PG, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=name, autocommit=True) as conn:
+    with psycopg.connect(**{**PG, "dbname": name}, autocommit=True) as conn:
         conn.execute("CREATE TABLE items AS SELECT g AS id, md5(g::text) || md5((g*7)::text) AS v, now() AS at "
                      "FROM generate_series(1, 300000) g")  # fmt: skip
 
 
 def drop_database(name: str) -> None:
-    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with psycopg.connect(**PG, autocommit=True) as admin:
+        databases.drop_database(admin, name)
 
 
 class Person:
@@ -84,13 +79,9 @@ class Person:
         return status, time.perf_counter() - start
 
 
-def run(users: int, seconds: int, backups: int) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="pgconsole-load-"))
-    dbname = f"pgconsole_load_{uuid.uuid4().hex[:8]}"
-    namespace = f"pgconsole-load-{uuid.uuid4().hex[:8]}"
-    port = free_port()
+def start_console(work: Path, dbname: str, namespace: str) -> tuple[Processes, str, str]:
+    """gunicorn (its default single worker) and one RQ worker on the throw-away database; (processes, base, token)."""
     env = {
-        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{dbname}",
         "REDIS_NAMESPACE": namespace,
         "INSTANCE_PATH": str(work / "instance"),
@@ -99,104 +90,100 @@ def run(users: int, seconds: int, backups: int) -> dict:
         "APP_ENV": "load",
         "MAX_BACKUP_FILES": "3",
     }
-    make_database(dbname)
-    procs = []
-    try:
-        flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
-        subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
-        for name, role in (("viewer", "viewer"), ("operator", "operator")):
-            subprocess.run([*flask, "users", "create", name, "--role", role, "--password-stdin"], cwd=ROOT, env=env,
-                           input=PASSWORD, text=True, check=True, capture_output=True)  # fmt: skip
-        token = subprocess.run([*flask, "tokens", "create", "operator"], cwd=ROOT, env=env, text=True, check=True,
-                               capture_output=True).stdout.strip()  # fmt: skip
-        log = open(work / "processes.log", "ab")  # noqa: SIM115 - closed in finally
-        procs.append(subprocess.Popen([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-                                      cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True))  # fmt: skip
-        procs.append(subprocess.Popen([*flask, "worker"], cwd=ROOT, env=env, stdout=log, stderr=log,
-                                      start_new_session=True))  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/login", timeout=2)
+    procs = Processes(work)
+    procs.flask(env, "db", "upgrade")
+    for name, role in (("viewer", "viewer"), ("operator", "operator")):
+        procs.flask(env, "users", "create", name, "--role", role, "--password-stdin", stdin=PASSWORD)
+    token = procs.flask(env, "tokens", "create", "operator").strip()
+    base = procs.web(env, workers=1)
+    procs.worker(env)
+    return procs, base, token
+
+
+def api_json(api, url: str, token: str, method: str = "GET") -> dict:
+    request = urllib.request.Request(url, method=method, headers={"Authorization": f"Bearer {token}"})
+    return json.loads(api.open(request, timeout=30).read())
+
+
+def run_backups(base: str, token: str, backups: int, current_job: dict, results: list, stop: threading.Event) -> None:
+    """Backups through the API one after another until `backups` have ended (or `stop` is set)."""
+    api = urllib.request.build_opener()
+    while len(results) < backups and not stop.is_set():
+        try:
+            job_id = api_json(api, base + "/api/setting/backup", token, "POST")["job_id"]
+        except urllib.error.HTTPError:
+            time.sleep(0.5)  # 409 while the previous one finishes its bookkeeping
+            continue
+        current_job["id"] = job_id
+        while not stop.is_set():
+            status = api_json(api, base + f"/api/jobs/{job_id}", token)
+            if status["status"] in ("finished", "failed"):
+                results.append(status)
                 break
-            except OSError:
-                time.sleep(0.2)
+            time.sleep(0.5)
 
-        current_job = {"id": None}
-        job_results: list[dict] = []
+
+def browse_all(base: str, users: int, seconds: int, current_job: dict) -> list[tuple[str, int, float]]:
+    """`users` people looping over the list and the current job's page for `seconds`; (page, status, seconds)."""
+    samples: list[tuple[str, int, float]] = []
+    lock = threading.Lock()
+
+    def browse(person: Person, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            for path in ("/", f"/jobs/{current_job['id']}" if current_job["id"] else "/"):
+                status, elapsed = person.get(path)
+                with lock:
+                    samples.append(("list" if path == "/" else "job", status, elapsed))
+
+    people = [Person(base, "viewer") for _ in range(users)]
+    deadline = time.monotonic() + seconds
+    threads = [threading.Thread(target=browse, args=(p, deadline)) for p in people]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return samples
+
+
+def summary(users: int, elapsed: float, samples: list[tuple[str, int, float]], jobs: list[dict]) -> dict:
+    list_times = sorted(t for kind, status, t in samples if kind == "list" and status == 200)
+    errors = [s for s in samples if s[1] != 200]
+    return {
+        "users": users,
+        "seconds": round(elapsed, 1),
+        "requests": len(samples),
+        "errors": len(errors),
+        "error_statuses": sorted({(s[0], s[1]) for s in errors}),
+        "list_median_ms": round(statistics.median(list_times) * 1000, 1) if list_times else None,
+        "list_p95_ms": round(list_times[int(0.95 * (len(list_times) - 1))] * 1000, 1) if list_times else None,
+        "backups_finished": sum(1 for j in jobs if j["status"] == "finished"),
+        "backups_failed": sum(1 for j in jobs if j["status"] != "finished"),
+    }
+
+
+def run(users: int, seconds: int, backups: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="pgconsole-load-"))
+    dbname = f"pgconsole_load_{uuid.uuid4().hex[:8]}"
+    namespace = f"pgconsole-load-{uuid.uuid4().hex[:8]}"
+    make_database(dbname)
+    procs = None
+    try:
+        procs, base, token = start_console(work, dbname, namespace)
+        current_job: dict = {"id": None}
+        jobs: list[dict] = []
         stop = threading.Event()
-
-        def run_backups() -> None:
-            api = urllib.request.build_opener()
-            while len(job_results) < backups and not stop.is_set():
-                request = urllib.request.Request(base + "/api/setting/backup", method="POST",
-                                                 headers={"Authorization": f"Bearer {token}"})  # fmt: skip
-                try:
-                    job_id = json.loads(api.open(request, timeout=30).read())["job_id"]
-                except urllib.error.HTTPError:
-                    time.sleep(0.5)  # 409 while the previous one finishes its bookkeeping
-                    continue
-                current_job["id"] = job_id
-                while not stop.is_set():
-                    status = json.loads(
-                        api.open(
-                            urllib.request.Request(
-                                base + f"/api/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"}
-                            ),
-                            timeout=30,
-                        ).read()
-                    )
-                    if status["status"] in ("finished", "failed"):
-                        job_results.append(status)
-                        break
-                    time.sleep(0.5)
-
-        samples: list[tuple[str, int, float]] = []
-        lock = threading.Lock()
-
-        def browse(person: Person, deadline: float) -> None:
-            while time.monotonic() < deadline:
-                for path in ("/", f"/jobs/{current_job['id']}" if current_job["id"] else "/"):
-                    status, elapsed = person.get(path)
-                    with lock:
-                        samples.append(("list" if path == "/" else "job", status, elapsed))
-
-        people = [Person(base, "viewer") for _ in range(users)]
-        backup_thread = threading.Thread(target=run_backups)
+        backup_thread = threading.Thread(target=run_backups, args=(base, token, backups, current_job, jobs, stop))
         started = time.monotonic()
         backup_thread.start()
-        deadline = started + seconds
-        threads = [threading.Thread(target=browse, args=(p, deadline)) for p in people]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        samples = browse_all(base, users, seconds, current_job)
         backup_thread.join(timeout=600)
         stop.set()
-        elapsed = time.monotonic() - started
-        list_times = sorted(t for kind, status, t in samples if kind == "list" and status == 200)
-        errors = [s for s in samples if s[1] != 200]
-        return {
-            "users": users,
-            "seconds": round(elapsed, 1),
-            "requests": len(samples),
-            "errors": len(errors),
-            "error_statuses": sorted({(s[0], s[1]) for s in errors}),
-            "list_median_ms": round(statistics.median(list_times) * 1000, 1) if list_times else None,
-            "list_p95_ms": round(list_times[int(0.95 * (len(list_times) - 1))] * 1000, 1) if list_times else None,
-            "backups_finished": sum(1 for j in job_results if j["status"] == "finished"),
-            "backups_failed": sum(1 for j in job_results if j["status"] != "finished"),
-        }
+        return summary(users, time.monotonic() - started, samples, jobs)
     finally:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        if procs is not None:
+            procs.stop_all()
         drop_database(dbname)
-        client = redis_lib.Redis.from_url("redis://127.0.0.1:6379/0")
+        client = redis_lib.Redis.from_url(REDIS_URL)
         for key in [*client.scan_iter(f"{namespace}*"), *client.scan_iter(f"rq:*{namespace}*")]:
             client.delete(key)
 

@@ -1,6 +1,6 @@
 """What `/` and `/healthz` cost with 5,000 objects and 1,000 pins in the bucket, before and after a change.
 
-    .venv/bin/python bench/pages_bench.py [--before main] [--repeat 9] [--stores seaweedfs,moto]
+    .venv/bin/python -m bench.pages_bench [--before main] [--repeat 9] [--stores seaweedfs,moto]
                                           [--out bench/results/pages.md]
 
 The bucket, on a real S3 server (SeaweedFS's `weed mini`, started as the tests start it, see
@@ -43,8 +43,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import common
-from common import ROOT, log
+from bench import common
+from bench.common import log
+from tests.support import ROOT
+from tests.support.processes import child_env, free_port, stop_group, wait_until_answering
 
 PASSWORD = "pages bench password"
 APP_NAME, OURS, THEIRS = "pharmatracker", "staging", "production"
@@ -106,10 +108,10 @@ class Console:
     def __init__(self, tree: Path, work: Path, s3: tuple[str, str, str], bucket: str):
         self.namespace = f"pgconsole-pages-{uuid.uuid4().hex[:8]}"
         self.dbname = f"pgconsole_pages_{uuid.uuid4().hex[:8]}"
-        self.port = common.free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         url, access, secret = s3
-        self.env = common.child_env({
+        self.env = child_env({
             "PYTHONPATH": str(tree),  # this tree's `app`, not the checkout the venv points at
             "APP_ENV": OURS, "APP_NAME": APP_NAME, "SECRET_KEY": uuid.uuid4().hex,
             "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{self.dbname}",
@@ -139,7 +141,7 @@ class Console:
              "--timeout", "300", "wsgi:app"],
             cwd=tree, env=self.env, stdout=self.log, stderr=self.log, start_new_session=True,
         )  # fmt: skip
-        common.wait_http(self.base + "/login", self.proc)
+        wait_until_answering(self.base + "/login", self.proc, timeout=60)
 
     def signed_in(self) -> urllib.request.OpenerDirector:
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
@@ -150,7 +152,7 @@ class Console:
         return opener
 
     def stop(self) -> None:
-        common.stop_group(self.proc)
+        stop_group(self.proc)
         self.log.close()
         common.drop_database(self.dbname)
         import redis
@@ -239,7 +241,7 @@ def report(runs: list[dict], args: argparse.Namespace) -> str:
     lines = [
         f"# `/` and `/healthz` with 5,000 objects and 1,000 pins ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
-        f"`bench/pages_bench.py --before {args.before} --repeat {args.repeat} --stores {args.stores}`. "
+        f"`python -m bench.pages_bench --before {args.before} --repeat {args.repeat} --stores {args.stores}`. "
         f"Machine: {common.machine_summary()}.",
         "",
         "gunicorn with 2 sync workers (as the Dockerfile), `--timeout 300`; the bucket holds backups (half of them "

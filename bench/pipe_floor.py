@@ -1,6 +1,6 @@
 """What any reader of pg_dump's output costs pg_dump: the floor under the local-folder target.
 
-    .venv/bin/python bench/pipe_floor.py [--sizes 500,1000] [--rounds 5] [--out bench/results/pipe-floor.md]
+    .venv/bin/python -m bench.pipe_floor [--sizes 500,1000] [--rounds 5] [--out bench/results/pipe-floor.md]
 
 Issue 14 sets a backup to a local folder against `pg_dump -Fc` writing to /dev/null. A write to
 /dev/null costs pg_dump nothing; a write into a pipe (4 KiB at a time, pg_dump's own block) or a
@@ -38,15 +38,13 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-import common
-from common import ROOT, ensure_database, log, machine_summary, wait_until_idle, write_report
-
-sys.path.insert(0, str(ROOT))
-
 from app.adapters import postgres
-from app.adapters.storage import LocalStorage  # noqa: E402
-from app.config import TargetDatabase  # noqa: E402
-from app.domain import backup  # noqa: E402 - after the checkout is on the path
+from app.adapters.storage import LocalStorage
+from app.config import TargetDatabase
+from app.domain import backup
+from bench import common
+from bench.common import ensure_database, log, machine_summary, wait_until_idle, write_report
+from tests.support import ROOT
 
 common.LOG["prefix"] = "pipe-floor"
 VARIANTS = ("/dev/null", "reader", "cat", "file+fsync", "console stream", "stdbuf -o1M reader", "niced stream")
