@@ -11,9 +11,9 @@ import json
 
 import pytest
 
+from tests.browser.test_activity_browser import console, sign_in
+from tests.browser.test_list_browser import foreign_backup
 from tests.support import ROOT
-from tests.test_activity_browser import console, sign_in
-from tests.test_list_browser import foreign_backup
 
 pytestmark = pytest.mark.browser
 AXE_VERSION = "4.14.1"  # .ci/run installs this exact version

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.browser.test_activity_browser import console, sign_in
 from tests.helpers import wait_for_job
-from tests.test_activity_browser import console, sign_in
 
 pytestmark = pytest.mark.browser
 

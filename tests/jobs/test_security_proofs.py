@@ -18,8 +18,8 @@ import pytest
 
 from app.domain import provenance
 from app.domain.naming import backup_filename
+from tests.health.test_metrics import TOKEN, ours, scrape
 from tests.helpers import IST, backup_run_in_process, put_signed_backup, run_jobs_for, signed_in, storage_of
-from tests.test_metrics import TOKEN, ours, scrape
 
 GAUGE = "pgconsole_backup_last_verified_timestamp_seconds"
 

@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app.adapters.apprise import where
 from app.config import ConfigError, Settings
-from app.domain.alerts import Alert, deliver, job_alert, stale_backup_alert, where
+from app.domain.alerts import Alert, stale_backup_alert
 from app.domain.catalog import Backup
 from app.domain.naming import Owner
+from app.jobs.notify import deliver, job_alert
 from tests.helpers import AuthActions, audit_rows, run_jobs_for, wait_for, wait_for_job
 from tests.support.notify import SECRET_PATH, closed_port, mail_text
 from tests.support.processes import free_port

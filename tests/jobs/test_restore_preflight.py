@@ -21,9 +21,9 @@ from tests.helpers import (
     signed_in,
     storage_of,
 )
+from tests.jobs.test_restore_fidelity import application, console_for  # noqa: F401 - `application` is a fixture
 from tests.support.databases import PG, drop_database, new_name
 from tests.support.fidelity import differences, fingerprint, rich_database
-from tests.test_restore_fidelity import application, console_for  # noqa: F401 - `application` is a fixture
 
 
 def submit_of(page: str) -> str:

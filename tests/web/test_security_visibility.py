@@ -14,10 +14,10 @@ from datetime import timedelta
 import pytest
 from rq.job import Job
 
-from tests import test_targets
+from tests.config import test_targets
+from tests.config.test_targets import backed_up, make_person, token
 from tests.helpers import job_of, run_jobs_for
 from tests.support.databases import PG, drop_database
-from tests.test_targets import backed_up, make_person, token
 
 # Fixtures: that module's console of three targets, on its databases and bucket.
 console, databases, targets_env = test_targets.console, test_targets.databases, test_targets.targets_env

@@ -56,7 +56,7 @@ def test_session_cookie_is_secure_when_configured(make_app, make_user):
 def secrets_env(app_env, s3_server, oidc_provider, tmp_path):
     """A console whose every secret is distinctive, so a leak is easy to find. Its backups are
     encrypted with age, so the worker reads a private key (the identity file) to restore them."""
-    from tests.test_encryption import age_key
+    from tests.adapters.test_encryption import age_key
 
     identity, recipient = age_key(tmp_path, "worker-key")
     return {

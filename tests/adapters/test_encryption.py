@@ -25,9 +25,9 @@ from tests.helpers import (
     run_jobs_for,
     storage_of,
 )
+from tests.jobs.test_backups import limited_role  # noqa: F401 - a fixture, used through request.getfixturevalue
+from tests.jobs.test_restore import assert_failed_and_unchanged, change_live
 from tests.support.databases import PG, table_fingerprint
-from tests.test_backups import limited_role  # noqa: F401 - a fixture, used through request.getfixturevalue
-from tests.test_restore import assert_failed_and_unchanged, change_live
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
 
@@ -285,7 +285,8 @@ def test_a_malformed_recipient_stops_start_up_with_one_line(app_env, variable, v
     import os
     import sys
 
-    root = Path(__file__).resolve().parent.parent
+    from tests.support import ROOT as root
+
     env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME")}, **app_env, variable: value}
     run = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=root, env=env, capture_output=True, text=True)
     assert run.returncode != 0

@@ -12,8 +12,8 @@ import pytest
 
 from app.extensions import db
 from app.store.models import ApiToken, AuditEvent, User, utcnow
+from tests.accounts.test_sessions import use_set_password_link
 from tests.helpers import PASSWORD, AuthActions, post, sign_in, user_named
-from tests.test_sessions import use_set_password_link
 
 pytestmark = pytest.mark.web_only  # sign-in, roles and forms: the target database is never reached
 

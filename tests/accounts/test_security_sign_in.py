@@ -28,13 +28,13 @@ from werkzeug.serving import make_server
 
 from app.extensions import db
 from app.store.models import ApiToken, AuditEvent, LoginSession, User, utcnow
+from tests.accounts.test_second_factor import code_step, enrol, next_code, password_step
+from tests.accounts.test_sessions import assert_signed_in, assert_signed_out
+from tests.accounts.test_sso import sso_settings, sso_sign_in
 from tests.helpers import PASSWORD, AuthActions, post, sign_in, signed_in, user_named
 from tests.support import ROOT
 from tests.support.databases import drop_database, new_name
 from tests.support.processes import child_env, free_port, wait_until_answering
-from tests.test_second_factor import code_step, enrol, next_code, password_step
-from tests.test_sessions import assert_signed_in, assert_signed_out
-from tests.test_sso import sso_settings, sso_sign_in
 
 pytestmark = pytest.mark.web_only  # sign-in, tokens and sessions: the target database is never reached
 

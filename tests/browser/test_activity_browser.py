@@ -155,7 +155,7 @@ PHONE = {"width": 390, "height": 844}
 
 
 def test_no_page_scrolls_sideways_on_a_phone(browser, app_env, processes):
-    from tests.test_list_browser import foreign_backup
+    from tests.browser.test_list_browser import foreign_backup
 
     base = console(app_env, processes, ("ada", "admin"))
     foreign_backup(app_env)  # environment tabs, and a row whose maker is not known here

@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from app.domain.naming import backup_filename
+from tests.browser.test_activity_browser import console, sign_in
+from tests.browser.test_list_browser import foreign_backup
 from tests.helpers import wait_for_job
 from tests.support import ROOT
-from tests.test_activity_browser import console, sign_in
-from tests.test_list_browser import foreign_backup
 
 pytestmark = pytest.mark.browser
 OUT = ROOT / "docs" / "screenshots"

@@ -14,7 +14,7 @@ from sqlalchemy import event
 
 from app.domain.catalog import write_manifest
 from tests.helpers import post, run_jobs_for, signed_in, storage_of
-from tests.test_pages_cost import count_requests, listed_rows, names
+from tests.web.test_pages_cost import count_requests, listed_rows, names
 
 
 def tabs_of(page: str) -> list[tuple[str, str, bool]]:

@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from tests.helpers import wait_for, wait_for_job
+from tests.jobs.test_faults import FlakyS3
 from tests.support.databases import PG
-from tests.test_faults import FlakyS3
 
 LIMIT = 5  # JOB_TIMEOUT_SECONDS: its minimum
 PART_SECONDS = 1.5  # each 8 MiB part is held this long: the upload moves, never stalls for LIMIT

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from app.jobs.queue import queue_for
-from tests import test_beyond
 from tests.helpers import AuthActions, job_of, log_in, run_jobs_for
+from tests.jobs import test_beyond
 from tests.support import ROOT
 from tests.support.databases import PG, create_database, database_names, drop_database, new_name
 from tests.support.databases import table_fingerprint as fingerprint
@@ -435,7 +435,7 @@ def test_the_overview_marks_a_stale_target(console):
 
 def test_a_targets_list_has_tabs_on_its_own_address_and_says_who_made_each_backup(console):
     """staging and production share a bucket: production's list has both, and the console store knows both."""
-    from tests.test_backups_list import cell, tabs_of
+    from tests.web.test_backups_list import cell, tabs_of
 
     client, _ = make_person(console, "ada", "admin")
     headers = token(console, "ada")
@@ -455,8 +455,8 @@ def test_a_targets_list_has_tabs_on_its_own_address_and_says_who_made_each_backu
 @pytest.mark.browser
 def test_the_overview_in_the_browser_shows_which_target_is_stale(page, processes, targets_env):
     """gunicorn and a worker as real processes; production is backed up from the CLI, the others never were."""
+    from tests.browser.test_browser import sign_in
     from tests.helpers import PASSWORD
-    from tests.test_browser import sign_in
 
     def flask(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, input=stdin,
@@ -520,7 +520,7 @@ def test_retention_is_per_target_and_environment(make_app, targets_env):
 
 def test_each_target_encrypts_to_its_own_recipients(make_app, targets_env, databases, tmp_path):
     """Production's backups are age files for production's key; staging (no recipients) stays plain."""
-    from tests.test_encryption import age_key
+    from tests.adapters.test_encryption import age_key
 
     key, public = age_key(tmp_path, "production-key")
     path = Path(targets_env["TARGETS_FILE"])
