@@ -17,14 +17,16 @@ from datetime import UTC, datetime
 from redis import Redis
 
 from app import services
+from app.adapters.apprise import Delivery
 from app.adapters.ratelimit import FailureLimit
 from app.config import ROLES, Settings
 from app.domain import catalog, provenance
-from app.domain.alerts import Delivery, deliver, notification_test_alert
+from app.domain.alerts import notification_test_alert
 from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
 from app.domain.naming import Owner
 from app.domain.restore import RestoreRefused, passkey_matches, require_recent_backup
+from app.jobs.notify import deliver
 from app.jobs.queue import JobRefused, start_job
 from app.services.listing_cache import listing_cache
 from app.store import audit

@@ -13,11 +13,16 @@ as a worker is free.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from typing import Any
 
 from redis import Redis
 
 from app import services
+from app.adapters import apprise
 from app.config import Settings
+from app.config.alert_urls import apprise_urls
 from app.domain import alerts
 from app.jobs.queue import notify_queue
 from app.jobs.runtime import console_job
@@ -32,7 +37,7 @@ def notify(settings: Settings, redis: Redis, alert: alerts.Alert) -> str | None:
 
     Returns the delivery job's id, or None when nothing was enqueued.
     """
-    urls = alerts.apprise_urls(settings)
+    urls = apprise_urls(settings)
     if alert.kind not in settings.notify_events or not urls:
         return None
     try:
@@ -54,5 +59,25 @@ def notify(settings: Settings, redis: Redis, alert: alerts.Alert) -> str | None:
 @console_job
 def deliver_job(alert: dict) -> list[dict]:
     """Send one alert to every configured URL (retried with backoff); the outcome per URL is its result."""
-    deliveries = alerts.deliver(alerts.Alert.from_json(alert), services.settings())
+    deliveries = deliver(alerts.Alert.from_json(alert), services.settings())
     return [{"where": d.where, "outcome": d.outcome} for d in deliveries]
+
+
+def deliver(alert: alerts.Alert, settings: Settings, *, attempts: int = 3, backoff_seconds: float = 1.0,
+            sleep: Callable[[float], object] = time.sleep) -> list[apprise.Delivery]:  # fmt: skip
+    """Send `alert` to every URL `settings` configure, each retried with backoff; never raises."""
+    title, body = alerts.message(alert, alert_source(settings))
+    return apprise.deliver(apprise_urls(settings), title, body, attempts=attempts, backoff_seconds=backoff_seconds,
+                           sleep=sleep)  # fmt: skip
+
+
+def job_alert(kind: str, settings: Settings, **facts: Any) -> alerts.Alert:
+    """The alert for a job of `settings`' target that finished or failed (see `alerts.job_alert`)."""
+    return alerts.job_alert(kind, alert_source(settings), **facts)
+
+
+def alert_source(settings: Settings) -> alerts.AlertSource:
+    """What messages say about `settings`' target."""
+    return alerts.AlertSource(target=services.target_name(settings), app_name=settings.app_name,
+                              environment=settings.app_env, dbname=settings.target.dbname,
+                              public_url=settings.public_url, several_targets=settings.several_targets)  # fmt: skip

@@ -28,7 +28,7 @@ from app.domain.console import ConsoleBackups
 from app.domain.provenance import UNTRUSTED_WARNING
 from app.jobs import history
 from app.jobs.locks import DatabaseLock
-from app.jobs.notify import notify
+from app.jobs.notify import job_alert, notify
 from app.jobs.queue import JOB_KINDS, count_job, drop_previous_database_later, mark_backup
 from app.jobs.runtime import console, console_job
 from app.jobs.state import JobRecord, JobState
@@ -133,7 +133,7 @@ def _warn_if_size_dropped(listed: list[catalog.Backup], filename: str, record: J
         return
     message = f"possible data loss: this backup is {drop} % smaller than the backups before it"
     record.remember(warning=message)
-    details = {"file": filename, **({"job": alerts.job_link(settings, record.job.id)} if record.job else {})}
+    details = {"file": filename, **({"job": alerts.job_link(settings.public_url, record.job.id)} if record.job else {})}
     notify(settings, services.redis(), alerts.Alert("size-drop", f"{filename}: {message}", details))
 
 
@@ -197,7 +197,7 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
     _finish(job, "restore", "ok", requested_by, filename, detail, size=backup.size,
             summary=f"{ours.target.dbname} now holds the data of {filename}")  # fmt: skip
     # Restores are rare and replace live data: the team hears of every one.
-    notify(settings, services.redis(), alerts.job_alert(
+    notify(settings, services.redis(), job_alert(
         "restore-finished", settings, action="restore", job_id=job.id if job else None, requested_by=requested_by,
         seconds=outcome.seconds, filename=filename))  # fmt: skip
     # What the job page needs to say what changed and how to undo it.
@@ -460,7 +460,7 @@ def _clean_up_failed(job: Job, state: JobState, exc_type, value) -> None:
         job.meta["error"] = error
         job.save_meta()
         _finish(job, state.kind, "failed", state.requested_by, state.filename, error)
-        notify(settings, services.redis(), alerts.job_alert(
+        notify(settings, services.redis(), job_alert(
             f"{state.kind}-failed", settings, action=state.kind, job_id=job.id, requested_by=state.requested_by,
             seconds=_seconds_since(job.started_at), filename=state.filename, reason=error))  # fmt: skip
         listing_changed(settings, services.redis())  # clean-up may have removed a file the list showed

@@ -11,10 +11,11 @@ from wtforms import StringField, SubmitField
 from wtforms.validators import Length, ValidationError
 
 from app import operations, services
+from app.adapters.apprise import Delivery, where
 from app.adapters.storage import StorageError
 from app.adapters.storage_check import CheckResult, all_passed, check_storage, summary
 from app.config import cron_problem
-from app.domain.alerts import Delivery, apprise_urls, where
+from app.config.alert_urls import apprise_urls
 from app.domain.catalog import Backup
 from app.domain.retention import retention_plan
 from app.jobs.schedule import effective_schedule, next_run, save_schedule, scheduler_alive
