@@ -12,6 +12,7 @@ from statistics import median
 
 from app.domain.catalog import Backup
 from app.domain.naming import Owner
+from app.formatting import human_duration, human_size
 
 # How many earlier backups the drop rule compares with, and how many it needs before it judges.
 DROP_WINDOW = 5
@@ -107,23 +108,8 @@ def manifest_seconds(manifest: dict | None) -> float | None:
 _LEFT, _RIGHT, _TOP, _BOTTOM = 64, 56, 16, 24
 
 
-def human_size(size: float) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # unreachable
-
-
 def human_seconds(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {rest} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    return human_duration(seconds, tenths=True)  # short runs stay apart on the chart
 
 
 def chart_svg(points: list[Point], *, width: int = 640, height: int = 160, zone: tzinfo | None = None) -> str:
