@@ -13,6 +13,7 @@ from collections.abc import Collection
 from app import services
 from app.adapters import postgres
 from app.extensions import db
+from app.formatting import human_count
 from app.jobs.schedule import effective_schedule, scheduler_alive
 
 COMPONENTS = ("redis", "storage", "database", "console_store")
@@ -61,6 +62,6 @@ def as_seen_by(report: dict[str, str], visible: Collection[str]) -> dict[str, st
         if not states:
             continue  # one target: its check is already the component's
         down = sum(state != "ok" for state in states.values())
-        shown[component] = "ok" if not down else f"down: on {down} target{'s' if down > 1 else ''}"
+        shown[component] = "ok" if not down else f"down: on {human_count(down, 'target')}"
         shown.update({check_name(component, target): state for target, state in states.items() if target in visible})
     return shown

@@ -11,8 +11,8 @@ from wtforms.validators import NumberRange, Optional
 from app import services
 from app.jobs import history
 from app.jobs.queue import JOB_KINDS
-from app.web.auth import role_required
-from app.web.jobs.access import seen
+from app.web.access import role_required
+from app.web.job_access import seen
 
 bp = Blueprint("activity", __name__)
 

@@ -8,8 +8,8 @@ from app import operations
 from app.adapters.storage import StorageError
 from app.extensions import csrf
 from app.health import targets
-from app.web.auth import current_actor, load_user_from_token, role_required, visible_targets
-from app.web.jobs.access import visible_job
+from app.web.access import current_actor, load_user_from_token, role_required, visible_targets
+from app.web.job_access import visible_job
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)

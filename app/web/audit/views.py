@@ -14,7 +14,7 @@ from wtforms.validators import Length, Optional, ValidationError
 from app import services
 from app.extensions import db
 from app.store.models import AuditEvent
-from app.web.auth import role_required
+from app.web.access import role_required
 
 bp = Blueprint("audit", __name__)
 

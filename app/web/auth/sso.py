@@ -20,8 +20,8 @@ from app.config import OidcSettings
 from app.extensions import db
 from app.store import audit
 from app.store.models import utcnow
-from app.web.auth import client_address, start_session
-from app.web.auth.forms import safe_next
+from app.web.access import client_address, start_session
+from app.web.forms import safe_next
 
 bp = Blueprint("sso", __name__)
 NEXT_KEY = "sso_next"

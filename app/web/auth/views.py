@@ -14,9 +14,10 @@ from app.adapters.ratelimit import FailureLimit
 from app.extensions import db
 from app.store import audit
 from app.store.models import User, utcnow
-from app.web.auth import client_address, end_session, failure_limit, proven_now, start_session
-from app.web.auth.forms import CodeForm, LoginForm, safe_next
-from app.web.auth.identity import (
+from app.web.access import client_address, end_session, failure_limit, proven_now, start_session
+from app.web.auth.forms import CodeForm, LoginForm
+from app.web.forms import safe_next
+from app.web.identity import (
     LOGIN_WINDOW_SECONDS,
     SLOWDOWN_MAX_SECONDS,
     USERNAME_FREE_FAILURES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import render_template
 
 from app.health import targets
-from app.web.auth import role_required, visible_targets
+from app.web.access import role_required, visible_targets
 
 
 @role_required("viewer")

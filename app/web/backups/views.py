@@ -13,13 +13,13 @@ from app.domain import catalog, trends
 from app.jobs.schedule import effective_schedule, next_run
 from app.services import listing_cache
 from app.store import audit
-from app.web.activity.home import home_activity
-from app.web.auth import client_address, current_actor, role_required
-from app.web.auth.forms import safe_next
-from app.web.backups.forms import CreateBackupForm, PinForm
-from app.web.backups.made import made_of, manifests
+from app.web.access import client_address, current_actor, role_required
+from app.web.backups.activity import home_activity
+from app.web.backups.forms import PinForm
+from app.web.backups.made import made_of
 from app.web.backups.overview import overview
-from app.web.forms import require_submitted
+from app.web.forms import ActionForm, CreateBackupForm, require_submitted, safe_next
+from app.web.manifest_cache import manifests
 
 bp = Blueprint("backups", __name__)
 
@@ -53,7 +53,7 @@ def target_backups():
     backups = [b for b in listed if b.environment == environment] if environment else listed
     page, pages = page_asked(len(backups))
     shown = backups[(page - 1) * PAGE_ROWS : page * PAGE_ROWS]
-    # Only the backups the trend draws need their manifest (read once per process, see made.py).
+    # Only the backups the trend draws need their manifest (read once per process, see app/web/manifest_cache.py).
     drawn = ours.ours(listed)[: trends.POINTS]
     points = trends.backup_trend(
         listed, {b.filename: m for b in drawn if (m := manifests.get(storage, b))},
@@ -80,7 +80,7 @@ def target_backups():
         next_run=next_run(schedule, settings.zone) if schedule else None,
         storage_error=error,
         form=CreateBackupForm(),
-        action_form=PinForm(),
+        action_form=ActionForm(),
         zone=settings.zone,
         **home_activity(settings, schedule),
     )
@@ -170,7 +170,7 @@ def pin(filename: str):
 @role_required("admin")  # an operator could otherwise unpin everything, then let retention erase it
 def unpin(filename: str):
     backup = listed_or_404(filename, "unpin")
-    require_submitted(PinForm())
+    require_submitted(ActionForm())
     catalog.unpin(services.storage(), filename)
     settings, redis = services.settings(), services.redis()
     listing_cache.listing_changed(settings, redis)
@@ -184,7 +184,7 @@ def unpin(filename: str):
 @bp.route("/targets/<target>/backups/<path:filename>/verify", methods=["POST"])
 @role_required("operator")
 def verify(filename: str):
-    require_submitted(PinForm())
+    require_submitted(ActionForm())
     try:
         job_id = operations.request_verify(current_actor(), operations.collaborators(), filename)
     except operations.Refused as exc:

@@ -16,32 +16,23 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 
-from app import operations, services
-from app.domain.alerts import is_stale
+from app import services
+from app.config import Settings
+from app.health import targets
 from app.health.status import as_seen_by, component_checks
-from app.web.auth import load_user_from_token, visible_targets
+from app.web.access import load_user_from_token, visible_targets
 
 bp = Blueprint("health", __name__)
 CACHE_SECONDS = 15.0
 
 
-def newest_backup(settings) -> dict | None:
-    """Age of the newest backup of `settings`' target: reported, not a reason for 503 (alerts cover it)."""
-    try:
-        with services.acting_on(settings.target_name or None):
-            newest = operations.collaborators().backups.newest()
-    except Exception:  # noqa: BLE001 - storage being down is reported by its own check
-        return None
-    now = datetime.now(UTC)
-    stale = is_stale(newest, timedelta(hours=settings.backup_max_age_hours), now)
-    if newest is None:
-        return {"filename": None, "age_seconds": None, "stale": stale}
-    return {"filename": newest.filename, "age_seconds": int((now - newest.created_at).total_seconds()), "stale": stale}
+def newest_backup(settings: Settings) -> dict | None:
+    newest = targets.newest_backup(settings)
+    return newest.to_json() if newest else None
 
 
 class _CachedChecks:

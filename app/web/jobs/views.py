@@ -6,11 +6,10 @@ from flask import Blueprint, abort, render_template, request
 
 from app.domain.cleanup import plain_reason
 from app.store.models import JobRun
-from app.web.activity.steps import steps_of
-from app.web.auth import role_required
-from app.web.auth.forms import safe_next
-from app.web.backups.forms import PinForm
-from app.web.jobs.access import visible_job
+from app.web.access import role_required
+from app.web.forms import ActionForm, safe_next
+from app.web.job_access import visible_job
+from app.web.jobs.steps import steps_of
 
 bp = Blueprint("jobs", __name__)
 
@@ -30,7 +29,7 @@ def show(job_id: str):
         steps=steps_of(job["kind"], job["progress"]["phase"], job["status"]),
         seconds=elapsed(job),
         reason=plain_reason(job["error"] or "") if job["status"] == "failed" else None,
-        action_form=PinForm(),
+        action_form=ActionForm(),
         next=safe_next(request.args.get("next")),
     )
 

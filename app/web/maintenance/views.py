@@ -20,8 +20,8 @@ from app.domain.catalog import Backup
 from app.domain.retention import retention_plan
 from app.jobs.schedule import effective_schedule, next_run, save_schedule, scheduler_alive
 from app.store import audit
-from app.web.auth import client_address, role_required
-from app.web.forms import require_submitted
+from app.web.access import client_address, role_required
+from app.web.forms import ActionForm, require_submitted
 
 bp = Blueprint("maintenance", __name__)
 
@@ -36,14 +36,6 @@ class ScheduleForm(FlaskForm):
         problem = field.data and cron_problem(field.data)
         if problem:
             raise ValidationError(f"The schedule {problem}.")
-
-
-class StorageCheckForm(FlaskForm):
-    submit = SubmitField("Check storage")
-
-
-class TestNotificationForm(FlaskForm):
-    submit = SubmitField("Send a test notification")
 
 
 @bp.route("/settings", methods=["GET", "POST"])
@@ -66,7 +58,7 @@ def settings_page():
 @role_required("admin")
 def storage_check():
     """Run every storage call the console needs (in the domain layer) and show each outcome here."""
-    require_submitted(StorageCheckForm())
+    require_submitted(ActionForm())
     storage = services.storage()
     results = check_storage(storage)
     audit.record("storage-check", "ok" if all_passed(results) else "failed", username=current_user.username,
@@ -80,7 +72,7 @@ def storage_check():
 @role_required("admin")
 def test_notification():
     """Send one message to every notification URL now and show each URL's outcome (by scheme and host)."""
-    require_submitted(TestNotificationForm())
+    require_submitted(ActionForm())
     actor = operations.Actor(current_user.username, "admin", client_address())
     deliveries = operations.send_test_notification(actor, services.settings())
     schedule_form = ScheduleForm(formdata=None, schedule=effective_schedule(services.settings()) or "")
@@ -96,9 +88,9 @@ def render_settings(form: ScheduleForm, status: int, check_results: list[CheckRe
         next_run=next_run(schedule, settings.zone) if schedule else None,
         scheduler_alive=scheduler_alive(services.redis(), settings.redis_namespace),
         policy=services.retention_policy(settings), settings=settings,
-        check_form=StorageCheckForm(formdata=None), storage=services.storage().description,
+        check_form=ActionForm(formdata=None), storage=services.storage().description,
         check_results=check_results, check_passed=check_results and all_passed(check_results),
-        notify_form=TestNotificationForm(formdata=None), channels=[where(url) for url in apprise_urls(settings)],
+        notify_form=ActionForm(formdata=None), channels=[where(url) for url in apprise_urls(settings)],
         notify_results=notify_results,
     ), status  # fmt: skip
 

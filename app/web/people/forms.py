@@ -48,12 +48,6 @@ class TargetRoleForm(FlaskForm):
         self.target.choices = targets
 
 
-class ActionForm(FlaskForm):
-    """A button that posts (disable, enable, reset, revoke): CSRF is all it carries."""
-
-    submit = SubmitField("Go")
-
-
 class NewPasswordForm(FlaskForm):
     new = PasswordField("New password", validators=[DataRequired(), strong_password])
     repeat = PasswordField(

@@ -12,7 +12,7 @@ from app.accounts import people, second_factor
 from app.extensions import db
 from app.store import audit
 from app.store.models import ApiToken, User, utcnow
-from app.web.auth import (
+from app.web.access import (
     acting_role,
     client_address,
     end_session,
@@ -21,11 +21,10 @@ from app.web.auth import (
     role_required,
     start_session,
 )
-from app.web.auth.identity import prove_identity
-from app.web.forms import require_submitted
+from app.web.forms import ActionForm, require_submitted
+from app.web.identity import prove_identity
 from app.web.people.forms import (
     ROLE_CHOICES,
-    ActionForm,
     AddUserForm,
     ChangePasswordForm,
     CodeConfirmForm,

@@ -7,11 +7,12 @@ from datetime import timedelta
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from app import operations
+from app.config import Settings
 from app.domain import preflight, restore, roles
 from app.domain.provenance import UNTRUSTED_WARNING, provenance_in
-from app.web.auth import current_actor, role_required
-from app.web.backups.forms import CreateBackupForm
-from app.web.backups.made import manifests
+from app.web.access import current_actor, role_required
+from app.web.forms import CreateBackupForm
+from app.web.manifest_cache import manifests
 from app.web.restore.forms import RestoreForm
 
 bp = Blueprint("restore", __name__)
@@ -50,23 +51,13 @@ def confirm(filename: str):
     if request.method == "GET":  # a choice, offered as a link: the page needs no script
         form.without_owners.data = request.args.get("without_owners") == "1"
         form.create_roles.data = request.args.get("create_roles") == "1" and not form.without_owners.data
-    # A forged manifest could hide or invent problems: only a signed one speaks before the download.
-    needs = preflight.needs_in(manifest) if origin.trusted else None
-    server = preflight.server_facts(settings.target, needs) if needs else None
-    definitions = roles.definitions_in(manifest) if needs else None
-    found = preflight.problems(needs, server, roles.creatable(definitions)) if needs and server else None
-    chosen = {"without_owners": bool(form.without_owners.data), "create_roles": bool(form.create_roles.data)}
     return (
         render_template(
             "restore/confirm.html",
             backup=backup,
             manifest=manifest,
             origin=origin,
-            checked=found is not None,
-            before=preflight.in_effect(found or [], **chosen),
-            blocked=preflight.refusing(found or [], **chosen),
-            avoidable=[p for p in found or [] if p.avoided_without_owners],
-            creatable=[p for p in found or [] if p.avoided_creating_roles],
+            **preflight_found(settings, manifest if origin.trusted else None, form),
             untrusted_warning=UNTRUSTED_WARNING,
             recent=recent,
             recent_until=recent.created_at + timedelta(minutes=settings.recent_check_minutes) if recent else None,
@@ -80,3 +71,22 @@ def confirm(filename: str):
         ),
         status,
     )
+
+
+def preflight_found(settings: Settings, signed_manifest: dict | None, form: RestoreForm) -> dict:
+    """What the target server lacks for this backup, as the page shows it, and what the chosen options avoid.
+
+    Only a signed manifest speaks before the download: a forged one could hide or invent problems.
+    """
+    needs = preflight.needs_in(signed_manifest) if signed_manifest else None
+    server = preflight.server_facts(settings.target, needs) if needs else None
+    definitions = roles.definitions_in(signed_manifest) if needs else None
+    found = preflight.problems(needs, server, roles.creatable(definitions)) if needs and server else None
+    chosen = {"without_owners": bool(form.without_owners.data), "create_roles": bool(form.create_roles.data)}
+    return {
+        "checked": found is not None,
+        "before": preflight.in_effect(found or [], **chosen),
+        "blocked": preflight.refusing(found or [], **chosen),
+        "avoidable": [p for p in found or [] if p.avoided_without_owners],
+        "creatable": [p for p in found or [] if p.avoided_creating_roles],
+    }

@@ -11,7 +11,7 @@ from app import services
 from app.jobs import history
 from app.jobs.queue import job_status
 from app.store.models import JobRun
-from app.web.auth import visible_targets
+from app.web.access import visible_targets
 
 LONGEST_ID = 64  # job ids are 32 hex digits; anything much longer is not worth a query
 

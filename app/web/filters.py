@@ -1,0 +1,55 @@
+"""The Jinja filters every page uses: sizes, durations, ages and moments in the console's time zone."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from flask import Flask, url_for
+from markupsafe import Markup, escape
+
+from app import services
+from app.formatting import human_age, human_duration, human_period, human_size
+
+JOB_MENTION = re.compile(r"\bjob ([0-9a-f]{32})\b")  # job ids are uuid4 hex (jobs.queue.start_job)
+
+
+def link_jobs(message: str) -> Markup:
+    """A message that names a job ("… is running (job 9de6…)") links to that job's page."""
+    escaped = str(escape(message))
+    linked = JOB_MENTION.sub(lambda m: f'<a href="{url_for("jobs.show", job_id=m[1])}">job {m[1]}</a>', escaped)
+    return Markup(linked)  # noqa: S704 - the message is escaped above and a job id is hex
+
+
+def age(seconds: int) -> str:
+    return human_period(timedelta(seconds=seconds))  # as alerts say it: 2d 3h 5m
+
+
+def in_display_zone(moment: datetime | str | None, layout: str) -> str:
+    if moment is None:
+        return ""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:  # the console store keeps naive UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(services.settings().zone).strftime(layout)
+
+
+def localtime(moment: datetime | str | None) -> str:
+    return in_display_zone(moment, "%Y-%m-%d %I:%M:%S %p %Z")
+
+
+def clock(moment: datetime | str | None) -> str:
+    """Only the time of day ("04:28 PM IST"), for moments within the hour."""
+    return in_display_zone(moment, "%I:%M %p %Z")
+
+
+FILTERS = {
+    "filesize": human_size, "duration": human_duration, "link_jobs": link_jobs, "ago": human_age, "age": age,
+    "localtime": localtime, "clock": clock,
+}  # fmt: skip
+
+
+def register_filters(app: Flask) -> None:
+    for name, template_filter in FILTERS.items():
+        app.add_template_filter(template_filter, name)
