@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.databases import create_database, database_names, drop_database, new_name
-from tests.support.notify import Mailbox, Receiver, running_mailbox, running_receiver
+from tests.support.notify import Bodies, Mailbox, Receiver, running_mailbox, running_receiver
 from tests.support.pg_servers import VERSIONS, PgServer, PgServers
 from tests.support.s3_servers import SERVERS, S3Bucket, S3Endpoint, create_bucket, remove_bucket
 
@@ -88,6 +88,12 @@ def receiver() -> Iterator[Receiver]:
     """A webhook receiver (json://) on 127.0.0.1 for this test."""
     with running_receiver() as state:
         yield state
+
+
+@pytest.fixture
+def webhook(receiver) -> tuple[str, Bodies]:
+    """ALERT_WEBHOOK_URL's receiver (a Slack-style http:// webhook): its URL, and what it has been sent."""
+    return receiver.url("http"), Bodies(receiver)
 
 
 @pytest.fixture

@@ -18,13 +18,10 @@ import pytest
 
 from app.jobs.queue import queue_for
 from tests.helpers import AuthActions, job_of, log_in, run_jobs_for
-from tests.jobs import test_beyond
 from tests.support import ROOT
 from tests.support.databases import PG, create_database, database_names, drop_database, new_name
 from tests.support.databases import table_fingerprint as fingerprint
 from tests.support.processes import child_env
-
-webhook = test_beyond.webhook  # a fixture: a local Slack-style receiver
 
 PASSKEYS = {"staging": "staging-passkey-1", "production": "production-passkey-2", "reports": "reports-passkey-3"}
 
@@ -288,8 +285,9 @@ storage_url = "{(tmp_path / name).as_uri()}"
 
 
 def test_one_scheduler_fires_each_targets_schedule_with_its_name(console, redis_server):
-    from app.jobs import runtime, tasks
-    from app.jobs.schedule import ConsoleScheduler, save_schedule
+    from app.jobs import runtime
+    from app.scheduler import ConsoleScheduler, scheduled_backup
+    from app.store.schedule import save_schedule
 
     settings = console.config["SETTINGS"]
     client, auth = make_person(console, "ada", "admin")
@@ -301,7 +299,7 @@ def test_one_scheduler_fires_each_targets_schedule_with_its_name(console, redis_
     with console.app_context():
         runtime.configure(console)
         save_schedule("*/5 * * * *", "ada", settings.for_target("production"))
-        scheduler = ConsoleScheduler(settings, redis_server, settings.redis_namespace, tasks.scheduled_backup)
+        scheduler = ConsoleScheduler(settings, redis_server, settings.redis_namespace, scheduled_backup)
         assert sorted(j.name for j in scheduler.get_jobs()) == ["scheduled-backup:production",
                                                                  "scheduled-backup:reports"]  # fmt: skip
         for cron_job in scheduler.get_jobs():
@@ -319,7 +317,7 @@ def test_one_scheduler_fires_each_targets_schedule_with_its_name(console, redis_
 
 def test_alerts_and_healthz_name_each_target(make_app, targets_env, redis_server, webhook):
     from app.jobs import runtime
-    from app.jobs.schedule import check_stale_backups
+    from app.scheduler import check_stale_backups
 
     url, received = webhook
     app = make_app(**targets_env, ALERT_WEBHOOK_URL=url)

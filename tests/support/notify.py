@@ -8,7 +8,7 @@ import contextlib
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,6 +35,19 @@ class Receiver:
 
     def url(self, scheme: str = "json") -> str:
         return f"{scheme}://127.0.0.1:{self.port}{SECRET_PATH}"
+
+
+class Bodies(Sequence):
+    """The JSON bodies a receiver has been sent so far, in order."""
+
+    def __init__(self, receiver: Receiver):
+        self.receiver = receiver
+
+    def __getitem__(self, index):
+        return [body for _, body in self.receiver.requests][index]
+
+    def __len__(self) -> int:
+        return len(self.receiver.requests)
 
 
 @contextlib.contextmanager

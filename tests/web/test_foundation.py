@@ -144,7 +144,7 @@ def test_failed_sign_ins_never_lock_the_username(client, auth, make_user):
     make_user("admin", "admin")
     for _ in range(5):
         assert auth.login(password="nope").status_code == 401
-    assert auth.login().status_code == 302  # limits are per address (tests/test_hardening.py)
+    assert auth.login().status_code == 302  # limits are per address (tests/accounts/test_sign_in_limits.py)
 
 
 def test_login_form_without_csrf_token_is_rejected(client, make_user):
