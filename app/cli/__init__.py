@@ -144,9 +144,9 @@ def worker(burst: bool) -> None:
 @click.command("scheduler", cls=StoreCheckedCommand)
 def scheduler() -> None:
     """Run RQ's cron scheduler for the backup schedule (safe to start on several hosts)."""
-    from app.jobs import runtime, tasks
+    from app.jobs import runtime
     from app.jobs.queue import queue_for
-    from app.jobs.schedule import ConsoleScheduler
+    from app.scheduler import ConsoleScheduler, scheduled_backup, scheduled_verify
 
     settings = current_app.config["SETTINGS"]
     runtime.configure(current_app._get_current_object())  # type: ignore[attr-defined]
@@ -154,7 +154,7 @@ def scheduler() -> None:
     if problem := redis_problem(settings, redis):
         fail(problem)
     ConsoleScheduler(
-        settings, redis, queue_for(settings, redis).name, tasks.scheduled_backup, tasks.scheduled_verify
+        settings, redis, queue_for(settings, redis).name, scheduled_backup, scheduled_verify
     ).start()
 
 

@@ -28,7 +28,7 @@ from app.domain.console import ConsoleBackups
 from app.domain.trends import manifest_seconds
 from app.health.status import COMPONENTS, check_name, component_checks
 from app.jobs.queue import JOB_KINDS, job_counts, queue_for
-from app.jobs.schedule import scheduler_alive
+from app.scheduler import scheduler_alive
 
 STORE_CACHE_SECONDS = 30.0
 LABELS = ["target", "environment"]

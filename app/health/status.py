@@ -14,7 +14,8 @@ from app import services
 from app.adapters import postgres
 from app.extensions import db
 from app.formatting import human_count
-from app.jobs.schedule import effective_schedule, scheduler_alive
+from app.scheduler import scheduler_alive
+from app.store.schedule import effective_schedule
 
 COMPONENTS = ("redis", "storage", "database", "console_store")
 PER_TARGET = ("storage", "database")

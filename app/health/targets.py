@@ -16,9 +16,10 @@ from app.adapters.storage import StorageError
 from app.config import Settings
 from app.domain.alerts import is_stale
 from app.domain.catalog import Backup
+from app.domain.cron import next_run
 from app.extensions import db
-from app.jobs.schedule import effective_schedule, next_run
 from app.store.models import AuditEvent
+from app.store.schedule import effective_schedule
 
 JOB_ACTIONS = ("backup", "restore", "verify")
 

@@ -18,9 +18,9 @@ from redis import Redis
 from sqlalchemy import ColumnElement
 
 from app.domain.cleanup import plain_reason
+from app.domain.cron import previous_run
 from app.extensions import db
 from app.jobs.queue import JOB_KINDS, job_status
-from app.jobs.schedule import previous_run
 from app.store.models import JobRun, utcnow
 
 KEEP_NEWEST = 500  # at least this many records are kept, however old ...

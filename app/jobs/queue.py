@@ -29,7 +29,7 @@ SERIALIZER = JSONSerializer  # a pickled job runs code when it is read: Redis ho
 # Every function a worker of this console runs, and the one callback; anything else is refused.
 RUNNABLE = frozenset({
     *(f"{TASKS}.{kind}_job" for kind in JOB_KINDS),
-    f"{TASKS}.drop_previous_database", f"{TASKS}.scheduled_backup", f"{TASKS}.scheduled_verify",
+    f"{TASKS}.drop_previous_database", "app.scheduler.scheduled_backup", "app.scheduler.scheduled_verify",
     "app.jobs.notify.deliver_job",
 })  # fmt: skip
 FAILURE_CALLBACK = f"{TASKS}.on_failure"

@@ -20,7 +20,7 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from app import operations, services
+from app import services
 from app.config import TargetDatabase
 from app.domain import alerts, catalog, cleanup, preflight, provenance, restore, roles, trends
 from app.domain import backup as backups
@@ -346,34 +346,6 @@ def drop_previous_database(database: str) -> None:
     is open again, and a name written into Redis must not drop it.
     """
     restore.drop_set_aside(console().target, database)
-
-
-@console_job
-def scheduled_backup() -> str | None:
-    """Fired by the scheduler: the same backup request a person makes, as "scheduler", once per slot.
-
-    Anyone who can write to Redis can enqueue this job, and scheduled backups skip the manual
-    interval: so a second one in the same minute of the schedule requests nothing, or thirty forced
-    runs would let retention push out every older backup.
-    """
-    settings = services.settings()
-    if history.scheduled_backup_requested(settings.target_name or None, within=timedelta(seconds=60)):
-        audit.record("backup", "refused", username="scheduler",
-                     detail="a scheduled backup of this target was already requested in the last minute")  # fmt: skip
-        return None
-    try:
-        return operations.request_backup(operations.Actor.scheduler(), operations.collaborators(), scheduled=True)
-    except operations.Refused:
-        return None  # audited by the request
-
-
-@console_job
-def scheduled_verify() -> str | None:
-    """Fired by the scheduler: prove the newest *trusted* backup of this environment restorable."""
-    try:
-        return operations.request_scheduled_verify(operations.collaborators())
-    except operations.Refused:
-        return None  # audited by the request
 
 
 class NotRequested(Exception):

@@ -28,14 +28,15 @@ SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "hei
 
 
 def test_take_screenshots(browser, app_env, processes, make_app, redis_server):
-    from app.jobs import runtime, tasks
+    from app.jobs import runtime
+    from app.scheduler import scheduled_backup
 
     base = console(app_env, processes, ("ada", "admin"))
     foreign_backup(app_env)  # another environment's backup: a second tab, and a row of unknown maker
     app = make_app()  # a scheduled backup, run by the worker, for a "scheduler · scheduled" row
     with app.app_context():
         runtime.configure(app)
-        wait_for_job(redis_server, tasks.scheduled_backup())
+        wait_for_job(redis_server, scheduled_backup())
     OUT.mkdir(parents=True, exist_ok=True)
     setup = browser.new_context(viewport=SIZES["desktop"])
     page = setup.new_page()

@@ -35,7 +35,8 @@ def cell(row, label: str) -> str:
 
 def test_a_viewer_filters_by_environment_and_sees_who_made_each_backup(page, app_env, processes, make_app,
                                                                        redis_server):  # fmt: skip
-    from app.jobs import runtime, tasks
+    from app.jobs import runtime
+    from app.scheduler import scheduled_backup
 
     base = console(app_env, processes, ("olga", "operator"), ("vera", "viewer"))
     other = foreign_backup(app_env)
@@ -46,7 +47,7 @@ def test_a_viewer_filters_by_environment_and_sees_who_made_each_backup(page, app
     app = make_app()  # ... then the scheduler's, run by the worker process like any other
     with app.app_context():
         runtime.configure(app)
-        job_id = tasks.scheduled_backup()
+        job_id = scheduled_backup()
     assert job_id
     scheduled = wait_for_job(redis_server, job_id)["result"]["filename"]
     page.get_by_role("button", name="Sign out").click()

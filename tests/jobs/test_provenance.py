@@ -193,7 +193,8 @@ def test_restoring_an_untrusted_backup_needs_the_passkey_and_is_audited_as_untru
 
 
 def test_the_scheduled_verify_skips_a_future_dated_unsigned_file_and_an_older_name(make_app, redis_server):
-    from app.jobs import runtime, tasks
+    from app.jobs import runtime
+    from app.scheduler import scheduled_verify
     from tests.helpers import backup_run_in_process
 
     app = make_app(VERIFY_SCHEDULE="0 3 * * *")
@@ -203,7 +204,7 @@ def test_the_scheduled_verify_skips_a_future_dated_unsigned_file_and_an_older_na
     storage.put_bytes(bait, b"PGDMP planted")
     with app.app_context():
         runtime.configure(app)
-        job_id = tasks.scheduled_verify()
+        job_id = scheduled_verify()
     assert job_of(app, job_id)["filename"] == made
     run_jobs_for(app)
     assert json.loads(storage.get_bytes(made + ".verified.json"))["trusted"] is True

@@ -237,7 +237,7 @@ def test_scheduled_backups_forced_through_redis_request_one_backup(app):
 
     for _ in range(4):  # one after the other, each given time to run its backup
         with app.app_context():
-            queue_for(settings(), redis()).enqueue("app.jobs.tasks.scheduled_backup")
+            queue_for(settings(), redis()).enqueue("app.scheduler.scheduled_backup")
         run_jobs_for(app)
     outcomes = [r.outcome for r in audit_rows(app, "backup") if r.username == "scheduler"]
     assert outcomes.count("ok") == 1 and outcomes.count("refused") == 3

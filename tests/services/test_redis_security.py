@@ -174,7 +174,7 @@ def test_the_console_runs_end_to_end_over_tls_as_its_own_acl_user(app_env, tls_r
     from flask import current_app
 
     from app.jobs.queue import start_job
-    from app.jobs.schedule import heartbeat_key
+    from app.scheduler import heartbeat_key
     from tests.helpers import AuthActions
 
     env = {**app_env, "REDIS_URL": tls_redis.url(USER, USER_PASSWORD, client_cert=True),

@@ -53,7 +53,8 @@ def test_an_operator_cannot_unpin_and_the_pin_stays(make_app, make_user):
 
 
 def test_a_backup_burst_gets_429_but_the_scheduled_backup_is_accepted(make_app, make_user, token_for):
-    from app.jobs import runtime, tasks
+    from app.jobs import runtime
+    from app.scheduler import scheduled_backup
 
     app = make_app(BACKUP_MIN_INTERVAL_SECONDS="60")
     make_user("olga", "operator")
@@ -83,7 +84,7 @@ def test_a_backup_burst_gets_429_but_the_scheduled_backup_is_accepted(make_app, 
 
     with app.app_context():
         runtime.configure(app)
-        scheduled = tasks.scheduled_backup()
+        scheduled = scheduled_backup()
     assert scheduled is not None and queued(app) == 1
     run_jobs_for(app)
     dumps = [o.name for o in storage_of(app).list_objects() if o.name.endswith(".dump")]

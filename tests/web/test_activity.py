@@ -189,8 +189,8 @@ def test_a_backups_estimate_follows_the_database_when_the_previous_backup_is_out
 @pytest.mark.web_only
 def test_a_scheduled_backup_that_did_not_run_is_a_banner(app, make_user):
     from app.extensions import db
-    from app.jobs.schedule import save_schedule
     from app.store.models import ConsoleSetting, JobRun, utcnow
+    from app.store.schedule import save_schedule
 
     now = utcnow()
     with app.app_context():

@@ -101,14 +101,15 @@ def test_the_empty_string_is_all_and_an_empty_store_has_no_tabs(app, make_user):
 
 
 def test_rows_say_who_made_a_backup_manual_or_scheduled_and_how_long_it_took(app, make_user, run_jobs):
-    from app.jobs import runtime, tasks
+    from app.jobs import runtime
+    from app.scheduler import scheduled_backup
 
     operator, auth = signed_in(app, make_user, "operator", "olga")
     assert post(operator, auth, "/backups").status_code == 303
     run_jobs_for(app)
     with app.app_context():
         runtime.configure(app)
-        assert tasks.scheduled_backup() is not None
+        assert scheduled_backup() is not None
     run_jobs_for(app)
     foreign = names(1, "production", start_days=2)[0]
     storage_of(app).put_bytes(foreign, b"dump")

@@ -597,7 +597,7 @@ cronish = st.builds(
 @given(schedule=st.one_of(cronish, st.one_of(form_text, st.sampled_from(["", "@daily", "0 2 * * *", "* * * * * *"]))))
 def test_schedule_form_answers_303_or_400_and_every_page_still_renders(console, schedule):
     from app.config import cron_problem
-    from app.jobs.schedule import stored_schedule
+    from app.store.schedule import stored_schedule
 
     response = post_form(console.client, "/settings", {"schedule": schedule, "csrf_token": console.csrf}, {303, 400})
     event(f"status {response.status_code}")
@@ -777,7 +777,7 @@ def test_bug_a_schedule_that_never_fires_is_refused_not_saved(console):
     assert response.status_code == 400
     assert "never fires" in response.get_data(as_text=True)
     with console.app.app_context():
-        from app.jobs.schedule import stored_schedule
+        from app.store.schedule import stored_schedule
 
         assert stored_schedule() is None  # nothing was saved
     assert console.client.get("/settings").status_code == 200

@@ -245,7 +245,7 @@ def scheduled_run(app, job_id: str, target: str, ago: timedelta) -> None:
 def test_another_targets_scheduled_backup_does_not_hide_a_missed_one(console):
     from app import services
     from app.extensions import db
-    from app.jobs.schedule import save_schedule, stored_schedule
+    from app.store.schedule import save_schedule, stored_schedule
 
     with console.app_context():  # staging backs up hourly, set three hours ago
         staging = services.console_settings().for_target("staging")

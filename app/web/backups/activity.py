@@ -7,7 +7,7 @@ from datetime import datetime
 from app import services
 from app.config import Settings
 from app.jobs import history
-from app.jobs.schedule import stored_schedule
+from app.store.schedule import stored_schedule
 
 
 def home_activity(settings: Settings, schedule: str | None) -> dict:

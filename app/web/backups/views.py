@@ -10,9 +10,10 @@ from markupsafe import Markup
 from app import operations, services
 from app.adapters.storage import StorageError
 from app.domain import catalog, trends
-from app.jobs.schedule import effective_schedule, next_run
+from app.domain.cron import next_run
 from app.services import listing_cache
 from app.store import audit
+from app.store.schedule import effective_schedule
 from app.web.access import client_address, current_actor, role_required
 from app.web.backups.activity import home_activity
 from app.web.backups.forms import PinForm

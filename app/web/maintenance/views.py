@@ -17,9 +17,11 @@ from app.adapters.storage_check import CheckResult, all_passed, check_storage, s
 from app.config import cron_problem
 from app.config.alert_urls import apprise_urls
 from app.domain.catalog import Backup
+from app.domain.cron import next_run
 from app.domain.retention import retention_plan
-from app.jobs.schedule import effective_schedule, next_run, save_schedule, scheduler_alive
+from app.scheduler import scheduler_alive
 from app.store import audit
+from app.store.schedule import effective_schedule, save_schedule
 from app.web.access import client_address, role_required
 from app.web.forms import ActionForm, require_submitted
 
