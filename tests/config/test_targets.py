@@ -18,13 +18,10 @@ import pytest
 
 from app.jobs.queue import queue_for
 from tests.helpers import AuthActions, job_of, log_in, run_jobs_for
-from tests.jobs import test_beyond
 from tests.support import ROOT
 from tests.support.databases import PG, create_database, database_names, drop_database, new_name
 from tests.support.databases import table_fingerprint as fingerprint
 from tests.support.processes import child_env
-
-webhook = test_beyond.webhook  # a fixture: a local Slack-style receiver
 
 PASSKEYS = {"staging": "staging-passkey-1", "production": "production-passkey-2", "reports": "reports-passkey-3"}
 
