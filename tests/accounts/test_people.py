@@ -13,7 +13,7 @@ import pytest
 from app.extensions import db
 from app.store.models import ApiToken, AuditEvent, User, utcnow
 from tests.accounts.test_sessions import use_set_password_link
-from tests.helpers import PASSWORD, AuthActions, post, sign_in, user_named
+from tests.helpers import PASSWORD, AuthActions, post, sign_in, signed_in, user_named
 
 pytestmark = pytest.mark.web_only  # sign-in, roles and forms: the target database is never reached
 
@@ -272,3 +272,22 @@ def test_no_password_token_or_passkey_reaches_the_audit_log_or_the_logs(app, adm
     exported = client.get("/audit.csv").get_data(as_text=True)
     for secret in secrets:
         assert secret not in stored and secret not in exported and secret not in caplog.text and secret not in hashes
+
+
+def test_audit_csv_cells_that_could_start_a_formula_are_escaped(app, make_user):
+    from app.store import audit
+
+    with app.app_context():
+        audit.record("pin", "ok", username="mallory", target='=HYPERLINK("http://x")', detail="@SUM(A1:A9)")
+        audit.record("pin", "ok", username="mallory", target="+1", detail="-2+3")
+        audit.record("pin", "ok", username="mallory", target="plain", detail="a = b")
+    client, _ = signed_in(app, make_user, "admin", "ada")
+    rows = list(csv.DictReader(io.StringIO(client.get("/audit.csv").get_data(as_text=True))))
+    cells = {(r["target"], r["detail"]) for r in rows if r["user"] == "mallory"}
+    assert cells == {('\'=HYPERLINK("http://x")', "'@SUM(A1:A9)"), ("'+1", "'-2+3"), ("plain", "a = b")}
+
+
+def test_unknown_query_arguments_on_the_audit_page_are_ignored(app, make_user):
+    client, _ = signed_in(app, make_user, "admin", "ada")
+    for query in ("endpoint=x", "endpoint=x&page=2", "_external=1", "user=ada&anchor=x"):
+        assert client.get(f"/audit?{query}").status_code == 200, query

@@ -34,3 +34,11 @@ def test_the_gfs_preview_names_exactly_what_retention_then_deletes(make_app, mak
     assert "newest of day" in page and "newest of month" in page
     deleted = set(backup_run_in_process(app)["result"]["deleted"])
     assert deleted == previewed
+
+
+def test_a_pin_without_a_note_field_pins_without_a_note(app, make_user):
+    filename = backup_run_in_process(app)["result"]["filename"]
+    client, auth = signed_in(app, make_user, "operator", "olga")
+    answer = client.post(f"/backups/{filename}/pin", data={"csrf_token": auth.csrf_token("/")})
+    assert answer.status_code == 303
+    assert storage_of(app).stat(f"{filename}.pin") is not None  # the pin's sidecar, beside the backup
