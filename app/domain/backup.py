@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from app.adapters import encryption, postgres
+from app.adapters.database_facts import database_facts
+from app.adapters.pg_dump import RunningDump
+from app.adapters.pg_dump import read_output as _read_dump
 from app.adapters.postgres import TargetDatabase
-from app.adapters.storage import MiB, Storage, StorageError, Upload, part_size_for
+from app.adapters.storage import Storage, StorageError, Upload, part_size_for
 from app.domain.catalog import Backup, sidecar_names, write_manifest
 from app.domain.console import ConsoleBackups
 from app.domain.naming import both_forms
 from app.domain.provenance import sign
 from app.domain.retention import RetentionPolicy, expired_backups
-
-READ_SIZE = MiB
-F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-# When a read finds the pipe nearly empty, wait this long before the next one (see _read_dump).
-GATHER_PAUSE = 0.005
 
 
 class BackupError(Exception):
@@ -119,7 +113,7 @@ def plan_backup(
         now = datetime.now(UTC)
         filename = console.owner.filename_at(now, console.zone, encrypted=encrypted)
     previous = console.ours(listed)
-    facts = postgres.database_facts(console.target, role_passwords=role_passwords)
+    facts = database_facts(console.target, role_passwords=role_passwords)
     return BackupPlan(
         filename=filename,
         named_at=now,
@@ -134,34 +128,6 @@ def plan_backup(
         restore_needs=facts.restore_needs(),
         role_definitions=facts.role_definitions,
     )
-
-
-class RunningDump:
-    """pg_dump, running: started by `stream_backup`, or before the plan is made so that its
-    catalog reads (tens of ms) overlap the planning. `stop` ends it and its server session."""
-
-    def __init__(self, dump: postgres.ClientTool, compression: list[str], target: TargetDatabase):
-        self.target = target
-        self.started = datetime.now(UTC)
-        self.clock = time.monotonic()
-        self.session = f"pgconsole-backup-{uuid.uuid4().hex[:12]}"
-        self.proc = subprocess.Popen(
-            [dump.path, "--format=custom", "--no-password", *compression],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=postgres.child_env(target, application_name=self.session),
-            bufsize=0,
-        )
-        self.errors = postgres.StderrTail(self.proc.stderr)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-            with contextlib.suppress(Exception):
-                postgres.terminate_sessions(self.target, self.session)
-        if self.proc.stdout:
-            self.proc.stdout.close()
 
 
 def stream_backup(
@@ -181,7 +147,6 @@ def stream_backup(
         running = None
     # pg_dump first: it reads the catalog while the store creates the upload.
     running = running or RunningDump(plan.dump, plan.compression, target)
-    proc, errors = running.proc, running.errors
     stored = encryption.Digest()
     upload: Upload | None = None
 
@@ -190,24 +155,11 @@ def stream_backup(
         upload.write(block)  # type: ignore[union-attr] - begun before the first block is read
         on_progress(stored.size)
 
-    assert proc.stdout is not None
     try:
         upload = storage.begin_upload(plan.filename, part_size_for(plan.database_bytes))
         on_upload_started(getattr(upload, "upload_id", ""))
-        dumped = _read_dump(proc.stdout.fileno())
-        if plan.recipients:
-            plain = encryption.Digest()
-            encryption.encrypt_stream(dumped, plan.recipients, store, plain)
-        else:
-            for block in dumped:
-                store(block)
-            plain = stored
-        code = proc.wait()
-        errors.join(timeout=5)
-        if code != 0:
-            raise BackupError(f"pg_dump failed (exit {code}): {' '.join(errors.lines) or 'no message'}")
-        if plain.size == 0:
-            raise BackupError("pg_dump wrote nothing")
+        plain = _pass_on(running, plan.recipients, store, stored)
+        _check_finished(running, plain)
         finishing = time.monotonic()
         upload.complete()
         finish_seconds = time.monotonic() - finishing
@@ -232,30 +184,29 @@ def stream_backup(
     )
 
 
-def _read_dump(fd: int) -> Iterator[memoryview]:
-    """pg_dump's output in blocks of up to 1 MiB, read so that pg_dump barely notices us.
+def _pass_on(running: RunningDump, recipients: tuple[str, ...], store: Callable[[bytes | memoryview], None],
+             stored: encryption.Digest) -> encryption.Digest:  # fmt: skip
+    """pg_dump's output into `store`, encrypted to `recipients` when there are any; the plain archive's digest
+    (`stored` itself when it is not encrypted)."""
+    assert running.proc.stdout is not None
+    dumped = _read_dump(running.proc.stdout.fileno())
+    if not recipients:
+        for block in dumped:
+            store(block)
+        return stored
+    plain = encryption.Digest()
+    encryption.encrypt_stream(dumped, recipients, store, plain)
+    return plain
 
-    pg_dump writes 4 KiB at a time. A reader that waits in read() is woken for every one of
-    those writes, and on two cores the wake-ups cost pg_dump about 2.5 % (bench/README.md).
-    So the pipe is widened to 1 MiB and, when a read finds it nearly empty, the reader pauses
-    5 ms to let output gather. pg_dump does not wait for us: 1 MiB holds more than 5 ms of its
-    output below 200 MB/s, and above that the reads come back full and nobody pauses.
 
-    Every block is read into the same buffer, so a block is only valid until the next one is
-    asked for (every consumer hashes and copies it before that): no allocation per read, which
-    over a long dump fragmented the worker's heap (its peak memory grew with the database).
-    """
-    try:
-        pipe_size = fcntl.fcntl(fd, F_SETPIPE_SZ, READ_SIZE)
-    except OSError:  # not Linux, or the limit is lower: plain blocking reads
-        pipe_size = 0
-    gather = pipe_size >= READ_SIZE
-    buffer = bytearray(READ_SIZE)
-    view = memoryview(buffer)
-    while got := os.readv(fd, [buffer]):
-        yield view[:got]
-        if gather and got < READ_SIZE // 4:
-            time.sleep(GATHER_PAUSE)
+def _check_finished(running: RunningDump, plain: encryption.Digest) -> None:
+    """A dump that failed or wrote nothing is no backup: raise BackupError with pg_dump's own words."""
+    code = running.proc.wait()
+    running.errors.join(timeout=5)
+    if code != 0:
+        raise BackupError(f"pg_dump failed (exit {code}): {' '.join(running.errors.lines) or 'no message'}")
+    if plain.size == 0:
+        raise BackupError("pg_dump wrote nothing")
 
 
 def manifest_for(

@@ -3,7 +3,7 @@
 DESIGN.md, restore invariant 7: whatever cannot be reproduced is shown before the passkey is asked,
 never discovered at the end. The backup's manifest records, at backup time, what a restore needs
 (`restore_needs`: the roles the database names, who owns and who granted, event triggers,
-extensions only a superuser may create; app/adapters/postgres.py `database_facts`). The rules here
+extensions only a superuser may create; app/adapters/database_facts.py). The rules here
 compare that with the live server's facts and say, in words, what would fail and what to do.
 
 They are advice for the restore page: the job's own preflight (app/domain/restore.py, from the
@@ -16,9 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import psycopg
-
-from app.adapters import postgres
+from app.adapters import roles_sql
 from app.adapters.postgres import TargetDatabase
 
 # Whoever owns the database: never missing, and nobody to act as (the public schema's owner since PG 15).
@@ -153,24 +151,15 @@ def server_facts(target: TargetDatabase, needs: BackupNeeds) -> ServerFacts | No
     """This server's roles, the console role's superuser flag and memberships, and the extension versions
     available, as far as `needs` asks (one connection); None when the server cannot be asked (the page
     still shows, the job finds out)."""
-    asked = sorted(needs.roles | needs.acted_as)
-    try:
-        with postgres.admin_connect(target) as conn:
-            user, superuser = conn.execute(
-                "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
-            ).fetchone()
-            roles = conn.execute("SELECT rolname, pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles "
-                                 "WHERE rolname = ANY(%s)", (asked,)).fetchall()  # fmt: skip
-            versions = conn.execute(
-                "SELECT name, version, superuser AND NOT trusted FROM pg_available_extension_versions "
-                "WHERE name = ANY(%s)", (sorted({name for name, _ in needs.extensions}),)).fetchall()  # fmt: skip
-    except psycopg.Error:
+    found = roles_sql.console_role_facts(target, sorted(needs.roles | needs.acted_as),
+                                         sorted({name for name, _ in needs.extensions}))  # fmt: skip
+    if found is None:
         return None
     return ServerFacts(
-        console_role=user,
-        superuser=bool(superuser),
-        roles=frozenset(name for name, _ in roles),
-        acts_as=frozenset(name for name, member in roles if member),
-        extension_versions=frozenset((name, version) for name, version, _ in versions),
-        superuser_only=frozenset((name, version) for name, version, only in versions if only),
+        console_role=found.user,
+        superuser=found.superuser,
+        roles=frozenset(found.roles),
+        acts_as=frozenset(name for name, member in found.roles.items() if member),
+        extension_versions=frozenset((name, version) for name, version, _ in found.extension_versions),
+        superuser_only=frozenset((name, version) for name, version, only in found.extension_versions if only),
     )

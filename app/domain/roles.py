@@ -1,4 +1,4 @@
-"""Roles travel with the backup (issue 30 item 3): their definitions in the manifest, and creating the
+"""Roles travel with the backup: their definitions in the manifest, and creating the
 missing ones before a restore, when an admin chooses it.
 
 The manifest keeps, for each role the database names, its attributes and its memberships among those
@@ -10,44 +10,13 @@ otherwise make any role, a password included), and never a superuser: that is a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import psycopg
-from psycopg import sql
-
-from app.adapters import postgres
+from app.adapters import postgres, roles_sql
 from app.adapters.postgres import TargetDatabase
-
-# Attributes only a superuser may give, so never given by the console (and refused when asked).
-_SUPERUSER_ATTRIBUTES = ("superuser", "replication", "bypassrls")
-_FLAGS = ("login", "inherit", "createdb", "createrole", *_SUPERUSER_ATTRIBUTES)
+from app.adapters.roles_sql import FLAGS, RoleDefinition
 
 
 class RolesError(Exception):
     """The roles cannot be created as the backup defines them; nothing was created."""
-
-
-@dataclass(frozen=True)
-class RoleDefinition:
-    name: str
-    login: bool = False
-    inherit: bool = True
-    createdb: bool = False
-    createrole: bool = False
-    superuser: bool = False
-    replication: bool = False
-    bypassrls: bool = False
-    connection_limit: int = -1
-    valid_until: str | None = None
-    member_of: tuple[tuple[str, bool], ...] = ()  # (role, with admin option), among the roles the database names
-    password: str | None = None  # the hash, only with BACKUP_ROLE_PASSWORDS
-
-    def to_manifest(self) -> dict:
-        fields = {flag: getattr(self, flag) for flag in _FLAGS}
-        members = [{"role": role, "admin": admin} for role, admin in self.member_of]
-        extra = {"password": self.password} if self.password is not None else {}
-        return {"name": self.name, **fields, "connection_limit": self.connection_limit,
-                "valid_until": self.valid_until, "member_of": members, **extra}  # fmt: skip
 
 
 def definitions_in(manifest: dict | None) -> dict[str, RoleDefinition] | None:
@@ -68,7 +37,7 @@ def definitions_in(manifest: dict | None) -> dict[str, RoleDefinition] | None:
 def _definition(item: object) -> RoleDefinition | None:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
         return None
-    if not all(isinstance(item.get(flag, False), bool) for flag in _FLAGS):
+    if not all(isinstance(item.get(flag, False), bool) for flag in FLAGS):
         return None
     limit, until, password = item.get("connection_limit", -1), item.get("valid_until"), item.get("password")
     members = item.get("member_of", [])
@@ -80,7 +49,7 @@ def _definition(item: object) -> RoleDefinition | None:
                for m in members):  # fmt: skip
         return None
     return RoleDefinition(
-        name=item["name"], **{flag: item.get(flag, flag == "inherit") for flag in _FLAGS},
+        name=item["name"], **{flag: item.get(flag, flag == "inherit") for flag in FLAGS},
         connection_limit=limit, valid_until=until, password=password,
         member_of=tuple((m["role"], m.get("admin", False)) for m in members),
     )  # fmt: skip
@@ -88,46 +57,7 @@ def _definition(item: object) -> RoleDefinition | None:
 
 def creatable(definitions: dict[str, RoleDefinition] | None) -> frozenset[str]:
     """The roles the console would create from these definitions: not the superuser-only ones."""
-    return frozenset(name for name, d in (definitions or {}).items()
-                     if not any(getattr(d, a) for a in _SUPERUSER_ATTRIBUTES))  # fmt: skip
-
-
-def read_definitions(conn: psycopg.Connection, names: list[str], *, passwords: bool) -> list[RoleDefinition]:
-    """The definitions of `names` from the server's catalog (pg_roles, pg_auth_members); with `passwords`, their
-    hashes too, which only a superuser may read (pg_authid): otherwise none is recorded."""
-    rows = conn.execute(
-        "SELECT rolname, rolcanlogin, rolinherit, rolcreatedb, rolcreaterole, rolsuper, rolreplication, rolbypassrls,"
-        " rolconnlimit, rolvaliduntil::text FROM pg_roles WHERE rolname = ANY(%s) AND rolname NOT LIKE 'pg\\_%%'"
-        " ORDER BY rolname",
-        (names,),
-    ).fetchall()
-    members: dict[str, list[tuple[str, bool]]] = {}
-    for member, role, admin in conn.execute(
-        "SELECT m.rolname, g.rolname, a.admin_option FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member"
-        " JOIN pg_roles g ON g.oid = a.roleid WHERE m.rolname = ANY(%s) AND g.rolname = ANY(%s)"
-        " ORDER BY 1, 2",
-        (names, names),
-    ):
-        members.setdefault(member, []).append((role, bool(admin)))
-    hashes: dict[str, str] = {}
-    if passwords and conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
-        hashes = dict(conn.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY(%s)"
-                                   " AND rolpassword IS NOT NULL", (names,)).fetchall())  # fmt: skip
-    return [RoleDefinition(name, login, inherit, createdb, createrole, superuser, replication, bypassrls, limit,
-                           until, tuple(members.get(name, ())), hashes.get(name))  # fmt: skip
-            for name, login, inherit, createdb, createrole, superuser, replication, bypassrls, limit, until in rows]
-
-
-def create_statement(role: RoleDefinition) -> sql.Composed:
-    """CREATE ROLE as the backup defines it (not the superuser-only attributes: see create_missing)."""
-    options = [sql.SQL(flag.upper() if getattr(role, flag) else "NO" + flag.upper())
-               for flag in ("login", "inherit", "createdb", "createrole")]  # fmt: skip
-    options.append(sql.SQL("CONNECTION LIMIT {}").format(sql.Literal(role.connection_limit)))
-    if role.valid_until:
-        options.append(sql.SQL("VALID UNTIL {}").format(sql.Literal(role.valid_until)))
-    if role.password:
-        options.append(sql.SQL("PASSWORD {}").format(sql.Literal(role.password)))  # a hash: kept as it is
-    return sql.SQL("CREATE ROLE {} WITH {}").format(sql.Identifier(role.name), sql.SQL(" ").join(options))
+    return frozenset(name for name, d in (definitions or {}).items() if not d.superuser_only)
 
 
 def create_missing(target: TargetDatabase, definitions: dict[str, RoleDefinition], wanted: set[str]) -> list[str]:
@@ -139,30 +69,22 @@ def create_missing(target: TargetDatabase, definitions: dict[str, RoleDefinition
     that only a superuser may create.
     """
     with postgres.admin_connect(target) as conn:
-        present = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
-                                              (sorted(wanted),))}  # fmt: skip
+        present = roles_sql.existing_roles(conn, sorted(wanted))
         missing = sorted(wanted - present)
         if not missing:
             return []
         undefined = [name for name in missing if name not in definitions]
         if undefined:
             raise RolesError(f"the backup does not define the roles {', '.join(undefined)}; create them yourself")
-        special = [n for n in missing if any(getattr(definitions[n], a) for a in _SUPERUSER_ATTRIBUTES)]
+        special = [n for n in missing if definitions[n].superuser_only]
         if special:
             raise RolesError(f"the roles {', '.join(special)} are superusers (or REPLICATION or BYPASSRLS) in the "
                              "backup; the console does not create those: a superuser must")  # fmt: skip
-        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+        join_each = not postgres.is_superuser(conn)
         try:
-            with conn.transaction():
-                for name in missing:
-                    conn.execute(create_statement(definitions[name]))
-                for member, role, admin in _memberships(definitions, set(missing), present):
-                    conn.execute(sql.SQL("GRANT {} TO {}{}").format(
-                        sql.Identifier(role), sql.Identifier(member), sql.SQL(" WITH ADMIN OPTION" if admin else "")))
-                if not superuser:
-                    for name in missing:
-                        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(name)))
-        except psycopg.Error as exc:
+            roles_sql.create_roles(conn, [definitions[n] for n in missing],
+                                   _memberships(definitions, set(missing), present), join_each=join_each)
+        except postgres.DatabaseError as exc:
             raise RolesError(f"the roles {', '.join(missing)} could not be created ({str(exc).strip()}); "
                              "none was") from None  # fmt: skip
     return missing
