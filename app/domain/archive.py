@@ -5,7 +5,7 @@ created (encoding, locale provider, collation, ctype, ICU locale), its owner, co
 limit, ACL, `ALTER DATABASE … SET` and `ALTER ROLE … IN DATABASE … SET`. `pg_restore --create`
 prints them as SQL naming the original database. The console restores into a scratch database
 under another name, so it reads those statements here, renamed to the scratch database, and the
-restore runs them itself (app/domain/restore.py: the CREATE and the properties before pg_restore,
+restore runs them itself (app/domain/restore_database.py: the CREATE and the properties before pg_restore,
 the connection limit after it). It also lists every role the archive names as an owner or a
 grantee, so a restore that would fail on a missing role is refused before anything is touched.
 """
@@ -13,11 +13,10 @@ grantee, so a restore that would fail on a missing role is refused before anythi
 from __future__ import annotations
 
 import re
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.adapters import pg_restore
 from app.domain.preflight import BackupNeeds
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
@@ -27,10 +26,6 @@ _ROLES_AFTER = re.compile(
 GRANTOR = re.compile(rf"^SET SESSION AUTHORIZATION ({_IDENT})")
 # Lines of `pg_restore --list`: "ID; TABLEOID OID TYPE SCHEMA NAME OWNER" (TYPE and NAME may hold spaces).
 _LIST_LINE = re.compile(r"^\d+; \d+ \d+ (?P<rest>.*)$")
-
-
-class ArchiveError(Exception):
-    """The archive's table of contents cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -102,13 +97,15 @@ class ArchiveContents:
                            extensions=tuple(v for v in versions if v[0]))  # fmt: skip
 
 
-def read_contents(pg_restore: str, archive: Path, env: dict[str, str]) -> ArchiveContents:
-    """The archive's entries, its database's definition and the roles it names (three quick reads of its TOC)."""
-    listing = _run([pg_restore, "--create", "--list", str(archive)], env)
+def read_contents(tool: str, archive: Path, env: dict[str, str]) -> ArchiveContents:
+    """The archive's entries, its database's definition and the roles it names (three quick reads of its TOC
+    by the pg_restore at `tool`; pg_restore.ArchiveError when it cannot read them)."""
+    listing = pg_restore.table_of_contents(tool, archive, env)
     entries = tuple(entry for line in listing.splitlines() if (entry := _entry(line)) is not None)
-    database_sql = _sql_of(pg_restore, archive, env, [e for e in entries if e.of_the_database])
-    acl_sql = _sql_of(pg_restore, archive, env, ArchiveContents(entries, None, frozenset()).grant_entries,
-                      create=False)  # fmt: skip
+    database_sql = pg_restore.sql_of(tool, archive, env, [e.line for e in entries if e.of_the_database])
+    acl_sql = pg_restore.sql_of(tool, archive, env,
+                                [e.line for e in ArchiveContents(entries, None, frozenset()).grant_entries],
+                                create=False)  # fmt: skip
     statements = _statements(database_sql)
     database = None
     created = [s for s in statements if s.upper().startswith("CREATE DATABASE ")]
@@ -172,18 +169,6 @@ _KINDS = ("TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY", "MATERIALIZED VIEW 
           "PUBLICATION", "SUBSCRIPTION", "ACL", "COMMENT", "SECURITY LABEL", "DATABASE")  # fmt: skip
 
 
-def _sql_of(pg_restore: str, archive: Path, env: dict[str, str], chosen: list[Entry], create: bool = True) -> str:
-    """The SQL pg_restore prints for these entries (none: ""); `create`: with --create, which the database's
-    own entries need (and which prints CREATE DATABASE whatever the entries)."""
-    if not chosen:
-        return ""
-    with tempfile.NamedTemporaryFile("w", suffix=".list") as listed:
-        listed.write("\n".join(e.line for e in chosen) + "\n")
-        listed.flush()
-        flags = ["--create"] if create else []
-        return _run([pg_restore, *flags, "--use-list", listed.name, "--file", "-", str(archive)], env)
-
-
 def _statements(script: str, keep_session_authorization: bool = False) -> list[str]:
     """The SQL statements of a pg_restore script: no comments, psql meta-commands or session SETs (but
     `SET SESSION AUTHORIZATION`, which says who granted, when asked for)."""
@@ -199,9 +184,3 @@ def _unquote(identifier: str) -> str:
         return identifier[1:-1].replace('""', '"')
     return identifier.lower()
 
-
-def _run(argv: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise ArchiveError(f"the archive cannot be read: {done.stderr.strip() or 'pg_restore failed'}")
-    return done.stdout

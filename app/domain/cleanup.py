@@ -10,8 +10,6 @@ import contextlib
 import errno
 import shutil
 
-import psycopg
-
 from app.adapters import encryption, postgres
 from app.adapters.postgres import PgToolError, TargetDatabase
 from app.adapters.storage import Storage, StorageError
@@ -73,7 +71,7 @@ def describe_error(value: BaseException | None) -> str | None:
         return str(value)
     if isinstance(value, OSError) and value.errno == errno.ENOSPC:
         return f"the worker's disk is full ({value.filename or 'temp folder'}); free space or move INSTANCE_PATH"
-    if isinstance(value, psycopg.Error):
+    if isinstance(value, postgres.DatabaseError):
         first_line = str(value).strip().splitlines()[0] if str(value).strip() else type(value).__name__
         return f"database error: {first_line}"
     return None
