@@ -1,4 +1,2 @@
-"""The pure domain: naming, retention, storage, pg tooling, backup and restore steps.
-
-Nothing here imports Flask or RQ; every function takes plain values and can be tested alone.
-"""
+"""The console's rules (naming, retention, provenance, backup and restore steps), given their values as
+arguments and reaching the server, the store and the tools only through app.adapters."""
