@@ -28,10 +28,6 @@ class ListingCache(Protocol):
         ...
 
 
-def target_name(settings) -> str:  # noqa: ANN001 - TEMPORARY until alerts.py uses services.target_name
-    return settings.target_name or settings.app_env
-
-
 @dataclass(frozen=True)
 class ConsoleBackups:
     target: TargetDatabase
