@@ -16,8 +16,8 @@ import pytest
 from rq import Queue
 
 from app.domain.naming import backup_filename
-from tests.config import test_targets
-from tests.config.test_targets import PASSKEYS, backed_up, make_person, token
+from tests.config import targets
+from tests.config.targets import PASSKEYS, backed_up, make_person, token
 from tests.helpers import (
     IST,
     audit_rows,
@@ -31,8 +31,8 @@ from tests.helpers import (
 from tests.jobs.test_restore import change_live, scratch_databases
 from tests.support.databases import table_fingerprint
 
-# Fixtures: the console of tests/test_targets.py (staging and production share a bucket).
-console, databases, targets_env = test_targets.console, test_targets.databases, test_targets.targets_env
+# Fixtures: the console of tests/config/targets.py (staging and production share a bucket).
+console, databases, targets_env = targets.console, targets.databases, targets.targets_env
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Issue 29, M2 and L2: a target hidden by role `none` shows nothing of its jobs, and /healthz names
 no target to a caller who may not see it.
 
-The console of tests/test_targets.py (staging, the default, and production in one bucket; reports
+The console of tests/config/targets.py (staging, the default, and production in one bucket; reports
 in a folder). dev is a viewer everywhere but on reports, which is hidden from them.
 """
 
@@ -14,13 +14,13 @@ from datetime import timedelta
 import pytest
 from rq.job import Job
 
-from tests.config import test_targets
-from tests.config.test_targets import backed_up, make_person, token
+from tests.config import targets
+from tests.config.targets import backed_up, make_person, token
 from tests.helpers import job_of, run_jobs_for
 from tests.support.databases import PG, drop_database
 
 # Fixtures: that module's console of three targets, on its databases and bucket.
-console, databases, targets_env = test_targets.console, test_targets.databases, test_targets.targets_env
+console, databases, targets_env = targets.console, targets.databases, targets.targets_env
 
 
 def job_of_target(app, client, headers, target: str) -> str:
