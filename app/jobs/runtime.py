@@ -30,11 +30,12 @@ def configure(app: Flask | None) -> None:
 
 
 def app() -> Flask:
-    global _app
+    """The app set by `configure`; the jobs layer never builds one, so a process that runs jobs sets it first."""
     if _app is None:
-        from app import create_app
-
-        _app = create_app()
+        raise RuntimeError(
+            "jobs run in a worker started by `flask --app wsgi worker` (or `flask --app wsgi scheduler`), "
+            "which sets the app they run in; elsewhere call app.jobs.runtime.configure(app) before running one"
+        )
     return _app
 
 
