@@ -73,7 +73,7 @@ class Console:
     """One worker with its own namespace, instance and destination folder."""
 
     def __init__(self, kind: str, dbname: str, workdir: Path, recipients: str):
-        from app.config import Settings
+        from app import create_app
         from app.services.clients import redis_for
 
         self.kind = kind
@@ -93,10 +93,11 @@ class Console:
         }
         if recipients:
             self.env["BACKUP_ENCRYPTION_RECIPIENTS"] = recipients
-        self.settings = Settings.from_env(self.env)
-        self.redis = redis_for(self.settings)
         self.processes = Processes(workdir)
         self.processes.flask(self.env, "db", "upgrade")  # the worker refuses a store not at this release's revision
+        self.app = create_app(self.env)  # a job is requested in the console store, as the web app requests it
+        self.settings = self.app.config["SETTINGS"]
+        self.redis = redis_for(self.settings)
         self.worker = self.processes.worker(self.env, f"worker-{kind}")
         from app.jobs.queue import queue_for
 
@@ -110,9 +111,10 @@ class Console:
         if sampler:
             sampler.start()
         started = time.monotonic()
-        job_id = start_job(self.settings, self.redis, "backup", "bench")
-        while (status := job_status(self.redis, job_id))["status"] not in ("finished", "failed"):
-            time.sleep(common.POLL_SECONDS)
+        with self.app.app_context():
+            job_id = start_job(self.settings, self.redis, "backup", "bench")
+            while (status := job_status(self.redis, job_id))["status"] not in ("finished", "failed"):
+                time.sleep(common.POLL_SECONDS)
         seconds = time.monotonic() - started
         if sampler:
             sampler.done.set()

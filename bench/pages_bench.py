@@ -129,7 +129,7 @@ class Console:
                                capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
         if not where.startswith(str(tree)):
             raise RuntimeError(f"{tree} would run the code in {where}")
-        if (tree / "app" / "migrations").is_dir():  # a tree with Alembic migrations: create the console store
+        if any((tree / "app" / where / "migrations").is_dir() for where in ("", "store")):  # Alembic: the store
             subprocess.run([*flask, "db", "upgrade"], cwd=tree, env=self.env, check=True, capture_output=True)
         subprocess.run([*flask, "users", "create", "admin", "--role", "admin", "--password-stdin"], cwd=tree,
                        env=self.env, input=PASSWORD, text=True, check=True, capture_output=True)  # fmt: skip

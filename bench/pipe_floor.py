@@ -39,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 
 from app.adapters import postgres
+from app.adapters.database_facts import database_facts
 from app.adapters.storage import LocalStorage
 from app.config import TargetDatabase
 from app.domain import backup
@@ -88,7 +89,7 @@ def contenders(target: TargetDatabase, folder: Path) -> dict[str, Callable[[], N
     def console_stream(nice: int = 0) -> None:
         plan = backup.BackupPlan(filename=f"bench-{time.time_ns()}.dump", dump=dump, server_version=version,
                                  compression=compression.args, compression_method=compression.method,
-                                 expected_bytes=0, database_bytes=postgres.database_size(target))  # fmt: skip
+                                 expected_bytes=0, database_bytes=database_facts(target).size)  # fmt: skip
         running = backup.RunningDump(plan.dump, plan.compression, target)  # at this process's priority
 
         def stream() -> None:
