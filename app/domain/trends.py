@@ -123,85 +123,104 @@ def chart_svg(points: list[Point], *, width: int = 640, height: int = 160, zone:
     """
     if len(points) < 2:
         return ""
-    plot_w = width - _LEFT - _RIGHT
-    plot_h = height - _TOP - _BOTTOM
-    bottom = _TOP + plot_h
-    slot = plot_w / len(points)
-    bar_w = max(1.0, slot * 0.7)
-    max_size = max(p.size for p in points) or 1
-    durations = [p.seconds for p in points if p.seconds is not None]
-    max_seconds = max(durations, default=0) or 1.0
-
-    def day(moment: datetime) -> str:
-        return (moment.astimezone(zone) if zone else moment).strftime("%Y-%m-%d")
-
-    def centre(i: int) -> float:
-        return _LEFT + slot * i + slot / 2
-
-    first, last = points[0], points[-1]
-    flagged = [p for p in points if p.dropped]
-    latest = human_size(last.size) + (f", {human_seconds(last.seconds)}" if last.seconds is not None else "")
-    desc = f"{len(points)} backups from {day(first.created_at)} to {day(last.created_at)}; latest {latest}."
-    desc += f" Sizes from {human_size(min(p.size for p in points))} to {human_size(max_size)}."
-    if durations:
-        desc += f" Durations from {human_seconds(min(durations))} to {human_seconds(max(durations))}."
-    if flagged:
-        names = ", ".join(p.filename for p in flagged)
-        desc += f" {len(flagged)} flagged as a possible data loss: {names}."
-
-    out = [
+    chart = _Chart(points, width, height, zone)
+    return "\n".join([
         f'<svg xmlns="http://www.w3.org/2000/svg" class="trend-chart" role="img" '
         f'aria-labelledby="trend-title trend-desc" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" font-size="11" font-family="sans-serif">',
         '<title id="trend-title">Backup sizes (bars) and durations (line)</title>',
-        f'<desc id="trend-desc">{escape(desc)}</desc>',
-        # axes: sizes on the left, durations on the right, dates along the bottom
-        f'<line class="axis" x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT}" y2="{bottom}" stroke="#8c959f"/>',
-        f'<line class="axis" x1="{_LEFT}" y1="{bottom}" x2="{width - _RIGHT}" y2="{bottom}" stroke="#8c959f"/>',
-        f'<line class="axis" x1="{width - _RIGHT}" y1="{_TOP}" x2="{width - _RIGHT}" y2="{bottom}" stroke="#8c959f"/>',
-        _text(_LEFT - 4, _TOP + 4, human_size(max_size), "end"),
-        _text(_LEFT - 4, bottom, human_size(0), "end"),
-        _text(_LEFT, height - 6, day(first.created_at), "start"),
-        _text(width - _RIGHT, height - 6, day(last.created_at), "end"),
-    ]
-    if durations:
-        out.append(_text(width - _RIGHT + 4, _TOP + 4, human_seconds(max_seconds), "start"))
-        out.append(_text(width - _RIGHT + 4, bottom, human_seconds(0), "start"))
+        f'<desc id="trend-desc">{escape(_description(chart))}</desc>',
+        *_axes(chart), *_bars(chart), *_duration_line(chart), "</svg>",
+    ])  # fmt: skip
 
-    for i, p in enumerate(points):
-        h = p.size / max_size * plot_h
-        x = centre(i) - bar_w / 2
+
+class _Chart:
+    """The plot's geometry and scales, shared by its parts."""
+
+    def __init__(self, points: list[Point], width: int, height: int, zone: tzinfo | None):
+        self.points, self.width, self.height, self.zone = points, width, height, zone
+        self.plot_h = height - _TOP - _BOTTOM
+        self.bottom = _TOP + self.plot_h
+        self.slot = (width - _LEFT - _RIGHT) / len(points)
+        self.bar_w = max(1.0, self.slot * 0.7)
+        self.max_size = max(p.size for p in points) or 1
+        self.durations = [p.seconds for p in points if p.seconds is not None]
+        self.max_seconds = max(self.durations, default=0) or 1.0
+
+    def day(self, moment: datetime) -> str:
+        return (moment.astimezone(self.zone) if self.zone else moment).strftime("%Y-%m-%d")
+
+    def centre(self, i: int) -> float:
+        return _LEFT + self.slot * i + self.slot / 2
+
+
+def _description(chart: _Chart) -> str:
+    points, first, last = chart.points, chart.points[0], chart.points[-1]
+    latest = human_size(last.size) + (f", {human_seconds(last.seconds)}" if last.seconds is not None else "")
+    desc = f"{len(points)} backups from {chart.day(first.created_at)} to {chart.day(last.created_at)}; latest {latest}."
+    desc += f" Sizes from {human_size(min(p.size for p in points))} to {human_size(chart.max_size)}."
+    if chart.durations:
+        desc += f" Durations from {human_seconds(min(chart.durations))} to {human_seconds(max(chart.durations))}."
+    flagged = [p for p in points if p.dropped]
+    if flagged:
+        desc += f" {len(flagged)} flagged as a possible data loss: {', '.join(p.filename for p in flagged)}."
+    return desc
+
+
+def _axes(chart: _Chart) -> list[str]:
+    """Sizes on the left, durations on the right, dates along the bottom."""
+    right, bottom = chart.width - _RIGHT, chart.bottom
+    out = [
+        f'<line class="axis" x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT}" y2="{bottom}" stroke="#8c959f"/>',
+        f'<line class="axis" x1="{_LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#8c959f"/>',
+        f'<line class="axis" x1="{right}" y1="{_TOP}" x2="{right}" y2="{bottom}" stroke="#8c959f"/>',
+        _text(_LEFT - 4, _TOP + 4, human_size(chart.max_size), "end"),
+        _text(_LEFT - 4, bottom, human_size(0), "end"),
+        _text(_LEFT, chart.height - 6, chart.day(chart.points[0].created_at), "start"),
+        _text(right, chart.height - 6, chart.day(chart.points[-1].created_at), "end"),
+    ]
+    if chart.durations:
+        out.append(_text(right + 4, _TOP + 4, human_seconds(chart.max_seconds), "start"))
+        out.append(_text(right + 4, bottom, human_seconds(0), "start"))
+    return out
+
+
+def _bars(chart: _Chart) -> list[str]:
+    out = []
+    for i, p in enumerate(chart.points):
+        h = p.size / chart.max_size * chart.plot_h
+        x = chart.centre(i) - chart.bar_w / 2
         label = f"{p.filename}: {human_size(p.size)}"
         if p.seconds is not None:
             label += f", {human_seconds(p.seconds)}"
-        label += f", {day(p.created_at)}"
+        label += f", {chart.day(p.created_at)}"
         if p.dropped:
             label += f" (possible data loss: {p.drop_pct} % smaller than the backups before it)"
         css, fill = ("bar dropped", "#b3261e") if p.dropped else ("bar", "#8fb8de")
         out.append(
-            f'<rect class="{css}" x="{x:.1f}" y="{bottom - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
-            f'fill="{fill}"><title>{escape(label)}</title></rect>'
+            f'<rect class="{css}" x="{x:.1f}" y="{chart.bottom - h:.1f}" width="{chart.bar_w:.1f}" '
+            f'height="{h:.1f}" fill="{fill}"><title>{escape(label)}</title></rect>'
         )
         if p.dropped:  # not by colour alone
             out.append(
-                f'<text class="drop-mark" x="{centre(i):.1f}" y="{max(_TOP, bottom - h - 3):.1f}" '
+                f'<text class="drop-mark" x="{chart.centre(i):.1f}" y="{max(_TOP, chart.bottom - h - 3):.1f}" '
                 f'text-anchor="middle" fill="#b3261e" aria-hidden="true">!</text>'
             )
+    return out
 
+
+def _duration_line(chart: _Chart) -> list[str]:
     coords = [
-        f"{centre(i):.1f},{bottom - p.seconds / max_seconds * plot_h:.1f}"
-        for i, p in enumerate(points)
+        (f"{chart.centre(i):.1f}", f"{chart.bottom - p.seconds / chart.max_seconds * chart.plot_h:.1f}")
+        for i, p in enumerate(chart.points)
         if p.seconds is not None
     ]
+    out = []
     if len(coords) >= 2:
-        out.append(
-            f'<polyline class="duration" points="{" ".join(coords)}" fill="none" stroke="#1b1f24" stroke-width="2"/>'
-        )
-    for coord in coords:
-        cx, cy = coord.split(",")
-        out.append(f'<circle class="duration-dot" cx="{cx}" cy="{cy}" r="2.5" fill="#1b1f24"/>')
-    out.append("</svg>")
-    return "\n".join(out)
+        line = " ".join(f"{x},{y}" for x, y in coords)
+        out.append(f'<polyline class="duration" points="{line}" fill="none" stroke="#1b1f24" stroke-width="2"/>')
+    out.extend(f'<circle class="duration-dot" cx="{x}" cy="{y}" r="2.5" fill="#1b1f24"/>' for x, y in coords)
+    return out
 
 
 def _text(x: float, y: float, words: str, anchor: str) -> str:
