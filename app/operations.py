@@ -281,7 +281,7 @@ def _guarded_restore(
 
 
 def recent_backup_required(using: Collaborators, listed: list[Backup]) -> Backup:
-    """The seed's rule (a backup of ours from the last N minutes), as a 409 refusal."""
+    """The recent-backup rule (a backup of ours from the last N minutes), as a 409 refusal."""
     try:
         return require_recent_backup(listed, owner=using.backups.owner, minutes=using.settings.recent_check_minutes,
                                      trusted=using.backups.is_trusted)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Backup file names in the seed's format, and reading them back.
+"""Backup file names, and reading them back.
 
 `{APP_NAME}-{APP_ENV}-on-YYYY-MM-DD-at-HH-MM-SS-AM|PM-IST.dump`, on a 12-hour clock in the
 display time zone, whose abbreviation replaces `IST` when another zone is configured. An
@@ -25,7 +25,7 @@ _NAME = re.compile(
     r"-at-(?P<time>\d{2}-\d{2}-\d{2})-(?P<ampm>AM|PM)-(?P<tz>[A-Za-z0-9+\-]{1,10})\.dump(?:\.age)?\Z",
     re.ASCII,
 )
-# Abbreviations the seed and common zones use, so a name made under another setting still reads.
+# Abbreviations the original names (IST) and common zones use, so a name made under another setting still reads.
 _KNOWN_ABBREVIATIONS = {"IST": "Asia/Kolkata", "UTC": "UTC", "GMT": "GMT"}
 
 

@@ -67,7 +67,7 @@ def passkey_matches(given: str, passkey: str | None, passkey_sha256: str | None)
 def require_recent_backup(
     backups: list[Backup], *, owner: Owner, minutes: int, trusted: Callable[[Backup], bool], now: datetime | None = None
 ) -> Backup:
-    """The seed's rule: no restore without a trusted backup of this environment from the last N minutes."""
+    """The recent-backup rule: no restore without a trusted backup of this environment from the last N minutes."""
     found = recent_backup(backups, owner, timedelta(minutes=minutes), now or datetime.now(UTC), trusted=trusted)
     if found is None:
         raise RestoreRefused(

@@ -1,7 +1,7 @@
 """What runs around every request: the target a URL names, the values every template gets, and
 security headers.
 
-Pages and API routes about one target have two addresses: the seed's (`/`, `/backups/…`,
+Pages and API routes about one target have two addresses: the short ones (`/`, `/backups/…`,
 `/api/setting/…`), which act on the default target, and `/targets/<name>/…`. The `target` in
 the URL is taken off before the view runs and becomes the target the request acts on
 (`services.acting_on`); links built on such a page stay on that target.
@@ -21,7 +21,7 @@ CSP = (
 
 
 def take_target(endpoint: str | None, values: dict | None) -> None:
-    """Act on the URL's target, or on the default one for the seed's addresses of a target's page."""
+    """Act on the URL's target, or on the default one for the short addresses of a target's page."""
     name = (values or {}).pop("target", None)
     g.target_in_url, g.requested_target = name is not None, name
     about_a_target = endpoint is not None and current_app.url_map.is_endpoint_expecting(endpoint, "target")

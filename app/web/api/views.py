@@ -1,4 +1,4 @@
-"""The seed's JSON endpoints, plus job status. Bearer tokens; a browser session works too."""
+"""The JSON API: create backup, list backups, restore, and job status. Bearer tokens or a browser session."""
 
 from __future__ import annotations
 
