@@ -180,6 +180,12 @@ def main() -> None:
     db_bytes = database_size(dbname)
     workdir = make_workdir("pgconsole-encbench-")
     recipient = str(x25519.Identity.generate().to_public())  # the private key is not needed: nothing is restored
+    runs = run_rounds(args.repeat, dbname, workdir, recipient)
+    write_report("\n".join(report(args, dbname, db_bytes, runs)), args.out)
+
+
+def run_rounds(repeat: int, dbname: str, workdir: Path, recipient: str) -> dict:
+    """A warm-up, `repeat` timed rounds of both kinds (the order swapped each round), then one sampled run of each."""
     consoles = {kind: Console(kind, dbname, workdir, recipient if kind == "encrypted" else "") for kind in KINDS}
     stream = StreamCpu(dbname, workdir, recipient)
     seconds: dict[str, list[float]] = {kind: [] for kind in KINDS}
@@ -189,7 +195,7 @@ def main() -> None:
         log("warm-up: one backup of each (not reported)")
         for kind in KINDS:
             consoles[kind].backup()
-        for round_no in range(args.repeat):
+        for round_no in range(repeat):
             order = KINDS if round_no % 2 == 0 else KINDS[::-1]
             for kind in order:
                 busy, _ = wait_until_idle(QUIET["threshold"], QUIET["max_wait"], kind)
@@ -197,7 +203,7 @@ def main() -> None:
                 taken, size, _ = consoles[kind].backup()
                 seconds[kind].append(taken)
                 sizes[kind] = size
-                log(f"round {round_no + 1}/{args.repeat} {kind}: {taken:.2f} s, {size / MiB:.1f} MiB")
+                log(f"round {round_no + 1}/{repeat} {kind}: {taken:.2f} s, {size / MiB:.1f} MiB")
                 stream.run(kind)
         peaks = {}
         for kind in KINDS:
@@ -209,6 +215,12 @@ def main() -> None:
             console.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
+    return {"seconds": seconds, "sizes": sizes, "peaks": peaks, "busiest": busiest, "stream": stream}
+
+
+def report(args, dbname: str, db_bytes: int, runs: dict) -> list[str]:
+    """The report's lines: the method, both kinds' seconds and memory, and the stream's CPU."""
+    seconds, sizes, peaks, busiest, stream = (runs[k] for k in ("seconds", "sizes", "peaks", "busiest", "stream"))
     plain, encrypted = (statistics.median(seconds[k]) for k in KINDS)
     from importlib.metadata import version
 
@@ -239,6 +251,14 @@ def main() -> None:
             f"| {kind} | {median:.2f} | {spread(seconds[kind])} | {sizes[kind] / MiB:.1f} | "
             f"{peaks[kind] / 1024:.1f} | {median / plain:.3f} × |"
         )
+    return lines + stream_lines(stream, seconds, sizes)
+
+
+
+def stream_lines(stream: StreamCpu, seconds: dict[str, list[float]], sizes: dict[str, int]) -> list[str]:
+    """The stream alone, and what encryption costs the worker's CPU and the wall time."""
+    plain, encrypted = (statistics.median(seconds[k]) for k in KINDS)
+    lines: list[str] = []
     lines += [
         "",
         "The stream alone (`stream_backup` in the bench process, same rounds): CPU seconds, median (min–max).",
@@ -268,7 +288,7 @@ def main() -> None:
         "(header plus 16 bytes per 64 KiB chunk; the two runs' dumps can differ by a few bytes).",
         "",
     ]
-    write_report("\n".join(lines), args.out)
+    return lines
 
 
 if __name__ == "__main__":
