@@ -11,6 +11,7 @@ import pyotp
 import pytest
 import requests
 
+from app.store.models import AuditEvent
 from tests.helpers import PASSWORD, AuthActions, wait_for, wait_for_job
 from tests.support import ROOT
 from tests.support.notify import closed_port
@@ -232,7 +233,6 @@ def _settings_pages(app) -> str:
 
 
 def _audit(app):
-    from app.store.models import AuditEvent
 
     with app.app_context():
         return AuditEvent.query.order_by(AuditEvent.id).all()
@@ -287,3 +287,17 @@ def test_a_pg_dump_child_inherits_no_secret_of_the_worker(secrets_env, processes
                    "aws-secret-that-must-never-leak-9931", "oidc-client-secret-that-must-never-leak-7761"):  # fmt: skip
         assert secret not in joined
     wait_for_job(redis_server, job_id)
+
+
+def test_api_with_a_session_cookie_needs_csrf(client, auth, make_user):
+    make_user("operator", "operator")
+    auth.login("operator")
+    assert client.post("/api/setting/backup").status_code == 400
+
+
+def test_security_headers(client):
+    response = client.get("/login")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
