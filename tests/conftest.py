@@ -148,9 +148,9 @@ def app_env(target_db, redis_ns, tmp_path, migrated_store) -> dict[str, str]:
         "BACKUP_STORAGE_URL": (tmp_path / "backups").as_uri(),
         "RESTORE_PASSKEY": "test-passkey-0451",
         "JOB_TIMEOUT_SECONDS": "120",
-        "BACKUP_MIN_INTERVAL_SECONDS": "0",  # many tests back up quickly; tests/test_history.py sets it
+        "BACKUP_MIN_INTERVAL_SECONDS": "0",  # many tests back up quickly; tests/store/test_history.py sets it
         # The default (admins) sends every admin to two-factor enrolment first; the tests of that
-        # (tests/test_second_factor.py) set it, the others sign admins in with a password alone.
+        # (tests/accounts/test_second_factor.py) set it, the others sign admins in with a password alone.
         "REQUIRE_2FA": "none",
     }
 

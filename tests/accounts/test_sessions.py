@@ -1,4 +1,4 @@
-"""Sessions that end (issue 12, item 4): every session-ending event ends the user's other
+"""Sessions that end: every session-ending event ends the user's other
 sessions, and signing out ends this one on the server, so a copied cookie stops working."""
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def test_sign_ins_past_the_cookie_lifetime_are_forgotten_at_the_next_sign_in(app
 
 
 def test_sign_out_everywhere_revokes_api_tokens_too(app, olga, token_for):
-    """Issue 29, M7: a token made with a stolen cookie survived "Sign out everywhere"."""
+    """Security review M7: a token made with a stolen cookie survived "Sign out everywhere"."""
     (client, auth), _ = olga
     headers = token_for("olga")
     assert app.test_client().get("/api/setting/backups", headers=headers).status_code == 200

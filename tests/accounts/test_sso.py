@@ -1,7 +1,7 @@
 """Single sign-on through a real OpenID Connect provider (oidc-provider-mock on 127.0.0.1): groups
 mapped to roles, a role that follows the groups at each sign-in, refusals of a tampered state, a
 wrong nonce, an expired ID token and one from another provider, the provider being down, and the
-password form as a break-glass (LOCAL_LOGIN). The browser test is in tests/test_browser.py.
+password form as a break-glass (LOCAL_LOGIN). The browser test is in tests/browser/.
 """
 
 from __future__ import annotations

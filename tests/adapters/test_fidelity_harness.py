@@ -1,4 +1,4 @@
-"""The fidelity harness itself (tests/fidelity.py): it sees every change, a faithful restore made by hand with
+"""The fidelity harness itself (tests/support/fidelity.py): it sees every change, a faithful restore made by hand with
 pg_dump and pg_restore has zero differences on this server, and the console's old way of restoring
 (`--no-owner --no-privileges` into a bare database) is told apart, aspect by aspect."""
 
@@ -13,7 +13,8 @@ import psycopg
 from psycopg import sql
 
 from tests.support.databases import PG
-from tests.support.fidelity import RichDatabase, differences, fingerprint, rich_database
+from tests.support.fidelity import differences, fingerprint
+from tests.support.rich_database import RichDatabase, rich_database
 
 DATABASE_ENTRY = re.compile(r"^\d+; \d+ \d+ (DATABASE|DATABASE PROPERTIES|COMMENT - DATABASE|ACL - DATABASE) ")
 
@@ -35,7 +36,7 @@ def dump_and_set_aside(pg_admin: psycopg.Connection, rich: RichDatabase, folder:
 
 
 def faithful_restore(archive: Path, dbname: str, extensions: Mapping[str, Mapping[str, str]]) -> None:
-    """A restore that issue 30 would accept, by hand. `pg_restore --create` alone is not one: pg_dump writes
+    """A faithful restore, by hand. `pg_restore --create` alone is not one: pg_dump writes
     `CREATE EXTENSION IF NOT EXISTS` without version or owner, so extensions come back at the default version,
     owned by whoever restores. So: the database and its properties first (--create, only those entries), then
     the extensions at their recorded versions as their recorded owners, then everything else into it."""
@@ -164,7 +165,7 @@ def test_the_fingerprint_equals_itself_and_names_each_change(pg_admin) -> None:
 
 def test_a_faithful_restore_by_hand_has_zero_differences(pg_admin, tmp_path) -> None:
     """pg_dump -Fc, the original renamed away, pg_restore --create under the same name (extensions first, see
-    faithful_restore): what issue 30 asks of the console, done with the plain tools. Zero differences is
+    faithful_restore): what a faithful restore asks of the console, done with the plain tools. Zero differences is
     reachable on this server, event trigger included."""
     with rich_database(pg_admin, with_event_trigger=True) as rich:
         before = fingerprint(rich.name, roles=rich.roles)
@@ -195,7 +196,7 @@ def test_pg_restore_create_alone_loses_extension_versions_and_owners(pg_admin, t
 
 
 def test_a_restore_without_owners_and_grants_is_told_apart(pg_admin, tmp_path) -> None:
-    """The console's old restore (issue 30): `--no-owner --no-privileges` into a bare database from template0."""
+    """A restore that is not faithful: `--no-owner --no-privileges` into a bare database from template0."""
     with rich_database(pg_admin) as rich:
         before = fingerprint(rich.name, roles=rich.roles)
         archive = dump_and_set_aside(pg_admin, rich, tmp_path)

@@ -1,6 +1,6 @@
 """PostgreSQL 15, 17 and 18: backup, restore and verify against each server, through the jobs layer.
 
-The servers are real (tests/pg_servers.py): 15 is the system's, 17 and 18 come from wheels whose
+The servers are real (tests/support/pg_servers.py): 15 is the system's, 17 and 18 come from wheels whose
 `pg_dump` builds differ (17 has zstd and lz4, 18 has gzip only). The worker finds the wheels'
 tools through PG_BIN_DIRS, and picks the compression each build really has.
 """

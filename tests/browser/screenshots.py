@@ -1,8 +1,8 @@
-"""Screenshots of the main pages for docs/screenshots/ (issue 16): 1280×800 and 390×844, light and dark.
+"""Screenshots of the main pages for docs/screenshots/: 1280×800 and 390×844, light and dark.
 
 Not part of the suite (the file name does not start with test_); run it on purpose:
 
-    .venv/bin/python -m pytest tests/screenshots.py -q
+    .venv/bin/python -m pytest tests/browser/screenshots.py -q
 
 It drives a real console (gunicorn + worker on a throw-away database, as the browser tests do):
 a backup, a verify, a restore of a damaged file that fails, then photographs each page.

@@ -1,4 +1,4 @@
-"""Issue 16 through the real pages, in the system Chromium, against gunicorn and a worker process:
+"""Activity and job pages in the system Chromium, against gunicorn and a worker process:
 what people see happened (activity, failure banner, job pages that conclude)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Backup names in the seed's format, the catalog read from them, retention and the recent-backup rule.
+"""Backup names in the console's format, the catalog read from them, retention and the recent-backup rule.
 
 Pure domain tests: plain values in, plain values out (the catalog reads a local folder).
 """
@@ -325,7 +325,7 @@ def test_thirty_junk_files_dated_2099_never_make_retention_delete_a_signed_backu
 
 
 def test_untrusted_files_are_kept_and_the_plan_says_why():
-    old_system = unsigned(PRODUCTION, NOW - timedelta(days=90))  # the seed's backups carry no manifest
+    old_system = unsigned(PRODUCTION, NOW - timedelta(days=90))  # backups of consoles that wrote no manifest
     real = [backup("pharmatracker", "production", NOW - timedelta(days=d)) for d in range(3)]
     plan = {d.backup.filename: d for d in retention_plan(newest_first([*real, old_system]), PRODUCTION,
                                                          RetentionPolicy(newest=1), trusted=signed)}  # fmt: skip

@@ -1,4 +1,4 @@
-"""Issue 30: a restore brings back the database that was backed up — owners, grants, database
+"""A restore brings back the database that was backed up — owners, grants, database
 properties and locale — and ends no session it cannot end.
 
 Each test makes its own roles and an application database owned by a non-superuser role, points a
@@ -17,7 +17,8 @@ from psycopg import sql
 
 from tests.helpers import audit_rows, backup_run_in_process, restore_through_api, signed_in
 from tests.support.databases import PG, create_database, database_names, drop_database, new_name, table_fingerprint
-from tests.support.fidelity import differences, fingerprint, rich_database
+from tests.support.fidelity import differences, fingerprint
+from tests.support.rich_database import rich_database
 
 DATABASE_FACTS = """
 SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datlocprovider, d.datcollate, d.datctype,
@@ -200,12 +201,12 @@ def test_a_backup_naming_a_missing_role_is_refused_then_restored_without_owners_
         drop_database(pg_admin, other)
 
 
-# --------------------------------------------------------------------------- the whole database (tests/fidelity.py)
+# --------------------------------------------------------------------------- the whole database (tests/support)
 
 
 @pytest.mark.parametrize("as_owner", [True, False], ids=["as the owner role", "as postgres"])
 def test_a_rich_database_comes_back_with_zero_differences(make_app, make_user, token_for, pg_admin, as_owner):
-    """Issue 30's "Done when": every kind of object, owners, grants, default privileges, large objects and
+    """Faithful means: every kind of object, owners, grants, default privileges, large objects and
     their ACLs, extensions at their versions, database properties, locale and role settings; compared by
     the schema dump per object, the pg_database row, pg_db_role_setting, rows, sequences and what each
     application role sees — after a backup, a change, and a restore through the console's API."""

@@ -2,7 +2,7 @@
 the passkey is asked — from the backup's signed manifest and this server — never discovered after the download.
 
 Real PostgreSQL: each test backs up an application database through the console (the `application`
-fixture and `console_for` of tests/test_restore_fidelity.py), changes this server, and reads the page.
+fixture and `console_for` of tests/jobs/test_restore_fidelity.py), changes this server, and reads the page.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from tests.helpers import (
 )
 from tests.jobs.test_restore_fidelity import application, console_for  # noqa: F401 - `application` is a fixture
 from tests.support.databases import PG, drop_database, new_name
-from tests.support.fidelity import differences, fingerprint, rich_database
+from tests.support.fidelity import differences, fingerprint
+from tests.support.rich_database import rich_database
 
 
 def submit_of(page: str) -> str:

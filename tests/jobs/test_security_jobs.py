@@ -1,4 +1,4 @@
-"""Whoever can write to the bucket or to Redis: the attacks of issue 29 (H2, H3, M1), each shown failing.
+"""Whoever can write to the bucket or to Redis: the attacks the security review found (H2, H3, M1), each shown failing.
 
 The bucket writer plants files named like backups and swaps a confirmed file before the job runs;
 the Redis writer plants a pickled job hash and enqueues functions and jobs of its own. Real

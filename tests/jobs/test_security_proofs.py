@@ -1,4 +1,4 @@
-"""Issue 29, what was left of it: a restore test's report proves a backup restorable only when it is ours.
+"""A restore test's report proves a backup restorable only when it is ours.
 
 Anyone who can write to the bucket can put `X.dump.verified.json` beside a backup. Where the
 console claims proof (each target's "proven restorable" backup: the overview, /api/targets,

@@ -1,10 +1,10 @@
-"""Issue 29, H1, M5 and L4: what someone who can write to the backup folder or bucket must not achieve.
+"""Security review H1, M5 and L4: what someone who can write to the backup folder or bucket must not achieve.
 
 H1: a listed backup swapped for a link (to a secret, to /proc/self/environ, to a good copy elsewhere)
 is never read: not by a download, not by a verify or restore job. M5: a manifest or pin note that is
 huge or nested 200,000 deep marks its backup untrusted and never takes a page down. L4: what the
 console creates (the SQLite store, its folder, quickstart's secrets) is for its owner only.
-The folder store's own rules (links, FIFOs, sizes, modes) are in tests/test_storage.py.
+The folder store's own rules (links, FIFOs, sizes, modes) are in tests/adapters/storage/.
 """
 
 from __future__ import annotations

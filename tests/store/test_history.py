@@ -1,4 +1,4 @@
-"""History an operator cannot erase, and other environments' backups (issue 12, items 2 and 3).
+"""History an operator cannot erase, and other environments' backups.
 
 Each test replays an attack from the review against the real services and shows it fails: an
 operator unpinning, a burst of backups, retention deleting without a trace, and an operator

@@ -1,8 +1,8 @@
-"""The backups list (issue 16, "the list, clearer"): environment tabs, and rows that lead with
+"""The backups list: environment tabs, and rows that lead with
 when a backup was made, by whom, manually or on schedule, and how long it took.
 
 Through the Flask test client on real Redis, PostgreSQL and stores; the browser side is in
-tests/test_list_browser.py.
+tests/browser/test_list_browser.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Cheap pages (issue 12, item 5): a shared bucket listing, pins without a GET per row, a paged list.
+"""Cheap pages: a shared bucket listing, pins without a GET per row, a paged list.
 
 The S3 requests are counted on the console's own boto3 client, with botocore's `before-send`
 event: every request it sends is counted, and still goes to the real server (SeaweedFS here).
@@ -166,7 +166,7 @@ def test_the_list_is_paged_by_50_with_links(app, make_user):
     second = client.get("/?page=2").get_data(as_text=True)
     assert listed_rows(second) == stored[50:]
     assert re.search(r'<a rel="prev" href="/">[^<]*Newer backups', second) and 'rel="next"' not in second
-    assert len(client.get("/api/setting/backups").get_json()) == 53  # the API keeps the seed's whole list
+    assert len(client.get("/api/setting/backups").get_json()) == 53  # the API keeps its whole list
 
 
 @pytest.mark.parametrize("asked", ["abc", "0", "-1", "", "1.5", "1e3", "9" * 5000, "%00"])

@@ -1,4 +1,4 @@
-"""The restore page explains itself (issue 16, item 4): refusals at the top, the safety backup's
+"""The restore page explains itself: refusals at the top, the safety backup's
 validity, another environment's backup, the passkey; and the quick start shows the passkey once."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 29, M2 and L2: a target hidden by role `none` shows nothing of its jobs, and /healthz names
+"""Security review M2 and L2: a target hidden by role `none` shows nothing of its jobs, and /healthz names
 no target to a caller who may not see it.
 
 The console of tests/config/targets.py (staging, the default, and production in one bucket; reports

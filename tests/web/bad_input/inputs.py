@@ -99,7 +99,7 @@ def mostly(usual: st.SearchStrategy, other: st.SearchStrategy) -> st.SearchStrat
     return st.sampled_from([usual, usual, other]).flatmap(lambda chosen: chosen)
 
 
-# Names close to the seed's format, with every part sometimes out of range or malformed.
+# Names close to the console's own format, with every part sometimes out of range or malformed.
 def seed_style(app: str, env: str, at: datetime, tz: str, suffix: str) -> str:
     return f"{app}-{env}-on-{at.year:04d}-{at:%m-%d}-at-{at:%I-%M-%S-%p}-{tz}{suffix}"
 
