@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from redis import Redis
 from sqlalchemy import ColumnElement
 
 from app.domain.cleanup import plain_reason
 from app.domain.cron import previous_run
 from app.extensions import db
-from app.jobs.queue import JOB_KINDS, job_status
+from app.jobs.state import JOB_KINDS
 from app.store.models import JobRun, utcnow
 
 KEEP_NEWEST = 500  # at least this many records are kept, however old ...
@@ -80,28 +79,6 @@ def ended(
     run.size = size if size is not None else run.size
     run.filename = filename or run.filename
     db.session.commit()
-
-
-LOST = "the job was lost: the queue no longer knows it (Redis was restarted or emptied); it did not finish"
-
-
-def settle(redis: Redis) -> None:
-    """Bring records still marked running up to date with RQ, which may know better.
-
-    The job's own callbacks normally end its record; this covers a job RQ no longer knows (Redis
-    lost it) or one that ended while the console store could not be written, so no row shows
-    "running" for ever.
-    """
-    runs = db.session.execute(db.select(JobRun).where(JobRun.status.in_(("queued", "started")))).scalars().all()
-    for run in runs:
-        job = job_status(redis, run.id)
-        if job is not None and job["status"] in ("queued", "started"):
-            continue
-        run.status = job["status"] if job else "failed"
-        run.error = (job["error"] if job else LOST) if run.status == "failed" else None
-        run.ended_at = naive_utc(job["ended_at"]) if job and job["ended_at"] else utcnow()
-    if runs:
-        db.session.commit()
 
 
 def naive_utc(iso: str) -> datetime:

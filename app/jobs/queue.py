@@ -20,11 +20,13 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from app.config import Settings
+from app.extensions import db
+from app.jobs import history
 from app.jobs.locks import LOCK_GRACE_SECONDS, DatabaseLock
-from app.jobs.state import JobState
+from app.jobs.state import JOB_KINDS, JobState
+from app.store.models import JobRun, utcnow
 
 TASKS = "app.jobs.tasks"  # job functions are enqueued by dotted path: this module never imports them
-JOB_KINDS = ("backup", "restore", "verify")
 SERIALIZER = JSONSerializer  # a pickled job runs code when it is read: Redis holds JSON only
 # Every function a worker of this console runs, and the one callback; anything else is refused.
 RUNNABLE = frozenset({
@@ -173,32 +175,36 @@ def start_job(
             "wait for it to finish"
         )
     target = settings.target_name or None
-    state = JobState(kind=kind, requested_by=requested_by, filename=filename, target=target, scheduled=scheduled)
     try:
         if kind == "backup":
             mark_backup(settings, redis)  # under the lock: a second request sees it or gets the 409
-        from app.jobs import history  # history reads job states from this module
-
         history.requested(job_id, kind=kind, environment=settings.app_env, database=settings.target.dbname,
                           requested_by=requested_by, filename=filename, scheduled=scheduled, target=target,
                           archive_sha256=archive_sha256, size=size, options=options)  # fmt: skip
-        queue_for(settings, redis).enqueue(
-            f"{TASKS}.{kind}_job",
-            kwargs={"requested_by": requested_by, **({"filename": filename} if filename else {}),
-                    **({"target": target} if target else {}), **options},
-            job_id=job_id,
-            # RQ's timeout is only the ceiling: the job stops itself after JOB_TIMEOUT_SECONDS of silence.
-            job_timeout=settings.job_max_seconds,
-            result_ttl=7 * 24 * 3600,
-            failure_ttl=7 * 24 * 3600,
-            on_failure=Callback(f"{TASKS}.on_failure"),
-            meta=state.to_meta(),
-            description=f"{kind} of {settings.target.dbname}" + (f" ({target})" if target else ""),
-        )
+        state = JobState(kind=kind, requested_by=requested_by, filename=filename, target=target, scheduled=scheduled)
+        _enqueue(settings, redis, job_id, state, options)
     except BaseException:
         lock.release(job_id)
         raise
     return job_id
+
+
+def _enqueue(settings: Settings, redis: Redis, job_id: str, state: JobState, options: dict[str, bool]) -> None:
+    """Put the job on the target's queue, by dotted path and with plain values only."""
+    target = state.target
+    queue_for(settings, redis).enqueue(
+        f"{TASKS}.{state.kind}_job",
+        kwargs={"requested_by": state.requested_by, **({"filename": state.filename} if state.filename else {}),
+                **({"target": target} if target else {}), **options},
+        job_id=job_id,
+        # RQ's timeout is only the ceiling: the job stops itself after JOB_TIMEOUT_SECONDS of silence.
+        job_timeout=settings.job_max_seconds,
+        result_ttl=7 * 24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+        on_failure=Callback(f"{TASKS}.on_failure"),
+        meta=state.to_meta(),
+        description=f"{state.kind} of {settings.target.dbname}" + (f" ({target})" if target else ""),
+    )  # fmt: skip
 
 
 def drop_previous_database_later(settings: Settings, redis: Redis, database: str) -> None:
@@ -285,3 +291,25 @@ def purge_namespace(redis: Redis, namespace: str) -> None:
         keys.update(redis.scan_iter(match=pattern))
     if keys:
         redis.delete(*keys)
+
+
+LOST = "the job was lost: the queue no longer knows it (Redis was restarted or emptied); it did not finish"
+
+
+def settle_history(redis: Redis) -> None:
+    """Bring records still marked running up to date with RQ, which may know better.
+
+    The job's own callbacks normally end its record; this covers a job RQ no longer knows (Redis
+    lost it) or one that ended while the console store could not be written, so no row shows
+    "running" for ever.
+    """
+    runs = db.session.execute(db.select(JobRun).where(JobRun.status.in_(("queued", "started")))).scalars().all()
+    for run in runs:
+        job = job_status(redis, run.id)
+        if job is not None and job["status"] in ("queued", "started"):
+            continue
+        run.status = job["status"] if job else "failed"
+        run.error = (job["error"] if job else LOST) if run.status == "failed" else None
+        run.ended_at = history.naive_utc(job["ended_at"]) if job and job["ended_at"] else utcnow()
+    if runs:
+        db.session.commit()

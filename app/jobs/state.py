@@ -18,6 +18,7 @@ from rq.job import Job
 
 from app.jobs.watch import watch_job
 
+JOB_KINDS = ("backup", "restore", "verify")
 SAVE_EVERY_SECONDS = 0.5  # progress is throttled; phases and cleanup facts are saved at once
 
 

@@ -16,9 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rq import get_current_job
-from rq.exceptions import AbandonedJobError
 from rq.job import Job
-from rq.timeouts import JobTimeoutException
 
 from app import services
 from app.config import TargetDatabase
@@ -26,10 +24,10 @@ from app.domain import alerts, catalog, cleanup, preflight, provenance, restore,
 from app.domain import backup as backups
 from app.domain.console import ConsoleBackups
 from app.domain.provenance import UNTRUSTED_WARNING
-from app.jobs import history
+from app.jobs.lifecycle import NotRequested, begin, clean_up_failed, finish
 from app.jobs.locks import DatabaseLock
 from app.jobs.notify import job_alert, notify
-from app.jobs.queue import JOB_KINDS, count_job, drop_previous_database_later, mark_backup
+from app.jobs.queue import JOB_KINDS, drop_previous_database_later, mark_backup
 from app.jobs.runtime import console, console_job
 from app.jobs.state import JobRecord, JobState
 from app.services.listing_cache import listing_changed
@@ -41,7 +39,7 @@ from app.store.models import JobRun
 def backup_job(requested_by: str) -> dict:
     """Plan → stream → publish → retention."""
     job, settings, ours = get_current_job(), services.settings(), console()
-    record, _ = _begin(job, "backup")
+    record, _ = begin(job, "backup")
     result, listed, plan = _dump_into_store(ours, record, requested_by)
     _audit_retention(result, requested_by, job.id if job else None)
     record.phase("done", bytes_total=result.size, bytes_done=result.size)
@@ -55,7 +53,7 @@ def backup_job(requested_by: str) -> dict:
     summary = f"saved {result.filename}"
     if result.deleted:
         summary += f"; retention deleted {len(result.deleted)} older backup(s)"
-    _finish(job, "backup", "ok", requested_by, result.filename, detail, summary=summary, size=result.size)
+    finish(job, "backup", "ok", requested_by, result.filename, detail, summary=summary, size=result.size)
     return result.to_json()
 
 
@@ -145,7 +143,7 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
     The choices (`without_owners`, `create_roles`) are read from the request in the console store;
     `choices`, the same in the job's arguments, are only there to be ignored (Redis is writable)."""
     job, settings, ours = get_current_job(), services.settings(), console()
-    record, confirmed = _begin(job, "restore", filename)
+    record, confirmed = begin(job, "restore", filename)
     without_owners, create_roles = confirmed.chosen("without_owners"), confirmed.chosen("create_roles")
     started = time.monotonic()
     record.phase("checking")
@@ -183,18 +181,9 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
         record.remember(warning=f"the safety backup of the replaced database failed ({safety_error}); "
                                 f"it is kept as {set_aside}, nothing of it was dropped")  # fmt: skip
     record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
-    detail = f"restored {ours.target.dbname} from {filename} in {outcome.seconds} s; {ended} session(s) ended; "
-    detail += (f"the replaced database is backed up as {safety_backup}" if safety_backup
-               else f"its safety backup failed, it is kept as {set_aside}")  # fmt: skip
-    if without_owners:
-        detail += "; without owners and grants (an admin's choice)"
-    for note in copy.notes:
-        detail += f"; {note}"
-    if not copy.checksum_verified:
-        detail += "; no manifest, checksum not verified"
-    if not copy.trusted:
-        detail += f"; untrusted backup ({copy.untrusted_reason})"
-    _finish(job, "restore", "ok", requested_by, filename, detail, size=backup.size,
+    detail = _restore_detail(ours.target.dbname, filename, outcome.seconds, ended, copy, set_aside, safety_backup,
+                             without_owners=without_owners)  # fmt: skip
+    finish(job, "restore", "ok", requested_by, filename, detail, size=backup.size,
             summary=f"{ours.target.dbname} now holds the data of {filename}")  # fmt: skip
     # Restores are rare and replace live data: the team hears of every one.
     notify(settings, services.redis(), job_alert(
@@ -207,6 +196,23 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
             "created_roles": list(copy.created_roles)}
 
 
+def _restore_detail(database: str, filename: str, seconds: float, ended: int, copy: restore.ScratchCopy,
+                    set_aside: str, safety_backup: str | None, *, without_owners: bool) -> str:
+    """The audit log's line for a finished restore: what was restored, and everything it had to say."""
+    detail = f"restored {database} from {filename} in {seconds} s; {ended} session(s) ended; "
+    detail += (f"the replaced database is backed up as {safety_backup}" if safety_backup
+               else f"its safety backup failed, it is kept as {set_aside}")  # fmt: skip
+    if without_owners:
+        detail += "; without owners and grants (an admin's choice)"
+    for note in copy.notes:
+        detail += f"; {note}"
+    if not copy.checksum_verified:
+        detail += "; no manifest, checksum not verified"
+    if not copy.trusted:
+        detail += f"; untrusted backup ({copy.untrusted_reason})"
+    return detail
+
+
 @console_job
 def verify_job(filename: str, requested_by: str, **choices: bool) -> dict:
     """Prove a backup restorable: restore it into a scratch database, count, drop. Live is never touched.
@@ -215,7 +221,7 @@ def verify_job(filename: str, requested_by: str, **choices: bool) -> dict:
     is not signed by this team's key before anything is downloaded or created.
     """
     job, settings, ours = get_current_job(), services.settings(), console()
-    record, confirmed = _begin(job, "verify", filename)
+    record, confirmed = begin(job, "verify", filename)
     trusted_only = confirmed.chosen("trusted_only", default=True)  # from the request, not from Redis
     started = time.monotonic()
     record.phase("checking")
@@ -245,7 +251,7 @@ def verify_job(filename: str, requested_by: str, **choices: bool) -> dict:
     record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
     total = sum(rows.values())
     summary = f"{len(rows)} tables, {total} rows, {report['seconds']} s"
-    _finish(job, "verify", "ok", requested_by, filename, summary, summary=f"restorable: {summary}", size=backup.size)
+    finish(job, "verify", "ok", requested_by, filename, summary, summary=f"restorable: {summary}", size=backup.size)
     return report
 
 
@@ -348,53 +354,6 @@ def drop_previous_database(database: str) -> None:
     restore.drop_set_aside(console().target, database)
 
 
-class NotRequested(Exception):
-    """A job in the queue without its request in the console store: it was not asked for through the console."""
-
-
-def _begin(job: Job | None, kind: str, filename: str | None = None) -> tuple[JobRecord, JobRun]:
-    """The running job's state, and its request in the console store, claimed (marked started) once.
-
-    A job whose request is missing, is for another kind, file or target, or has already been
-    claimed does nothing: whoever can write to Redis can enqueue, but only `operations` requests.
-    """
-    target = services.settings().target_name or None
-    confirmed = history.claim(job.id, kind=kind, target=target, filename=filename) if job else None
-    if confirmed is None:
-        raise NotRequested(f"this {kind} was not requested through the console (or it has already run); "
-                           "nothing was done")  # fmt: skip
-    return JobRecord(job), confirmed
-
-
-def _finish(
-    job: Job | None, action: str, outcome: str, username: str, target: str | None, detail: str,
-    *, summary: str | None = None, size: int | None = None,
-) -> None:  # fmt: skip
-    """Free the lock, end the job's record (`summary` says what it did), count and audit; `detail` is the audit's."""
-    settings, redis = services.settings(), services.redis()
-    if job is not None:
-        DatabaseLock(redis, settings.redis_namespace, settings.lock_name).release(job.id)
-        ok = outcome == "ok"
-        history.ended(job.id, ok=ok, outcome=summary if ok else None, error=None if ok else detail, size=size,
-                      filename=target)  # fmt: skip
-    count_job(settings, redis, action, outcome)
-    audit.record(action, outcome, username=username, target=target, detail=detail, job_id=job.id if job else None)
-
-
-def describe_failure(exc_type: type | None, value: BaseException | None, timeout: int) -> str:
-    """The reason a person reads on the job page and in the API's `error` (`timeout`: RQ's, the ceiling)."""
-    from app.jobs.watch import NoProgressTimeout  # the job's own timeout: JOB_TIMEOUT_SECONDS of silence
-
-    if exc_type is not None and issubclass(exc_type, NoProgressTimeout):
-        seconds = value.seconds if isinstance(value, NoProgressTimeout) else timeout
-        return f"made no progress for {seconds} s (JOB_TIMEOUT_SECONDS); nothing was kept"
-    if exc_type is not None and issubclass(exc_type, JobTimeoutException):
-        return f"ran for {timeout} s, the longest a job may (JOB_MAX_SECONDS); nothing was kept"
-    if exc_type is not None and issubclass(exc_type, AbandonedJobError):
-        return "the worker running this job stopped (killed or lost) before it finished; nothing was kept"
-    return cleanup.describe_error(value) or f"{exc_type.__name__ if exc_type else 'error'}: {value}"
-
-
 @console_job
 def on_failure(job: Job, connection, exc_type=None, value=None, traceback=None) -> None:
     state = JobState.from_meta(job.meta)
@@ -409,37 +368,4 @@ def on_failure(job: Job, connection, exc_type=None, value=None, traceback=None) 
                      target=str(state.filename)[:255] if state.filename else None, detail=str(value), job_id=job.id)
         return
     with services.acting_on(state.target):  # RQ calls this without the job's arguments
-        _clean_up_failed(job, state, exc_type, value)
-
-
-def _clean_up_failed(job: Job, state: JobState, exc_type, value) -> None:
-    settings, ours = services.settings(), console()
-    error = describe_failure(exc_type, value, job.timeout or settings.job_timeout_seconds)
-    try:
-        uploading = state.upload_filename or (state.filename if state.kind == "backup" else None)
-        if state.upload_id and uploading:
-            cleanup.abort_upload(ours.storage, uploading, state.upload_id)
-        if uploading and not state.published:
-            # Killed after the upload completed but before its manifest: not a finished backup.
-            cleanup.remove_unfinished_backup(ours.storage, uploading)
-        error += cleanup.undo_restore(
-            ours.target, scratch=state.scratch_database, set_aside=state.set_aside_database,
-            was_restore=state.kind == "restore", temp_folder=state.temp_folder, replaced=state.replaced_database,
-        )  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - the reason, lock and audit below must still happen
-        error += f"; cleaning up failed too ({type(exc).__name__}: {str(exc).strip()[:200]})"
-    finally:
-        job.meta["error"] = error
-        job.save_meta()
-        _finish(job, state.kind, "failed", state.requested_by, state.filename, error)
-        notify(settings, services.redis(), job_alert(
-            f"{state.kind}-failed", settings, action=state.kind, job_id=job.id, requested_by=state.requested_by,
-            seconds=_seconds_since(job.started_at), filename=state.filename, reason=error))  # fmt: skip
-        listing_changed(settings, services.redis())  # clean-up may have removed a file the list showed
-
-
-def _seconds_since(started: datetime | None) -> float | None:
-    """How long a job ran before it failed (RQ keeps its start in UTC, with or without a zone)."""
-    if started is None:
-        return None
-    return (datetime.now(UTC) - (started if started.tzinfo else started.replace(tzinfo=UTC))).total_seconds()
+        clean_up_failed(job, state, exc_type, value)

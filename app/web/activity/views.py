@@ -10,7 +10,7 @@ from wtforms.validators import NumberRange, Optional
 
 from app import services
 from app.jobs import history
-from app.jobs.queue import JOB_KINDS
+from app.jobs.queue import JOB_KINDS, settle_history
 from app.web.access import role_required
 from app.web.job_access import seen
 
@@ -34,7 +34,7 @@ class ActivityFilterForm(FlaskForm):
 @bp.route("/activity")
 @role_required("viewer")
 def index():
-    history.settle(services.redis())
+    settle_history(services.redis())
     form = ActivityFilterForm(request.args)
     valid = form.validate()  # an unknown kind or page shows the unfiltered first page, never a 500
     page = form.page.data if valid and form.page.data else 1

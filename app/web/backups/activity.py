@@ -7,13 +7,14 @@ from datetime import datetime
 from app import services
 from app.config import Settings
 from app.jobs import history
+from app.jobs.queue import settle_history
 from app.store.schedule import stored_schedule
 
 
 def home_activity(settings: Settings, schedule: str | None) -> dict:
     """The home page's template values: `failures`, `missed` (a scheduled backup that did not run),
     `running` and `reason_of`, for the target `settings` are of and its environment."""
-    history.settle(services.redis())
+    settle_history(services.redis())
     environment = settings.app_env
     # This page is one target's (the caller may see it, or the page is a 404): only its jobs.
     this_target = history.Seen.of([settings.target_name], settings.default_target)
