@@ -76,7 +76,7 @@ def index():
     events = db.paginate(form.query(), page=page, per_page=PAGE_SIZE, error_out=False) if valid else None
     # Only the filter's own fields go back into the paging links (an unknown one such as
     # `endpoint` would clash with url_for's own arguments).
-    args = {k: v for k, v in request.args.items() if k in form._fields}
+    args = {k: v for k, v in request.args.items() if k in form}
     return render_template("audit/index.html", form=form, events=events, args=args), 200 if valid else 400
 
 
