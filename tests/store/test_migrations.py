@@ -24,11 +24,12 @@ from tests.support.processes import child_env
 # 11ca1fb predates users.session_epoch and login_sessions; a951972 is the last release without Alembic.
 PREVIOUS_RELEASES = ["11ca1fb", "a951972"]
 
+# Runs in the old release's checkout, so it names that release's modules (app.models, app.audit).
 WRITE_OLD_STORE = """
 from app import create_app
 from app.extensions import db
-from app.store.models import ConsoleSetting
-from app.store import audit
+from app.models import ConsoleSetting
+from app import audit
 app = create_app()
 with app.app_context():
     db.session.add(ConsoleSetting(key="backup_schedule", value="15 3 * * *", updated_by="olga"))
