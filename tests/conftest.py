@@ -31,12 +31,11 @@ from tests.helpers import (  # noqa: E402
     REDIS_URL,
     STORE_FILE,
     AuthActions,
-    Provider,
     run_jobs_for,
-    run_provider,
 )
 from tests.support import ROOT  # noqa: E402
 from tests.support.databases import PG, create_database, database_names, drop_database, new_name  # noqa: E402
+from tests.support.oidc import Provider, run_provider  # noqa: E402
 from tests.support.processes import Processes, child_env  # noqa: E402
 from tests.support.s3_servers import create_bucket, remove_bucket  # noqa: E402
 

@@ -18,7 +18,8 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.helpers import PASSWORD, AuthActions, Provider, run_provider
+from tests.helpers import PASSWORD, AuthActions
+from tests.support.oidc import Provider, run_provider
 from tests.support.processes import free_port
 
 CLIENT_SECRET = "oidc-client-secret-that-must-never-leak-5150"
