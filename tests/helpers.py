@@ -64,6 +64,28 @@ def backup_run_in_process(app) -> dict:
         return job_status(redis(), job_id)
 
 
+def backup_behind_a_lock(app, target_db: str) -> dict:
+    """Run a backup while another session holds a lock pg_dump waits on forever; the job's final status."""
+    import psycopg
+
+    from tests.support.databases import PG
+
+    blocker = psycopg.connect(**{**PG, "dbname": target_db})
+    blocker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+    try:
+        return backup_run_in_process(app)
+    finally:
+        blocker.close()
+
+
+def backup_sessions(pg_admin, target_db: str) -> int:
+    """How many of the console's pg_dump sessions are connected to `target_db`."""
+    return pg_admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name LIKE 'pgconsole-backup-%%'",
+        (target_db,),
+    ).fetchone()[0]
+
+
 def run_jobs_for(app, max_jobs: int | None = None):
     """Run the queued jobs (at most `max_jobs` of them) in this process, as a worker would."""
     from rq import SimpleWorker

@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import psycopg
 import pytest
 
 from app.domain.naming import backup_filename
 from tests.helpers import (
     NOTHING_LEFT,
     AuthActions,
+    backup_behind_a_lock,
     backup_run_in_process,
     keys,
     leftovers,
@@ -27,7 +27,7 @@ from tests.helpers import (
 )
 from tests.jobs.test_backups import limited_role  # noqa: F401 - a fixture, used through request.getfixturevalue
 from tests.jobs.test_restore import assert_failed_and_unchanged, change_live
-from tests.support.databases import PG, table_fingerprint
+from tests.support.databases import table_fingerprint
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
 
@@ -359,15 +359,10 @@ def test_an_encrypted_backup_whose_pg_dump_fails_leaves_nothing_and_says_why(
 def test_an_encrypted_backup_past_its_timeout_is_stopped_and_leaves_nothing(make_app, key_a, target_db, pg_admin):
     """The timeout fires while pyrage waits for pg_dump's output: it is reported as the timeout, not as age's error."""
     app = make_app(JOB_TIMEOUT_SECONDS="5", BACKUP_ENCRYPTION_RECIPIENTS=key_a[1])
-    blocker = psycopg.connect(**{**PG, "dbname": target_db})
-    blocker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # pg_dump waits on it forever
-    try:
-        status = backup_run_in_process(app)
-        assert status["status"] == "failed"
-        assert status["error"] == "made no progress for 5 s (JOB_TIMEOUT_SECONDS); nothing was kept"
-        assert leftovers(app) == NOTHING_LEFT
-    finally:
-        blocker.close()
+    status = backup_behind_a_lock(app, target_db)
+    assert status["status"] == "failed"
+    assert status["error"] == "made no progress for 5 s (JOB_TIMEOUT_SECONDS); nothing was kept"
+    assert leftovers(app) == NOTHING_LEFT
 
 
 def test_the_decrypted_archives_checksum_is_checked_too(encrypted_app, admin_headers, target_db, pg_admin):

@@ -20,7 +20,9 @@ from app.domain.naming import backup_filename, parse_backup_name
 from tests.helpers import (
     NOTHING_LEFT,
     AuthActions,
+    backup_behind_a_lock,
     backup_run_in_process,
+    backup_sessions,
     leftovers,
     operator_headers,
     put_signed_backup,
@@ -225,27 +227,11 @@ def test_a_failed_pg_dump_leaves_nothing_and_says_why(where, request, make_app, 
 
 def test_a_backup_that_runs_past_its_timeout_is_stopped_and_leaves_nothing(make_app, target_db, pg_admin):
     app = make_app(JOB_TIMEOUT_SECONDS="5")
-    blocker = psycopg.connect(**{**PG, "dbname": target_db})
-    blocker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # pg_dump waits on it forever
-    try:
-        status = backup_run_in_process(app)
-        assert status["status"] == "failed"
-        assert status["error"] == "made no progress for 5 s (JOB_TIMEOUT_SECONDS); nothing was kept"
-        assert leftovers(app) == NOTHING_LEFT
-        dumps = pg_admin.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name LIKE 'pgconsole-backup-%%'",
-            (target_db,),
-        ).fetchone()[0]
-        assert dumps == 0  # the pg_dump child was killed, not left waiting
-    finally:
-        blocker.close()
-
-
-def backup_sessions(pg_admin, target_db: str) -> int:
-    return pg_admin.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name LIKE 'pgconsole-backup-%%'",
-        (target_db,),
-    ).fetchone()[0]
+    status = backup_behind_a_lock(app, target_db)
+    assert status["status"] == "failed"
+    assert status["error"] == "made no progress for 5 s (JOB_TIMEOUT_SECONDS); nothing was kept"
+    assert leftovers(app) == NOTHING_LEFT
+    assert backup_sessions(pg_admin, target_db) == 0  # the pg_dump child was killed, not left waiting
 
 
 def test_a_missing_bucket_fails_with_the_seeds_helpful_message(make_app, s3_server, run_jobs, pg_admin, target_db):

@@ -15,7 +15,7 @@ from datetime import datetime
 import psycopg
 import pytest
 
-from tests.helpers import wait_for, wait_for_job
+from tests.helpers import backup_sessions, wait_for, wait_for_job
 from tests.jobs.test_faults import FlakyS3
 from tests.support.databases import PG
 
@@ -83,11 +83,7 @@ def test_a_pg_dump_waiting_on_a_lock_is_stopped_and_leaves_nothing(
     assert LIMIT <= _seconds(final) < LIMIT + 10  # the dump's first seconds, the limit, one look for work
     assert storage.list_objects() == [] and _uploads(storage) == []
     assert DatabaseLock(redis, settings.redis_namespace, settings.lock_name).holder() is None
-    dumps = pg_admin.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name LIKE 'pgconsole-backup-%%'",
-        (target_db,),
-    ).fetchone()[0]
-    assert dumps == 0
+    assert backup_sessions(pg_admin, target_db) == 0
 
 
 def test_the_lock_is_renewed_while_a_long_backup_progresses(app_env, slow_s3, big_table, processes, console_of):
