@@ -2,7 +2,7 @@
 
 Both adapters make a file visible under its final name only when it is complete: S3 through
 a multipart upload that is completed last (or aborted), the folder through an atomic rename
-of a hidden partial file. `tests/test_storage.py` runs one contract suite against both.
+of a hidden partial file. `tests/adapters/storage/` runs one contract suite against both.
 """
 
 from __future__ import annotations

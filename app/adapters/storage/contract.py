@@ -1,7 +1,7 @@
 """What every store promises: the `Storage` and `Upload` interfaces, the errors, and safe names.
 
 The folder and S3 adapters both make a file visible under its final name only when it is
-complete; `tests/test_storage.py` runs one contract suite against both.
+complete; `tests/adapters/storage/` runs one contract suite against both.
 """
 
 from __future__ import annotations

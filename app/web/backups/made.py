@@ -3,7 +3,7 @@
 From this console store's job records (one query for the rows a page shows). A backup made
 elsewhere (another environment's console, or before job records existed) falls back to its
 manifest, but only one this process has already read: a page view never sends one S3
-request per row (tests/test_pages_cost.py). What neither knows stays unknown.
+request per row (tests/web/test_pages_cost.py). What neither knows stays unknown.
 
 A store two targets share lists both targets' backups on each one's page: who made a backup of a
 target the caller may not see (role `none`) is theirs, so neither its job record nor its
