@@ -17,4 +17,6 @@ migrate = Migrate()
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Please sign in to continue."
-login_manager.session_protection = "strong"
+# Session protection is the console's own (app/web/access.py `same_browser`): Flask-Login's trusts a
+# client-sent X-Forwarded-For.
+login_manager.session_protection = None

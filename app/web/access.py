@@ -37,9 +37,8 @@ def init_app(app: Flask) -> None:
     login_manager.user_loader(_load_user)
     login_manager.request_loader(load_user_from_token)
     login_manager.unauthorized_handler(_unauthorized)
-    # Strong session protection compares this with the sign-in's. Flask-Login's own reads a client-sent
-    # X-Forwarded-For, so a stolen cookie could claim its victim's address.
-    login_manager._session_identifier_generator = _session_identifier
+    # First of all hooks: no other may see the user of a session that is not this browser's.
+    app.before_request_funcs.setdefault(None, []).insert(0, _same_browser)
     settings = app.config["SETTINGS"]
     # How long Flask accepts a session cookie (and keeps sign-in records): the longest a session can last.
     longest = max(settings.session_max_hours, settings.oidc.session_hours if settings.oidc else 0)
@@ -47,11 +46,23 @@ def init_app(app: Flask) -> None:
     app.before_request(_enrol_first)
 
 
-def _session_identifier() -> str:
-    """The browser as strong session protection knows it: its address (the peer's, or ProxyFix's answer
-    for exactly TRUSTED_PROXIES hops) and its User-Agent."""
+def _browser() -> str:
+    """The browser as session protection knows it: its address (the peer's, or ProxyFix's answer for
+    exactly TRUSTED_PROXIES hops) and its User-Agent. Not a client-sent X-Forwarded-For, so a stolen
+    cookie cannot claim its victim's address."""
     agent = request.headers.get("User-Agent", "")
     return hashlib.sha512(f"{request.remote_addr}|{agent}".encode()).hexdigest()
+
+
+def _same_browser() -> None:
+    """Strong session protection: a signed-in session used from another address or browser is dropped."""
+    if session.get(SESSION_ID_KEY) is not None and session.get(BROWSER_KEY) != _browser():
+        session.clear()
+
+
+def _bearer_api_request() -> bool:
+    """An API request that carries Authorization: a real token's user is its user, whatever the cookie says."""
+    return request.blueprint == "api" and "Authorization" in request.headers
 
 
 # What a signed-in user who must enrol in two-factor codes may still reach (REQUIRE_2FA).
@@ -75,6 +86,8 @@ def _enrol_first():
 
 # The session cookie carries this sign-in's random id; the console store says whether it has ended.
 SESSION_ID_KEY = "login_sid"
+# Which browser the session was issued to (`_browser`).
+BROWSER_KEY = "browser"
 # When this browser last made a request (for SESSION_IDLE_MINUTES), written at most this often.
 SEEN_KEY = "seen_at"
 SEEN_RECORDED_EVERY_SECONDS = 30
@@ -93,6 +106,8 @@ TOKEN_BY_DIGEST = (
 
 def _load_user(user_id: str) -> User | None:
     """The session's user, unless it is disabled, its epoch is stale, or this sign-in has ended."""
+    if _bearer_api_request() and load_user_from_token(request) is not None:
+        return None  # a real token decides: Flask-Login asks `load_user_from_token` next
     uid, _, epoch = user_id.partition(":")
     user = db.session.get(User, int(uid)) if uid.isdigit() and epoch.isdigit() else None
     if user is None or not user.active or user.session_epoch != int(epoch):
@@ -128,6 +143,7 @@ def start_session(user: User, expires_at: datetime | None = None) -> None:
     db.session.add(record)
     login_user(user)
     session[SESSION_ID_KEY] = sid
+    session[BROWSER_KEY] = _browser()
     session[SEEN_KEY] = time.time()
     db.session.commit()
 
@@ -153,6 +169,13 @@ def end_session() -> None:
 
 
 def load_user_from_token(req) -> User | None:
+    """The user of the request's bearer token, looked up once per request."""
+    if "token_user" not in g:
+        g.token_user = _user_of_token(req)
+    return g.token_user
+
+
+def _user_of_token(req) -> User | None:
     header = req.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

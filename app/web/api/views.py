@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, jsonify, request, url_for
+from flask import Blueprint, abort, jsonify, request, url_for
 
 from app import operations
 from app.adapters.storage import StorageError
@@ -20,10 +20,8 @@ def csrf_for_sessions():
     # A request that carries Authorization is judged by its token alone, never by a cookie: a
     # browser cannot add that header across sites, so CSRF only matters for cookie sessions.
     if "Authorization" in request.headers:
-        user = load_user_from_token(request)
-        if user is None:
+        if load_user_from_token(request) is None:  # Flask-Login asks it for this request's user
             return jsonify(error="sign-in required: send Authorization: Bearer <token>"), 401
-        g._login_user = user  # flask-login's per-request user; no session is written
         return None
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         csrf.protect()
