@@ -78,20 +78,35 @@ def test_a_failed_backup_is_visible_to_a_viewer_on_activity_home_and_its_job_pag
     assert "No jobs match these filters." in page.locator("table.activity").inner_text()
 
 
-def test_restore_pages_conclude_failed_unchanged_then_finished_with_undo(page, app_env, processes, target_db):
-    import psycopg
-
+def _a_good_and_a_damaged_backup(app_env: dict, target_db: str, when: datetime, zone: ZoneInfo) -> tuple[str, str]:
+    """A real archive of `target_db` taken `when`, and a file an hour older that only looks like one."""
     from app.domain.naming import backup_filename
 
     folder = Path(app_env["BACKUP_STORAGE_URL"].removeprefix("file://"))
     folder.mkdir(parents=True, exist_ok=True)
-    zone = ZoneInfo("Asia/Kolkata")
-    yesterday = datetime.now(UTC) - timedelta(days=1)
-    good = backup_filename("pharmatracker", "staging", yesterday, zone)
-    damaged = backup_filename("pharmatracker", "staging", yesterday - timedelta(hours=1), zone)
+    good = backup_filename("pharmatracker", "staging", when, zone)
+    damaged = backup_filename("pharmatracker", "staging", when - timedelta(hours=1), zone)
     subprocess.run(["pg_dump", "-Fc", "-h", "127.0.0.1", "-U", "postgres", "-f", str(folder / good), target_db],
                    check=True)  # fmt: skip
     (folder / damaged).write_bytes(b"PGDMP this is not an archive" * 100)
+    return good, damaged
+
+
+def _restore_through_the_page(page, base: str, filename: str, passkey: str, target_db: str) -> None:
+    """Fill in the restore page of `filename` as an admin does, submit, and land on the job's page."""
+    page.goto(f"{base}/backups/{filename}/restore")
+    page.get_by_label("Passkey").fill(passkey)
+    page.get_by_label(f"Type {target_db} to confirm").fill(target_db)
+    page.get_by_role("button", name="Restore database").click()
+    page.wait_for_url("**/jobs/*")
+
+
+def test_restore_pages_conclude_failed_unchanged_then_finished_with_undo(page, app_env, processes, target_db):
+    import psycopg
+
+    zone = ZoneInfo("Asia/Kolkata")
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    good, damaged = _a_good_and_a_damaged_backup(app_env, target_db, yesterday, zone)
     at_backup = table_fingerprint(target_db)
     with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
         conn.execute("DELETE FROM orders")
@@ -120,14 +135,7 @@ def test_restore_pages_conclude_failed_unchanged_then_finished_with_undo(page, a
     assert page.evaluate("document.activeElement.id") == "error-summary"  # read without scrolling
     assert page.locator("#tries-left").inner_text() == "4 tries left"
 
-    def restore(filename: str) -> None:
-        page.goto(f"{base}/backups/{filename}/restore")
-        page.get_by_label("Passkey").fill(app_env["RESTORE_PASSKEY"])
-        page.get_by_label(f"Type {target_db} to confirm").fill(target_db)
-        page.get_by_role("button", name="Restore database").click()
-        page.wait_for_url("**/jobs/*")
-
-    restore(damaged)
+    _restore_through_the_page(page, base, damaged, app_env["RESTORE_PASSKEY"], target_db)
     heading = page.locator("h1.failed-heading")
     heading.wait_for(timeout=60000)
     assert heading.inner_text() == f"Restore failed: {target_db} is unchanged"
@@ -136,7 +144,7 @@ def test_restore_pages_conclude_failed_unchanged_then_finished_with_undo(page, a
     assert page.get_by_role("link", name="Try again").get_attribute("href") == f"/backups/{damaged}/restore"
     assert table_fingerprint(target_db) == today
 
-    restore(good)
+    _restore_through_the_page(page, base, good, app_env["RESTORE_PASSKEY"], target_db)
     page.locator("#job-undo").wait_for(timeout=60000)
     done = page.locator("#job-done").inner_text()
     taken = yesterday.astimezone(zone).strftime("%Y-%m-%d %I:%M:%S %p IST")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import pyotp
 import pytest
@@ -141,36 +144,18 @@ def notify_env(receiver) -> dict[str, str]:
 
 def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(secrets_env, processes, redis_server, tmp_path,
                                                                  receiver, oidc_provider):  # fmt: skip
-    from app import create_app
-    from app.accounts.people import create_token, create_user, find_user
     from app.config import Settings
     from app.extensions import db
     from app.jobs.queue import notify_queue
 
     secrets_env = {**secrets_env, **notify_env(receiver)}
 
-    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "users", "create", "ada", "--role", "admin",
-                    "--password-stdin"], cwd=ROOT, env=child_env(secrets_env), input=PASSWORD, text=True,
-                   check=True, capture_output=True)  # fmt: skip
+    app, token = _people_of(secrets_env)
     base = processes.web(secrets_env)
     processes.worker(secrets_env)
-    app = create_app(secrets_env)
-    with app.app_context():
-        token = create_token(find_user("ada"), "ci", None, None, "test")
-        create_user("olga", "operator", "olga's secret password 77", "test")
-    import urllib.request
 
     def call(method, path, body=None):
-        request = urllib.request.Request(base + path, method=method, data=body,
-                                         headers={"Authorization": f"Bearer {token}",
-                                                  "Content-Type": "application/json"})  # fmt: skip
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    import json
+        return _api(base, token, method, path, body)
 
     status, body = call("POST", "/api/setting/backup")
     settings = Settings.from_env(secrets_env)
@@ -197,11 +182,7 @@ def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(secrets_env, pro
     sign_in_with_sso(base, oidc_provider)
     totp_secret, recovery_codes = sign_in_with_second_factor(base, "olga", "olga's secret password 77")
 
-    secrets = [secrets_env[k] for k in ("AWS_SECRET_ACCESS_KEY", "RESTORE_PASSKEY", "SECRET_KEY", "OIDC_CLIENT_SECRET")]
-    secret_key = private_key_of(secrets_env["BACKUP_ENCRYPTION_IDENTITY_FILE"])
-    secrets += [secret_key, secret_key.removeprefix("AGE-SECRET-KEY-1").lower()]  # as written, and bech32 data
-    secrets += [PASSWORD, "olga's secret password 77", token, "wrong-passkey-typed-by-someone", *NOTIFY_SECRETS]
-    secrets += [totp_secret, *recovery_codes, *(c.replace("-", "") for c in recovery_codes)]
+    secrets = _every_secret(secrets_env, token, totp_secret, recovery_codes)
     for secret in NOTIFY_SECRETS:
         assert secret not in pages, f"a notification secret is on a page or the CLI's output: {secret[:6]}…"
     logs = processes.log("web") + processes.log("worker")
@@ -218,6 +199,41 @@ def test_no_secret_reaches_logs_redis_job_data_or_the_audit_log(secrets_env, pro
         assert secret not in logs, f"a secret is in the logs: {secret[:6]}…"
         assert secret.encode() not in stored, f"a secret is in Redis: {secret[:6]}…"
         assert secret not in audit_text, f"a secret is in the audit log: {secret[:6]}…"
+
+
+def _people_of(secrets_env: dict) -> tuple:
+    """Ada, an admin made by the CLI with her API token, and Olga, an operator: the app and Ada's token."""
+    from app import create_app
+    from app.accounts.people import create_token, create_user, find_user
+
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "users", "create", "ada", "--role", "admin",
+                    "--password-stdin"], cwd=ROOT, env=child_env(secrets_env), input=PASSWORD, text=True,
+                   check=True, capture_output=True)  # fmt: skip
+    app = create_app(secrets_env)
+    with app.app_context():
+        token = create_token(find_user("ada"), "ci", None, None, "test")
+        create_user("olga", "operator", "olga's secret password 77", "test")
+    return app, token
+
+
+def _api(base: str, token: str, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """One API call with the bearer token, as a script makes it: the status and the body, errors included."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    request = urllib.request.Request(base + path, method=method, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _every_secret(secrets_env: dict, token: str, totp_secret: str, recovery_codes: list[str]) -> list[str]:
+    """Every secret the run handled: settings, keys, passwords, the token, a wrong passkey, two-factor codes."""
+    secrets = [secrets_env[k] for k in ("AWS_SECRET_ACCESS_KEY", "RESTORE_PASSKEY", "SECRET_KEY", "OIDC_CLIENT_SECRET")]
+    secret_key = private_key_of(secrets_env["BACKUP_ENCRYPTION_IDENTITY_FILE"])
+    secrets += [secret_key, secret_key.removeprefix("AGE-SECRET-KEY-1").lower()]  # as written, and bech32 data
+    secrets += [PASSWORD, "olga's secret password 77", token, "wrong-passkey-typed-by-someone", *NOTIFY_SECRETS]
+    return secrets + [totp_secret, *recovery_codes, *(c.replace("-", "") for c in recovery_codes)]
 
 
 def _settings_pages(app) -> str:
