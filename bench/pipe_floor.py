@@ -2,9 +2,9 @@
 
     .venv/bin/python -m bench.pipe_floor [--sizes 500,1000] [--rounds 5] [--out bench/results/pipe-floor.md]
 
-Issue 14 sets a backup to a local folder against `pg_dump -Fc` writing to /dev/null. A write to
+A backup to a local folder is measured against `pg_dump -Fc` writing to /dev/null. A write to
 /dev/null costs pg_dump nothing; a write into a pipe (4 KiB at a time, pg_dump's own block) or a
-file does. This benchmark times, on the benchmark databases of bench/performance.py and at the
+file does. This benchmark times, on the benchmark databases of bench.performance and at the
 console's compression, interleaved and the order rotated every round:
 
 - `pg_dump > /dev/null` (the target's reference);

@@ -235,7 +235,7 @@ def header_rows(results: list[dict], args, started: datetime) -> list[str]:
     first = results[0]
     busy = [b for r in results for b in r["busy"]]
     lines = [
-        "# pgconsole performance (issue 14)",
+        "# pgconsole performance",
         "",
         f"`.venv/bin/python bench/performance.py --servers {args.servers} --sizes {args.sizes} --rounds {args.rounds}"
         + (f" --moto-sizes {args.moto_sizes}" if args.moto_sizes else "")

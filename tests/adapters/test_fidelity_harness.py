@@ -73,7 +73,7 @@ def naming(lines: list[str], start: str) -> list[str]:
     return [line for line in lines if line.startswith(start)]
 
 
-def test_the_rich_database_has_what_issue_30_lists(pg_admin) -> None:
+def test_the_rich_database_has_what_a_faithful_restore_must_carry(pg_admin) -> None:
     with rich_database(pg_admin, with_event_trigger=True) as rich:
         seen = fingerprint(rich.name, roles=rich.roles)
     schema = seen["schema"]
