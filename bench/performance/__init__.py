@@ -1,6 +1,6 @@
 """The console end to end, as a user sees it, against the shortest scripts doing the same work.
 
-    .venv/bin/python bench/performance.py [--servers seaweedfs,moto] [--sizes 500,1000] [--rounds 5]
+    .venv/bin/python -m bench.performance [--servers seaweedfs,moto] [--sizes 500,1000] [--rounds 5]
                                           [--out bench/results/performance.md]
 
 For each S3 server (SeaweedFS's `weed mini`, the headline, started as the tests start it; moto's

@@ -237,7 +237,7 @@ def header_rows(results: list[dict], args, started: datetime) -> list[str]:
     lines = [
         "# pgconsole performance",
         "",
-        f"`.venv/bin/python bench/performance.py --servers {args.servers} --sizes {args.sizes} --rounds {args.rounds}"
+        f"`.venv/bin/python -m bench.performance --servers {args.servers} --sizes {args.sizes} --rounds {args.rounds}"
         + (f" --moto-sizes {args.moto_sizes}" if args.moto_sizes else "")
         + "`"
         f", {started:%Y-%m-%d %H:%M} – {datetime.now().astimezone():%H:%M %Z}.",
