@@ -99,19 +99,27 @@ def test_the_lock_is_renewed_while_a_long_backup_progresses(app_env, slow_s3, bi
     assert redis.ttl(lock.key) > settings.job_timeout_seconds + LOCK_GRACE_SECONDS  # queued: held past the limit
     processes.worker(env)
     wait_for(lambda: job_status(redis, job_id)["progress"]["phase"] == "dumping", timeout=60, message="the dump")
-    ttls, refused = [], []
-    while job_status(redis, job_id)["status"] == "started":
-        ttls.append(redis.pttl(lock.key))
+    ttls, refused, second = [], [], None
+    while True:
+        ttl = redis.pttl(lock.key)
         try:
             second = start_job(settings, redis, "backup", "vic")
         except JobRefused as refusal:
-            refused.append(refusal.status)
-        else:  # the first job ended between the look and the request: only then is the lock free
-            assert job_status(redis, job_id)["status"] == "finished"
-            wait_for_job(redis, second, timeout=120)
+            outcome = refusal.status
+        else:
+            outcome = None
+        # Read after both observations: a job not yet "done" held its lock through them (it saves
+        # "done" before it frees the lock). Once done, the lock may be free already.
+        now = job_status(redis, job_id)
+        if now["status"] != "started" or now["progress"]["phase"] == "done":
             break
+        assert outcome is not None, "a second backup started while the first one was running"
+        ttls.append(ttl)
+        refused.append(outcome)
         time.sleep(0.25)
-    assert job_status(redis, job_id)["status"] == "finished"
+    if second is not None:
+        wait_for_job(redis, second, timeout=120)
+    assert wait_for_job(redis, job_id, timeout=60)["status"] == "finished"
     assert set(refused) == {409} and len(refused) > 4 * LIMIT  # refused for the whole run
     # Running, the lock lasts the no-progress window plus grace, and is pushed back as the job moves.
     window = (settings.job_timeout_seconds + LOCK_GRACE_SECONDS) * 1000
