@@ -154,7 +154,7 @@ def log_in(app, client, username: str) -> None:
     from flask import session
 
     from app.accounts.people import find_user
-    from app.web.auth import start_session
+    from app.web.access import start_session
 
     with app.test_request_context(environ_base=client.environ_base):  # the client's address and agent
         start_session(find_user(username))

@@ -237,7 +237,7 @@ def test_the_set_password_secret_never_reaches_the_access_log(app_env, processes
 
 
 def test_parallel_wrong_passwords_are_checked_no_more_than_the_limit(app, make_user):
-    from app.web.auth.identity import ADDRESS_FAILURES_ALLOWED
+    from app.web.identity import ADDRESS_FAILURES_ALLOWED
 
     make_user("ada", "admin")
     with served(app) as base:

@@ -51,7 +51,7 @@ def test_a_fresh_code_from_the_app_proves_it_too(app, make_user):
 
 
 def test_wrong_proofs_are_limited_like_wrong_sign_ins(app, make_user):
-    from app.web.auth.identity import CODE_FAILURES_ALLOWED
+    from app.web.identity import CODE_FAILURES_ALLOWED
 
     thief, auth = signed_in(app, make_user, "admin", "ada")
     for i in range(CODE_FAILURES_ALLOWED):
@@ -61,7 +61,7 @@ def test_wrong_proofs_are_limited_like_wrong_sign_ins(app, make_user):
 
 
 def test_a_stolen_cookie_cannot_guess_the_password_on_the_change_password_form(app, make_user):
-    from app.web.auth.identity import CODE_FAILURES_ALLOWED
+    from app.web.identity import CODE_FAILURES_ALLOWED
 
     thief, auth = signed_in(app, make_user, "viewer", "vic")
 

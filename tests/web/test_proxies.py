@@ -22,7 +22,7 @@ def sign_in_from(client, address: str, username: str, password: str):
 
 
 def test_behind_trusted_proxies_an_attackers_failures_do_not_lock_out_the_real_user(make_app, make_user):
-    from app.web.auth.identity import ADDRESS_FAILURES_ALLOWED, USERNAME_FREE_FAILURES
+    from app.web.identity import ADDRESS_FAILURES_ALLOWED, USERNAME_FREE_FAILURES
     from tests.helpers import PASSWORD
 
     app = make_app(TRUSTED_PROXIES="1")
