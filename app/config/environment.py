@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.adapters.encryption import parse_recipients
 from app.adapters.postgres import TargetDatabase
+from app.adapters.storage import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE
 from app.config.targets_file import targets_from_file
 from app.config.validators import (
     APP_NAME,
@@ -28,6 +30,7 @@ from app.config.validators import (
     read_cron,
     read_http_url,
     read_int,
+    read_size,
 )
 from app.config.values import (
     ENVIRONMENT_COLOR_NAMES,
@@ -210,11 +213,20 @@ def _backups(env: Mapping[str, str]) -> dict:
         "recent_check_minutes": read_int(env, "BACKUP_RECENT_CHECK_MINUTES", 5, minimum=1),
         "restore_jobs": read_int(env, "RESTORE_JOBS", os.cpu_count() or 1, minimum=1),
         "keep_old_database": read_bool(env, "KEEP_OLD_DATABASE", False),
+        # Where a restore downloads its archive; without room for it, the archive streams into pg_restore.
+        "restore_tmp_dir": _absolute_folder(env, "RESTORE_TMP_DIR", tempfile.gettempdir()),
         "backup_role_passwords": read_bool(env, "BACKUP_ROLE_PASSWORDS", False),
         "pg_bin_dirs": _bin_dirs(env),
         "backup_signing_key": _signing_key(env),
         "encryption_identity_file": env.get("BACKUP_ENCRYPTION_IDENTITY_FILE", "").strip() or None,
     }
+
+
+def _absolute_folder(env: Mapping[str, str], name: str, default: str) -> str:
+    folder = env.get(name, "").strip() or default
+    if not folder.startswith("/"):
+        raise ConfigError(name, f"must be an absolute folder (got {folder!r})")
+    return folder
 
 
 def _bin_dirs(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -264,6 +276,9 @@ def _storage(env: Mapping[str, str]) -> dict:
         "s3_addressing_style": read_choice(env, "S3_ADDRESSING_STYLE", ("auto", "path", "virtual")),
         "aws_access_key_id": env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_ACCESS_KEY") or None,
         "aws_secret_access_key": env.get("AWS_SECRET_ACCESS_KEY") or env.get("AWS_SECRET_KEY") or None,
+        # The store's multipart limits (S3's by default; Scaleway allows 1,000 parts): docs/storage.md.
+        "s3_max_parts": read_int(env, "S3_MAX_PARTS", MAX_PARTS, minimum=1, maximum=100_000),
+        "s3_max_part_size": read_size(env, "S3_MAX_PART_SIZE", MAX_PART_SIZE, minimum=MIN_PART_SIZE),
     }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
@@ -83,6 +84,9 @@ class Settings:
     size_drop_alert_percent: int = 50
     # The hard ceiling on one job's length, however well it progresses (JOB_MAX_SECONDS).
     job_max_seconds: int = JOB_MAX_DEFAULT
+    s3_max_parts: int = 10_000  # S3_MAX_PARTS: the store's limit on one upload's parts
+    s3_max_part_size: int = 5 * 1024**3  # S3_MAX_PART_SIZE: and on one part's size
+    restore_tmp_dir: str = field(default_factory=tempfile.gettempdir)  # RESTORE_TMP_DIR
     # Folders searched for pg_dump/pg_restore before the usual places (PG_BIN_DIRS).
     pg_bin_dirs: tuple[str, ...] = ()
     # Signs manifests; the consoles of a team's environments share it (BACKUP_SIGNING_KEY).

@@ -33,6 +33,26 @@ def read_int(env: Mapping[str, str], name: str, default: int, minimum: int, maxi
     return value
 
 
+_SIZE = re.compile(r"(\d+)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
+
+
+def read_size(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    """A number of bytes: plain (`5368709120`) or with a unit (`5GiB`, `500 MiB`, `5GB`)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    match = _SIZE.fullmatch(raw)
+    if not match:
+        raise ConfigError(name, f"must be a number of bytes, e.g. 5368709120 or 5GiB (got {raw!r})")
+    value = int(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum:,} and {maximum:,}" if maximum is not None else f"at least {minimum:,}"
+        raise ConfigError(name, f"must be {bounds} bytes (got {value:,})")
+    return value
+
+
 def read_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:

@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from app.adapters.storage.contract import (
     FILL_STEP,
+    MAX_PART_SIZE,
     MAX_PARTS,
     MIN_PART_SIZE,
     PRIVATE_FILE,
@@ -31,9 +32,9 @@ from app.adapters.storage.folder import PARTIAL_PREFIX, WRITE_BACK_EVERY, LocalS
 from app.adapters.storage.s3 import BACKUP_PATIENCE, Patience, S3Storage
 
 __all__ = [
-    "BACKUP_PATIENCE", "FILL_STEP", "MAX_PARTS", "MIN_PART_SIZE", "PARTIAL_PREFIX", "PRIVATE_FILE", "PRIVATE_FOLDER",
-    "WRITE_BACK_EVERY", "InvalidName", "LocalStorage", "MiB", "NotRegularFile", "Patience", "S3Storage", "Storage",
-    "StorageError", "StoredObject", "TooLarge", "Upload", "check_name", "open_storage", "part_size_for",
+    "BACKUP_PATIENCE", "FILL_STEP", "MAX_PART_SIZE", "MAX_PARTS", "MIN_PART_SIZE", "PARTIAL_PREFIX", "PRIVATE_FILE",
+    "PRIVATE_FOLDER", "WRITE_BACK_EVERY", "InvalidName", "LocalStorage", "MiB", "NotRegularFile", "Patience",
+    "S3Storage", "Storage", "StorageError", "StoredObject", "TooLarge", "Upload", "check_name", "open_storage", "part_size_for",
 ]  # fmt: skip
 
 

@@ -14,7 +14,8 @@ from typing import Protocol
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 8 * MiB
-MAX_PARTS = 10_000
+MAX_PARTS = 10_000  # S3's limits on one multipart upload; other stores set theirs (S3_MAX_PARTS)
+MAX_PART_SIZE = 5 * 1024 * MiB
 PRIVATE_FOLDER = 0o700  # what the folder store creates: a backup is the whole database, for its owner only
 PRIVATE_FILE = 0o600
 
