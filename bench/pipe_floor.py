@@ -8,7 +8,7 @@ file does. This benchmark times, on the benchmark databases of bench.performance
 console's compression, interleaved and the order rotated every round:
 
 - `pg_dump > /dev/null` (the target's reference);
-- `pg_dump | reader`: the console's own pipe reader (`app.domain.backup._read_dump`), which
+- `pg_dump | reader`: the console's own pipe reader (`app.adapters.pg_dump.read_output`), which
   does nothing with the blocks: what handing the bytes to any process costs;
 - `pg_dump | cat > /dev/null`: the shortest shell pipe;
 - `pg_dump -f FILE` then `fsync`: the shortest script that keeps the backup on disk;
@@ -40,6 +40,7 @@ from pathlib import Path
 
 from app.adapters import postgres
 from app.adapters.database_facts import database_facts
+from app.adapters.pg_dump import RunningDump, read_output
 from app.adapters.storage import LocalStorage
 from app.config import TargetDatabase
 from app.domain import backup
@@ -64,7 +65,7 @@ def contenders(target: TargetDatabase, folder: Path) -> dict[str, Callable[[], N
     def reader(prefix: tuple[str, ...] = ()) -> None:
         proc = subprocess.Popen([*prefix, *argv], stdout=subprocess.PIPE, env=env, bufsize=0)
         assert proc.stdout is not None
-        for _ in backup._read_dump(proc.stdout.fileno()):
+        for _ in read_output(proc.stdout.fileno()):
             pass
         proc.stdout.close()
         if proc.wait() != 0:
@@ -90,7 +91,7 @@ def contenders(target: TargetDatabase, folder: Path) -> dict[str, Callable[[], N
         plan = backup.BackupPlan(filename=f"bench-{time.time_ns()}.dump", dump=dump, server_version=version,
                                  compression=compression.args, compression_method=compression.method,
                                  expected_bytes=0, database_bytes=database_facts(target).size)  # fmt: skip
-        running = backup.RunningDump(plan.dump, plan.compression, target)  # at this process's priority
+        running = RunningDump(plan.dump, plan.compression, target)  # at this process's priority
 
         def stream() -> None:
             os.setpriority(os.PRIO_PROCESS, 0, nice)  # on Linux: this thread only

@@ -4,9 +4,11 @@ log and waiting for jobs. Real servers and processes are in tests/support; fixtu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,6 +86,17 @@ def backup_sessions(pg_admin, target_db: str) -> int:
         "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name LIKE 'pgconsole-backup-%%'",
         (target_db,),
     ).fetchone()[0]
+
+
+@contextlib.contextmanager
+def tiny_disk(folder: Path, size: str = "2m"):
+    """A tmpfs of `size` mounted on `folder` (created if missing) for the block: a disk that fills up."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 def run_jobs_for(app, max_jobs: int | None = None):

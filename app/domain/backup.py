@@ -9,12 +9,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from app.adapters import encryption, postgres
-from app.adapters.database_facts import database_facts
-from app.adapters.pg_dump import RunningDump
-from app.adapters.pg_dump import read_output as _read_dump
+from app.adapters.database_facts import database_facts, expected_dump_size
+from app.adapters.pg_dump import RunningDump, read_output
 from app.adapters.postgres import TargetDatabase
-from app.adapters.storage import Storage, StorageError, Upload, part_size_for
-from app.domain.catalog import Backup, sidecar_names, write_manifest
+from app.adapters.storage import MIN_PART_SIZE, Storage, StorageError, Upload, WontFit
+from app.domain.catalog import Backup, read_manifest, sidecar_names, write_manifest
 from app.domain.console import ConsoleBackups
 from app.domain.naming import both_forms
 from app.domain.provenance import sign
@@ -25,14 +24,19 @@ class BackupError(Exception):
     """The dump failed; the message carries pg_dump's own last error lines."""
 
 
+class BackupRefused(BackupError):
+    """Refused before pg_dump started (the backup cannot fit the store); nothing was dumped."""
+
+
 @dataclass(frozen=True)
 class BackupPlan:
     filename: str
     dump: postgres.ClientTool
     server_version: str
     compression: list[str]
-    expected_bytes: int  # the previous backup's size, for the progress bar (0 when unknown)
+    expected_bytes: int  # the archive's estimate (`expected_archive_size`), for the progress bar; 0: unknown
     database_bytes: int
+    part_size: int = MIN_PART_SIZE  # every part but the last, planned from the estimate and the store's limits
     compression_method: str = ""  # what was used, e.g. "zstd:3", "gzip:1" (recorded in the manifest)
     recipients: tuple[str, ...] = ()  # age recipients the archive is encrypted to; () for a plain `.dump`
     named_at: datetime | None = None  # the moment the name gives; pg_dump's snapshot must not precede it
@@ -43,9 +47,8 @@ class BackupPlan:
     role_definitions: tuple[dict, ...] = ()  # the named roles' attributes and memberships (app/domain/roles.py)
 
     def estimate(self, done: int) -> int:
-        """The dump's expected size for the progress bar, `done` bytes in: the previous backup's size, or
-        the database's size when there is no previous backup or the dump has outgrown it (so the bar
-        does not sit at 99 % after the database grew)."""
+        """The dump's expected size for the progress bar, `done` bytes in: the estimate, or the database's
+        size when there is none or the dump has outgrown it (so the bar does not sit at 99 %)."""
         if self.expected_bytes and done <= self.expected_bytes:
             return self.expected_bytes
         return max(self.database_bytes, done)
@@ -97,8 +100,11 @@ def plan_backup(
     recipients: tuple[str, ...] = (),
     role_passwords: bool = False,
 ) -> BackupPlan:
-    """Pick the name and the size estimate. With recipients, the backup is `.dump.age`; `role_passwords`
-    (BACKUP_ROLE_PASSWORDS): the roles' password hashes go into the manifest too."""
+    """Pick the name, the size estimate and the part size. With recipients, the backup is `.dump.age`;
+    `role_passwords` (BACKUP_ROLE_PASSWORDS): the roles' password hashes go into the manifest too.
+
+    BackupRefused when the store cannot take a file of the estimated size: before pg_dump starts,
+    not after the whole dump was sent."""
     encrypted = bool(recipients)
     now = now or datetime.now(UTC)
     filename = console.owner.filename_at(now, console.zone, encrypted=encrypted)
@@ -112,8 +118,20 @@ def plan_backup(
         time.sleep(1.0 - time.time() % 1.0)
         now = datetime.now(UTC)
         filename = console.owner.filename_at(now, console.zone, encrypted=encrypted)
-    previous = console.ours(listed)
     facts = database_facts(console.target, role_passwords=role_passwords)
+    previous = console.newest(listed)  # trusted only: a planted file must not steer the plan
+    previous_manifest = read_manifest(console.storage, previous.filename) if previous else None
+    expected = expected_archive_size(
+        previous_size=previous.size if previous else 0,
+        previous_database_size=int((previous_manifest or {}).get("database_size") or 0),
+        database_bytes=facts.size,
+        sampled=(lambda: expected_dump_size(console.target, compressed=tool.compression.method != "none")),
+    )
+    try:
+        # Room for the estimate to double, and for the database's own size (read from the server, not the store).
+        part_size = console.storage.plan_upload(expected, room_for=max(2 * expected, facts.size))
+    except WontFit as exc:
+        raise BackupRefused(str(exc)) from None
     return BackupPlan(
         filename=filename,
         named_at=now,
@@ -121,13 +139,26 @@ def plan_backup(
         server_version=tool.server_version,
         compression=tool.compression.args,
         compression_method=tool.compression.method,
-        expected_bytes=previous[0].size if previous else 0,
+        expected_bytes=expected,
         database_bytes=facts.size,
+        part_size=part_size,
         recipients=recipients,
         extensions=facts.extensions,
         restore_needs=facts.restore_needs(),
         role_definitions=facts.role_definitions,
     )
+
+
+def expected_archive_size(*, previous_size: int, previous_database_size: int, database_bytes: int,
+                          sampled: Callable[[], int | None]) -> int:  # fmt: skip
+    """About how large this backup's archive will be: the previous backup's size scaled by the database's
+    growth since (when its manifest recorded the database's size then), else the previous size; for a
+    first backup, `sampled()` (a compression probe on the database's largest tables); 0 when unknown."""
+    if previous_size and previous_database_size:
+        return round(previous_size * database_bytes / previous_database_size)
+    if previous_size:
+        return previous_size
+    return sampled() or 0
 
 
 def stream_backup(
@@ -156,7 +187,7 @@ def stream_backup(
         on_progress(stored.size)
 
     try:
-        upload = storage.begin_upload(plan.filename, part_size_for(plan.database_bytes))
+        upload = storage.begin_upload(plan.filename, plan.part_size)
         on_upload_started(getattr(upload, "upload_id", ""))
         plain = _pass_on(running, plan.recipients, store, stored)
         _check_finished(running, plain)
@@ -189,7 +220,7 @@ def _pass_on(running: RunningDump, recipients: tuple[str, ...], store: Callable[
     """pg_dump's output into `store`, encrypted to `recipients` when there are any; the plain archive's digest
     (`stored` itself when it is not encrypted)."""
     assert running.proc.stdout is not None
-    dumped = _read_dump(running.proc.stdout.fileno())
+    dumped = read_output(running.proc.stdout.fileno())
     if not recipients:
         for block in dumped:
             store(block)
@@ -235,6 +266,7 @@ def manifest_for(
         "app_name": console.owner.app_name,
         "environment": console.owner.environment,
         "database": console.target.dbname,
+        "database_size": plan.database_bytes,  # the next backup scales its estimate by the growth since
         "server_version": plan.server_version,
         "pg_dump_version": plan.dump.version,
         "pg_dump_major": plan.dump.major,

@@ -69,25 +69,19 @@ def _dump_into_store(
     record.phase(phase or "preparing")
     named_at = datetime.now(UTC)  # the name's time comes before pg_dump's snapshot, as it always did
     tool = backups.choose_dump(dumped.target, compression=settings.backup_compression, bin_dirs=settings.pg_bin_dirs)
-    # pg_dump reads the catalog while the rest is prepared: tens of ms off every backup.
-    running = backups.RunningDump(tool.dump, tool.compression.args, dumped.target)
-    try:
-        ours.storage.check()
-        # Uploads left by killed jobs (here or in another environment's console) cost money: sweep.
-        # Older than the longest a job may run (JOB_MAX_SECONDS): never the live upload of a long backup.
-        ours.storage.abort_stale_uploads(older_than=timedelta(seconds=max(6 * 3600, settings.job_max_seconds + 3600)))
-        plan = backups.plan_backup(dumped, tool, now=named_at, recipients=settings.encryption_recipients,
-                                   role_passwords=settings.backup_role_passwords)  # fmt: skip
-        record.remember(**({"filename": plan.filename} if source is None else {"upload_filename": plan.filename}))
-        record.phase(phase or "dumping", bytes_total=plan.estimate(0) or None)
-    except BaseException:  # until stream_backup takes pg_dump over, stopping it on failure is ours
-        running.stop()
-        raise
+    ours.storage.check()
+    # Uploads left by killed jobs (here or in another environment's console) cost money: sweep.
+    # Older than the longest a job may run (JOB_MAX_SECONDS): never the live upload of a long backup.
+    ours.storage.abort_stale_uploads(older_than=timedelta(seconds=max(6 * 3600, settings.job_max_seconds + 3600)))
+    # The plan refuses a backup the store cannot take before pg_dump starts (BackupRefused).
+    plan = backups.plan_backup(dumped, tool, now=named_at, recipients=settings.encryption_recipients,
+                               role_passwords=settings.backup_role_passwords)  # fmt: skip
+    record.remember(**({"filename": plan.filename} if source is None else {"upload_filename": plan.filename}))
+    record.phase(phase or "dumping", bytes_total=plan.estimate(0) or None)
     result = backups.stream_backup(
         plan,
         dumped.target,
         ours.storage,
-        running=running,
         on_upload_started=lambda upload_id: record.remember(upload_id=upload_id),
         on_progress=lambda done: record.advance(done, plan.estimate(done) or None),
     )

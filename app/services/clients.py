@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from redis import Redis
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
-from app.adapters.storage import Storage, open_storage
+from app.adapters.storage import PartLimits, Storage, open_storage
 from app.config import ConfigError, Settings
 
 _MALFORMED = "is not a valid Redis URL (percent-encode / ? # @ : % in the user name or password)"
@@ -90,4 +90,5 @@ def storage_for(settings: Settings) -> Storage:
         addressing_style=settings.s3_addressing_style,
         access_key=settings.aws_access_key_id,
         secret_key=settings.aws_secret_access_key,
+        part_limits=PartLimits(settings.s3_max_parts, settings.s3_max_part_size),
     )

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
+from app.adapters.pg_dump import RunningDump
 from app.adapters.storage import MiB
 from app.domain.naming import backup_filename, parse_backup_name
 from tests.helpers import (
@@ -238,7 +239,7 @@ def test_a_missing_bucket_fails_with_the_seeds_helpful_message(make_app, s3_serv
     app = make_app(**{**s3_server, "BACKUP_STORAGE_URL": "s3://pgct-no-such-bucket"})
     error = backup_run_in_process(app)["error"]
     assert "pgct-no-such-bucket" in error and "ap-south-1" in error and "aws s3 mb" in error
-    # pg_dump starts while the store is checked; the failed check stops it
+    # the store is checked before pg_dump starts
     assert backup_sessions(pg_admin, target_db) == 0
 
 
@@ -253,7 +254,7 @@ def test_a_name_whose_second_is_taken_names_the_next_second(app, run_jobs):
         runtime.configure(app)
         ours = runtime.console()
         tool = backups.choose_dump(ours.target, compression="auto")
-        running = backups.RunningDump(tool.dump, tool.compression.args, ours.target)
+        running = RunningDump(tool.dump, tool.compression.args, ours.target)
         moment = parse_backup_name(taken).created_at(ours.zone)
         plan = backups.plan_backup(ours, tool, now=moment)
         named = parse_backup_name(plan.filename).created_at(ours.zone)
@@ -269,7 +270,7 @@ def test_pg_dumps_small_slow_writes_are_read_whole_and_in_order():
 
     How much the pauses save is a speed figure, measured in bench/ (bench/README.md), not here.
     """
-    from app.domain.backup import _read_dump
+    from app.adapters.pg_dump import read_output
 
     data = os.urandom(4 * MiB + 1_234)
     read_fd, write_fd = os.pipe()
@@ -285,7 +286,7 @@ def test_pg_dumps_small_slow_writes_are_read_whole_and_in_order():
     writer.start()
     try:
         # Each block is only valid until the next is read (one reused buffer): keep a copy, as every consumer does.
-        blocks = [bytes(block) for block in _read_dump(read_fd)]
+        blocks = [bytes(block) for block in read_output(read_fd)]
     finally:
         writer.join()
         os.close(read_fd)

@@ -20,21 +20,23 @@ from app.adapters.storage.contract import (
     InvalidName,
     MiB,
     NotRegularFile,
+    PartLimits,
     Storage,
     StorageError,
     StoredObject,
     TooLarge,
     Upload,
+    WontFit,
     check_name,
-    part_size_for,
 )
 from app.adapters.storage.folder import PARTIAL_PREFIX, WRITE_BACK_EVERY, LocalStorage
 from app.adapters.storage.s3 import BACKUP_PATIENCE, Patience, S3Storage
 
 __all__ = [
     "BACKUP_PATIENCE", "FILL_STEP", "MAX_PART_SIZE", "MAX_PARTS", "MIN_PART_SIZE", "PARTIAL_PREFIX", "PRIVATE_FILE",
-    "PRIVATE_FOLDER", "WRITE_BACK_EVERY", "InvalidName", "LocalStorage", "MiB", "NotRegularFile", "Patience",
-    "S3Storage", "Storage", "StorageError", "StoredObject", "TooLarge", "Upload", "check_name", "open_storage", "part_size_for",
+    "PRIVATE_FOLDER", "WRITE_BACK_EVERY", "InvalidName", "LocalStorage", "MiB", "NotRegularFile", "PartLimits",
+    "Patience", "S3Storage", "Storage", "StorageError", "StoredObject", "TooLarge", "Upload", "WontFit", "check_name",
+    "open_storage",
 ]  # fmt: skip
 
 
@@ -46,6 +48,7 @@ def open_storage(
     access_key: str | None = None,
     secret_key: str | None = None,
     addressing_style: str = "auto",
+    part_limits: PartLimits = PartLimits(),
 ) -> Storage:
     """The store BACKUP_STORAGE_URL names: s3://bucket[/prefix] or file:///folder."""
     parts = urlsplit(url)
@@ -58,6 +61,7 @@ def open_storage(
             access_key=access_key,
             secret_key=secret_key,
             addressing_style=addressing_style,
+            part_limits=part_limits,
         )
     if parts.scheme == "file":
         return LocalStorage(Path(unquote(parts.path)))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from app.formatting import human_size
+
 MiB = 1024 * 1024
 MIN_PART_SIZE = 8 * MiB
 MAX_PARTS = 10_000  # S3's limits on one multipart upload; other stores set theirs (S3_MAX_PARTS)
@@ -76,10 +78,46 @@ def fill_buffer(readinto: Callable[[memoryview], int | None], buffer: memoryview
     return done
 
 
-def part_size_for(expected_bytes: int) -> int:
-    """A part size that keeps a stream of about `expected_bytes` well under S3's 10,000 parts."""
-    wanted = -(-expected_bytes // (MAX_PARTS // 2))  # aim for at most 5,000 parts
-    return max(MIN_PART_SIZE, -(-wanted // MiB) * MiB)
+class WontFit(StorageError):
+    """The backup cannot fit the store's multipart limits (or the worker's disk cannot stage its parts)."""
+
+
+@dataclass(frozen=True)
+class PartLimits:
+    """A store's limits on one multipart upload: S3's unless the store has others (S3_MAX_PARTS,
+    S3_MAX_PART_SIZE). Every part but the last has the same size, so the part size is chosen before
+    the first byte: from the archive's estimate, with room for it to double."""
+
+    max_parts: int = MAX_PARTS
+    max_part_size: int = MAX_PART_SIZE
+
+    @property
+    def capacity(self) -> int:
+        return self.max_parts * self.max_part_size
+
+    def part_size_for(self, expected_bytes: int, room_for: int = 0) -> int:
+        """The part size for an archive of about `expected_bytes` that may grow to `room_for` (default:
+        twice the estimate): whole MiB, at least MIN_PART_SIZE. WontFit, with the numbers and what to
+        set, when even the largest parts cannot hold the estimate."""
+        if expected_bytes > self.capacity:
+            raise WontFit(
+                f"The backup is expected to be about {human_size(expected_bytes)}, more than this store takes in one "
+                f"file: {self.max_parts:,} parts of at most {human_size(self.max_part_size)} "
+                f"({human_size(self.capacity)}). If the store allows more, raise S3_MAX_PART_SIZE or S3_MAX_PARTS "
+                "(docs/storage.md lists the limits of each store); otherwise use a store with larger limits or a "
+                "stronger BACKUP_COMPRESSION. Nothing was dumped."
+            )
+        wanted = -(-max(room_for, 2 * expected_bytes) // self.max_parts)
+        return min(self.max_part_size, max(MIN_PART_SIZE, -(-wanted // MiB) * MiB))
+
+    def outgrown(self, part_size: int) -> StorageError:
+        """What to say when a stream needs more parts than the store allows at `part_size`."""
+        return WontFit(
+            f"The backup outgrew its plan: {self.max_parts:,} parts of {human_size(part_size)} "
+            f"({human_size(self.max_parts * part_size)}) are the most this store takes, and pg_dump was still "
+            "writing, far past the estimate the parts were sized for. The upload was aborted and nothing was kept. "
+            "Raise S3_MAX_PART_SIZE or S3_MAX_PARTS if the store allows it."
+        )
 
 
 class Upload(Protocol):
@@ -90,9 +128,11 @@ class Upload(Protocol):
 
 class Storage(Protocol):
     description: str
+    part_limits: PartLimits | None  # None: the store takes a file whole (a folder)
 
     def check(self) -> None: ...
     def list_objects(self) -> list[StoredObject]: ...
+    def plan_upload(self, expected_bytes: int, room_for: int = 0) -> int: ...
     def begin_upload(self, name: str, part_size: int = MIN_PART_SIZE) -> Upload: ...
     def put_bytes(self, name: str, data: bytes) -> None: ...
     def get_bytes(self, name: str, max_bytes: int | None = None) -> bytes: ...

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,16 +18,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from app.adapters.storage.contract import (
-    MAX_PARTS,
     MIN_PART_SIZE,
     MiB,
+    PartLimits,
     StorageError,
     StoredObject,
     TooLarge,
     Upload,
+    WontFit,
     check_name,
     fill_buffer,
 )
+from app.formatting import human_size
+
+STAGE_READ = MiB  # a staged part is read back and sent in blocks of this size
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,8 @@ class S3Storage:
         concurrency: int = 2,
         addressing_style: str = "auto",
         patience: Patience = BACKUP_PATIENCE,
+        part_limits: PartLimits = PartLimits(),
+        spool_dir: str | None = None,
     ):
         import boto3
         from botocore.config import Config
@@ -61,11 +70,14 @@ class S3Storage:
         self._reopen = functools.partial(
             S3Storage, bucket, prefix, region=region, endpoint_url=endpoint_url, access_key=access_key,
             secret_key=secret_key, concurrency=concurrency, addressing_style=addressing_style,
+            part_limits=part_limits, spool_dir=spool_dir,
         )  # fmt: skip
         self.bucket = bucket
         self.prefix = f"{prefix}/" if prefix else ""
         self.region = region
         self.concurrency = concurrency
+        self.part_limits = part_limits
+        self.spool_dir = spool_dir  # where parts are staged; None: the system temp folder (TMPDIR)
         self.description = f"s3://{bucket}/{self.prefix}"
         self.client = boto3.client(
             "s3",
@@ -149,6 +161,21 @@ class S3Storage:
         except (BotoCoreError, ClientError) as exc:
             raise self.explain(exc, "list backups") from None
         return found
+
+    def plan_upload(self, expected_bytes: int, room_for: int = 0) -> int:
+        """The part size for an archive of about `expected_bytes` (room for `room_for`); WontFit, before
+        anything starts, when the store's limits or the worker's temp folder cannot take it."""
+        part_size = self.part_limits.part_size_for(expected_bytes, room_for)
+        staged = part_size * (self.concurrency + 1)
+        folder = self.spool_dir or tempfile.gettempdir()
+        free = shutil.disk_usage(folder).free
+        if free < staged:
+            raise WontFit(
+                f"The worker stages up to {self.concurrency + 1} parts of {human_size(part_size)} in {folder} while "
+                f"they upload ({human_size(staged)}), and that folder has {human_size(free)} free. Point TMPDIR at "
+                "a folder with more room. Nothing was dumped."
+            )
+        return part_size
 
     def begin_upload(self, name: str, part_size: int = MIN_PART_SIZE) -> Upload:
         key = self._key(name)
@@ -265,14 +292,78 @@ class S3Storage:
         return aborted
 
 
+class _StagedPart:
+    """One part's bytes, staged in an unlinked file in the worker's temp folder (TMPDIR).
+
+    A part may be 5 GiB (S3 needs large parts to hold a terabyte in 10,000), so it cannot sit in
+    memory; staged on disk it costs the worker one read buffer at any size, and it can be sent again
+    when the store asks for a retry. The file has no name, so nothing is left if the worker dies,
+    and emptying it drops its pages before the kernel writes them back: the disk sees little of it.
+    """
+
+    def __init__(self, folder: str | None):
+        self._file = tempfile.TemporaryFile(dir=folder)
+        self.fd = self._file.fileno()
+        self.folder = folder or tempfile.gettempdir()
+        self.size = 0
+        self.buffer = bytearray(STAGE_READ)
+
+    def append(self, data: memoryview) -> None:
+        try:
+            while data:
+                written = os.pwrite(self.fd, data, self.size)
+                self.size += written
+                data = data[written:]
+        except OSError as exc:
+            raise StorageError(f"cannot stage the next part in {self.folder}: {exc.strerror}") from None
+
+    def clear(self) -> None:
+        os.ftruncate(self.fd, 0)
+        self.size = 0
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _PartBody:
+    """A staged part as a request body: read in STAGE_READ blocks (urllib3 would ask for 16 KiB at a
+    time and copy each), seekable so that botocore can send it again on a retry."""
+
+    def __init__(self, part: _StagedPart):
+        self._part = part
+        self._position = 0
+
+    def __len__(self) -> int:
+        return self._part.size
+
+    def read(self, amount: int = -1) -> bytes | memoryview:
+        if amount is None or amount < 0:  # nobody in the upload path asks for all; answered anyway
+            data = os.pread(self._part.fd, self._part.size - self._position, self._position)
+            self._position += len(data)
+            return data
+        # One whole buffer whatever is asked: each block is sent before the next is read.
+        got = os.preadv(self._part.fd, [self._part.buffer], self._position)
+        self._position += got
+        return memoryview(self._part.buffer)[:got]
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._part.size}[whence]
+        self._position = base + offset
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+
 class _S3Upload:
     """Parts go up on a small thread pool while the caller keeps writing.
 
     Every part but the last is exactly `part_size` bytes: Cloudflare R2 (and others) refuse a
-    multipart upload whose parts differ, and pipe reads come in uneven lengths. Each part is
-    filled in place in a buffer of exactly that size (no join, no extra copy), and a buffer
-    is reused once its part is sent. Memory stays near part_size × (concurrency + 1): `write`
-    waits for a free slot before it starts filling a part beyond that.
+    multipart upload whose parts differ, and pipe reads come in uneven lengths. Each part is staged
+    on disk (`_StagedPart`), so memory does not depend on the part size; at most concurrency + 1
+    parts are staged at once (`write` waits for a free slot before it starts another), and their
+    files are reused. The part count is checked as parts are sent: a stream that outgrows the
+    store's limit fails at once, not after the whole dump was sent.
     """
 
     def __init__(self, storage: S3Storage, key: str, upload_id: str, part_size: int):
@@ -281,45 +372,45 @@ class _S3Upload:
         self.upload_id = upload_id
         self.part_size = part_size
         self.size = 0
-        self._spare: list[bytearray] = []  # buffers whose parts are up; appended and popped atomically
-        self._buffer: bytearray | None = None  # the part being filled; taken when its first byte arrives
-        self._filled = 0
+        self._staged: list[_StagedPart] = []  # every file this upload made, closed at the end
+        self._spare: list[_StagedPart] = []  # sent and emptied; appended and popped atomically
+        self._current: _StagedPart | None = None  # the part being filled; taken when its first byte arrives
         self._parts: list[Future] = []
         self._slots = threading.Semaphore(storage.concurrency)
         self._pool = ThreadPoolExecutor(max_workers=storage.concurrency, thread_name_prefix="s3-part")
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         self.size += len(view)
         while view:
-            if self._buffer is None:
-                self._buffer = self._spare.pop() if self._spare else bytearray(self.part_size)
-            take = min(len(view), self.part_size - self._filled)
-            self._buffer[self._filled : self._filled + take] = view[:take]
-            self._filled += take
+            part = self._current or self._take_part()
+            take = min(len(view), self.part_size - part.size)
+            part.append(view[:take])
             view = view[take:]
-            if self._filled == self.part_size:
+            if part.size == self.part_size:
                 self._send_part()
+
+    def _take_part(self) -> _StagedPart:
+        if self._spare:
+            self._current = self._spare.pop()
+        else:
+            self._current = _StagedPart(self.storage.spool_dir)
+            self._staged.append(self._current)
+        return self._current
 
     def _send_part(self) -> None:
         number = len(self._parts) + 1
-        if number > MAX_PARTS:
-            raise StorageError("the backup is larger than S3's 10,000-part limit allows at this part size")
+        if number > self.storage.part_limits.max_parts:
+            raise self.storage.part_limits.outgrown(self.part_size)
         for done in self._parts:  # surface an earlier part's failure now, not at the end
             if done.done() and done.exception():
                 raise done.exception()  # type: ignore[misc]
-        body = self._buffer if self._buffer is not None else bytearray()
-        reuse = self._filled == self.part_size
-        if not reuse:  # the last, short part: trimmed in place rather than copied
-            del body[self._filled :]
+        part = self._current or self._take_part()  # an empty object is one empty part
         self._slots.acquire()
-        self._parts.append(self._pool.submit(self._upload_part, number, body, reuse))
-        # The next buffer is taken only when a byte arrives for it: after the last part none is
-        # (a copy of that part and a new buffer once raised the peak by up to two parts).
-        self._buffer = None
-        self._filled = 0
+        self._parts.append(self._pool.submit(self._upload_part, number, part))
+        self._current = None
 
-    def _upload_part(self, number: int, body: bytearray, reuse: bool) -> dict:
+    def _upload_part(self, number: int, part: _StagedPart) -> dict:
         try:
             response = self.storage._call(
                 f"upload part {number}",
@@ -328,19 +419,22 @@ class _S3Upload:
                 Key=self.key,
                 UploadId=self.upload_id,
                 PartNumber=number,
-                Body=body,
+                Body=_PartBody(part),
+                ContentLength=part.size,
             )
-            if reuse:
-                self._spare.append(body)
             return {"PartNumber": number, "ETag": response["ETag"]}
         finally:
+            part.clear()
+            self._spare.append(part)
             self._slots.release()
 
     def complete(self) -> int:
-        if self._filled or not self._parts:
+        if self._current is not None or not self._parts:
             self._send_part()
-        parts = [future.result() for future in self._parts]
-        self._pool.shutdown()
+        try:
+            parts = [future.result() for future in self._parts]
+        finally:
+            self._close()
         self.storage._call(
             "finish the upload",
             self.storage.client.complete_multipart_upload,
@@ -352,5 +446,10 @@ class _S3Upload:
         return self.size
 
     def abort(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._close(cancel=True)
         self.storage.abort_upload(self.key[len(self.storage.prefix) :], self.upload_id)
+
+    def _close(self, cancel: bool = False) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=cancel)
+        for part in self._staged:
+            part.close()

@@ -6,7 +6,6 @@ from app.adapters.storage import (
     PARTIAL_PREFIX,
     LocalStorage,
     S3Storage,
-    open_storage,
 )
 from tests.support.s3_servers import REGION, S3Bucket
 
@@ -16,18 +15,12 @@ MiB = 1024 * 1024
 GB = 1000**3
 
 
-def s3_storage_on(bucket: S3Bucket, prefix: str = "backups") -> S3Storage:
-    """The console's adapter on a test bucket, under a prefix (so "../x" has somewhere to be)."""
+def s3_storage_on(bucket: S3Bucket, prefix: str = "backups", **options) -> S3Storage:
+    """The console's adapter on a test bucket, under a prefix (so "../x" has somewhere to be); `options`:
+    more of S3Storage's (part_limits, spool_dir)."""
     endpoint = bucket.endpoint
-    storage = open_storage(
-        f"s3://{bucket.name}/{prefix}",
-        region=REGION,
-        endpoint_url=endpoint.url,
-        access_key=endpoint.access_key,
-        secret_key=endpoint.secret_key,
-    )
-    assert isinstance(storage, S3Storage)
-    return storage
+    return S3Storage(bucket.name, prefix, region=REGION, endpoint_url=endpoint.url, access_key=endpoint.access_key,
+                     secret_key=endpoint.secret_key, **options)  # fmt: skip
 
 
 def plant(storage, key: str, data: bytes) -> None:
