@@ -195,12 +195,6 @@ def test_a_code_typed_in_arabic_indic_digits_works_at_enrolment_and_sign_in(app,
     assert browser.get("/").status_code == 200
 
 
-# --------------------------------------------------------------------------- M7 and L1: tokens
-
-
-# --------------------------------------------------------------------------- L3: the provider's error text
-
-
 # --------------------------------------------------------------------------- L5: the set-password secret
 
 
@@ -256,11 +250,3 @@ def test_parallel_wrong_passwords_are_checked_no_more_than_the_limit(app, make_u
     with app.app_context():
         checked = AuditEvent.query.filter_by(action="login", outcome="failed").count()
     assert checked == answers.count(401) == ADDRESS_FAILURES_ALLOWED
-
-
-# --------------------------------------------------------------------------- L7: sessions
-
-
-# --------------------------------------------------------------------------- L8: single sign-on names
-
-

@@ -100,6 +100,13 @@ def test_token_roles_offered_stop_at_what_the_asker_acts_as(app, make_user):
         create_token(find_user("ada"), "up", "admin", None, "ada", cap="viewer")
     with app.app_context():
         assert [t.role for t in db.session.execute(db.select(ApiToken)).scalars()] == ["viewer"]
+    # Over HTTP, password given: the viewer token cannot make an admin one.
+    data = {"token-name": "up", "token-role": "admin", "token-expires_days": "", "token-proof": PASSWORD,
+            "token-submit": "Create token"}  # fmt: skip
+    answer = app.test_client().post("/account", headers=viewer_token, data=data)
+    assert answer.status_code in (400, 403) and "pgc_" not in answer.get_data(as_text=True)
+    with app.app_context():
+        assert [t.role for t in db.session.execute(db.select(ApiToken)).scalars()] == ["viewer"]
 
 
 def test_an_sso_users_token_follows_the_providers_role_and_ends_with_the_sign_in(make_app, oidc_provider):
