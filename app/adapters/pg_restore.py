@@ -47,24 +47,34 @@ def _run(argv: list[str], env: dict[str, str]) -> str:
     return done.stdout
 
 
-def restore_archive(target: TargetDatabase, pg_restore: str, archive: Path, dbname: str, *, options: list[str],
-                    jobs: int, use_list: list[str] | None = None,
+# Writes the archive's bytes, in order, through the function it is given (pg_restore reads them on stdin).
+Feed = Callable[[Callable[[bytes], None]], None]
+
+
+class _Stopped(Exception):
+    """pg_restore stopped reading its stdin and failed: its own error says why."""
+
+
+def restore_archive(target: TargetDatabase, pg_restore: str, archive: Path | Feed, dbname: str, *, folder: Path,
+                    options: list[str], jobs: int, use_list: list[str] | None = None,
                     on_entry: Callable[[int], None] = lambda done: None) -> tuple[int, list[str]]:  # fmt: skip
     """Run pg_restore into `dbname` with `options`, restricted to `use_list` (lines of a `--list`, a leading
-    ";" skips one) when given; `on_entry` gets the number of entries handled so far. Returns its exit code
-    and its last error lines. A failure of ours kills it and ends its server sessions."""
-    with tempfile.NamedTemporaryFile("w", suffix=".list", dir=archive.parent) as chosen:
+    ";" skips one) when given, written into `folder`; `on_entry` gets the number of entries handled so far.
+    `archive`: a file, or a `Feed` that streams it into pg_restore's stdin (one job: pg_restore cannot seek
+    there, so entries are restored in the archive's order). Returns its exit code and its last error lines.
+    A failure of ours kills it and ends its server sessions."""
+    with tempfile.NamedTemporaryFile("w", suffix=".list", dir=folder) as chosen:
         if use_list is not None:
             chosen.write("".join(line + "\n" for line in use_list))
             chosen.flush()
             options = [*options, f"--use-list={chosen.name}"]
-        argv = [pg_restore, "--exit-on-error", *options, "--verbose", f"--jobs={jobs}", "--dbname", dbname,
-                str(archive)]  # fmt: skip
-        return _run_counting(target, argv, dbname, on_entry)
+        source = [str(archive)] if isinstance(archive, Path) else []  # none: stdin
+        argv = [pg_restore, "--exit-on-error", *options, "--verbose", f"--jobs={jobs}", "--dbname", dbname, *source]
+        return _run_counting(target, argv, dbname, on_entry, None if isinstance(archive, Path) else archive)
 
 
-def _run_counting(target: TargetDatabase, argv: list[str], dbname: str,
-                  on_entry: Callable[[int], None]) -> tuple[int, list[str]]:  # fmt: skip
+def _run_counting(target: TargetDatabase, argv: list[str], dbname: str, on_entry: Callable[[int], None],
+                  feed: Feed | None) -> tuple[int, list[str]]:  # fmt: skip
     done = 0
 
     def count(line: str) -> None:
@@ -75,9 +85,14 @@ def _run_counting(target: TargetDatabase, argv: list[str], dbname: str,
 
     session = f"pgconsole-restore-{uuid.uuid4().hex[:12]}"
     env = postgres.child_env(target, dbname=dbname, application_name=session)
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    stdin = subprocess.PIPE if feed is not None else None
+    proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     errors = postgres.StderrTail(proc.stderr, on_line=count)
     try:
+        if feed is not None:
+            _feed(proc, feed)
+        code = proc.wait()
+    except _Stopped:
         code = proc.wait()
     except BaseException:
         if proc.poll() is None:
@@ -86,5 +101,30 @@ def _run_counting(target: TargetDatabase, argv: list[str], dbname: str,
         with contextlib.suppress(Exception):
             postgres.terminate_sessions(target, session)
         raise
+    finally:
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):  # a pipe pg_restore closed (BrokenPipeError is one)
+                proc.stdin.close()
     errors.join(timeout=5)
     return code, errors.lines
+
+
+def _feed(proc: subprocess.Popen, feed: Feed) -> None:
+    """Run `feed` into pg_restore's stdin. Once pg_restore has stopped reading, a pg_restore that succeeded
+    lets the feed go on (to read the rest for its checksum) and writes nothing more; one that failed stops it."""
+    reading = True
+
+    def write(block: bytes) -> None:
+        nonlocal reading
+        if not reading:
+            return
+        try:
+            proc.stdin.write(block)
+        except BrokenPipeError:
+            reading = False
+            if proc.wait() != 0:
+                raise _Stopped from None
+
+    feed(write)
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.close()  # end of file: pg_restore finishes

@@ -3,6 +3,10 @@
 The archive is downloaded and checked, restored into a scratch database, and only a restore that
 succeeded is swapped in (app/domain/restore_database.py): a failure before the swap leaves the live
 database as it was. The guards here refuse a restore before anything is touched.
+
+A worker whose restore folder has no room for a copy of the archive streams it from the store into
+pg_restore instead (`has_room`, `stream_archive`): one job, entries in the archive's order, and the
+checksum compared when the last byte has passed, still before the swap.
 """
 
 from __future__ import annotations
@@ -47,9 +51,12 @@ from app.domain.restore_database import (  # noqa: F401
     scratch_name,
     swap_in,
 )
+from app.formatting import human_size
 
 DOWNLOAD_CHUNK = 5 * MiB  # × DOWNLOAD_THREADS in memory: the worker stays under 150 MB (bench/README.md)
 DOWNLOAD_THREADS = 4
+ROOM_MARGIN = 64 * MiB  # left free beside a downloaded copy (with 5 % of its size): the disk is never filled
+FIRST_HEAD = MiB  # the first read of a streamed archive's head; its table of contents is at the start
 
 
 # --------------------------------------------------------------------------- guards (web and job)
@@ -122,6 +129,7 @@ class ScratchCopy:
     tables: int
     notes: tuple[str, ...] = ()  # what of the backup's database could not be carried over, in words
     created_roles: tuple[str, ...] = ()  # made from the backup's definitions first, by an admin's choice
+    streamed: bool = False  # streamed from the store into pg_restore: no room for a copy on the worker's disk
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,39 @@ class Archive:
     path: Path  # the plain pg_dump archive (decrypted while it downloaded, when it was an age file)
     sha256: str  # of the stored object, as the manifest's "sha256"
     checksum_verified: bool  # False when there was no manifest to check against
+
+
+# --------------------------------------------------------------------------- room on the worker's disk
+
+
+def plain_size(backup: Backup, manifest: dict | None) -> int:
+    """The size of the archive pg_restore reads: the stored size, or an age file's plain size from its manifest.
+
+    age only adds to a file (16 bytes per 64 KiB and a header), so the stored size is never too small; a
+    manifest's figure is used only where age's overhead can explain it (a manifest is not proof).
+    """
+    recorded = (manifest or {}).get("archive_size") if backup.encrypted else None
+    overhead = (backup.size // (64 * 1024) + 1) * 16 + 64 * 1024
+    if isinstance(recorded, int) and backup.size - overhead <= recorded <= backup.size:
+        return recorded
+    return backup.size
+
+
+def room_needed(archive_size: int) -> int:
+    """Free bytes a downloaded copy of the archive needs: its size, 5 % more and ROOM_MARGIN left free."""
+    return archive_size + archive_size // 20 + ROOM_MARGIN
+
+
+def has_room(archive_size: int, free: int) -> bool:
+    """Whether a copy of an archive of `archive_size` bytes fits in `free` bytes (else it is streamed)."""
+    return free >= room_needed(archive_size)
+
+
+def streaming_note(archive_size: int, free: int, folder: str) -> str:
+    """What the job page says of a restore that streams, with the numbers."""
+    return (f"There is not room for a copy of the {human_size(archive_size)} archive in {folder} "
+            f"({human_size(free)} free): it is streamed from the store into pg_restore, one table at a time, "
+            "and its checksum is checked when the last byte has passed, before the swap")  # fmt: skip
 
 
 def fetch_archive(
@@ -148,14 +189,115 @@ def fetch_archive(
     the plain archive's too, before this returns: nothing is touched before both match.
     """
     path = folder / "archive.dump"
-    stored, plain = encryption.Digest(), encryption.Digest()
     with open(path, "wb") as out, contextlib.closing(_ordered_blocks(storage, backup, on_progress)) as blocks:
-        if not backup.encrypted:
-            for block in blocks:
-                stored.update(block)
-                out.write(block)
-        else:
-            _decrypt_into(out, plain, blocks, stored, manifest, identity_file)
+        stored, plain = _plain_bytes(backup, blocks, out.write, manifest, identity_file)
+    verified = _check_digests(backup, manifest, stored, plain)
+    return Archive(path, stored.hexdigest(), verified)
+
+
+@dataclass
+class StreamedArchive:
+    """A backup that pg_restore reads as it streams from the store (no room for a copy on the worker's disk).
+
+    `path` holds only the head of the plain archive, where pg_dump writes the table of contents: what the
+    preflight reads. `feed` streams the whole archive (decrypting an age file) and checks every byte
+    against the manifest once the last has passed; `sha256` and `checksum_verified` are known after it.
+    """
+
+    storage: Storage
+    backup: Backup
+    manifest: dict | None
+    path: Path
+    identity_file: str | None = None
+    on_progress: Callable[[int], None] = lambda done: None  # bytes of the stored object read so far
+    sha256: str = ""
+    checksum_verified: bool = False
+
+    def feed(self, write: Callable[[bytes], None]) -> None:
+        """The archive's plain bytes into `write`, in order; raises (RestoreError) unless its checksums match."""
+        with contextlib.closing(_ordered_blocks(self.storage, self.backup, self.on_progress)) as blocks:
+            stored, plain = _plain_bytes(self.backup, blocks, write, self.manifest, self.identity_file)
+        self.checksum_verified = _check_digests(self.backup, self.manifest, stored, plain)
+        self.sha256 = stored.hexdigest()
+
+
+def stream_archive(storage: Storage, backup: Backup, folder: Path, manifest: dict | None, *, target: TargetDatabase,
+                   free: int, identity_file: str | None = None, bin_dirs: tuple[str, ...] = (),
+                   on_progress: Callable[[int], None] = lambda done: None) -> StreamedArchive:  # fmt: skip
+    """The backup, to stream into pg_restore, with the head of its plain archive in `folder` for the preflight.
+
+    The head is the first MiB, then 4, 16 … until pg_restore reads the table of contents from it, using at
+    most half the `free` bytes of `folder`: a table of contents larger than that is refused with the numbers.
+    """
+    head, limit = folder / "archive-head.dump", free // 2
+    tool = _pg_restore_tool(target, bin_dirs)
+    wanted = min(FIRST_HEAD, limit)
+    while True:
+        got = _write_head(storage, backup, head, wanted, manifest, identity_file)
+        if got < wanted or (got > 0 and _head_is_enough(tool.path, head, target)):  # (got < wanted: all of it)
+            return StreamedArchive(storage, backup, manifest, head, identity_file, on_progress)
+        if wanted >= limit:
+            raise RestoreRefused(
+                f"pg_restore cannot read the table of contents of {backup.filename} from its first "
+                f"{human_size(limit)}, half the free space in {folder.parent} ({human_size(free)} free), and the "
+                "archive cannot be copied there either: set RESTORE_TMP_DIR to a folder with more free space; "
+                "nothing was changed"
+            )
+        wanted = min(wanted * 4, limit)
+
+
+class _HeadFull(Exception):
+    """The head holds the bytes it was asked for."""
+
+
+def _write_head(storage: Storage, backup: Backup, path: Path, size: int, manifest: dict | None,
+                identity_file: str | None) -> int:  # fmt: skip
+    """The first `size` bytes of the plain archive into `path` (all of it when shorter); how many there are."""
+    written = 0
+
+    def write(block: bytes) -> None:
+        nonlocal written
+        piece = block[: size - written]
+        out.write(piece)
+        written += len(piece)
+        if written >= size:
+            raise _HeadFull
+
+    blocks = _ordered_blocks(storage, backup, lambda done: None)
+    with open(path, "wb") as out, contextlib.closing(blocks), contextlib.suppress(_HeadFull):
+        _plain_bytes(backup, blocks, write, manifest, identity_file)
+    return written
+
+
+def _head_is_enough(tool: str, head: Path, target: TargetDatabase) -> bool:
+    """Whether pg_restore lists the table of contents from `head`; a file that is no pg_dump archive at all
+    is enough too (the preflight says what it is)."""
+    with open(head, "rb") as start:
+        if start.read(5) != b"PGDMP":  # the custom format's magic
+            return True
+    try:
+        pg_restore.table_of_contents(tool, head, postgres.child_env(target))
+    except pg_restore.ArchiveError:  # cut short in its table of contents
+        return False
+    return True
+
+
+def _plain_bytes(backup: Backup, blocks: Iterator[bytes], write: Callable[[bytes], object], manifest: dict | None,
+                 identity_file: str | None) -> tuple[encryption.Digest, encryption.Digest]:  # fmt: skip
+    """Pass the archive's plain bytes to `write`, decrypting an age file; returns the digests of the stored
+    bytes and (for an age file) of the plain ones. An exception of `write` stops it, as itself."""
+    stored, plain = encryption.Digest(), encryption.Digest()
+    if not backup.encrypted:
+        for block in blocks:
+            stored.update(block)
+            write(block)
+    else:
+        _decrypt_into(write, plain, blocks, stored, manifest, identity_file)
+    return stored, plain
+
+
+def _check_digests(backup: Backup, manifest: dict | None, stored: encryption.Digest, plain: encryption.Digest) -> bool:
+    """Raise unless every byte arrived and the checksums match the manifest's; False when it has none."""
     if stored.size != backup.size:
         raise RestoreError(f"downloaded {stored.size} bytes of {backup.size}; the archive is incomplete")
     verified = check_checksum(manifest, stored.hexdigest())
@@ -165,11 +307,11 @@ def fetch_archive(
             f"checksum mismatch: the decrypted archive's sha256 is {plain.hexdigest()}, its manifest says "
             f"{recorded}; nothing was changed"
         )
-    return Archive(path, stored.hexdigest(), verified)
+    return verified
 
 
-def _decrypt_into(out, plain: encryption.Digest, blocks: Iterator[bytes], stored: encryption.Digest,
-                  manifest: dict | None, identity_file: str | None) -> None:  # fmt: skip
+def _decrypt_into(write: Callable[[bytes], object], plain: encryption.Digest, blocks: Iterator[bytes],
+                  stored: encryption.Digest, manifest: dict | None, identity_file: str | None) -> None:  # fmt: skip
     recipients = ((manifest or {}).get("encryption") or {}).get("recipients") or []
     if not identity_file:
         raise RestoreError(
@@ -178,7 +320,7 @@ def _decrypt_into(out, plain: encryption.Digest, blocks: Iterator[bytes], stored
         )
     try:
         identities = encryption.load_identities(identity_file)
-        encryption.decrypt_stream(blocks, identities, lambda block: (plain.update(block), out.write(block)), stored)
+        encryption.decrypt_stream(blocks, identities, lambda block: (plain.update(block), write(block)), stored)
     except encryption.NoMatchingKey:
         raise RestoreError(f"{encryption.no_matching_key_message(recipients)}; nothing was changed") from None
     except encryption.EncryptionError as exc:
@@ -252,7 +394,7 @@ def preflight(target: TargetDatabase, archive: Path, *, with_owners: bool, exten
     superuser must be able to act as each owner and grantor. Without it (an admin's explicit choice),
     objects end up owned by the console's role and no grant is restored. `extensions`: the manifest's.
     """
-    tool = postgres.pick_client("pg_restore", postgres.server_version(target)[0], bin_dirs)
+    tool = _pg_restore_tool(target, bin_dirs)
     try:
         contents = read_contents(tool.path, archive, postgres.child_env(target))
     except pg_restore.ArchiveError as exc:
@@ -269,7 +411,7 @@ def preflight(target: TargetDatabase, archive: Path, *, with_owners: bool, exten
 
 def restore_into(
     target: TargetDatabase,
-    archive: Path,
+    archive: Archive | StreamedArchive,
     scratch: str,
     contents: ArchiveContents,
     *,
@@ -286,8 +428,11 @@ def restore_into(
     pg_restore replays a grant made by someone else than the object's owner as that role with SET
     SESSION AUTHORIZATION, which only a superuser may: a console that is not one restores every
     other entry with pg_restore, then the grants itself with SET ROLE (`apply_grants`).
+
+    A streamed archive restores with one job, in the archive's order (the list only comments entries
+    out, never reorders them), and its checksums are checked before the grants and before this returns.
     """
-    tool = postgres.pick_client("pg_restore", postgres.server_version(target)[0], bin_dirs)
+    tool = _pg_restore_tool(target, bin_dirs)
     by_hand = with_owners and bool(contents.grant_entries) and not _console_is_superuser(target)
     entries = [e for e in contents.entries if not e.of_the_database]
     skipped = {e.line for e in contents.grant_entries} if by_hand else set()
@@ -297,15 +442,21 @@ def restore_into(
         if entries:
             on_progress(min(done, len(entries)), len(entries))
 
+    streamed = isinstance(archive, StreamedArchive)
     code, errors = pg_restore.restore_archive(
-        target, tool.path, archive, scratch, options=[] if with_owners else ["--no-owner", "--no-privileges"],
-        jobs=jobs, use_list=chosen, on_entry=counted)  # fmt: skip
+        target, tool.path, archive.feed if streamed else archive.path, scratch, folder=archive.path.parent,
+        options=[] if with_owners else ["--no-owner", "--no-privileges"], jobs=1 if streamed else jobs,
+        use_list=chosen, on_entry=counted)  # fmt: skip
     if code != 0:
         raise RestoreError(f"pg_restore failed (exit {code}): {' '.join(errors) or 'no message'}")
     if by_hand:
         apply_grants(target, scratch, contents.grants)
     on_progress(len(entries), len(entries))
     return contents.tables
+
+
+def _pg_restore_tool(target: TargetDatabase, bin_dirs: tuple[str, ...]) -> postgres.ClientTool:
+    return postgres.pick_client("pg_restore", postgres.server_version(target)[0], bin_dirs)
 
 
 def _console_is_superuser(target: TargetDatabase) -> bool:

@@ -10,6 +10,7 @@ never marks a failure as done itself.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -147,7 +148,7 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
         raise restore.RestoreRefused(f"{filename} is no longer in the store; nothing was changed")
     safety = restore.require_recent_backup(listed, owner=ours.owner, minutes=settings.recent_check_minutes,
                                            trusted=ours.is_trusted)  # fmt: skip
-    with restore.temp_folder(str(Path(settings.instance_path, "tmp"))) as folder:
+    with restore.temp_folder(settings.restore_tmp_dir) as folder:
         copy = _restore_into_scratch(backup, folder, record, confirmed, trusted_only=False,
                                      with_owners=not without_owners, create_roles=create_roles)  # fmt: skip
         set_aside = restore.scratch_name(ours.target.dbname, "previous")
@@ -172,8 +173,8 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
         kept_old_database=kept,
     )
     if safety_error:
-        record.remember(warning=f"the safety backup of the replaced database failed ({safety_error}); "
-                                f"it is kept as {set_aside}, nothing of it was dropped")  # fmt: skip
+        _add_warning(record, f"the safety backup of the replaced database failed ({safety_error}); "
+                             f"it is kept as {set_aside}, nothing of it was dropped")  # fmt: skip
     record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
     detail = _restore_detail(ours.target.dbname, filename, outcome.seconds, ended, copy, set_aside, safety_backup,
                              without_owners=without_owners)  # fmt: skip
@@ -187,7 +188,7 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
     return {**outcome.to_json(), "backup_taken_at": backup.created_at.isoformat(),
             "safety_backup": safety_backup or safety.filename, "safety_backup_of_replaced": safety_backup,
             "sessions_ended": ended, "without_owners": without_owners, "notes": list(copy.notes),
-            "created_roles": list(copy.created_roles)}
+            "created_roles": list(copy.created_roles), "streamed": copy.streamed}
 
 
 def _restore_detail(database: str, filename: str, seconds: float, ended: int, copy: restore.ScratchCopy,
@@ -198,6 +199,8 @@ def _restore_detail(database: str, filename: str, seconds: float, ended: int, co
                else f"its safety backup failed, it is kept as {set_aside}")  # fmt: skip
     if without_owners:
         detail += "; without owners and grants (an admin's choice)"
+    if copy.streamed:
+        detail += "; streamed from the store into pg_restore (no room for a copy on the worker's disk)"
     for note in copy.notes:
         detail += f"; {note}"
     if not copy.checksum_verified:
@@ -222,7 +225,7 @@ def verify_job(filename: str, requested_by: str, **choices: bool) -> dict:
     backup = ours.find(filename)
     if backup is None:
         raise restore.RestoreRefused(f"{filename} is no longer in the store")
-    with restore.temp_folder(str(Path(settings.instance_path, "tmp"))) as folder:
+    with restore.temp_folder(settings.restore_tmp_dir) as folder:
         copy = _restore_into_scratch(backup, folder, record, confirmed, trusted_only)
         record.phase("counting")
         rows = restore.row_counts(ours.target, copy.database)
@@ -280,6 +283,10 @@ def _restore_into_scratch(
     confirmed (`confirmed`: its request in the console store) and, when `trusted_only`, trusted; the
     download is then checked against the confirmed sha256. The preflight refuses, before the scratch
     database exists, an archive this server or the console's role cannot restore faithfully.
+
+    Without room for a copy in `folder` (RESTORE_TMP_DIR), the archive streams from the store into
+    pg_restore: the preflight reads its head, and the checksum is checked when the last byte has passed
+    (a mismatch fails the job there, before any swap).
     """
     settings, ours = services.settings(), console()
     manifest = catalog.read_manifest(ours.storage, backup.filename) if backup.has_manifest else None
@@ -291,12 +298,20 @@ def _restore_into_scratch(
         )
     scratch = restore.scratch_name(ours.target.dbname)
     record.remember(temp_folder=str(folder))
-    record.phase("downloading", bytes_total=backup.size)
-    archive = restore.fetch_archive(ours.storage, backup, folder, manifest,
-                                    identity_file=settings.encryption_identity_file, on_progress=record.advance)
-    record.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
+    size, free = restore.plain_size(backup, manifest), shutil.disk_usage(folder).free
+    streamed = not restore.has_room(size, free)
+    if streamed:
+        _add_warning(record, restore.streaming_note(size, free, settings.restore_tmp_dir))
+        archive = restore.stream_archive(ours.storage, backup, folder, manifest, target=ours.target, free=free,
+                                         identity_file=settings.encryption_identity_file,
+                                         bin_dirs=settings.pg_bin_dirs, on_progress=record.advance)  # fmt: skip
+    else:
+        record.phase("downloading", bytes_total=backup.size)
+        archive = restore.fetch_archive(ours.storage, backup, folder, manifest,
+                                        identity_file=settings.encryption_identity_file, on_progress=record.advance)
+        record.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
     if not origin.trusted:
-        record.remember(warning=f"this backup is not trusted: {origin.reason}; {UNTRUSTED_WARNING}")
+        _add_warning(record, f"this backup is not trusted: {origin.reason}; {UNTRUSTED_WARNING}")
     created = _create_roles(backup, manifest, origin, record, confirmed) if create_roles else []
     contents = restore.preflight(ours.target, archive.path, with_owners=with_owners,
                                  extensions=(manifest or {}).get("extensions"), bin_dirs=settings.pg_bin_dirs)
@@ -305,14 +320,20 @@ def _restore_into_scratch(
     notes = restore.apply_database_properties(ours.target, scratch, contents.database, with_owners=with_owners)
     notes += restore.create_extensions_like(ours.target, scratch, (manifest or {}).get("extensions"), contents,
                                             with_owners=with_owners)  # fmt: skip
-    record.phase("restoring")
-    tables = restore.restore_into(ours.target, archive.path, scratch, contents, jobs=settings.restore_jobs,
+    # Streamed, the bar follows the bytes (one table may take hours); each entry pg_restore handles is progress too.
+    record.phase("restoring", bytes_total=backup.size if streamed else None)
+    tables = restore.restore_into(ours.target, archive, scratch, contents, jobs=settings.restore_jobs,
                                   with_owners=with_owners, bin_dirs=settings.pg_bin_dirs,
-                                  on_progress=record.items)  # fmt: skip
+                                  on_progress=(lambda done, total: record.save()) if streamed else record.items)
     restore.apply_database_properties(ours.target, scratch, contents.database, with_owners=with_owners,
                                       connection_limit=True)  # fmt: skip
     return restore.ScratchCopy(scratch, archive.sha256, archive.checksum_verified, origin.trusted, origin.reason,
-                               tables, tuple(notes), tuple(created))  # fmt: skip
+                               tables, tuple(notes), tuple(created), streamed)  # fmt: skip
+
+
+def _add_warning(record: JobRecord, text: str) -> None:
+    """Add `text` to what the job page shows as the job's warning (several may apply to one restore)."""
+    record.remember(warning="; ".join(w for w in (record.state.warning, text) if w))
 
 
 def _create_roles(backup: catalog.Backup, manifest: dict | None, origin: provenance.Provenance, record: JobRecord,

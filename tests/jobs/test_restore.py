@@ -259,8 +259,8 @@ def test_only_a_database_a_swap_set_aside_can_be_dropped(app, target_db, name):
 
 
 @pytest.fixture
-def worker_env(app_env, s3_server):
-    return {**app_env, **s3_server}
+def worker_env(app_env, s3_server, tmp_path):
+    return {**app_env, **s3_server, "RESTORE_TMP_DIR": str(tmp_path / "restore-tmp")}
 
 
 def test_a_worker_killed_mid_restore_leaves_the_live_database_as_it_was(
@@ -297,7 +297,7 @@ def test_a_worker_killed_mid_restore_leaves_the_live_database_as_it_was(
     from app.jobs.locks import DatabaseLock
 
     assert DatabaseLock(redis, settings.redis_namespace, target_db).holder() is None
-    assert not list(Path(settings.instance_path, "tmp").glob("*"))  # the downloaded archive is gone
+    assert not list(Path(settings.restore_tmp_dir).glob("*"))  # the downloaded archive is gone
 
 
 def test_an_s3_outage_fails_the_restore_and_changes_nothing(app_env, processes, target_db, pg_admin,

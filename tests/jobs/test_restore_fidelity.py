@@ -18,7 +18,7 @@ from psycopg import sql
 from tests.helpers import audit_rows, backup_run_in_process, restore_through_api, signed_in
 from tests.support.databases import PG, create_database, database_names, drop_database, new_name, table_fingerprint
 from tests.support.fidelity import differences, fingerprint
-from tests.support.rich_database import rich_database
+from tests.support.rich_database import RichDatabase, rich_database
 
 DATABASE_FACTS = """
 SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datlocprovider, d.datcollate, d.datctype,
@@ -204,6 +204,19 @@ def test_a_backup_naming_a_missing_role_is_refused_then_restored_without_owners_
 # --------------------------------------------------------------------------- the whole database (tests/support)
 
 
+def console_role(pg_admin, rich: RichDatabase, undo: contextlib.ExitStack, as_owner: bool) -> str:
+    """The role a console on the rich database connects as: its owner, granted what the README asks of the
+    console's role for such a database (taken back by `undo`), or postgres."""
+    if not as_owner:
+        return "postgres"
+    owner = sql.Identifier(rich.roles.owner)
+    pg_admin.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(owner))
+    pg_admin.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(rich.roles.writer), owner))
+    pg_admin.execute(sql.SQL("GRANT SET ON PARAMETER app.tenant TO {}").format(owner))
+    undo.callback(pg_admin.execute, sql.SQL("REVOKE SET ON PARAMETER app.tenant FROM {}").format(owner))
+    return rich.roles.owner
+
+
 @pytest.mark.parametrize("as_owner", [True, False], ids=["as the owner role", "as postgres"])
 def test_a_rich_database_comes_back_with_zero_differences(make_app, make_user, token_for, pg_admin, as_owner):
     """Faithful means: every kind of object, owners, grants, default privileges, large objects and
@@ -212,14 +225,7 @@ def test_a_rich_database_comes_back_with_zero_differences(make_app, make_user, t
     application role sees — after a backup, a change, and a restore through the console's API."""
     # An event trigger needs a superuser to create: the database restored as postgres has one.
     with rich_database(pg_admin, with_event_trigger=not as_owner) as rich, contextlib.ExitStack() as undo:
-        owner = rich.roles.owner
-        if as_owner:  # what the README asks of the console's role for such a database
-            pg_admin.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(sql.Identifier(owner)))
-            pg_admin.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(rich.roles.writer), sql.Identifier(owner)))
-            pg_admin.execute(sql.SQL("GRANT SET ON PARAMETER app.tenant TO {}").format(sql.Identifier(owner)))
-            undo.callback(pg_admin.execute,
-                          sql.SQL("REVOKE SET ON PARAMETER app.tenant FROM {}").format(sql.Identifier(owner)))
-        user = owner if as_owner else "postgres"
+        user = console_role(pg_admin, rich, undo, as_owner)
         app = make_app(DATABASE_URL=f"postgresql://{user}@127.0.0.1:5432/{rich.name}")
         make_user("ada", "admin")
         before = fingerprint(rich.name, roles=rich.roles)
