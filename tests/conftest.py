@@ -145,6 +145,7 @@ def app_env(target_db, redis_ns, tmp_path, migrated_store) -> dict[str, str]:
         "REDIS_NAMESPACE": redis_ns,
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "BACKUP_STORAGE_URL": (tmp_path / "backups").as_uri(),
+        "RESTORE_TMP_DIR": str(tmp_path / "restore-tmp"),  # each test's restores download into its own folder
         "RESTORE_PASSKEY": "test-passkey-0451",
         "JOB_TIMEOUT_SECONDS": "120",
         "BACKUP_MIN_INTERVAL_SECONDS": "0",  # many tests back up quickly; tests/store/test_history.py sets it
