@@ -154,9 +154,9 @@ def stream_child(spec: dict) -> None:
         ours.storage.check()  # what the backup job asks of the store before it plans
         ours.storage.abort_stale_uploads(older_than=timedelta(hours=6))
         try:
-            # As plan_backup plans a first backup: the estimate is the database's size (this stream
-            # does not compress), with room for it to double.
-            part_size = ours.storage.plan_upload(size)
+            # As plan_backup plans: the estimate and the database's size are both the stream's (it does not
+            # compress); the plan leaves room for the estimate to double.
+            part_size = ours.storage.plan_upload(size, room_for=size)
         except WontFit as exc:
             print(json.dumps({"refused": str(exc)}), flush=True)
             return

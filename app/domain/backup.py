@@ -129,7 +129,7 @@ def plan_backup(
     )
     try:
         # Room for the estimate to double, and for the database's own size (read from the server, not the store).
-        part_size = console.storage.plan_upload(expected, room_for=max(2 * expected, facts.size))
+        part_size = console.storage.plan_upload(expected, room_for=facts.size)
     except WontFit as exc:
         raise BackupRefused(str(exc)) from None
     return BackupPlan(

@@ -302,7 +302,7 @@ class _StagedPart:
     """
 
     def __init__(self, folder: str | None):
-        self._file = tempfile.TemporaryFile(dir=folder)
+        self._file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - open for the upload's life; see close
         self.fd = self._file.fileno()
         self.folder = folder or tempfile.gettempdir()
         self.size = 0
@@ -375,7 +375,10 @@ class _S3Upload:
         self._staged: list[_StagedPart] = []  # every file this upload made, closed at the end
         self._spare: list[_StagedPart] = []  # sent and emptied; appended and popped atomically
         self._current: _StagedPart | None = None  # the part being filled; taken when its first byte arrives
-        self._parts: list[Future] = []
+        self._count = 0  # parts sent so far
+        # A finished part keeps only its ETag (a Future per part grew the worker by 2 KiB a part).
+        self._etags: dict[int, str] = {}
+        self._pending: list[Future] = []
         self._slots = threading.Semaphore(storage.concurrency)
         self._pool = ThreadPoolExecutor(max_workers=storage.concurrency, thread_name_prefix="s3-part")
 
@@ -399,18 +402,27 @@ class _S3Upload:
         return self._current
 
     def _send_part(self) -> None:
-        number = len(self._parts) + 1
+        number = self._count + 1
         if number > self.storage.part_limits.max_parts:
             raise self.storage.part_limits.outgrown(self.part_size)
-        for done in self._parts:  # surface an earlier part's failure now, not at the end
-            if done.done() and done.exception():
-                raise done.exception()  # type: ignore[misc]
+        self._settle()  # an earlier part's failure surfaces now, not at the end
         part = self._current or self._take_part()  # an empty object is one empty part
         self._slots.acquire()
-        self._parts.append(self._pool.submit(self._upload_part, number, part))
+        self._pending.append(self._pool.submit(self._upload_part, number, part))
+        self._count = number
         self._current = None
 
-    def _upload_part(self, number: int, part: _StagedPart) -> dict:
+    def _settle(self, wait: bool = False) -> None:
+        """Drop the parts that are up (raising the first failure); with `wait`, wait for all of them."""
+        still = []
+        for future in self._pending:
+            if wait or future.done():
+                future.result()
+            else:
+                still.append(future)
+        self._pending = still
+
+    def _upload_part(self, number: int, part: _StagedPart) -> None:
         try:
             response = self.storage._call(
                 f"upload part {number}",
@@ -422,19 +434,20 @@ class _S3Upload:
                 Body=_PartBody(part),
                 ContentLength=part.size,
             )
-            return {"PartNumber": number, "ETag": response["ETag"]}
+            self._etags[number] = response["ETag"]
         finally:
             part.clear()
             self._spare.append(part)
             self._slots.release()
 
     def complete(self) -> int:
-        if self._current is not None or not self._parts:
+        if self._current is not None or not self._count:
             self._send_part()
         try:
-            parts = [future.result() for future in self._parts]
+            self._settle(wait=True)
         finally:
             self._close()
+        parts = [{"PartNumber": number, "ETag": etag} for number, etag in sorted(self._etags.items())]
         self.storage._call(
             "finish the upload",
             self.storage.client.complete_multipart_upload,
