@@ -25,7 +25,7 @@ from app.domain.alerts import notification_test_alert
 from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
 from app.domain.naming import Owner
-from app.domain.restore import RestoreRefused, passkey_matches, require_recent_backup
+from app.domain.restore import passkey_matches
 from app.jobs.notify import deliver
 from app.jobs.queue import JobRefused, start_job
 from app.services.listing_cache import listing_cache
@@ -212,12 +212,12 @@ def passkey_tries_left(actor: Actor, using: Collaborators) -> int:
                environment_passkey_limit(using).remaining(using.settings.app_env))  # fmt: skip
 
 
-def restorable(using: Collaborators, filename: str) -> tuple[Backup, list[Backup]]:
-    """The backup to restore and the listing it came from (the recent-backup rule reads the same one)."""
-    backup, listed = using.backups.find_listed(filename)
+def restorable(using: Collaborators, filename: str) -> Backup:
+    """The listed backup to restore; 404 for a name that is not listed."""
+    backup = using.backups.find(filename)
     if backup is None:
         raise Refused(f"no backup named {filename[:120]!r}", 404)
-    return backup, listed
+    return backup
 
 
 def request_restore(actor: Actor, using: Collaborators, filename: str, passkey: str, *,
@@ -253,7 +253,7 @@ def _guarded_restore(
     if not settings.restore_enabled:
         where = f"target {settings.target_name}" if settings.several_targets else "this console"
         raise Refused(f"restore is disabled: no RESTORE_PASSKEY is configured for {where}", 503)
-    backup, listed = restorable(using, filename)
+    backup = restorable(using, filename)
     require_role_on_owner(actor, using, backup, "restore")
     limit, everyone = passkey_limit(using), environment_passkey_limit(using)
     passkey_of, who = settings.target_name or settings.app_env, (actor.username, actor.address or "unknown")
@@ -269,7 +269,7 @@ def _guarded_restore(
     everyone.give_back(passkey_of)
     limit.reset(*who)  # not the console's earlier failures: see above
     try:
-        recent_backup_required(using, listed)
+        # No "recent backup" is asked for: the job backs up the database it replaces, as it is at the swap.
         # What the admin confirmed, read once here: the job restores this file and no other.
         origin = using.backups.provenance(backup)
         options = {"without_owners": True} if without_owners else {}
@@ -277,15 +277,6 @@ def _guarded_restore(
             options["create_roles"] = True
         return _start(using, "restore", actor.username, backup=backup, origin=origin, **options), origin
     except JobRefused as exc:
-        raise Refused(str(exc), 409) from None
-
-
-def recent_backup_required(using: Collaborators, listed: list[Backup]) -> Backup:
-    """The recent-backup rule (a backup of ours from the last N minutes), as a 409 refusal."""
-    try:
-        return require_recent_backup(listed, owner=using.backups.owner, minutes=using.settings.recent_check_minutes,
-                                     trusted=using.backups.is_trusted)  # fmt: skip
-    except RestoreRefused as exc:
         raise Refused(str(exc), 409) from None
 
 

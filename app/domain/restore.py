@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from app.adapters import database_admin, encryption, pg_restore, postgres
@@ -29,8 +28,7 @@ from app.adapters.postgres import TargetDatabase
 from app.adapters.storage import MiB, Storage
 from app.domain import preflight as preflight_rules
 from app.domain.archive import GRANTOR, ArchiveContents, read_contents
-from app.domain.catalog import Backup, recent_backup
-from app.domain.naming import Owner
+from app.domain.catalog import Backup
 from app.domain.provenance import Provenance
 
 # The scratch database's steps, named here too: to its callers a restore is this one module.
@@ -69,19 +67,6 @@ def passkey_matches(given: str, passkey: str | None, passkey_sha256: str | None)
         return False
     given_digest = hashlib.sha256(given.encode()).hexdigest()
     return hmac.compare_digest(given_digest, expected)
-
-
-def require_recent_backup(
-    backups: list[Backup], *, owner: Owner, minutes: int, trusted: Callable[[Backup], bool], now: datetime | None = None
-) -> Backup:
-    """The recent-backup rule: no restore without a trusted backup of this environment from the last N minutes."""
-    found = recent_backup(backups, owner, timedelta(minutes=minutes), now or datetime.now(UTC), trusted=trusted)
-    if found is None:
-        raise RestoreRefused(
-            f"no backup of the {owner.environment} environment made by this console (signed) in the last "
-            f"{minutes} minute(s); create a safety backup first, then restore"
-        )
-    return found
 
 
 def require_confirmed_file(backup: Backup, origin: Provenance, *, sha256: str | None, size: int | None) -> None:

@@ -142,12 +142,9 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
     without_owners, create_roles = confirmed.chosen("without_owners"), confirmed.chosen("create_roles")
     started = time.monotonic()
     record.phase("checking")
-    listed = ours.listing()
-    backup = ours.find(filename, listed)
+    backup = ours.find(filename)
     if backup is None:
         raise restore.RestoreRefused(f"{filename} is no longer in the store; nothing was changed")
-    safety = restore.require_recent_backup(listed, owner=ours.owner, minutes=settings.recent_check_minutes,
-                                           trusted=ours.is_trusted)  # fmt: skip
     with restore.temp_folder(settings.restore_tmp_dir) as folder:
         copy = _restore_into_scratch(backup, folder, record, confirmed, trusted_only=False,
                                      with_owners=not without_owners, create_roles=create_roles)  # fmt: skip
@@ -186,7 +183,7 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
         seconds=outcome.seconds, filename=filename))  # fmt: skip
     # What the job page needs to say what changed and how to undo it.
     return {**outcome.to_json(), "backup_taken_at": backup.created_at.isoformat(),
-            "safety_backup": safety_backup or safety.filename, "safety_backup_of_replaced": safety_backup,
+            "safety_backup": safety_backup, "safety_backup_of_replaced": safety_backup,
             "sessions_ended": ended, "without_owners": without_owners, "notes": list(copy.notes),
             "created_roles": list(copy.created_roles), "streamed": copy.streamed}
 

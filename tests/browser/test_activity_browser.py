@@ -3,7 +3,6 @@ what people see happened (activity, failure banner, job pages that conclude)."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -116,15 +115,10 @@ def test_restore_pages_conclude_failed_unchanged_then_finished_with_undo(page, a
     sign_in(page, base, "ada")
     page.goto(f"{base}/backups/{good}/restore")
     button = page.get_by_role("button", name="Restore database")
-    assert button.is_disabled()  # no safety backup yet, and the page says so beside the button
-    assert "Restore is not possible yet" in page.locator("#restore-blocked").inner_text()
+    assert button.is_enabled()  # nothing to make first: the job backs up the database it replaces
+    assert "You do not need to make a backup first" in page.locator("#safety-how").inner_text()
     assert "not your password" in page.locator("#passkey-help").inner_text()
     assert page.locator("#tries-left").inner_text() == "5 tries left"
-    page.get_by_role("button", name="Create safety backup").click()
-    page.locator("#valid-until").wait_for(timeout=60000)  # the job page came back here by itself
-    assert button.is_enabled()
-    assert re.fullmatch(r"\d\d:\d\d [AP]M IST", page.locator("#valid-until").inner_text())
-    safety = page.locator("#safety-ok .filename").inner_text()
 
     page.get_by_label("Passkey").fill("not the passkey")
     page.get_by_label(f"Type {target_db} to confirm").fill(target_db)
@@ -150,10 +144,10 @@ def test_restore_pages_conclude_failed_unchanged_then_finished_with_undo(page, a
     taken = yesterday.astimezone(zone).strftime("%Y-%m-%d %I:%M:%S %p IST")
     assert (f"{target_db} now holds the data of {good} (taken {taken}). The previous data was replaced, and backed "
             "up first as it was at the swap") in done
-    # Undo offers the backup the restore made of the database it replaced, not the earlier safety backup.
+    # Undo offers the backup the restore made of the database it replaced, never the file it restored.
     undo = page.locator("#job-undo a")
     made = undo.inner_text()
-    assert made != safety and made.startswith("pharmatracker-staging-on-")
+    assert made not in (good, damaged) and made.startswith("pharmatracker-staging-on-")
     assert f"Undo: restore the safety backup {made}." in done
     assert undo.get_attribute("href") == f"/backups/{made}/restore"
     assert table_fingerprint(target_db) == at_backup

@@ -98,7 +98,6 @@ def test_restore_from_another_environment_without_a_manifest(app, client, admin,
     zone = ZoneInfo("Asia/Kolkata")
     old_name = backup_filename("pharmatracker", "production", datetime.now(UTC) - timedelta(days=3), zone)
     storage_of(app).put_bytes(old_name, archive.read_bytes())
-    backup_run_in_process(app)  # the safety backup of this environment
 
     refused = restore_through_api(app, client, admin, old_name)
     assert refused["status"] == "failed" and f"roles this server does not have: {role}" in refused["error"]
@@ -115,7 +114,7 @@ def test_restore_from_another_environment_without_a_manifest(app, client, admin,
 
 
 def prepared(app, target_db):
-    """A fresh backup (so the recent-backup rule holds) and the fingerprint of the live database."""
+    """A backup, then changes: the backup's name and the fingerprint of the live database."""
     filename = backup_run_in_process(app)["result"]["filename"]
     change_live(target_db)
     return filename, table_fingerprint(target_db)

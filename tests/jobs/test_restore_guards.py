@@ -1,8 +1,10 @@
-"""Restore's guards: the passkey, a recent backup, the exact database name, admins only, one job at a time."""
+"""Restore's guards: the passkey, the exact database name, admins only, one job at a time (and no
+recent backup asked for: the job backs up what it replaces)."""
 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,10 +15,14 @@ from tests.helpers import (
     PASSKEY,
     AuthActions,
     backup_run_in_process,
+    put_signed_backup,
     restore_api,
+    restore_through_api,
+    signed_in,
     storage_of,
 )
 from tests.jobs import test_restore
+from tests.support.databases import table_fingerprint
 
 admin = test_restore.admin  # fixtures
 
@@ -46,18 +52,31 @@ def test_wrong_passkey_is_refused_audited_limited_and_never_stored(app, client, 
         assert secret not in text and secret not in caplog.text and secret.encode() not in stored
 
 
-def test_no_recent_backup_is_409_on_the_api_and_an_offer_on_the_page(app, client, admin, make_user):
-    zone = ZoneInfo("Asia/Kolkata")
-    old = backup_filename("pharmatracker", "staging", datetime.now(UTC) - timedelta(hours=2), zone)
-    storage_of(app).put_bytes(old, b"x")
-    refused = restore_api(client, admin, old)
-    assert refused.status_code == 409 and "create a safety backup first" in refused.get_json()["error"]
+def test_a_restore_with_no_recent_backup_proceeds_and_its_job_makes_the_safety_backup(app, client, admin, make_user,
+                                                                                     target_db):  # fmt: skip
+    """Only a backup from two hours ago, and nothing newer: the page offers Restore (nothing to make first),
+    the API takes it, and the job's safety backup of the replaced database is a new file, not the old one."""
+    made = backup_run_in_process(app)["result"]["filename"]
+    storage = storage_of(app)
+    old = backup_filename("pharmatracker", "staging", datetime.now(UTC) - timedelta(hours=2), ZoneInfo("Asia/Kolkata"))
+    put_signed_backup(app, old, storage.get_bytes(made))
+    for name in (made, made + ".json"):
+        storage.delete(name)
+    test_restore.change_live(target_db)
+    changed = table_fingerprint(target_db)
 
-    page_client = app.test_client()
-    AuthActions(page_client).login("ada")
+    page_client, _ = signed_in(app, make_user, "admin", "root")
     page = page_client.get(f"/backups/{old}/restore").get_data(as_text=True)
-    assert "No backup of staging from the last 5 minute(s)" in page
-    assert "Create safety backup" in page and f'value="/backups/{old}/restore"' in page
+    assert "You do not need to make a backup first" in page and "Create safety backup" not in page
+    assert " disabled " not in re.search(r'<input [^>]*id="submit"[^>]*>', page)[0]
+
+    status = restore_through_api(app, client, admin, old)
+    assert status["status"] == "finished", status["error"]
+    safety = status["result"]["safety_backup"]
+    assert safety and safety not in (old, made) and storage.stat(safety) is not None
+    undone = restore_through_api(app, client, admin, safety)
+    assert undone["status"] == "finished", undone["error"]
+    assert table_fingerprint(target_db) == changed
 
 
 def test_the_page_needs_the_exact_database_name(app, target_db, make_user, redis_server):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from app import operations
@@ -11,7 +9,6 @@ from app.config import Settings
 from app.domain import preflight, restore, roles
 from app.domain.provenance import UNTRUSTED_WARNING, provenance_in
 from app.web.access import current_actor, role_required
-from app.web.forms import CreateBackupForm
 from app.web.manifest_cache import manifests
 from app.web.restore.forms import RestoreForm
 
@@ -24,7 +21,7 @@ bp = Blueprint("restore", __name__)
 def confirm(filename: str):
     using = operations.collaborators()
     settings = using.settings
-    backup, listed = operations.restorable(using, filename)  # 404 through the Refused handler
+    backup = operations.restorable(using, filename)  # 404 through the Refused handler
     foreign = not using.backups.is_ours(backup)
     form = RestoreForm(f"{backup.environment or 'unknown'}/{settings.target.dbname}" if foreign
                        else settings.target.dbname)  # fmt: skip
@@ -40,10 +37,6 @@ def confirm(filename: str):
                 error, status = str(exc), exc.status
         else:
             status = 400
-    try:
-        recent = operations.recent_backup_required(using, listed)
-    except operations.Refused:
-        recent = None
     storage = using.backups.storage
     sessions = restore.connected_sessions(settings.target)
     manifest = manifests.get(storage, backup)  # kept: the list can then say who made it
@@ -59,12 +52,9 @@ def confirm(filename: str):
             origin=origin,
             **preflight_found(settings, manifest if origin.trusted else None, form),
             untrusted_warning=UNTRUSTED_WARNING,
-            recent=recent,
-            recent_until=recent.created_at + timedelta(minutes=settings.recent_check_minutes) if recent else None,
             foreign=foreign,
             tries_left=operations.passkey_tries_left(current_actor(), using),
             form=form,
-            safety_form=CreateBackupForm(next=request.path),
             sessions=sessions,
             error=error,
             settings=settings,

@@ -29,9 +29,13 @@ def console(app, make_user, token_for):
 def stored(console):
     """What the bucket holds: an old backup of this environment, a fresh one of another, a foreign file.
 
-    There is deliberately no recent backup of this environment, so even the right passkey can never
-    get a restore enqueued: whatever a test sends, the queue must stay empty.
+    The database's lock is held as if a job ran, so even the right passkey and name can never get a
+    restore enqueued (409): whatever a test sends, the queue must stay empty.
     """
+    from app.jobs.locks import DatabaseLock
+
+    settings = console.app.config["SETTINGS"]
+    DatabaseLock(console.redis, settings.redis_namespace, settings.lock_name).acquire("a-running-job", 3600)
     names = {
         "old": now_name("staging", minutes_ago=120),
         "other_env": now_name("production", minutes_ago=1),
