@@ -174,7 +174,7 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
                              f"it is kept as {set_aside}, nothing of it was dropped")  # fmt: skip
     record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
     detail = _restore_detail(ours.target.dbname, filename, outcome.seconds, ended, copy, set_aside, safety_backup,
-                             without_owners=without_owners)  # fmt: skip
+                             safety_error, without_owners=without_owners)  # fmt: skip
     finish(job, "restore", "ok", requested_by, filename, detail, size=backup.size,
             summary=f"{ours.target.dbname} now holds the data of {filename}")  # fmt: skip
     # Restores are rare and replace live data: the team hears of every one.
@@ -189,11 +189,12 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
 
 
 def _restore_detail(database: str, filename: str, seconds: float, ended: int, copy: restore.ScratchCopy,
-                    set_aside: str, safety_backup: str | None, *, without_owners: bool) -> str:
+                    set_aside: str, safety_backup: str | None, safety_error: str | None, *,
+                    without_owners: bool) -> str:  # fmt: skip
     """The audit log's line for a finished restore: what was restored, and everything it had to say."""
     detail = f"restored {database} from {filename} in {seconds} s; {ended} session(s) ended; "
     detail += (f"the replaced database is backed up as {safety_backup}" if safety_backup
-               else f"its safety backup failed, it is kept as {set_aside}")  # fmt: skip
+               else f"its safety backup failed ({safety_error}), it is kept as {set_aside}")  # fmt: skip
     if without_owners:
         detail += "; without owners and grants (an admin's choice)"
     if copy.streamed:

@@ -1,0 +1,64 @@
+"""The safety backup a restore makes of the database it replaced: never the file restored, checked in
+the store before that database goes, and kept or dropped as configured.
+
+The faults are real: a pg_dump (through PG_BIN_DIRS) that fails, or is slow, only when it dumps the
+set-aside database; real PostgreSQL, Redis and folder store, jobs run by RQ's worker in this process.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from app.adapters import postgres
+from tests.helpers import audit_rows, backup_run_in_process, restore_through_api, signed_in
+from tests.jobs.test_restore import change_live, scratch_databases
+from tests.support.databases import table_fingerprint
+
+
+def set_aside_pg_dump(folder: Path, when_set_aside: str) -> str:
+    """A folder for PG_BIN_DIRS whose pg_dump runs `when_set_aside` (shell) when it is asked to dump a
+    database a restore set aside, and is the real pg_dump otherwise."""
+    real = postgres.pick_client("pg_dump", 15).path
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "pg_dump"
+    script.write_text(f'#!/bin/sh\ncase "$PGDATABASE" in *_pgc_previous_*) {when_set_aside} ;; esac\n'
+                      f'exec "{real}" "$@"\n')  # fmt: skip
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(folder)
+
+
+@pytest.fixture
+def admin(app, make_user, token_for):
+    make_user("ada", "admin")
+    return token_for("ada")
+
+
+def test_when_the_safety_backup_fails_undo_names_no_file_and_the_replaced_database_is_kept(
+    make_app, make_user, token_for, target_db, pg_admin, tmp_path
+):
+    failing = set_aside_pg_dump(tmp_path / "bin", 'echo "pg_dump: error: the disk said no" >&2; exit 3')
+    app = make_app(PG_BIN_DIRS=failing)
+    make_user("ada", "admin")
+    filename = backup_run_in_process(app)["result"]["filename"]
+    change_live(target_db)
+    replaced = table_fingerprint(target_db)
+
+    status = restore_through_api(app, app.test_client(), token_for("ada"), filename)
+
+    assert status["status"] == "finished", status["error"]
+    result = status["result"]
+    assert result["safety_backup"] is None and result["safety_backup_of_replaced"] is None
+    kept = result["kept_old_database"]
+    assert scratch_databases(pg_admin, target_db) == [kept]
+    pg_admin.execute(f'ALTER DATABASE "{kept}" ALLOW_CONNECTIONS true')  # closed by the job: nobody writes to it
+    assert table_fingerprint(kept) == replaced
+    assert "the safety backup of the replaced database failed" in status["warning"]
+    assert "the disk said no" in status["warning"] and kept in status["warning"]
+    assert "its safety backup failed (pg_dump failed" in audit_rows(app, "restore")[-1].detail
+    browser, _ = signed_in(app, make_user, "admin", "root")
+    page = browser.get(f"/jobs/{status['id']}").get_data(as_text=True)
+    assert 'id="job-undo"' not in page and f"/backups/{filename}/restore" not in page
+    assert 'id="job-no-undo"' in page and f"the replaced database is kept as\n          <code>{kept}</code>" in page
