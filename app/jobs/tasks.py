@@ -21,7 +21,7 @@ from rq.job import Job
 
 from app import services
 from app.config import TargetDatabase
-from app.domain import alerts, catalog, cleanup, preflight, provenance, restore, roles, trends
+from app.domain import alerts, catalog, cleanup, preflight, provenance, restore, roles, safety, trends
 from app.domain import backup as backups
 from app.domain.console import ConsoleBackups
 from app.domain.provenance import UNTRUSTED_WARNING
@@ -254,8 +254,9 @@ def _back_up_replaced(ours: ConsoleBackups, record: JobRecord, requested_by: str
                       set_aside: str) -> tuple[str | None, str | None]:  # fmt: skip
     """Back up the database a restore replaced, as it was at the swap (every write up to then; nobody
     writes to it since), as a backup of the target: the safety backup "Undo" offers. No connection to
-    the live database waits for it. Returns (its name, None), or (None, why it failed): then the
-    replaced database is kept, never dropped without a complete backup.
+    the live database waits for it. Once published, the file is read back from the store and its size
+    and sha256 compared with what was written. Returns (its name, None), or (None, why it failed or
+    did not check): then the replaced database is kept, never dropped without a complete, checked backup.
     """
     source = replace(ours.target, dbname=set_aside)
     restore.open_set_aside(ours.target, set_aside, True)
@@ -267,6 +268,11 @@ def _back_up_replaced(ours: ConsoleBackups, record: JobRecord, requested_by: str
         restore.open_set_aside(ours.target, set_aside, services.settings().keep_old_database)
     record.remember(upload_filename=None)
     _audit_retention(result, requested_by, record.job.id if record.job else None)
+    record.phase("safety", bytes_total=result.size)  # read back whole: progress, or the watch stops the job
+    problem = safety.check_stored(ours.storage, result.filename, size=result.size, sha256=result.sha256,
+                                  on_progress=record.advance)  # fmt: skip
+    if problem:
+        return None, f"{result.filename} was written, but reading it back did not prove it whole: {problem}"
     return result.filename, None
 
 

@@ -11,9 +11,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from redis import Redis
+from rq import Queue
 
 from app.adapters import postgres
-from tests.helpers import audit_rows, backup_run_in_process, restore_through_api, signed_in
+from app.adapters.storage import StorageError
+from app.adapters.storage.folder import LocalStorage
+from tests.helpers import REDIS_URL, audit_rows, backup_run_in_process, restore_through_api, signed_in
 from tests.jobs.test_restore import change_live, scratch_databases
 from tests.support.databases import table_fingerprint
 
@@ -62,3 +66,68 @@ def test_when_the_safety_backup_fails_undo_names_no_file_and_the_replaced_databa
     page = browser.get(f"/jobs/{status['id']}").get_data(as_text=True)
     assert 'id="job-undo"' not in page and f"/backups/{filename}/restore" not in page
     assert 'id="job-no-undo"' in page and f"the replaced database is kept as\n          <code>{kept}</code>" in page
+
+
+# --------------------------------------------------------------------------- the safety backup is read back first
+
+
+def queued(app) -> int:
+    """Jobs waiting in the console's queue (alerts have their own)."""
+    return Queue(app.config["SETTINGS"].redis_namespace, connection=Redis.from_url(REDIS_URL)).count
+
+
+def test_the_replaced_database_is_dropped_only_after_its_safety_backup_read_back_whole(
+    app, admin, target_db, pg_admin, monkeypatch
+):
+    """The store's copy of the safety backup is read to its last byte before the drop is even enqueued."""
+    filename = backup_run_in_process(app)["result"]["filename"]
+    change_live(target_db)
+    reads = []
+    read = LocalStorage.open_stream
+
+    def read_back(self, name):
+        yield from read(self, name)
+        reads.append((name, queued(app), scratch_databases(pg_admin, target_db)))  # after the last byte
+
+    monkeypatch.setattr(LocalStorage, "open_stream", read_back)
+    status = restore_through_api(app, app.test_client(), admin, filename)
+
+    assert status["status"] == "finished", status["error"]
+    safety = status["result"]["safety_backup"]
+    [(name, drops_queued, databases)] = reads
+    assert name == safety and drops_queued == 0 and len(databases) == 1  # still there, its drop not yet asked
+    assert status["result"]["kept_old_database"] is None
+    assert scratch_databases(pg_admin, target_db) == []  # then dropped, by the job queued after the check
+
+
+@pytest.mark.parametrize("fault", ["read fails", "a byte differs"])
+def test_a_safety_backup_that_does_not_read_back_whole_keeps_the_replaced_database(
+    app, admin, make_user, target_db, pg_admin, monkeypatch, fault
+):
+    filename = backup_run_in_process(app)["result"]["filename"]
+    change_live(target_db)
+    read = LocalStorage.open_stream
+
+    def faulty(self, name):
+        blocks = read(self, name)
+        if fault == "read fails":
+            raise StorageError(f"the store could not read {name}: connection reset")
+        first = next(blocks)
+        yield bytes([first[0] ^ 0xFF]) + first[1:]
+        yield from blocks
+
+    monkeypatch.setattr(LocalStorage, "open_stream", faulty)
+    status = restore_through_api(app, app.test_client(), admin, filename)
+
+    assert status["status"] == "finished", status["error"]
+    result = status["result"]
+    kept = result["kept_old_database"]
+    assert result["safety_backup"] is None and scratch_databases(pg_admin, target_db) == [kept]
+    words = "connection reset" if fault == "read fails" else "read back from the store has sha256"
+    assert "reading it back did not prove it whole" in status["warning"] and words in status["warning"]
+    assert kept in status["warning"] and "nothing of it was dropped" in status["warning"]
+    detail = audit_rows(app, "restore")[-1].detail
+    assert "its safety backup failed" in detail and words in detail and kept in detail
+    browser, _ = signed_in(app, make_user, "admin", "root")
+    page = browser.get(f"/jobs/{status['id']}").get_data(as_text=True)
+    assert 'id="job-undo"' not in page and 'id="job-no-undo"' in page
