@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.helpers import audit_rows, backup_run_in_process, restore_through_api, signed_in
+from tests.helpers import audit_rows, backup_run_in_process, job_of, restore_through_api, run_jobs_for, signed_in
 from tests.support.databases import PG, create_database, database_names, drop_database, new_name, table_fingerprint
 from tests.support.fidelity import differences, fingerprint
 from tests.support.rich_database import RichDatabase, rich_database
@@ -245,14 +245,24 @@ def test_a_rich_database_comes_back_with_zero_differences(make_app, make_user, t
 
 
 def test_writes_made_just_before_a_restore_are_in_its_safety_backup_and_undo_brings_them_back(
-    app, make_user, token_for, target_db, pg_admin
+    make_app, make_user, token_for, target_db, pg_admin, tmp_path
 ):
     """The replaced database is backed up after the swap, as it was at that moment: rows written a second
-    before "Restore" are in that safety backup, which "Undo" offers; the live database refused connections
-    only for the swap (measured by a client connecting every 10 ms)."""
+    before "Restore" are in that safety backup, which "Undo" offers; following Undo's link as an admin does
+    brings them back. The safety dump is made slow (a pg_dump that waits 6 s first when it dumps the
+    set-aside database) and the live database refused connections (a client connecting every 10 ms) only
+    for the swap: far shorter than that dump, both measured."""
+    import re
     import threading
     import time
 
+    from tests.helpers import PASSKEY, post
+    from tests.jobs.test_restore_safety import set_aside_pg_dump
+
+    marks = tmp_path / "safety-dump-times"
+    slow = set_aside_pg_dump(tmp_path / "bin", f'date +%s.%N >> "{marks}"; sleep 6; "$real" "$@"; code=$?; '
+                                               f'date +%s.%N >> "{marks}"; exit $code')  # fmt: skip
+    app = make_app(PG_BIN_DIRS=slow)
     make_user("ada", "admin")
     admin = token_for("ada")
     filename = backup_run_in_process(app)["result"]["filename"]
@@ -283,12 +293,27 @@ def test_writes_made_just_before_a_restore_are_in_its_safety_backup_and_undo_bri
     safety = status["result"]["safety_backup_of_replaced"]
     assert safety and safety == status["result"]["safety_backup"] and safety != filename
     assert table_fingerprint(target_db) != with_the_write  # the restore replaced it
-    assert not refused or refused[-1] - refused[0] < 3.0, f"refused for {refused[-1] - refused[0]:.1f} s"
+    started, ended = map(float, marks.read_text().split())
+    dump_seconds, refused_seconds = ended - started, (refused[-1] - refused[0] if refused else 0.0)
+    assert dump_seconds >= 6.0
+    assert refused_seconds < 3.0 and refused_seconds < dump_seconds / 2, (
+        f"connections refused for {refused_seconds:.1f} s, the safety dump took {dump_seconds:.1f} s")
     assert database_names(pg_admin, f"{target_db}_pgc_%") == []  # the replaced database went once backed up
-    browser, _ = signed_in(app, make_user, "viewer", "vera")
-    page = browser.get(f"/jobs/{status['id']}").get_data(as_text=True)
+    viewer, _ = signed_in(app, make_user, "viewer", "vera")
+    page = viewer.get(f"/jobs/{status['id']}").get_data(as_text=True)
     assert "backed up first as it was at the swap" in page and safety in page
 
-    undone = restore_through_api(app, app.test_client(), admin, safety)
+    # Undo, as an admin follows it: the link on the job page, its page, the form filled in and sent.
+    browser, auth = signed_in(app, make_user, "admin", "root")
+    page = browser.get(f"/jobs/{status['id']}").get_data(as_text=True)
+    href = re.search(r'<p id="job-undo">.*?<a href="([^"]+)">', page, re.S)[1]
+    assert href == f"/backups/{safety}/restore"
+    confirm = browser.get(href)
+    assert confirm.status_code == 200 and f"Type {target_db} to confirm" in confirm.get_data(as_text=True)
+    sent = post(browser, auth, href, {"passkey": PASSKEY, "confirm": target_db}, page=href)
+    assert sent.status_code == 303 and sent.headers["Location"].startswith("/jobs/")
+    run_jobs_for(app)
+    undone = job_of(app, sent.headers["Location"].removeprefix("/jobs/"))
     assert undone["status"] == "finished", undone["error"]
+    assert undone["result"]["filename"] == safety
     assert table_fingerprint(target_db) == with_the_write

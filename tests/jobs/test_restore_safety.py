@@ -23,13 +23,13 @@ from tests.support.databases import table_fingerprint
 
 
 def set_aside_pg_dump(folder: Path, when_set_aside: str) -> str:
-    """A folder for PG_BIN_DIRS whose pg_dump runs `when_set_aside` (shell) when it is asked to dump a
-    database a restore set aside, and is the real pg_dump otherwise."""
+    """A folder for PG_BIN_DIRS whose pg_dump runs `when_set_aside` (shell; "$real" is the real pg_dump)
+    when it is asked to dump a database a restore set aside, and is the real pg_dump otherwise."""
     real = postgres.pick_client("pg_dump", 15).path
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "pg_dump"
-    script.write_text(f'#!/bin/sh\ncase "$PGDATABASE" in *_pgc_previous_*) {when_set_aside} ;; esac\n'
-                      f'exec "{real}" "$@"\n')  # fmt: skip
+    script.write_text(f'#!/bin/sh\nreal="{real}"\ncase "$PGDATABASE" in *_pgc_previous_*) {when_set_aside} ;; esac\n'
+                      'exec "$real" "$@"\n')  # fmt: skip
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return str(folder)
 
