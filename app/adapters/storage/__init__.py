@@ -20,6 +20,7 @@ from app.adapters.storage.contract import (
     InvalidName,
     MiB,
     NotRegularFile,
+    ObjectChanged,
     PartLimits,
     Storage,
     StorageError,
@@ -34,9 +35,9 @@ from app.adapters.storage.s3 import BACKUP_PATIENCE, Patience, S3Storage
 
 __all__ = [
     "BACKUP_PATIENCE", "FILL_STEP", "MAX_PART_SIZE", "MAX_PARTS", "MIN_PART_SIZE", "PARTIAL_PREFIX", "PRIVATE_FILE",
-    "PRIVATE_FOLDER", "WRITE_BACK_EVERY", "InvalidName", "LocalStorage", "MiB", "NotRegularFile", "PartLimits",
-    "Patience", "S3Storage", "Storage", "StorageError", "StoredObject", "TooLarge", "Upload", "WontFit", "check_name",
-    "open_storage",
+    "PRIVATE_FOLDER", "WRITE_BACK_EVERY", "InvalidName", "LocalStorage", "MiB", "NotRegularFile", "ObjectChanged",
+    "PartLimits", "Patience", "S3Storage", "Storage", "StorageError", "StoredObject", "TooLarge", "Upload", "WontFit",
+    "check_name", "open_storage",
 ]  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from app.adapters.storage.contract import (
     StoredObject,
     TooLarge,
     Upload,
+    changed,
     check_name,
     fill_buffer,
 )
@@ -135,12 +136,25 @@ class LocalStorage:
         fh.close()
         return StoredObject(name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
-    def read_into(self, name: str, start: int, buffer: memoryview) -> int:
-        """Fill `buffer` with the file's bytes from `start`; fewer only where the file ends."""
-        fh, _ = self._open(name)
+    def version_of(self, name: str) -> str:
+        """The file's identity: which file is under the name (device, inode) and its size and times, which
+        any write changes. A file replaced under the name (a rename, as uploads do) is another inode."""
+        fh, st = self._open(name)
+        fh.close()
+        return _identity(st)
+
+    def read_into(self, name: str, start: int, buffer: memoryview, version: str | None = None) -> int:
+        """Fill `buffer` with the file's bytes from `start`; fewer only where the file ends. With `version`
+        (`version_of`), only from that very file: checked on the opened descriptor before and after reading."""
+        fh, st = self._open(name)
         with fh:
+            if version is not None and _identity(st) != version:
+                raise changed(name, self.description)
             fh.seek(start)
-            return fill_buffer(fh.readinto, buffer)
+            got = fill_buffer(fh.readinto, buffer)
+            if version is not None and _identity(os.fstat(fh.fileno())) != version:  # written to while read
+                raise changed(name, self.description)
+            return got
 
     def open_stream(self, name: str) -> Iterator[bytes]:
         # Opened now, not when the first block is asked for: a refusal comes before any response starts.
@@ -180,6 +194,10 @@ class LocalStorage:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _identity(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _kind_of(mode: int) -> str:

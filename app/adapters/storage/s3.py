@@ -26,6 +26,7 @@ from app.adapters.storage.contract import (
     TooLarge,
     Upload,
     WontFit,
+    changed,
     check_name,
     fill_buffer,
 )
@@ -228,19 +229,35 @@ class S3Storage:
             raise self.explain(exc, f"look up {name}") from None
         return StoredObject(name, head["ContentLength"], head["LastModified"].astimezone(UTC))
 
-    def read_into(self, name: str, start: int, buffer: memoryview) -> int:
-        """One ranged GET, read straight into `buffer` (no intermediate copy of the range)."""
-        from botocore.exceptions import BotoCoreError
+    def version_of(self, name: str) -> str:
+        """The object's ETag and Last-Modified (HeadObject). Other bytes get another ETag; Last-Modified
+        changes with every write, so even bytes made to share an MD5 (a simple PUT's ETag) are told apart."""
+        head = self._call(f"look up {name}", self.client.head_object, Bucket=self.bucket, Key=self._key(name))
+        return _version(head)
 
-        response = self._call(
-            f"download {name}",
-            self.client.get_object,
-            Bucket=self.bucket,
-            Key=self._key(name),
-            Range=f"bytes={start}-{start + len(buffer) - 1}",
-        )
+    def read_into(self, name: str, start: int, buffer: memoryview, version: str | None = None) -> int:
+        """One ranged GET, read straight into `buffer` (no intermediate copy of the range).
+
+        With `version` (`version_of`), the GET carries If-Match on its ETag, so a replaced object answers
+        412 and sends nothing; the response's own ETag and Last-Modified are compared too, for a store that
+        ignores If-Match (moto, SeaweedFS and the JuiceFS gateway all honour it)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        etag = version.rpartition(" ")[0] if version is not None else ""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(name),
+                                              Range=f"bytes={start}-{start + len(buffer) - 1}",
+                                              **({"IfMatch": etag} if etag else {}))  # fmt: skip
+        except ClientError as exc:
+            if version is not None and exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                raise changed(name, self.description) from None
+            raise self.explain(exc, f"download {name}") from None
+        except BotoCoreError as exc:
+            raise self.explain(exc, f"download {name}") from None
         try:
             with contextlib.closing(response["Body"]) as body:
+                if version is not None and _version(response) != version:
+                    raise changed(name, self.description)
                 return fill_buffer(body.readinto, buffer)
         except BotoCoreError as exc:
             raise self.explain(exc, f"download {name}") from None
@@ -290,6 +307,12 @@ class S3Storage:
             )
             aborted += 1
         return aborted
+
+
+def _version(response: dict) -> str:
+    """An object's version as `version_of` gives it, from a HeadObject or GetObject response."""
+    modified = response.get("LastModified")
+    return f"{response.get('ETag', '')} {modified.astimezone(UTC).isoformat() if modified else ''}"
 
 
 class _StagedPart:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from app.adapters.storage import (
     MIN_PART_SIZE,
     PARTIAL_PREFIX,
     LocalStorage,
+    ObjectChanged,
     S3Storage,
     StorageError,
     TooLarge,
@@ -61,6 +63,7 @@ def test_a_missing_file_reads_as_a_storage_error_not_a_crash(storage):
         lambda: storage.get_bytes("nothing-here.dump"),
         lambda: storage.read_into("nothing-here.dump", 0, memoryview(bytearray(10))),
         lambda: b"".join(storage.open_stream("nothing-here.dump")),
+        lambda: storage.version_of("nothing-here.dump"),
     ):
         with pytest.raises(StorageError):
             read()
@@ -215,6 +218,63 @@ def test_read_into_past_the_end_reads_what_there_is(storage):
     storage.put_bytes("ranged.dump", data)
     count, content = read_slice(storage, "ranged.dump", len(data) - 10, 100)
     assert count == 10 and content[:10] == data[-10:] and content[10:] == b"\xee" * 90
+
+
+def pinned_slice(storage, name: str, start: int, length: int, version: str) -> bytes:
+    buffer = bytearray(length)
+    assert storage.read_into(name, start, memoryview(buffer), version=version) == length
+    return bytes(buffer)
+
+
+def test_a_read_pinned_to_a_version_reads_that_version(storage):
+    """A streamed restore reads the archive twice (checksum first, then into pg_restore), pinned to the
+    version it found first (`version_of`)."""
+    data = os.urandom(64 * 1024)
+    storage.put_bytes("pinned.dump", data)
+    version = storage.version_of("pinned.dump")
+    assert storage.version_of("pinned.dump") == version  # a version names the object, not the call
+    assert pinned_slice(storage, "pinned.dump", 0, 1000, version) == data[:1000]
+    assert pinned_slice(storage, "pinned.dump", 5000, len(data) - 5000, version) == data[5000:]
+
+
+def test_a_pinned_read_of_a_replaced_file_is_refused(storage):
+    """Whoever can write to the store replaces the file with another of the same size between two reads:
+    the second is refused (S3: If-Match answers 412; a folder: another file under the name), nothing read."""
+    storage.put_bytes("pinned.dump", b"a" * 4096)
+    version = storage.version_of("pinned.dump")
+    storage.put_bytes("pinned.dump", b"b" * 4096)
+
+    buffer = bytearray(b"\xee" * 4096)
+    with pytest.raises(ObjectChanged, match="pinned.dump changed in .* while it was being read"):
+        storage.read_into("pinned.dump", 0, memoryview(buffer), version=version)
+    assert buffer == b"\xee" * 4096
+    assert storage.version_of("pinned.dump") != version
+    assert read_slice(storage, "pinned.dump", 0, 4096) == (4096, b"b" * 4096)  # unpinned reads as before
+
+
+def test_a_file_written_again_with_the_same_bytes_is_another_version(storage):
+    """S3 gives the same bytes the same ETag (their MD5), so If-Match lets the read through; the adapter
+    compares the response's Last-Modified too, as it would for a store that ignored If-Match altogether."""
+    storage.put_bytes("pinned.dump", b"same bytes" * 100)
+    version = storage.version_of("pinned.dump")
+    time.sleep(1.1)  # Last-Modified counts whole seconds
+    storage.put_bytes("pinned.dump", b"same bytes" * 100)
+
+    with pytest.raises(ObjectChanged):
+        storage.read_into("pinned.dump", 0, memoryview(bytearray(10)), version=version)
+
+
+def test_a_folder_file_rewritten_in_place_is_another_version(tmp_path):
+    """The same file (inode) written to: its size and times are part of its version."""
+    storage = LocalStorage(tmp_path / "store")
+    storage.put_bytes("pinned.dump", b"a" * 4096)
+    version = storage.version_of("pinned.dump")
+    with open(storage.folder / "pinned.dump", "r+b") as rewritten:
+        rewritten.write(b"b" * 4096)
+    os.utime(storage.folder / "pinned.dump", ns=(1, 1))  # whatever the clock's resolution: the mtime moved
+
+    with pytest.raises(ObjectChanged):
+        storage.read_into("pinned.dump", 0, memoryview(bytearray(10)), version=version)
 
 
 def test_open_stream_yields_the_whole_content(storage):

@@ -47,6 +47,7 @@ READS = {
     "get_bytes capped": lambda s, n: s.get_bytes(n, max_bytes=64 * 1024),
     "stat": lambda s, n: s.stat(n),
     "read_into": lambda s, n: s.read_into(n, 0, memoryview(bytearray(4096))),
+    "version_of": lambda s, n: s.version_of(n),
     "open_stream": lambda s, n: b"".join(s.open_stream(n)),
 }
 

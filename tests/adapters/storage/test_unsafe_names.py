@@ -65,6 +65,7 @@ CALLS = {
     "get_bytes": lambda s, n: s.get_bytes(n),
     "stat": lambda s, n: s.stat(n),
     "read_into": lambda s, n: s.read_into(n, 0, memoryview(bytearray(4))),
+    "version_of": lambda s, n: s.version_of(n),
     "open_stream": lambda s, n: b"".join(s.open_stream(n)),
     "delete": lambda s, n: s.delete(n),
     "abort_upload": lambda s, n: s.abort_upload(n, f"{PARTIAL_PREFIX}x-0123"),
