@@ -70,7 +70,10 @@ def describe_error(value: BaseException | None) -> str | None:
     if isinstance(value, StorageError | PgToolError | BackupError | restore.RestoreError | encryption.EncryptionError):
         return str(value)
     if isinstance(value, OSError) and value.errno == errno.ENOSPC:
-        return f"the worker's disk is full ({value.filename or 'temp folder'}); free space or move INSTANCE_PATH"
+        # A restore's copy of the archive says so itself (RestoreError, naming RESTORE_TMP_DIR): what is left
+        # writing to the worker's disk is a backup into a folder store.
+        return (f"the worker's disk is full ({value.filename or 'the backup folder'}); free space there, or point "
+                "BACKUP_STORAGE_URL at a folder on a disk with more room")  # fmt: skip
     if isinstance(value, postgres.DatabaseError):
         first_line = str(value).strip().splitlines()[0] if str(value).strip() else type(value).__name__
         return f"database error: {first_line}"
@@ -100,6 +103,7 @@ _PLAIN_REASONS = (
     ("pg_dump failed", "pg_dump could not dump the database"),
     ("no longer in the store", "the backup is no longer in the store"),
     ("not the file that was confirmed", "the backup was replaced in the store after it was confirmed"),
+    ("changed in the store while", "the backup was replaced in the store while it was being restored"),
     ("not requested through the console", "nobody asked for this job through the console"),
     ("is not trusted", "the backup is not signed by this team's key"),
     ("from the last", "there was no recent safety backup"),

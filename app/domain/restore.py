@@ -5,13 +5,15 @@ succeeded is swapped in (app/domain/restore_database.py): a failure before the s
 database as it was. The guards here refuse a restore before anything is touched.
 
 A worker whose restore folder has no room for a copy of the archive streams it from the store into
-pg_restore instead (`has_room`, `stream_archive`): one job, entries in the archive's order, and the
-checksum compared when the last byte has passed, still before the swap.
+pg_restore instead (`has_room`, `stream_archive`): one job, entries in the archive's order. It reads the
+archive twice, both times pinned to the version it found first (`Storage.version_of`): once to compare its
+checksums with the manifest before anything is touched, then into pg_restore (checked again at the end).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
 import os
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from app.adapters import database_admin, encryption, pg_restore, postgres
 from app.adapters.postgres import TargetDatabase
-from app.adapters.storage import MiB, Storage
+from app.adapters.storage import MiB, ObjectChanged, Storage
 from app.domain import preflight as preflight_rules
 from app.domain.archive import GRANTOR, ArchiveContents, read_contents
 from app.domain.catalog import Backup
@@ -155,8 +157,9 @@ def has_room(archive_size: int, free: int) -> bool:
 def streaming_note(archive_size: int, free: int, folder: str) -> str:
     """What the job page says of a restore that streams, with the numbers."""
     return (f"There is not room for a copy of the {human_size(archive_size)} archive in {folder} "
-            f"({human_size(free)} free): it is streamed from the store into pg_restore, one table at a time, "
-            "and its checksum is checked when the last byte has passed, before the swap")  # fmt: skip
+            f"({human_size(free)} free): it is streamed from the store into pg_restore, one table at a time. "
+            "It is read twice, the same version both times: first to check its checksum before anything is "
+            "touched, then into pg_restore")  # fmt: skip
 
 
 def fetch_archive(
@@ -174,19 +177,33 @@ def fetch_archive(
     the plain archive's too, before this returns: nothing is touched before both match.
     """
     path = folder / "archive.dump"
-    with open(path, "wb") as out, contextlib.closing(_ordered_blocks(storage, backup, on_progress)) as blocks:
-        stored, plain = _plain_bytes(backup, blocks, out.write, manifest, identity_file)
-    verified = _check_digests(backup, manifest, stored, plain)
-    return Archive(path, stored.hexdigest(), verified)
+    with _room_in(folder), open(path, "wb") as out:
+        sha256, verified = _read_checked(storage, backup, manifest, identity_file, out.write, on_progress)
+    return Archive(path, sha256, verified)
+
+
+@contextlib.contextmanager
+def _room_in(folder: Path) -> Iterator[None]:
+    """A disk that fills while the archive (or its head) is written into `folder`, said with the setting
+    that moves it: the job only knows the folder's free space when it starts, and others write there too."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise RestoreError(f"the worker's disk is full: {folder.parent} (RESTORE_TMP_DIR) has no room left for the "
+                           "archive; free space there or set RESTORE_TMP_DIR to a folder with more room, then try "
+                           "again; nothing was changed") from None  # fmt: skip
 
 
 @dataclass
 class StreamedArchive:
     """A backup that pg_restore reads as it streams from the store (no room for a copy on the worker's disk).
 
-    `path` holds only the head of the plain archive, where pg_dump writes the table of contents: what the
-    preflight reads. `feed` streams the whole archive (decrypting an age file) and checks every byte
-    against the manifest once the last has passed; `sha256` and `checksum_verified` are known after it.
+    Its checksums matched the manifest (`sha256`, `checksum_verified`) on a first read of the `version`
+    that every later read is pinned to. `path` holds only the head of the plain archive, where pg_dump
+    writes the table of contents: what the preflight reads. `feed` streams the whole archive again
+    (decrypting an age file) and checks its checksums once more when the last byte has passed.
     """
 
     storage: Storage
@@ -197,30 +214,40 @@ class StreamedArchive:
     on_progress: Callable[[int], None] = lambda done: None  # bytes of the stored object read so far
     sha256: str = ""
     checksum_verified: bool = False
+    version: str | None = None  # the stored object's, from `Storage.version_of`: what every read gets
 
     def feed(self, write: Callable[[bytes], None]) -> None:
         """The archive's plain bytes into `write`, in order; raises (RestoreError) unless its checksums match."""
-        with contextlib.closing(_ordered_blocks(self.storage, self.backup, self.on_progress)) as blocks:
-            stored, plain = _plain_bytes(self.backup, blocks, write, self.manifest, self.identity_file)
-        self.checksum_verified = _check_digests(self.backup, self.manifest, stored, plain)
-        self.sha256 = stored.hexdigest()
+        self.sha256, self.checksum_verified = _read_checked(self.storage, self.backup, self.manifest,
+                                                            self.identity_file, write, self.on_progress,
+                                                            self.version)  # fmt: skip
 
 
 def stream_archive(storage: Storage, backup: Backup, folder: Path, manifest: dict | None, *, target: TargetDatabase,
                    free: int, identity_file: str | None = None, bin_dirs: tuple[str, ...] = (),
                    on_progress: Callable[[int], None] = lambda done: None) -> StreamedArchive:  # fmt: skip
-    """The backup, to stream into pg_restore, with the head of its plain archive in `folder` for the preflight.
+    """The backup, checked, to stream into pg_restore, with the head of its plain archive in `folder` for the
+    preflight.
+
+    Whoever can write to the store could swap the file for one of the same size, whose SQL would run in the
+    scratch database before a checksum computed on the way into pg_restore could fail. So the whole stored
+    object is read first (`on_progress` follows it) and its checksums compared with the manifest's, before
+    anything is touched; every read, this one and the later ones, is pinned to the version found first.
 
     The head is the first MiB, then 4, 16 … until pg_restore reads the table of contents from it, using at
     most half the `free` bytes of `folder`: a table of contents larger than that is refused with the numbers.
     """
+    version = storage.version_of(backup.filename)
+    sha256, verified = _read_checked(storage, backup, manifest, identity_file, lambda block: None, on_progress,
+                                     version)  # fmt: skip
     head, limit = folder / "archive-head.dump", free // 2
     tool = _pg_restore_tool(target, bin_dirs)
     wanted = min(FIRST_HEAD, limit)
     while True:
-        got = _write_head(storage, backup, head, wanted, manifest, identity_file)
+        got = _write_head(storage, backup, head, wanted, manifest, identity_file, version)
         if got < wanted or (got > 0 and _head_is_enough(tool.path, head, target)):  # (got < wanted: all of it)
-            return StreamedArchive(storage, backup, manifest, head, identity_file, on_progress)
+            return StreamedArchive(storage, backup, manifest, head, identity_file, on_progress, sha256, verified,
+                                   version)  # fmt: skip
         if wanted >= limit:
             raise RestoreRefused(
                 f"pg_restore cannot read the table of contents of {backup.filename} from its first "
@@ -236,7 +263,7 @@ class _HeadFull(Exception):
 
 
 def _write_head(storage: Storage, backup: Backup, path: Path, size: int, manifest: dict | None,
-                identity_file: str | None) -> int:  # fmt: skip
+                identity_file: str | None, version: str) -> int:  # fmt: skip
     """The first `size` bytes of the plain archive into `path` (all of it when shorter); how many there are."""
     written = 0
 
@@ -248,8 +275,8 @@ def _write_head(storage: Storage, backup: Backup, path: Path, size: int, manifes
         if written >= size:
             raise _HeadFull
 
-    blocks = _ordered_blocks(storage, backup, lambda done: None)
-    with open(path, "wb") as out, contextlib.closing(blocks), contextlib.suppress(_HeadFull):
+    blocks = _ordered_blocks(storage, backup, lambda done: None, version)
+    with _room_in(path.parent), open(path, "wb") as out, contextlib.closing(blocks), contextlib.suppress(_HeadFull):
         _plain_bytes(backup, blocks, write, manifest, identity_file)
     return written
 
@@ -265,6 +292,17 @@ def _head_is_enough(tool: str, head: Path, target: TargetDatabase) -> bool:
     except pg_restore.ArchiveError:  # cut short in its table of contents
         return False
     return True
+
+
+def _read_checked(storage: Storage, backup: Backup, manifest: dict | None, identity_file: str | None,
+                  write: Callable[[bytes], object], on_progress: Callable[[int], None],
+                  version: str | None = None) -> tuple[str, bool]:  # fmt: skip
+    """Read the whole object (only `version` of it, when given), passing its plain bytes to `write`; raise
+    unless every byte arrived and its checksums match the manifest's. (The stored object's sha256, and
+    whether a manifest checked it.)"""
+    with contextlib.closing(_ordered_blocks(storage, backup, on_progress, version)) as blocks:
+        stored, plain = _plain_bytes(backup, blocks, write, manifest, identity_file)
+    return stored.hexdigest(), _check_digests(backup, manifest, stored, plain)
 
 
 def _plain_bytes(backup: Backup, blocks: Iterator[bytes], write: Callable[[bytes], object], manifest: dict | None,
@@ -313,8 +351,10 @@ def _decrypt_into(write: Callable[[bytes], object], plain: encryption.Digest, bl
         raise RestoreError(f"{exc}; nothing was changed") from None
 
 
-def _ordered_blocks(storage: Storage, backup: Backup, on_progress: Callable[[int], None]) -> Iterator[memoryview]:
-    """The object's bytes in order, fetched by up to DOWNLOAD_THREADS parallel ranged reads.
+def _ordered_blocks(storage: Storage, backup: Backup, on_progress: Callable[[int], None],
+                    version: str | None = None) -> Iterator[memoryview]:  # fmt: skip
+    """The object's bytes in order, fetched by up to DOWNLOAD_THREADS parallel ranged reads (each of
+    `version` only, when given).
 
     Each range is read straight into one of DOWNLOAD_THREADS buffers, which are reused: memory
     stays at DOWNLOAD_THREADS × DOWNLOAD_CHUNK whatever the backup's size. A yielded block is only
@@ -326,7 +366,12 @@ def _ordered_blocks(storage: Storage, backup: Backup, on_progress: Callable[[int
 
     def fetch(start: int, buffer: bytearray) -> memoryview:
         view = memoryview(buffer)[: min(DOWNLOAD_CHUNK, backup.size - start)]
-        got = storage.read_into(backup.filename, start, view)
+        try:
+            got = storage.read_into(backup.filename, start, view, version=version)
+        except ObjectChanged:
+            raise RestoreError(f"{backup.filename} changed in the store while it was being restored (replaced or "
+                               "rewritten since its first byte was read); none of the new file was restored, "
+                               "nothing was changed") from None  # fmt: skip
         if got != len(view):
             raise RestoreError(f"downloaded {start + got} bytes of {backup.size}; the archive is incomplete "
                                "(did the file change in the store?), nothing was changed")  # fmt: skip
@@ -428,10 +473,11 @@ def restore_into(
             on_progress(min(done, len(entries)), len(entries))
 
     streamed = isinstance(archive, StreamedArchive)
-    code, errors = pg_restore.restore_archive(
-        target, tool.path, archive.feed if streamed else archive.path, scratch, folder=archive.path.parent,
-        options=[] if with_owners else ["--no-owner", "--no-privileges"], jobs=1 if streamed else jobs,
-        use_list=chosen, on_entry=counted)  # fmt: skip
+    with _room_in(archive.path.parent):  # the list of entries is written there
+        code, errors = pg_restore.restore_archive(
+            target, tool.path, archive.feed if streamed else archive.path, scratch, folder=archive.path.parent,
+            options=[] if with_owners else ["--no-owner", "--no-privileges"], jobs=1 if streamed else jobs,
+            use_list=chosen, on_entry=counted)  # fmt: skip
     if code != 0:
         raise RestoreError(f"pg_restore failed (exit {code}): {' '.join(errors) or 'no message'}")
     if by_hand:

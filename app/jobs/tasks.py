@@ -289,8 +289,8 @@ def _restore_into_scratch(
     database exists, an archive this server or the console's role cannot restore faithfully.
 
     Without room for a copy in `folder` (RESTORE_TMP_DIR), the archive streams from the store into
-    pg_restore: the preflight reads its head, and the checksum is checked when the last byte has passed
-    (a mismatch fails the job there, before any swap).
+    pg_restore: it is read whole first ("hashing") and its checksum checked before anything is touched,
+    then read again, the same version (`Storage.version_of`), for the preflight's head and pg_restore.
     """
     settings, ours = services.settings(), console()
     manifest = catalog.read_manifest(ours.storage, backup.filename) if backup.has_manifest else None
@@ -306,6 +306,7 @@ def _restore_into_scratch(
     streamed = not restore.has_room(size, free)
     if streamed:
         _add_warning(record, restore.streaming_note(size, free, settings.restore_tmp_dir))
+        record.phase("hashing", bytes_total=backup.size)
         archive = restore.stream_archive(ours.storage, backup, folder, manifest, target=ours.target, free=free,
                                          identity_file=settings.encryption_identity_file,
                                          bin_dirs=settings.pg_bin_dirs, on_progress=record.advance)  # fmt: skip

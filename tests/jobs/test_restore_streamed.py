@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from app.domain import restore
 from tests.adapters.test_encryption import age_key
 from tests.helpers import (
     audit_rows,
@@ -26,7 +31,7 @@ from tests.helpers import (
     tiny_disk,
 )
 from tests.jobs.test_restore_fidelity import console_role
-from tests.support.databases import PG, database_names, table_fingerprint
+from tests.support.databases import PG, create_database, database_names, drop_database, new_name, table_fingerprint
 from tests.support.fidelity import differences, fingerprint
 from tests.support.rich_database import rich_database
 
@@ -148,4 +153,126 @@ def test_a_table_of_contents_past_the_first_mib_is_read_from_a_longer_head(make_
         report = json.loads(storage_of(app).get_bytes(filename + ".verified.json"))
         assert report["checksum_verified"] is True
         assert report["rows"] == {"public.customers": 2000, "public.orders": 6000}
+        assert list(restore_tmp.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- a file replaced in the store
+
+
+@contextlib.contextmanager
+def hostile_archive(pg_admin, size: int) -> Iterator[tuple[bytes, str]]:
+    """What someone who can write to the store puts in place of a backup: a pg_dump archive padded to the
+    backup's `size`, whose restore creates a role (its name given) as the console's role: a materialized
+    view, refreshed by pg_restore, calls a function that runs CREATE ROLE. Proven on a throw-away database
+    first, so a test that finds no such role afterwards shows that the archive's SQL never ran."""
+    source, proof, marker = new_name("pgct_hostile"), new_name("pgct_hostile"), new_name("pgct_marker")
+    create_database(pg_admin, source, rows=10)
+    try:
+        with psycopg.connect(**{**PG, "dbname": source}, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE FUNCTION public.marker() RETURNS int LANGUAGE plpgsql AS {}").format(
+                sql.Literal(f"BEGIN EXECUTE 'CREATE ROLE {marker}'; RETURN 1; END")))  # fmt: skip
+            conn.execute("CREATE MATERIALIZED VIEW public.marked AS SELECT public.marker() AS x")
+        dump = subprocess.run(["pg_dump", "-Fc", "-Z0", "-h", "127.0.0.1", "-U", "postgres", source],
+                              capture_output=True, check=True).stdout  # fmt: skip
+    finally:
+        drop_database(pg_admin, source)
+        pg_admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(marker)))
+    assert len(dump) < size
+    data = dump + os.urandom(size - len(dump))  # pg_restore stops after the last entry: the rest is never read
+    try:
+        pg_admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(proof)))
+        subprocess.run(["pg_restore", "--exit-on-error", "-h", "127.0.0.1", "-U", "postgres", "-d", proof],
+                       input=data, capture_output=True, check=True)  # fmt: skip
+        assert role_exists(pg_admin, marker), "the hostile archive must create its role when restored"
+        pg_admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(marker)))
+        yield data, marker
+    finally:
+        drop_database(pg_admin, proof)
+        pg_admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(marker)))
+
+
+def role_exists(pg_admin, name: str) -> bool:
+    return pg_admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is not None
+
+
+@contextlib.contextmanager
+def databases_seen(like: str) -> Iterator[set[str]]:
+    """Every database named `like` that exists at any moment the block is watched (every 20 ms)."""
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        with psycopg.connect(**PG, autocommit=True) as conn:
+            while not done.is_set():
+                query = "SELECT datname FROM pg_database WHERE datname LIKE %s"
+                seen.update(row[0] for row in conn.execute(query, (like,)))
+                done.wait(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()
+
+
+def test_a_file_replaced_in_the_store_is_refused_before_any_database_is_made(
+    make_app, make_user, token_for, target_db, pg_admin, tmp_path
+):
+    """Same size, another archive, the signed manifest unchanged: the whole file is read and its checksum
+    compared before the table of contents is read, before the scratch database exists. Its SQL never runs."""
+    add_noise(target_db, "postgres")
+    with tiny_disk(tmp_path / "restore-tmp", "2m") as restore_tmp:
+        app = make_app(BACKUP_COMPRESSION="none", RESTORE_TMP_DIR=str(restore_tmp))
+        make_user("ada", "admin")
+        made = backup_run_in_process(app)["result"]
+        live = table_fingerprint(target_db)
+        with hostile_archive(pg_admin, made["size"]) as (data, marker):
+            storage_of(app).put_bytes(made["filename"], data)
+
+            with databases_seen(f"{target_db}_pgc_%") as scratch:
+                status = restore_through_api(app, app.test_client(), token_for("ada"), made["filename"])
+
+            assert status["status"] == "failed", status
+            assert "checksum mismatch" in status["error"] and "nothing was changed" in status["error"]
+            assert status["progress"]["phase"] == "hashing"  # the step before the scratch database
+            assert scratch == set() and database_names(pg_admin, f"{target_db}_pgc_%") == []
+            assert not role_exists(pg_admin, marker)
+        assert table_fingerprint(target_db) == live
+        assert list(restore_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["folder", "s3"])
+def test_a_file_replaced_between_the_check_and_the_restore_is_refused_and_never_loaded(
+    where, request, make_app, make_user, token_for, target_db, pg_admin, tmp_path, monkeypatch
+):
+    """The file is replaced once its checksum has matched and its head was read (when the preflight runs):
+    the stream into pg_restore reads only the version that was checked (S3: If-Match on each ranged read;
+    a folder: the same file), so the job fails there, the hostile SQL never runs, the live database is as
+    it was and the scratch database is dropped."""
+    add_noise(target_db, "postgres")
+    store = request.getfixturevalue("s3_server") if where == "s3" else {}
+    with tiny_disk(tmp_path / "restore-tmp", "2m") as restore_tmp:
+        app = make_app(BACKUP_COMPRESSION="none", RESTORE_TMP_DIR=str(restore_tmp), **store)
+        make_user("ada", "admin")
+        made = backup_run_in_process(app)["result"]
+        live = table_fingerprint(target_db)
+        with hostile_archive(pg_admin, made["size"]) as (data, marker):
+            preflight = restore.preflight
+
+            def replaced_first(*args, **kwargs):  # the writer's move, between the two passes
+                storage_of(app).put_bytes(made["filename"], data)
+                return preflight(*args, **kwargs)
+
+            monkeypatch.setattr(restore, "preflight", replaced_first)
+
+            status = restore_through_api(app, app.test_client(), token_for("ada"), made["filename"])
+
+            assert status["status"] == "failed", status
+            assert not role_exists(pg_admin, marker)
+            assert "changed in the store while it was being restored" in status["error"], status["error"]
+            assert "nothing was changed" in status["error"]
+        assert table_fingerprint(target_db) == live
+        assert database_names(pg_admin, f"{target_db}_pgc_%") == []
         assert list(restore_tmp.iterdir()) == []
