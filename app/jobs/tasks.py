@@ -289,8 +289,8 @@ def _restore_into_scratch(
     database exists, an archive this server or the console's role cannot restore faithfully.
 
     Without room for a copy in `folder` (RESTORE_TMP_DIR), the archive streams from the store into
-    pg_restore: it is read whole first ("hashing") and its checksum checked before anything is touched,
-    then read again, the same version (`Storage.version_of`), for the preflight's head and pg_restore.
+    pg_restore: it is read whole first ("downloading", into no file) and its checksum checked before anything
+    is touched, then read again, the same version (`Storage.version_of`), for the preflight's head and pg_restore.
     """
     settings, ours = services.settings(), console()
     manifest = catalog.read_manifest(ours.storage, backup.filename) if backup.has_manifest else None
@@ -306,15 +306,17 @@ def _restore_into_scratch(
     streamed = not restore.has_room(size, free)
     if streamed:
         _add_warning(record, restore.streaming_note(size, free, settings.restore_tmp_dir))
-        record.phase("hashing", bytes_total=backup.size)
+    # Both ways the archive is read whole from the store ("downloading") and its checksum checked before
+    # anything is touched; streamed, it is read again into pg_restore, so the job page's steps are the same.
+    record.phase("downloading", bytes_total=backup.size)
+    if streamed:
         archive = restore.stream_archive(ours.storage, backup, folder, manifest, target=ours.target, free=free,
                                          identity_file=settings.encryption_identity_file,
                                          bin_dirs=settings.pg_bin_dirs, on_progress=record.advance)  # fmt: skip
     else:
-        record.phase("downloading", bytes_total=backup.size)
         archive = restore.fetch_archive(ours.storage, backup, folder, manifest,
                                         identity_file=settings.encryption_identity_file, on_progress=record.advance)
-        record.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
+    record.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
     if not origin.trusted:
         _add_warning(record, f"this backup is not trusted: {origin.reason}; {UNTRUSTED_WARNING}")
     created = _create_roles(backup, manifest, origin, record, confirmed) if create_roles else []

@@ -7,7 +7,7 @@
   if (!box) { return; }
   var url = box.dataset.statusUrl;
   var $ = function (id) { return document.getElementById(id); };
-  var BYTE_PHASES = ["dumping", "hashing", "downloading"];
+  var BYTE_PHASES = ["dumping", "downloading"];
 
   function size(n) {
     if (n == null) { return ""; }

@@ -236,7 +236,7 @@ def test_a_file_replaced_in_the_store_is_refused_before_any_database_is_made(
 
             assert status["status"] == "failed", status
             assert "checksum mismatch" in status["error"] and "nothing was changed" in status["error"]
-            assert status["progress"]["phase"] == "hashing"  # the step before the scratch database
+            assert status["progress"]["phase"] == "downloading"  # the first read, before the scratch database
             assert scratch == set() and database_names(pg_admin, f"{target_db}_pgc_%") == []
             assert not role_exists(pg_admin, marker)
         assert table_fingerprint(target_db) == live

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-# Each kind's phases (as app/jobs/tasks.py names them) and what a person reads for each. "hashing" is where a
-# restore that streams (no room for a copy) reads the whole archive in the store for its checksum, before the rest.
+# Each kind's phases (as app/jobs/tasks.py names them) and what a person reads for each. A restore that streams
+# (no room for a copy) reads the archive whole for its checksum too, into no file: the same steps.
 STEPS = {
     "backup": (("preparing", "Prepare"), ("dumping", "Dump and upload"), ("recording", "Write the manifest"),
                ("retention", "Apply retention")),
-    "restore": (("checking", "Check"), ("hashing", "Check the archive in the store"), ("downloading", "Download"),
+    "restore": (("checking", "Check"), ("downloading", "Read the archive from the store"),
                 ("verifying", "Checksum"), ("restoring", "Restore into a scratch database"), ("swapping", "Swap in"),
                 ("safety", "Back up the replaced database")),
-    "verify": (("checking", "Check"), ("hashing", "Check the archive in the store"), ("downloading", "Download"),
+    "verify": (("checking", "Check"), ("downloading", "Read the archive from the store"),
                ("verifying", "Checksum"), ("restoring", "Restore into a scratch database"), ("counting", "Count rows")),
 }  # fmt: skip
-BYTE_PHASES = ("dumping", "hashing", "downloading", "safety")  # where bytes done mean something
+BYTE_PHASES = ("dumping", "downloading", "safety")  # where bytes done mean something
 
 
 def steps_of(kind: str, phase: str, status: str) -> list[dict]:
