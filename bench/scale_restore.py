@@ -10,11 +10,13 @@ the text, into a bucket on SeaweedFS (`weed mini`, as the tests start it). That 
 child of its own and is measured too.
 
 Then a fresh worker child restores it as a restore job does when RESTORE_TMP_DIR has no room for a copy
-(app/jobs/tasks.py, `_restore_into_scratch`): `restore.stream_archive` (the archive's head, for the
-preflight), `restore.preflight`, the scratch database, `restore.restore_into` (one pg_restore reading its
-stdin as the archive streams from the store; the checksums checked once the last byte has passed). The
-rows are then counted against the source's and the scratch database dropped. Measured: the worker's peak
-PSS (pg_restore apart) and the stream's throughput (archive bytes / seconds of `restore_into`).
+(app/jobs/tasks.py, `_restore_into_scratch`): `restore.stream_archive` (the whole archive read once and its
+checksums checked before anything is touched, then its head, for the preflight), `restore.preflight`, the
+scratch database, `restore.restore_into` (one pg_restore reading its stdin as the same version of the archive
+streams from the store again; the checksums checked once more at the end). The rows are then counted against
+the source's and the scratch database dropped. Measured: the worker's peak PSS (pg_restore apart) and the
+stream's throughput (archive bytes / seconds of `restore_into`; the first read's seconds are in scale.json,
+`check_seconds`).
 """
 
 from __future__ import annotations
@@ -100,8 +102,10 @@ def restore_child(spec: dict) -> None:
             import time
 
             with restore.temp_folder(settings.restore_tmp_dir) as folder:
+                reading = time.monotonic()
                 archive = restore.stream_archive(ours.storage, found, folder, manifest, target=ours.target,
                                                  free=shutil.disk_usage(folder).free, bin_dirs=settings.pg_bin_dirs)
+                checked = time.monotonic() - reading
                 contents = restore.preflight(ours.target, archive.path, with_owners=False,
                                              extensions=(manifest or {}).get("extensions"),
                                              bin_dirs=settings.pg_bin_dirs)  # fmt: skip
@@ -116,7 +120,7 @@ def restore_child(spec: dict) -> None:
                 finally:
                     restore.drop_scratch(ours.target, scratch)
             return {"archive_bytes": found.size, "restore_seconds": streamed, "tables": tables, "rows": rows,
-                    "checksum_verified": archive.checksum_verified}  # fmt: skip
+                    "checksum_verified": archive.checksum_verified, "check_seconds": checked}  # fmt: skip
 
         timed(work, {})
 
