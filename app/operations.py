@@ -26,6 +26,7 @@ from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
 from app.domain.naming import Owner
 from app.domain.restore import passkey_matches
+from app.jobs import kept_databases
 from app.jobs.notify import deliver
 from app.jobs.queue import JobRefused, start_job
 from app.services.listing_cache import listing_cache
@@ -220,32 +221,39 @@ def restorable(using: Collaborators, filename: str) -> Backup:
     return backup
 
 
-def request_restore(actor: Actor, using: Collaborators, filename: str, passkey: str, *,
-                    without_owners: bool = False, create_roles: bool = False) -> str:  # fmt: skip
+def request_restore(actor: Actor, using: Collaborators, filename: str, passkey: str, *, without_owners: bool = False,
+                    create_roles: bool = False, swap_back: bool = False) -> str:  # fmt: skip
     """Check every guard in order, then enqueue; audits each attempt, never the passkey.
 
     `without_owners`: the admin's explicit choice to restore a backup whose roles this server lacks
     with every object owned by the console's role and no grant (said in the audit row and on the job).
     `create_roles`: the admin's explicit choice to create the roles this server lacks from the backup's
     signed definitions before the job's preflight (the two choices exclude each other).
+    `swap_back`: on a restore's safety backup whose database is still kept (RESTORE_KEEP_PREVIOUS), the
+    admin's choice to swap that database back instead of restoring the file (nothing to download).
     """
     if without_owners and create_roles:
         raise Refused("choose either to create the missing roles or to restore without owners, not both", 400)
+    if swap_back and (without_owners or create_roles):
+        raise Refused("a swap back puts the kept database back as it is: it takes no other choice", 400)
     try:
-        job_id, origin = _guarded_restore(actor, using, filename, passkey, without_owners, create_roles=create_roles)
+        job_id, origin = _guarded_restore(actor, using, filename, passkey, without_owners, create_roles=create_roles,
+                                          swap_back=swap_back)  # fmt: skip
     except Refused as exc:
         audit.record("restore", "refused", username=actor.username, target=filename[:255], detail=str(exc),
                      address=actor.address)  # fmt: skip
         raise
     notes = [origin.audit_note, "without owners and grants (the admin's choice)" if without_owners else None,
-             "creating the missing roles from the backup (the admin's choice)" if create_roles else None]
+             "creating the missing roles from the backup (the admin's choice)" if create_roles else None,
+             "swapping back the database set aside with this backup (the admin's choice)" if swap_back else None]
     audit.record("restore", "requested", username=actor.username, target=filename, job_id=job_id,
                  address=actor.address, detail="; ".join(n for n in notes if n) or None)  # fmt: skip
     return job_id
 
 
 def _guarded_restore(
-    actor: Actor, using: Collaborators, filename: str, passkey: str, without_owners: bool, *, create_roles: bool = False
+    actor: Actor, using: Collaborators, filename: str, passkey: str, without_owners: bool, *,
+    create_roles: bool = False, swap_back: bool = False,
 ) -> tuple[str, provenance.Provenance]:
     settings = using.settings
     if not actor.may("admin"):
@@ -268,6 +276,8 @@ def _guarded_restore(
         raise Refused("wrong passkey", 403)
     everyone.give_back(passkey_of)
     limit.reset(*who)  # not the console's earlier failures: see above
+    if swap_back and kept_for_swap_back(using, backup.filename) is None:
+        raise Refused(kept_databases.no_longer_kept(filename), 409)
     try:
         # No "recent backup" is asked for: the job backs up the database it replaces, as it is at the swap.
         # What the admin confirmed, read once here: the job restores this file and no other.
@@ -275,9 +285,17 @@ def _guarded_restore(
         options = {"without_owners": True} if without_owners else {}
         if create_roles:
             options["create_roles"] = True
+        if swap_back:
+            options["swap_back"] = True
         return _start(using, "restore", actor.username, backup=backup, origin=origin, **options), origin
     except JobRefused as exc:
         raise Refused(str(exc), 409) from None
+
+
+def kept_for_swap_back(using: Collaborators, filename: str) -> kept_databases.KeptDatabase | None:
+    """The database a restore set aside and still keeps (RESTORE_KEEP_PREVIOUS), whose data the safety backup
+    `filename` holds: what "Swap back" puts back; None when there is none (or no longer)."""
+    return kept_databases.kept_with(using.settings, using.redis, filename)
 
 
 # --------------------------------------------------------------------------- notifications

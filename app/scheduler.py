@@ -1,5 +1,6 @@
 """Time slots into operations: scheduled backups and restore tests with RQ's own cron scheduler,
-made safe to run more than once, and the alert for a target whose newest backup is too old.
+made safe to run more than once, the alert for a target whose newest backup is too old, and the drop of
+each database a restore kept for RESTORE_KEEP_PREVIOUS once its time is up (app/jobs/kept_databases.py).
 
 RQ's `CronScheduler` has no lock: two schedulers would both enqueue every run. Here each
 slot (the cron time a run is for) is claimed in Redis with SET NX before enqueueing, so one
@@ -28,7 +29,7 @@ from app.config import Settings
 from app.domain import alerts
 from app.domain.cron import next_run
 from app.extensions import db
-from app.jobs import history, runtime
+from app.jobs import history, kept_databases, runtime
 from app.jobs.notify import notify
 from app.jobs.queue import worker_options
 from app.jobs.runtime import console_job
@@ -175,6 +176,7 @@ class ConsoleScheduler(CronScheduler):
         self.reload()
         for target in self.targets():
             check_stale_backups(target, self.connection)
+            kept_databases.drop_when_due(target, self.connection)  # claimed one by one: once per database
         enqueued = []
         for job in self.get_jobs():
             if job.should_run():

@@ -213,6 +213,7 @@ def _backups(env: Mapping[str, str]) -> dict:
         "recent_check_minutes": read_int(env, "BACKUP_RECENT_CHECK_MINUTES", 5, minimum=1),
         "restore_jobs": read_int(env, "RESTORE_JOBS", os.cpu_count() or 1, minimum=1),
         "keep_old_database": read_bool(env, "KEEP_OLD_DATABASE", False),
+        "restore_keep_previous_seconds": _duration(env, "RESTORE_KEEP_PREVIOUS"),
         # Where a restore downloads its archive; without room for it, the archive streams into pg_restore.
         "restore_tmp_dir": _absolute_folder(env, "RESTORE_TMP_DIR", tempfile.gettempdir()),
         "backup_role_passwords": read_bool(env, "BACKUP_ROLE_PASSWORDS", False),
@@ -220,6 +221,21 @@ def _backups(env: Mapping[str, str]) -> dict:
         "backup_signing_key": _signing_key(env),
         "encryption_identity_file": env.get("BACKUP_ENCRYPTION_IDENTITY_FILE", "").strip() or None,
     }
+
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(env: Mapping[str, str], name: str) -> int:
+    """Seconds from `0`, or a whole number and a unit: `90s`, `30m`, `1h`, `2d`."""
+    value = env.get(name, "").strip().lower() or "0"
+    if value == "0":
+        return 0
+    found = _DURATION.fullmatch(value)
+    if not found:
+        raise ConfigError(name, f"write 0, or a whole number with s, m, h or d, e.g. 30m or 1h (got {value!r})")
+    return int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
 
 
 def _absolute_folder(env: Mapping[str, str], name: str, default: str) -> str:

@@ -87,6 +87,9 @@ class Settings:
     s3_max_parts: int = 10_000  # S3_MAX_PARTS: the store's limit on one upload's parts
     s3_max_part_size: int = 5 * 1024**3  # S3_MAX_PART_SIZE: and on one part's size
     restore_tmp_dir: str = field(default_factory=tempfile.gettempdir)  # RESTORE_TMP_DIR
+    # How long a restore keeps the database it replaced (closed, for "Swap back") once its safety backup
+    # is checked, before dropping it (RESTORE_KEEP_PREVIOUS); 0: dropped at once.
+    restore_keep_previous_seconds: int = 0
     # Folders searched for pg_dump/pg_restore before the usual places (PG_BIN_DIRS).
     pg_bin_dirs: tuple[str, ...] = ()
     # Signs manifests; the consoles of a team's environments share it (BACKUP_SIGNING_KEY).

@@ -49,6 +49,7 @@ from app.domain.restore_database import (  # noqa: F401
     put_back,
     row_counts,
     scratch_name,
+    swap_back,
     swap_in,
 )
 from app.formatting import human_size

@@ -189,6 +189,23 @@ def swap_in(target: TargetDatabase, scratch: str, set_aside: str, *, keep_old: b
     return len(sessions)
 
 
+def swap_back(target: TargetDatabase, previous: str, set_aside: str, *, keep_old: bool) -> int:
+    """Put back `previous`, the database an earlier restore set aside: the swap of `swap_in`, with it in the
+    scratch database's place; the live one stays as `set_aside`. Returns how many sessions were ended.
+
+    `previous` stays closed to connections until the live database is aside (nobody can write to it
+    before it is the live one), and opens just before it takes the live name.
+    """
+    if not is_scratch_name(target.dbname, "previous", previous):
+        raise RestoreRefused(f"{previous!r} is not a database a restore of {target.dbname} set aside; "
+                             "nothing was changed")  # fmt: skip
+    with postgres.admin_connect(target) as conn:
+        if not postgres.database_exists(conn, previous):
+            raise RestoreRefused(f"{previous} is no longer on the server; nothing was changed")
+    return swap_in(target, previous, set_aside, keep_old=keep_old,
+                   before_rename=lambda: open_set_aside(target, previous, True))  # fmt: skip
+
+
 def open_set_aside(target: TargetDatabase, name: str, allowed: bool) -> None:
     """Let the console dump the database a swap set aside (`allowed`), or close it again for `drop_set_aside`."""
     if not is_scratch_name(target.dbname, "previous", name):

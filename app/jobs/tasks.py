@@ -10,6 +10,7 @@ never marks a failure as done itself.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import replace
@@ -25,6 +26,7 @@ from app.domain import alerts, catalog, cleanup, preflight, provenance, restore,
 from app.domain import backup as backups
 from app.domain.console import ConsoleBackups
 from app.domain.provenance import UNTRUSTED_WARNING
+from app.jobs import kept_databases
 from app.jobs.lifecycle import NotRequested, begin, clean_up_failed, finish
 from app.jobs.locks import DatabaseLock
 from app.jobs.notify import job_alert, notify
@@ -133,32 +135,38 @@ def _warn_if_size_dropped(listed: list[catalog.Backup], filename: str, record: J
 @console_job
 def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
     """Check → download → [create the missing roles, an admin's choice] → preflight → restore into scratch
-    (with the backup's owners, grants and database properties, unless an admin chose `without_owners`) → swap in.
+    (with the backup's owners, grants and database properties, unless an admin chose `without_owners`) → swap in
+    → back up the replaced database (the safety backup) → keep it for RESTORE_KEEP_PREVIOUS, or drop it.
 
-    The choices (`without_owners`, `create_roles`) are read from the request in the console store;
-    `choices`, the same in the job's arguments, are only there to be ignored (Redis is writable)."""
+    With `swap_back` (an admin's choice, on a safety backup whose database is still kept), nothing is
+    downloaded: that kept database is swapped back in the live one's place (`_swap_back`), then the same.
+
+    The choices (`without_owners`, `create_roles`, `swap_back`) are read from the request in the console
+    store; `choices`, the same in the job's arguments, are only there to be ignored (Redis is writable)."""
     job, settings, ours = get_current_job(), services.settings(), console()
     record, confirmed = begin(job, "restore", filename)
     without_owners, create_roles = confirmed.chosen("without_owners"), confirmed.chosen("create_roles")
+    swap_back = confirmed.chosen("swap_back")
     started = time.monotonic()
     record.phase("checking")
     backup = ours.find(filename)
     if backup is None:
         raise restore.RestoreRefused(f"{filename} is no longer in the store; nothing was changed")
-    with restore.temp_folder(settings.restore_tmp_dir) as folder:
-        copy = _restore_into_scratch(backup, folder, record, confirmed, trusted_only=False,
-                                     with_owners=not without_owners, create_roles=create_roles)  # fmt: skip
-        set_aside = restore.scratch_name(ours.target.dbname, "previous")
-        record.remember(set_aside_database=set_aside)
-        record.phase("swapping")
-        ended = restore.swap_in(ours.target, copy.database, set_aside, keep_old=settings.keep_old_database)
-        record.remember(scratch_database=None, set_aside_database=None, replaced_database=set_aside)
+    set_aside = restore.scratch_name(ours.target.dbname, "previous")
+    if swap_back:
+        copy, ended = _swap_back(backup, record, confirmed, set_aside)
+    else:
+        with restore.temp_folder(settings.restore_tmp_dir) as folder:
+            copy = _restore_into_scratch(backup, folder, record, confirmed, trusted_only=False,
+                                         with_owners=not without_owners, create_roles=create_roles)  # fmt: skip
+            record.remember(set_aside_database=set_aside)
+            record.phase("swapping")
+            ended = restore.swap_in(ours.target, copy.database, set_aside, keep_old=settings.keep_old_database)
+            record.remember(scratch_database=None, set_aside_database=None, replaced_database=set_aside)
     swapped = time.monotonic()
     safety_backup, safety_error = _back_up_replaced(ours, record, requested_by, set_aside)
     record.remember(replaced_database=None)
-    kept = set_aside if settings.keep_old_database or safety_backup is None else None
-    if kept is None:  # it is in the store now: the previous database goes after "finished"
-        drop_previous_database_later(settings, services.redis(), set_aside)
+    kept, kept_until = _keep_or_drop(set_aside, safety_backup, job.id if job else None)
     outcome = restore.RestoreOutcome(
         filename=filename,
         database=ours.target.dbname,
@@ -174,9 +182,11 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
                              f"it is kept as {set_aside}, nothing of it was dropped")  # fmt: skip
     record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
     detail = _restore_detail(ours.target.dbname, filename, outcome.seconds, ended, copy, set_aside, safety_backup,
-                             safety_error, without_owners=without_owners)  # fmt: skip
-    finish(job, "restore", "ok", requested_by, filename, detail, size=backup.size,
-            summary=f"{ours.target.dbname} now holds the data of {filename}")  # fmt: skip
+                             safety_error, without_owners=without_owners, kept_until=kept_until,
+                             swapped_back=copy.database if swap_back else None)  # fmt: skip
+    summary = (f"{ours.target.dbname} is swapped back: it holds the data of {filename} again" if swap_back
+               else f"{ours.target.dbname} now holds the data of {filename}")  # fmt: skip
+    finish(job, "restore", "ok", requested_by, filename, detail, size=backup.size, summary=summary)
     # Restores are rare and replace live data: the team hears of every one.
     notify(settings, services.redis(), job_alert(
         "restore-finished", settings, action="restore", job_id=job.id if job else None, requested_by=requested_by,
@@ -185,16 +195,67 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
     return {**outcome.to_json(), "backup_taken_at": backup.created_at.isoformat(),
             "safety_backup": safety_backup, "safety_backup_of_replaced": safety_backup,
             "sessions_ended": ended, "without_owners": without_owners, "notes": list(copy.notes),
-            "created_roles": list(copy.created_roles), "streamed": copy.streamed}
+            "created_roles": list(copy.created_roles), "streamed": copy.streamed,
+            "kept_until": kept_until.isoformat() if kept_until else None,
+            "swapped_back": copy.database if swap_back else None}
+
+
+def _swap_back(backup: catalog.Backup, record: JobRecord, confirmed: JobRun,
+               set_aside: str) -> tuple[restore.ScratchCopy, int]:  # fmt: skip
+    """The kept database whose data `backup` (a safety backup) holds goes back in the live one's place; the
+    live one is set aside as `set_aside`. Returns it as the copy swapped in, and the sessions ended.
+
+    The kept database is claimed first (the sweep can then no longer drop it); if the swap fails, it is
+    closed and kept again, until its own time."""
+    settings, ours, redis = services.settings(), console(), services.redis()
+    manifest = catalog.read_manifest(ours.storage, backup.filename) if backup.has_manifest else None
+    origin = provenance.provenance_of(backup, manifest, settings.signing_key)
+    restore.require_confirmed_file(backup, origin, sha256=confirmed.archive_sha256, size=confirmed.size)
+    previous = kept_databases.kept_with(settings, redis, backup.filename)
+    if previous is None or not kept_databases.claim(settings, redis, previous):
+        raise restore.RestoreRefused(kept_databases.no_longer_kept(backup.filename))
+    record.remember(set_aside_database=set_aside)
+    record.phase("swapping")
+    try:
+        ended = restore.swap_back(ours.target, previous.database, set_aside, keep_old=settings.keep_old_database)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the failure itself is what the job reports
+            restore.open_set_aside(ours.target, previous.database, False)
+        kept_databases.keep(settings, redis, previous)
+        raise
+    record.remember(set_aside_database=None, replaced_database=set_aside)
+    # Nothing was downloaded or counted: the data is the kept database's, which its safety backup holds.
+    return restore.ScratchCopy(previous.database, origin.sha256 or "", origin.trusted, origin.trusted, origin.reason,
+                               None), ended  # type: ignore[arg-type]  # fmt: skip
+
+
+def _keep_or_drop(set_aside: str, safety_backup: str | None, job_id: str | None) -> tuple[str | None, datetime | None]:
+    """What becomes of the database a restore replaced: (kept as, kept until). Without a checked safety backup,
+    or with KEEP_OLD_DATABASE, it stays (no time); with RESTORE_KEEP_PREVIOUS it is kept that long, closed,
+    for "Swap back"; else a job drops it after "finished"."""
+    settings, redis = services.settings(), services.redis()
+    if settings.keep_old_database or safety_backup is None:
+        return set_aside, None
+    if settings.restore_keep_previous_seconds:
+        until = datetime.now(UTC) + timedelta(seconds=settings.restore_keep_previous_seconds)
+        kept_databases.keep(settings, redis, kept_databases.KeptDatabase(set_aside, until.timestamp(), safety_backup,
+                                                                         job_id))  # fmt: skip
+        return set_aside, until
+    drop_previous_database_later(settings, redis, set_aside)
+    return None, None
 
 
 def _restore_detail(database: str, filename: str, seconds: float, ended: int, copy: restore.ScratchCopy,
-                    set_aside: str, safety_backup: str | None, safety_error: str | None, *,
-                    without_owners: bool) -> str:  # fmt: skip
+                    set_aside: str, safety_backup: str | None, safety_error: str | None, *, without_owners: bool,
+                    kept_until: datetime | None = None, swapped_back: str | None = None) -> str:  # fmt: skip
     """The audit log's line for a finished restore: what was restored, and everything it had to say."""
-    detail = f"restored {database} from {filename} in {seconds} s; {ended} session(s) ended; "
+    detail = (f"swapped {database} back to {swapped_back}, the database set aside with {filename}, in {seconds} s; "
+              if swapped_back else f"restored {database} from {filename} in {seconds} s; ")  # fmt: skip
+    detail += f"{ended} session(s) ended; "
     detail += (f"the replaced database is backed up as {safety_backup}" if safety_backup
                else f"its safety backup failed ({safety_error}), it is kept as {set_aside}")  # fmt: skip
+    if kept_until:
+        detail += f", and kept as {set_aside} until {kept_until.isoformat(timespec='seconds')} for a swap back"
     if without_owners:
         detail += "; without owners and grants (an admin's choice)"
     if copy.streamed:

@@ -34,6 +34,18 @@ def set_aside_pg_dump(folder: Path, when_set_aside: str) -> str:
     return str(folder)
 
 
+def restored_after_changes(app, make_user, token_for, target_db) -> tuple[dict, dict]:
+    """A backup, changes, and a restore of that backup through the API by an admin: the restore's final
+    status (finished), and the fingerprint of the database it replaced."""
+    make_user("ada", "admin")
+    filename = backup_run_in_process(app)["result"]["filename"]
+    change_live(target_db)
+    replaced = table_fingerprint(target_db)
+    status = restore_through_api(app, app.test_client(), token_for("ada"), filename)
+    assert status["status"] == "finished", status["error"]
+    return status, replaced
+
+
 @pytest.fixture
 def admin(app, make_user, token_for):
     make_user("ada", "admin")
@@ -45,14 +57,8 @@ def test_when_the_safety_backup_fails_undo_names_no_file_and_the_replaced_databa
 ):
     failing = set_aside_pg_dump(tmp_path / "bin", 'echo "pg_dump: error: the disk said no" >&2; exit 3')
     app = make_app(PG_BIN_DIRS=failing)
-    make_user("ada", "admin")
-    filename = backup_run_in_process(app)["result"]["filename"]
-    change_live(target_db)
-    replaced = table_fingerprint(target_db)
-
-    status = restore_through_api(app, app.test_client(), token_for("ada"), filename)
-
-    assert status["status"] == "finished", status["error"]
+    status, replaced = restored_after_changes(app, make_user, token_for, target_db)
+    filename = status["result"]["filename"]
     result = status["result"]
     assert result["safety_backup"] is None and result["safety_backup_of_replaced"] is None
     kept = result["kept_old_database"]

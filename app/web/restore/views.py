@@ -31,7 +31,8 @@ def confirm(filename: str):
             try:
                 job_id = operations.request_restore(current_actor(), using, filename, form.passkey.data,
                                                     without_owners=form.without_owners.data,
-                                                    create_roles=form.create_roles.data)  # fmt: skip
+                                                    create_roles=form.create_roles.data,
+                                                    swap_back=form.swap_back.data)  # fmt: skip
                 return redirect(url_for("jobs.show", job_id=job_id), 303)
             except operations.Refused as exc:
                 error, status = str(exc), exc.status
@@ -41,16 +42,23 @@ def confirm(filename: str):
     sessions = restore.connected_sessions(settings.target)
     manifest = manifests.get(storage, backup)  # kept: the list can then say who made it
     origin = provenance_in(storage, backup, settings.signing_key)
+    kept = operations.kept_for_swap_back(using, backup.filename)  # what "Swap back" would put back
     if request.method == "GET":  # a choice, offered as a link: the page needs no script
         form.without_owners.data = request.args.get("without_owners") == "1"
         form.create_roles.data = request.args.get("create_roles") == "1" and not form.without_owners.data
+        form.swap_back.data = request.args.get("swap_back") == "1" and kept is not None and not form.without_owners.data
+    found = preflight_found(settings, manifest if origin.trusted else None, form)
+    if form.swap_back.data:  # nothing of the archive is restored: what it would need does not stop a swap back
+        found["blocked"] = []
     return (
         render_template(
             "restore/confirm.html",
             backup=backup,
             manifest=manifest,
             origin=origin,
-            **preflight_found(settings, manifest if origin.trusted else None, form),
+            **found,
+            kept=kept,
+            swap_back_gone=request.args.get("swap_back") == "1" and kept is None,
             untrusted_warning=UNTRUSTED_WARNING,
             foreign=foreign,
             tries_left=operations.passkey_tries_left(current_actor(), using),
