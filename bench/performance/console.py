@@ -41,7 +41,7 @@ class Console:
             "INSTANCE_PATH": str(folder / "instance"), "S3_ENDPOINT_URL": s3.url, **s3.credentials,
             "AWS_REGION": common.REGION, "JOB_TIMEOUT_SECONDS": "3600", "BACKUP_MIN_INTERVAL_SECONDS": "0",
             # the recent-backup rule still runs; a wide window keeps a long run from being refused
-            "BACKUP_RECENT_CHECK_MINUTES": "600", "REQUIRE_2FA": "none", "PERF_RESTORE_PASSKEY": passkey,
+            "REQUIRE_2FA": "none", "PERF_RESTORE_PASSKEY": passkey,
             "PG_BIN_DIRS": os.environ.get("PG_BIN_DIRS", ""),
         })  # fmt: skip
         self.instance = folder / "instance"
