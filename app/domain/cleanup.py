@@ -106,7 +106,9 @@ _PLAIN_REASONS = (
     ("changed in the store while", "the backup was replaced in the store while it was being restored"),
     ("not requested through the console", "nobody asked for this job through the console"),
     ("is not trusted", "the backup is not signed by this team's key"),
-    ("from the last", "there was no recent safety backup"),
+    ("more than this store takes", "the backup is larger than the store takes in one file"),
+    ("outgrew its plan", "the backup grew past the parts planned for it"),
+    ("stages up to", "the worker's temp folder has no room for the upload's parts"),
 )
 
 
