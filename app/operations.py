@@ -295,7 +295,7 @@ def _guarded_restore(
 def kept_for_swap_back(using: Collaborators, filename: str) -> kept_databases.KeptDatabase | None:
     """The database a restore set aside and still keeps (RESTORE_KEEP_PREVIOUS), whose data the safety backup
     `filename` holds: what "Swap back" puts back; None when there is none (or no longer)."""
-    return kept_databases.kept_with(using.settings, using.redis, filename)
+    return kept_databases.kept_with(using.settings, filename)  # the console store's record: Redis has no say
 
 
 # --------------------------------------------------------------------------- notifications

@@ -176,7 +176,7 @@ class ConsoleScheduler(CronScheduler):
         self.reload()
         for target in self.targets():
             check_stale_backups(target, self.connection)
-            kept_databases.drop_when_due(target, self.connection)  # claimed one by one: once per database
+            kept_databases.drop_when_due(target, self.connection)  # claimed in the console store: once per database
         enqueued = []
         for job in self.get_jobs():
             if job.should_run():

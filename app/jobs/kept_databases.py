@@ -1,77 +1,116 @@
 """The databases restores set aside and keep for RESTORE_KEEP_PREVIOUS, so that "Swap back" can put one
 back in seconds; the scheduler's sweep has each dropped once its time is up.
 
-One Redis hash per target: the set-aside database's name → when it goes, the safety backup holding
-the same data (what the admin confirms a swap back on) and the restore that set it aside. Taking an
-entry out (HDEL) is the claim: a swap back and the sweep (of any number of schedulers) never both
-get one. Only a database whose checked safety backup is in the store is ever entered here.
+Recorded in the console store (table `kept_databases`), never in Redis: whoever can write to Redis must
+not choose which database a swap back puts in the live one's place, nor have a kept one dropped early.
+One row per set-aside database: its target, when it goes, the safety backup holding the same data (what
+the admin confirms a swap back on) and the restore that set it aside. A name is used only if a restore of
+this target can have made it (`is_scratch_name`), as a second check.
+
+`claim` is one UPDATE that sets `claimed_at` only where it is still empty: of a swap back and any number
+of sweeps, in any processes, exactly one gets a row. A claimed row is deleted once acted on (the database
+swapped back, or dropped): the audit log already says what became of it, and a row left behind would only
+be a name nobody may use. Until then it marks a drop under way, which `drop_previous_database` requires.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis import Redis
 
 from app.config import Settings
+from app.domain.restore_database import is_scratch_name
+from app.extensions import db
 from app.jobs.queue import drop_previous_database_later
+from app.store.models import KeptDatabaseRecord, utcnow
 
 
 @dataclass(frozen=True)
 class KeptDatabase:
+    id: int
     database: str  # the set-aside database, closed to connections
-    until: float  # Unix time after which the sweep drops it
+    until_at: datetime  # (UTC) after which the sweep has it dropped
     safety_backup: str  # the checked backup of the same data: what a swap back is confirmed on
     job_id: str | None = None  # the restore that set it aside
 
-    @property
-    def until_at(self) -> datetime:
-        return datetime.fromtimestamp(self.until, UTC)
+    @classmethod
+    def of(cls, row: KeptDatabaseRecord) -> KeptDatabase:
+        return cls(row.id, row.database, row.kept_until.replace(tzinfo=UTC), row.safety_backup, row.job_id)
 
 
-def _key(settings: Settings) -> str:
-    return f"{settings.key_prefix}:kept-databases"
+def keep(settings: Settings, database: str, until: datetime, safety_backup: str, job_id: str | None) -> KeptDatabase:
+    """Record `database`, set aside by a restore of this target: a swap back offers it, and the sweep has it
+    dropped after `until`."""
+    if not is_scratch_name(settings.target.dbname, "previous", database):
+        raise ValueError(f"{database!r} is not a database a restore of {settings.target.dbname} sets aside")
+    row = KeptDatabaseRecord(target=settings.target_name, database=database, safety_backup=safety_backup,
+                             job_id=job_id, kept_until=until.astimezone(UTC).replace(tzinfo=None))  # fmt: skip
+    db.session.add(row)
+    db.session.commit()
+    return KeptDatabase.of(row)
 
 
-def keep(settings: Settings, redis: Redis, kept: KeptDatabase) -> None:
-    """Enter `kept` (again): a swap back offers it, and the sweep drops it after `kept.until`."""
-    redis.hset(_key(settings), kept.database, json.dumps(asdict(kept)))
+def all_kept(settings: Settings) -> list[KeptDatabase]:
+    """Every database this target keeps and nobody has claimed, oldest first."""
+    rows = db.session.execute(
+        db.select(KeptDatabaseRecord)
+        .where(KeptDatabaseRecord.target == settings.target_name, KeptDatabaseRecord.claimed_at.is_(None))
+        .order_by(KeptDatabaseRecord.id)
+    ).scalars()
+    return [KeptDatabase.of(row) for row in rows if is_scratch_name(settings.target.dbname, "previous", row.database)]
 
 
-def all_kept(settings: Settings, redis: Redis) -> list[KeptDatabase]:
-    """Every database kept for the target; an entry that is not ours (Redis is writable) is left out."""
-    kept = []
-    for name, value in redis.hgetall(_key(settings)).items():
-        try:
-            fields = json.loads(value)
-            entry = KeptDatabase(str(fields["database"]), float(fields["until"]), str(fields["safety_backup"]),
-                                 fields.get("job_id") and str(fields["job_id"]))  # fmt: skip
-        except (ValueError, TypeError, KeyError):
-            continue
-        if entry.database == name.decode(errors="replace"):
-            kept.append(entry)
-    return kept
+def kept_with(settings: Settings, safety_backup: str, now: datetime | None = None) -> KeptDatabase | None:
+    """The database kept with this safety backup (the same data), if it is still kept and its time not up."""
+    moment = now or datetime.now(UTC)
+    return next((k for k in all_kept(settings) if k.safety_backup == safety_backup and k.until_at > moment), None)
 
 
-def kept_with(settings: Settings, redis: Redis, safety_backup: str) -> KeptDatabase | None:
-    """The database kept with this safety backup (the same data), if it is still kept."""
-    return next((k for k in all_kept(settings, redis) if k.safety_backup == safety_backup), None)
+def claim(kept: KeptDatabase) -> bool:
+    """Take `kept` for a swap back or a drop; False when another took it first (in any process)."""
+    won = db.session.execute(
+        db.update(KeptDatabaseRecord)
+        .where(KeptDatabaseRecord.id == kept.id, KeptDatabaseRecord.claimed_at.is_(None))
+        .values(claimed_at=utcnow())
+    ).rowcount
+    db.session.commit()
+    return won == 1
 
 
-def claim(settings: Settings, redis: Redis, kept: KeptDatabase) -> bool:
-    """Take `kept` out for a swap back or a drop; False when another took it first."""
-    return bool(redis.hdel(_key(settings), kept.database))
+def release(kept: KeptDatabase) -> None:
+    """A swap back that failed gives `kept` back: kept again, until its own time."""
+    db.session.execute(db.update(KeptDatabaseRecord).where(KeptDatabaseRecord.id == kept.id).values(claimed_at=None))
+    db.session.commit()
+
+
+def forget(settings: Settings, database: str) -> None:
+    """`database` was swapped back or dropped: its claimed row goes (an unclaimed one stays)."""
+    db.session.execute(
+        db.delete(KeptDatabaseRecord).where(KeptDatabaseRecord.target == settings.target_name,
+                                            KeptDatabaseRecord.database == database,
+                                            KeptDatabaseRecord.claimed_at.is_not(None))
+    )  # fmt: skip
+    db.session.commit()
+
+
+def still_kept(settings: Settings, database: str) -> bool:
+    """Whether `database` is kept and unclaimed: nothing may drop it then (the sweep claims it first)."""
+    return any(k.database == database for k in all_kept(settings))
 
 
 def drop_when_due(settings: Settings, redis: Redis, now: datetime | None = None) -> list[str]:
     """Have a worker drop each kept database whose time is up (the scheduler runs this every loop)."""
-    moment = (now or datetime.now(UTC)).timestamp()
+    moment = now or datetime.now(UTC)
     dropped = []
-    for kept in all_kept(settings, redis):
-        if kept.until <= moment and claim(settings, redis, kept):
-            drop_previous_database_later(settings, redis, kept.database)
+    for kept in all_kept(settings):
+        if kept.until_at <= moment and claim(kept):
+            try:
+                drop_previous_database_later(settings, redis, kept.database)
+            except Exception:
+                release(kept)  # not enqueued: the next loop tries again
+                raise
             dropped.append(kept.database)
     return dropped
 

@@ -207,12 +207,13 @@ def _swap_back(backup: catalog.Backup, record: JobRecord, confirmed: JobRun,
 
     The kept database is claimed first (the sweep can then no longer drop it); if the swap fails, it is
     closed and kept again, until its own time."""
-    settings, ours, redis = services.settings(), console(), services.redis()
+    settings, ours = services.settings(), console()
     manifest = catalog.read_manifest(ours.storage, backup.filename) if backup.has_manifest else None
     origin = provenance.provenance_of(backup, manifest, settings.signing_key)
     restore.require_confirmed_file(backup, origin, sha256=confirmed.archive_sha256, size=confirmed.size)
-    previous = kept_databases.kept_with(settings, redis, backup.filename)
-    if previous is None or not kept_databases.claim(settings, redis, previous):
+    # From the console store, not Redis: which database goes back is not for a Redis writer to say.
+    previous = kept_databases.kept_with(settings, backup.filename)
+    if previous is None or not kept_databases.claim(previous):
         raise restore.RestoreRefused(kept_databases.no_longer_kept(backup.filename))
     record.remember(set_aside_database=set_aside)
     record.phase("swapping")
@@ -221,8 +222,9 @@ def _swap_back(backup: catalog.Backup, record: JobRecord, confirmed: JobRun,
     except BaseException:
         with contextlib.suppress(Exception):  # the failure itself is what the job reports
             restore.open_set_aside(ours.target, previous.database, False)
-        kept_databases.keep(settings, redis, previous)
+        kept_databases.release(previous)
         raise
+    kept_databases.forget(settings, previous.database)  # it is the live database now
     record.remember(set_aside_database=None, replaced_database=set_aside)
     # Nothing was downloaded or counted: the data is the kept database's, which its safety backup holds.
     return restore.ScratchCopy(previous.database, origin.sha256 or "", origin.trusted, origin.trusted, origin.reason,
@@ -238,8 +240,7 @@ def _keep_or_drop(set_aside: str, safety_backup: str | None, job_id: str | None)
         return set_aside, None
     if settings.restore_keep_previous_seconds:
         until = datetime.now(UTC) + timedelta(seconds=settings.restore_keep_previous_seconds)
-        kept_databases.keep(settings, redis, kept_databases.KeptDatabase(set_aside, until.timestamp(), safety_backup,
-                                                                         job_id))  # fmt: skip
+        kept_databases.keep(settings, set_aside, until, safety_backup, job_id)
         return set_aside, until
     drop_previous_database_later(settings, redis, set_aside)
     return None, None
@@ -432,9 +433,14 @@ def drop_previous_database(database: str) -> None:
     """After a restore: drop the database it set aside (no record, lock or audit row of its own).
 
     Only one still closed to connections, as the swap leaves it: a database kept by KEEP_OLD_DATABASE
-    is open again, and a name written into Redis must not drop it.
+    is open again, and a name written into Redis must not drop it. Nor one kept for RESTORE_KEEP_PREVIOUS
+    until the sweep has claimed it in the console store (a job pushed onto the queue by hand must not).
     """
+    settings = services.settings()
+    if kept_databases.still_kept(settings, database):
+        raise restore.RestoreError(f"{database} is kept for a swap back (RESTORE_KEEP_PREVIOUS): it is not dropped")
     restore.drop_set_aside(console().target, database)
+    kept_databases.forget(settings, database)
 
 
 @console_job

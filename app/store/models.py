@@ -1,4 +1,5 @@
-"""The console's own store: people, API tokens, sign-in sessions, two-factor codes and the audit log.
+"""The console's own store: people, API tokens, sign-in sessions, two-factor codes, the audit log, job
+records and the databases restores keep for a swap back.
 
 It lives in `CONSOLE_DATABASE_URL` (SQLite by default), never in the target database, so a
 restore can never erase who did it. Only hashes of passwords, tokens and recovery codes are kept;
@@ -249,3 +250,23 @@ class JobRun(db.Model):
         if self.started_at is None or self.ended_at is None:
             return None
         return (self.ended_at - self.started_at).total_seconds()
+
+
+class KeptDatabaseRecord(db.Model):
+    """A database a restore set aside and keeps for RESTORE_KEEP_PREVIOUS, for "Swap back" (app/jobs/kept_databases.py).
+
+    Here, not in Redis: whoever can write to Redis must not choose what a swap back puts back, nor have a
+    kept database dropped early. `claimed_at` is set once, by the one swap back or sweep that acts on it.
+    """
+
+    __tablename__ = "kept_databases"
+    __table_args__ = (UniqueConstraint("database", name="uq_kept_databases_database"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target: Mapped[str] = mapped_column(String(40))  # the target's name; "": the only target
+    database: Mapped[str] = mapped_column(String(128))  # the set-aside database, closed to connections
+    safety_backup: Mapped[str] = mapped_column(String(255))  # the checked backup of the same data
+    job_id: Mapped[str | None] = mapped_column(String(64), default=None)  # the restore that set it aside
+    kept_until: Mapped[datetime] = mapped_column()  # UTC; the sweep has it dropped after
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)  # by the one swap back or sweep acting on it

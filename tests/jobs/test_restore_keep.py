@@ -1,13 +1,15 @@
 """RESTORE_KEEP_PREVIOUS: the database a restore replaced is kept, closed, for a while once its safety backup
 is checked; meanwhile the job page offers "Swap back" (the same swap in reverse, confirmed with the passkey
-and the typed name like a restore), and the scheduler has it dropped once its time is up.
+and the typed name like a restore), and the scheduler has it dropped once its time is up. What is kept is
+recorded in the console store: nothing written to Redis chooses what is swapped back or drops it early.
 
 Real PostgreSQL, Redis and folder store; jobs run by RQ's worker in this process, the scheduler's loop
-called as its process calls it.
+called as its process calls it. The claim on SQLite and PostgreSQL stores: tests/store/test_kept_databases.py.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -40,6 +42,15 @@ def test_a_bad_restore_keep_previous_names_the_variable_and_the_form(value, tmp_
 
 def allows_connections(pg_admin, dbname: str) -> bool:
     return pg_admin.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (dbname,)).fetchone()[0]
+
+
+def swap_back_through_page(app, make_user, safety: str, target_db: str):
+    """An admin confirms "Swap back" on the safety backup's restore page: the response, the browser."""
+    browser, auth = signed_in_as(app, make_user, "admin", "root")
+    url = f"/backups/{safety}/restore"
+    sent = post(browser, auth, url, {"passkey": PASSKEY, "swap_back": "y", "confirm": f"{target_db} swapping back"},
+                page=url)  # fmt: skip
+    return sent, browser
 
 
 def test_swap_back_puts_the_replaced_database_back_in_seconds_confirmed_like_a_restore(
@@ -124,10 +135,60 @@ def test_the_scheduler_drops_a_kept_database_once_its_time_is_up_and_swap_back_i
     run_jobs_for(app)
     assert scratch_databases(pg_admin, target_db) == []
 
-    browser, auth = signed_in_as(app, make_user, "admin", "root")
-    url = f"/backups/{safety}/restore"
-    assert 'id="swap-back-gone"' in browser.get(url + "?swap_back=1").get_data(as_text=True)
-    refused = post(browser, auth, url, {"passkey": PASSKEY, "swap_back": "y", "confirm": f"{target_db} swapping back"},
-                   page=url)  # fmt: skip
+    refused, browser = swap_back_through_page(app, make_user, safety, target_db)
     assert refused.status_code == 409 and "no longer kept" in refused.get_data(as_text=True)
     assert "no longer kept" in audit_rows(app, "restore")[-1].detail
+    assert 'id="swap-back-gone"' in browser.get(f"/backups/{safety}/restore?swap_back=1").get_data(as_text=True)
+    with app.app_context():  # acted on: its record is gone from the console store
+        from app.extensions import db
+        from app.store.models import KeptDatabaseRecord
+
+        assert db.session.execute(db.select(KeptDatabaseRecord)).scalars().all() == []
+
+
+def test_what_is_written_to_redis_neither_chooses_what_is_swapped_back_nor_drops_a_kept_database(
+    make_app, make_user, token_for, target_db, pg_admin, redis_server
+):
+    """Redis is writable by an outsider (SECURITY.md): the hash the kept databases were once listed in, a drop
+    job pushed by hand and a decoy named like a set-aside database change nothing."""
+    from rq import Queue
+
+    from app.domain.restore_database import scratch_name
+    from app.jobs import runtime
+    from app.jobs.queue import drop_previous_database_later
+    from app.scheduler import ConsoleScheduler, scheduled_backup
+
+    app = make_app(RESTORE_KEEP_PREVIOUS="1h")
+    status, replaced = restored_after_changes(app, make_user, token_for, target_db)
+    previous, safety = status["result"]["kept_old_database"], status["result"]["safety_backup"]
+    settings = app.config["SETTINGS"]
+    decoy = scratch_name(target_db, "previous")  # a name a restore of this target could have set aside, closed
+    pg_admin.execute(f'CREATE DATABASE "{decoy}"')
+    pg_admin.execute(f'ALTER DATABASE "{decoy}" ALLOW_CONNECTIONS false')
+    key = f"{settings.key_prefix}:kept-databases"
+
+    def listed(entries: dict[str, float]) -> None:
+        redis_server.delete(key)
+        for name, until in entries.items():
+            redis_server.hset(key, name, json.dumps({"database": name, "until": until, "safety_backup": safety}))
+
+    # Both listed as due, and a drop of the kept one pushed onto the queue by hand: nothing is dropped.
+    listed({previous: 0, decoy: 0})
+    queue = Queue(settings.redis_namespace, connection=redis_server)
+    with app.app_context():
+        runtime.configure(app)
+        ConsoleScheduler(settings, redis_server, settings.redis_namespace, scheduled_backup).enqueue_jobs()
+        assert queue.count == 0  # the sweep reads the console store: not due
+        drop_previous_database_later(settings, redis_server, previous)
+    run_jobs_for(app)
+    assert scratch_databases(pg_admin, target_db) == sorted([previous, decoy])
+
+    # Only the decoy listed, with the safety backup's name: the swap back still puts back the kept database.
+    listed({decoy: time.time() + 3600})
+    sent, _ = swap_back_through_page(app, make_user, safety, target_db)
+    assert sent.status_code == 303, sent.get_data(as_text=True)
+    run_jobs_for(app)
+    back = job_of(app, sent.headers["Location"].removeprefix("/jobs/"))
+    assert back["status"] == "finished", back["error"]
+    assert back["result"]["swapped_back"] == previous and table_fingerprint(target_db) == replaced
+    assert decoy in scratch_databases(pg_admin, target_db) and previous not in scratch_databases(pg_admin, target_db)
