@@ -95,9 +95,20 @@ def forget(settings: Settings, database: str) -> None:
     db.session.commit()
 
 
-def still_kept(settings: Settings, database: str) -> bool:
-    """Whether `database` is kept and unclaimed: nothing may drop it then (the sweep claims it first)."""
-    return any(k.database == database for k in all_kept(settings))
+def to_drop_now(settings: Settings, database: str, safety_backup: str, job_id: str | None) -> None:
+    """Record `database` as claimed for a drop at once (RESTORE_KEEP_PREVIOUS is 0): its safety backup is checked."""
+    claim(keep(settings, database, datetime.now(UTC), safety_backup, job_id))
+
+
+def may_drop(settings: Settings, database: str) -> bool:
+    """Whether the console store says `database` may go: a row of this target claimed for its drop (by the
+    sweep, or at once). A drop job carries only a name, and anyone who can write to Redis can push one: a
+    database kept for a swap back, or because its safety backup failed, has no such row."""
+    return db.session.execute(
+        db.select(KeptDatabaseRecord.id).where(KeptDatabaseRecord.target == settings.target_name,
+                                               KeptDatabaseRecord.database == database,
+                                               KeptDatabaseRecord.claimed_at.is_not(None))
+    ).first() is not None  # fmt: skip
 
 
 def drop_when_due(settings: Settings, redis: Redis, now: datetime | None = None) -> list[str]:

@@ -242,6 +242,7 @@ def _keep_or_drop(set_aside: str, safety_backup: str | None, job_id: str | None)
         until = datetime.now(UTC) + timedelta(seconds=settings.restore_keep_previous_seconds)
         kept_databases.keep(settings, set_aside, until, safety_backup, job_id)
         return set_aside, until
+    kept_databases.to_drop_now(settings, set_aside, safety_backup, job_id)  # what allows the drop job
     drop_previous_database_later(settings, redis, set_aside)
     return None, None
 
@@ -433,12 +434,13 @@ def drop_previous_database(database: str) -> None:
     """After a restore: drop the database it set aside (no record, lock or audit row of its own).
 
     Only one still closed to connections, as the swap leaves it: a database kept by KEEP_OLD_DATABASE
-    is open again, and a name written into Redis must not drop it. Nor one kept for RESTORE_KEEP_PREVIOUS
-    until the sweep has claimed it in the console store (a job pushed onto the queue by hand must not).
+    is open again. And only one the console store has claimed for its drop (`kept_databases.may_drop`): a job
+    pushed onto the queue by hand must not drop one kept for a swap back or whose safety backup failed.
     """
     settings = services.settings()
-    if kept_databases.still_kept(settings, database):
-        raise restore.RestoreError(f"{database} is kept for a swap back (RESTORE_KEEP_PREVIOUS): it is not dropped")
+    if not kept_databases.may_drop(settings, database):
+        raise restore.RestoreError(f"{database} is not dropped: the console store has no checked safety backup "
+                                   "of it claimed for a drop (it may be kept for a swap back)")
     restore.drop_set_aside(console().target, database)
     kept_databases.forget(settings, database)
 

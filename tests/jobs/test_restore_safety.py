@@ -17,7 +17,7 @@ from rq import Queue
 from app.adapters import postgres
 from app.adapters.storage import StorageError
 from app.adapters.storage.folder import LocalStorage
-from tests.helpers import REDIS_URL, audit_rows, backup_run_in_process, restore_through_api, signed_in
+from tests.helpers import REDIS_URL, audit_rows, backup_run_in_process, restore_through_api, run_jobs_for, signed_in
 from tests.jobs.test_restore import change_live, scratch_databases
 from tests.support.databases import table_fingerprint
 
@@ -72,6 +72,14 @@ def test_when_the_safety_backup_fails_undo_names_no_file_and_the_replaced_databa
     page = browser.get(f"/jobs/{status['id']}").get_data(as_text=True)
     assert 'id="job-undo"' not in page and f"/backups/{filename}/restore" not in page
     assert 'id="job-no-undo"' in page and f"the replaced database is kept as\n          <code>{kept}</code>" in page
+
+    # A drop job pushed onto the queue by hand (anyone who can write to Redis can): the database stays.
+    pg_admin.execute(f'ALTER DATABASE "{kept}" ALLOW_CONNECTIONS false')  # as the job left it
+    from app.jobs.queue import drop_previous_database_later
+
+    drop_previous_database_later(app.config["SETTINGS"], Redis.from_url(REDIS_URL), kept)
+    run_jobs_for(app)
+    assert scratch_databases(pg_admin, target_db) == [kept]
 
 
 # --------------------------------------------------------------------------- the safety backup is read back first

@@ -71,13 +71,13 @@ def test_a_claimed_database_is_offered_again_only_when_given_back_and_goes_once_
     with app.app_context():
         kept = kept_databases.keep(settings, scratch_name(live, "previous"), datetime.now(UTC) + HOUR, "s.dump", "j1")
         assert kept_databases.kept_with(settings, "s.dump") == kept
-        assert kept_databases.still_kept(settings, kept.database)
+        assert not kept_databases.may_drop(settings, kept.database)  # kept, not claimed: no drop job may drop it
         assert kept_databases.kept_with(settings, "s.dump", now=kept.until_at) is None  # its time is up: not offered
         assert kept_databases.claim(kept) and not kept_databases.claim(kept)
-        assert kept_databases.kept_with(settings, "s.dump") is None and not kept_databases.still_kept(
-            settings, kept.database)  # fmt: skip
+        assert kept_databases.kept_with(settings, "s.dump") is None and kept_databases.may_drop(settings, kept.database)
         kept_databases.release(kept)  # a swap back that failed
         assert kept_databases.kept_with(settings, "s.dump") == kept
+        assert not kept_databases.may_drop(settings, kept.database)
         kept_databases.forget(settings, kept.database)  # unclaimed: stays
         assert kept_databases.claim(kept)
         kept_databases.forget(settings, kept.database)
