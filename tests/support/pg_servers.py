@@ -9,6 +9,10 @@ Each wheel's server is started on first use with its own `initdb` and `pg_ctl`, 
 127.0.0.1, in a throw-away folder under /tmp; it is stopped and removed at session end. A
 missing wheel raises RuntimeError, so the test that needs it fails (never skips).
 
+`throwaway_server(SYSTEM["major"], SYSTEM["bin_dir"])` starts a second cluster of the system's 15 the
+same way: another environment's server, with roles of its own. The wheels are built without ICU
+(and 18 without OpenSSL, so no pgcrypto), so a database with an ICU locale needs that one.
+
 The fixtures (`pg_server`, once per server; `server_db`) are in tests/server_fixtures.py.
 """
 
@@ -107,7 +111,14 @@ def _server_bin_dir(bin_dir: str, folder: Path) -> str:
 @contextlib.contextmanager
 def wheel_server(major: int) -> Iterator[PgServer]:
     """initdb + pg_ctl start of a wheel's PostgreSQL in a throw-away folder; stopped and removed after."""
-    bin_dir = wheel_bin_dir(major)
+    with throwaway_server(major, wheel_bin_dir(major)) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def throwaway_server(major: int, bin_dir: str) -> Iterator[PgServer]:
+    """initdb + pg_ctl start of the PostgreSQL `major` in `bin_dir` in a throw-away folder: a cluster of its
+    own (roles included); stopped and removed after, with everything made on it."""
     folder = Path(tempfile.mkdtemp(prefix=f"pgct-pg{major}-", dir="/tmp"))
     if os.geteuid() == 0:
         account = pwd.getpwnam("postgres")
