@@ -44,6 +44,35 @@ def run_statements(target: TargetDatabase, dbname: str, statements: list[str]) -
             execute_one(conn, statement)
 
 
+# SECURITY DEFINER routines of the database's own (an extension's are its package's business).
+_SECURITY_DEFINERS = """
+SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                  AND d.deptype = 'e')
+ORDER BY 1
+"""
+
+
+def close_security_definers(target: TargetDatabase, dbname: str) -> list[str]:
+    """REVOKE EXECUTE … FROM PUBLIC on every SECURITY DEFINER routine of `dbname`; their signatures."""
+    with connect_to(target, dbname) as conn:
+        routines = [row[0] for row in conn.execute(_SECURITY_DEFINERS)]
+        for routine in routines:  # schema-qualified and quoted by format(%I) on the server
+            conn.execute(sql.SQL("REVOKE EXECUTE ON ROUTINE {} FROM PUBLIC").format(sql.SQL(routine)))
+    return routines
+
+
+def has_icu(target: TargetDatabase) -> bool:
+    """Whether the target's server was built with ICU. From 16 on it says so (a build without ICU still lists
+    the predefined `unicode` collation); before, a build with ICU is the one with ICU collations."""
+    with connect_to(target, target.dbname) as conn:
+        if conn.info.server_version >= 160000:
+            return conn.execute("SELECT icu_unicode_version() IS NOT NULL").fetchone()[0]
+        return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collprovider = 'i')").fetchone()[0]
+
+
 def connect_to(target: TargetDatabase, dbname: str) -> psycopg.Connection:
     """An autocommit connection to `dbname` on the target's server."""
     return psycopg.connect(**target.conninfo(dbname), autocommit=True)

@@ -17,6 +17,7 @@ import errno
 import hashlib
 import hmac
 import os
+import re
 import shutil
 import tempfile
 from collections import deque
@@ -437,7 +438,28 @@ def preflight(target: TargetDatabase, archive: Path, *, with_owners: bool, exten
     refused = preflight_rules.refusing(preflight_rules.problems(needs, server), without_owners=not with_owners)
     if refused:
         raise RestoreRefused(" ".join(p.text for p in refused) + " Nothing was changed.")
+    if contents.database and _ICU.search(contents.database.create) and not database_admin.has_icu(target):
+        raise RestoreRefused(
+            f"The backup's database sorts with ICU (LOCALE_PROVIDER = icu), and the server of {target.dbname} was "
+            "built without ICU: its scratch database could not be created. Restore it on a server with ICU, or "
+            "with pg_restore by hand into a database of another locale. Nothing was changed.")  # fmt: skip
     return contents
+
+
+_ICU = re.compile(r"\bLOCALE_PROVIDER\s*=\s*'?icu\b", re.IGNORECASE)
+
+
+def close_public_access(target: TargetDatabase, scratch: str) -> list[str]:
+    """After a restore without owners and grants, which leaves PUBLIC PostgreSQL's default rights (the backup's
+    revokes are grants too): no SECURITY DEFINER routine stays executable by everyone, since each now runs
+    as the console's role. The notes for the job page, in words."""
+    routines = database_admin.close_security_definers(target, scratch)
+    notes = ["without grants, PUBLIC has PostgreSQL's default rights on the restored database (it may connect "
+             "and run functions): set the grants you need"]  # fmt: skip
+    if routines:
+        notes.append(f"{len(routines)} SECURITY DEFINER function(s) now run as the console's role, so PUBLIC may no "
+                     f"longer execute them: {', '.join(routines[:10])}{' …' if len(routines) > 10 else ''}")
+    return notes
 
 
 def restore_into(

@@ -397,6 +397,8 @@ def _restore_into_scratch(
                                   on_progress=(lambda done, total: record.save()) if streamed else record.items)
     restore.apply_database_properties(ours.target, scratch, contents.database, with_owners=with_owners,
                                       connection_limit=True)  # fmt: skip
+    if not with_owners:
+        notes += restore.close_public_access(ours.target, scratch)
     return restore.ScratchCopy(scratch, archive.sha256, archive.checksum_verified, origin.trusted, origin.reason,
                                tables, tuple(notes), tuple(created), streamed)  # fmt: skip
 

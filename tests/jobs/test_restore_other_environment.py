@@ -177,6 +177,12 @@ def test_a_production_backup_restored_into_staging_without_its_roles_refuses_the
             assert {lo["owner"] for lo in large_objects(conn).values()} == {"postgres"}
             assert conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
                                 (staging_db,)).fetchone() == ("postgres",)  # fmt: skip
+            # The SECURITY DEFINER function now runs as postgres: nobody else may call it, though no grant came back.
+            assert conn.execute("SELECT has_function_privilege(%s, 'shop.customer_digest(integer)', 'EXECUTE')",
+                                (outsider,)).fetchone() == (False,)  # fmt: skip
+        notes = done["result"]["notes"]
+        assert any("PUBLIC has PostgreSQL's default rights" in note for note in notes), notes
+        assert any("shop.customer_digest(" in note for note in notes), notes
         job_page = browser.get(f"/jobs/{job_id}").get_data(as_text=True)
         assert "Restored <strong>without owners and grants</strong>, as chosen." in job_page
         logged = {row.outcome: row.detail or "" for row in audit_rows(staging, "restore") if row.job_id == job_id}

@@ -8,8 +8,10 @@ fixture and `console_for` of tests/jobs/test_restore_fidelity.py), changes this 
 from __future__ import annotations
 
 import re
+import subprocess
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from app.domain.preflight import BackupNeeds, ServerFacts, problems, refusing
@@ -22,7 +24,7 @@ from tests.helpers import (
     storage_of,
 )
 from tests.jobs.test_restore_fidelity import application, console_for  # noqa: F401 - `application` is a fixture
-from tests.support.databases import PG, drop_database, new_name
+from tests.support.databases import PG, database_names, drop_database, new_name
 from tests.support.fidelity import differences, fingerprint
 from tests.support.rich_database import rich_database
 
@@ -202,3 +204,34 @@ def test_a_backup_restored_where_its_roles_are_missing_creates_them_by_choice_wi
         assert member is True
         assert any(owner in (row.detail or "") for row in audit_rows(app, "create-roles"))
         assert any("creating the missing roles" in (row.detail or "") for row in audit_rows(app, "restore"))
+
+
+@pytest.mark.parametrize("pg_server", [17], indirect=True)
+def test_an_icu_backup_is_refused_before_the_scratch_database_on_a_server_without_icu(pg_server, pg_admin, tmp_path,
+                                                                                    server_db):  # fmt: skip
+    """The PostgreSQL 17 wheel is built without ICU: a backup of a database that sorts with ICU could not get its
+    scratch database there. The job's preflight says so before anything is created."""
+    from app.adapters.postgres import TargetDatabase
+    from app.domain import restore
+
+    source = new_name()
+    pg_admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'de-DE' "
+                             "LOCALE 'C.UTF-8'").format(sql.Identifier(source)))  # fmt: skip
+    try:
+        archive = tmp_path / "icu.dump"
+        subprocess.run([pg_server_tool(15), "--format=custom", "-f", str(archive), "-h", PG["host"], "-U", PG["user"],
+                        source], check=True)  # fmt: skip
+        target = TargetDatabase(pg_server.host, pg_server.port, pg_server.user, "", server_db)
+        with pytest.raises(restore.RestoreRefused, match="built without ICU") as refused:
+            restore.preflight(target, archive, with_owners=False, bin_dirs=(pg_server.bin_dir,))
+        assert "Nothing was changed" in str(refused.value)
+        with pg_server.admin() as admin:
+            assert database_names(admin, f"{server_db}%") == [server_db]
+    finally:
+        drop_database(pg_admin, source)
+
+
+def pg_server_tool(major: int) -> str:
+    from app.adapters import postgres
+
+    return postgres.pick_client("pg_dump", major).path
