@@ -105,6 +105,10 @@ class JobRecord:
         self.state.progress.items_done, self.state.progress.items_total = done, total
         self.save()
 
+    def warn(self, text: str) -> None:
+        """Add `text` to what the job page shows as the job's warning (several may apply to one job)."""
+        self.remember(warning="; ".join(w for w in (self.state.warning, text) if w))
+
     def remember(self, **facts: Any) -> None:
         """Set fields of the state (e.g. upload_id=..., scratch_database=None) and save at once."""
         for name, value in facts.items():

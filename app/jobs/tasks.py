@@ -127,7 +127,7 @@ def _warn_if_size_dropped(listed: list[catalog.Backup], filename: str, record: J
     if drop is None:
         return
     message = f"possible data loss: this backup is {drop} % smaller than the backups before it"
-    record.remember(warning=message)
+    record.warn(message)
     details = {"file": filename, **({"job": alerts.job_link(settings.public_url, record.job.id)} if record.job else {})}
     notify(settings, services.redis(), alerts.Alert("size-drop", f"{filename}: {message}", details))
 
@@ -178,8 +178,8 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
         kept_old_database=kept,
     )
     if safety_error:
-        _add_warning(record, f"the safety backup of the replaced database failed ({safety_error}); "
-                             f"it is kept as {set_aside}, nothing of it was dropped")  # fmt: skip
+        record.warn(f"the safety backup of the replaced database failed ({safety_error}); "
+                    f"it is kept as {set_aside}, nothing of it was dropped")  # fmt: skip
     record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
     detail = _restore_detail(ours.target.dbname, filename, outcome.seconds, ended, copy, set_aside, safety_backup,
                              safety_error, without_owners=without_owners, kept_until=kept_until,
@@ -368,7 +368,7 @@ def _restore_into_scratch(
     size, free = restore.plain_size(backup, manifest), shutil.disk_usage(folder).free
     streamed = not restore.has_room(size, free)
     if streamed:
-        _add_warning(record, restore.streaming_note(size, free, settings.restore_tmp_dir))
+        record.warn(restore.streaming_note(size, free, settings.restore_tmp_dir))
     # Both ways the archive is read whole from the store ("downloading") and its checksum checked before
     # anything is touched; streamed, it is read again into pg_restore, so the job page's steps are the same.
     record.phase("downloading", bytes_total=backup.size)
@@ -381,7 +381,7 @@ def _restore_into_scratch(
                                         identity_file=settings.encryption_identity_file, on_progress=record.advance)
     record.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
     if not origin.trusted:
-        _add_warning(record, f"this backup is not trusted: {origin.reason}; {UNTRUSTED_WARNING}")
+        record.warn(f"this backup is not trusted: {origin.reason}; {UNTRUSTED_WARNING}")
     created = _create_roles(backup, manifest, origin, record, confirmed) if create_roles else []
     contents = restore.preflight(ours.target, archive.path, with_owners=with_owners,
                                  extensions=(manifest or {}).get("extensions"), bin_dirs=settings.pg_bin_dirs)
@@ -401,11 +401,6 @@ def _restore_into_scratch(
         notes += restore.close_public_access(ours.target, scratch)
     return restore.ScratchCopy(scratch, archive.sha256, archive.checksum_verified, origin.trusted, origin.reason,
                                tables, tuple(notes), tuple(created), streamed)  # fmt: skip
-
-
-def _add_warning(record: JobRecord, text: str) -> None:
-    """Add `text` to what the job page shows as the job's warning (several may apply to one restore)."""
-    record.remember(warning="; ".join(w for w in (record.state.warning, text) if w))
 
 
 def _create_roles(backup: catalog.Backup, manifest: dict | None, origin: provenance.Provenance, record: JobRecord,
