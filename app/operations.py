@@ -10,9 +10,10 @@ whose `status` the web layer answers with (400/403/404/409/429/503) in one place
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 
@@ -26,11 +27,12 @@ from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
 from app.domain.naming import Owner
 from app.domain.restore import passkey_matches
-from app.jobs import kept_databases
+from app.jobs import history, kept_databases
 from app.jobs.notify import deliver
 from app.jobs.queue import JobRefused, start_job
 from app.services.listing_cache import listing_cache
 from app.store import audit
+from app.store.models import JobRun, utcnow
 
 PASSKEY_FAILURES_ALLOWED = 5  # per admin and address
 # ... and across everyone, per target (each has its own passkey), so a new admin account does not
@@ -40,11 +42,16 @@ PASSKEY_WINDOW_SECONDS = 15 * 60
 
 
 class Refused(Exception):
-    """A request was refused before anything was enqueued; `status` is the HTTP answer."""
+    """A request was refused before anything was enqueued; `status` is the HTTP answer.
 
-    def __init__(self, message: str, status: int):
+    `job_id`: the job the request ran into when it is the asker's own (a second click on "Create
+    backup"), so the caller can lead them to it instead of an error.
+    """
+
+    def __init__(self, message: str, status: int, *, job_id: str | None = None):
         super().__init__(message)
         self.status = status
+        self.job_id = job_id
 
 
 @dataclass(frozen=True)
@@ -111,11 +118,32 @@ def request_backup(actor: Actor, using: Collaborators, *, scheduled: bool = Fals
     try:
         job_id = _start(using, "backup", actor.username, scheduled=scheduled)
     except JobRefused as exc:
-        audit.record("backup", "refused", username=actor.username, detail=str(exc), address=actor.address)
-        raise Refused(str(exc), exc.status) from None
+        own = None if scheduled else own_backup_just_asked(actor, using, running_only=exc.status != 429)
+        audit.record("backup", "refused", username=actor.username, detail=str(exc), address=actor.address,
+                     job_id=own.id if own else None)  # fmt: skip
+        raise Refused(str(exc), exc.status, job_id=own.id if own else None) from None
     audit.record("backup", "requested", username=actor.username, job_id=job_id, address=actor.address,
                  detail=detail)  # fmt: skip
     return job_id
+
+
+JUST_ASKED_LOOKS = 5  # a tenth of a second apart
+
+
+def own_backup_just_asked(actor: Actor, using: Collaborators, *, running_only: bool) -> JobRun | None:
+    """The backup of this target that `actor` asked for moments ago: still running, or (unless `running_only`)
+    asked within BACKUP_MIN_INTERVAL_SECONDS. What a double click's second request runs into."""
+    settings = using.settings
+    this_target = history.Seen.of([settings.target_name], settings.default_target)
+    since = utcnow() - timedelta(seconds=settings.backup_min_interval_seconds)
+    for attempt in range(JUST_ASKED_LOOKS):  # the first click's request may be a moment from its record
+        runs, _ = history.page_of(kind="backup", status=None, page=1, seen=this_target, per_page=10)  # running first
+        found = next((run for run in runs if run.requested_by == actor.username and not run.scheduled
+                      and (run.running or (not running_only and run.enqueued_at >= since))), None)  # fmt: skip
+        if found is not None or attempt == JUST_ASKED_LOOKS - 1:
+            return found
+        time.sleep(0.1)
+    return None
 
 
 def backup_for(actor: Actor, using: Collaborators, filename: str, action: str) -> Backup:

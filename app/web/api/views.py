@@ -54,7 +54,13 @@ def target_list():
 @bp.route("/targets/<target>/backup", methods=["POST"])
 @role_required("operator")
 def create_backup():
-    return accepted(operations.request_backup(current_actor(), operations.collaborators()))
+    try:
+        return accepted(operations.request_backup(current_actor(), operations.collaborators()))
+    except operations.Refused as exc:
+        if not exc.job_id:
+            raise
+        # The caller's own backup of this target is running (or just was): refused, and which one it is.
+        return jsonify(error=str(exc), job_id=exc.job_id, status_url=url_for("api.job", job_id=exc.job_id)), exc.status
 
 
 @bp.route("/setting/backups")

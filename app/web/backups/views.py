@@ -11,6 +11,7 @@ from app import operations, services
 from app.adapters.storage import StorageError
 from app.domain import catalog, trends
 from app.domain.cron import next_run
+from app.jobs import history
 from app.services import listing_cache
 from app.store import audit
 from app.store.schedule import effective_schedule
@@ -109,6 +110,11 @@ def create():
     try:
         job_id = operations.request_backup(current_actor(), operations.collaborators())
     except operations.Refused as exc:
+        if exc.job_id:  # a second click: lead to the backup the first one started, calmly
+            run = history.find(exc.job_id)
+            flash("Your backup is already running." if run is None or run.running else "Your backup has just finished.",
+                  "info")  # fmt: skip
+            return redirect(url_for("jobs.show", job_id=exc.job_id, next=safe_next(form.next.data)), 303)
         flash(str(exc), "error")
         if exc.status == 429:  # too soon after the last backup: the list, with the wait, answered as 429
             return index(), 429
