@@ -1,11 +1,11 @@
-"""Sizes, durations, ages and counts as people read them, the same on every page, alert and chart.
+"""Sizes, durations, ages, counts and dates as people read them, the same on every page, alert and chart.
 
 Imports nothing of the app, so any layer may use it.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 SIZE_UNITS = ("B", "KB", "MB", "GB", "TB")
 
@@ -22,18 +22,23 @@ def human_size(size: float | None) -> str:
     return f"{size} B"  # unreachable: the last unit takes any value
 
 
-def human_duration(seconds: float | None, *, tenths: bool = False) -> str:
-    """How long something took: 3 s, 2 min 5 s, 1 h 4 min; "" when unknown.
+def human_duration(seconds: float | None) -> str:
+    """How long something took, by one rule for every page, chart and alert; "" when unknown.
 
-    `tenths` shows 3.2 s under a minute, where short runs must stay apart (the trend chart).
-    A negative span (clocks that disagree) reads as 0 s.
+    Under 10 s with one decimal (0.5 s, 1.2 s: short runs stay apart), then whole seconds (42 s),
+    then minutes (2 min 5 s) and hours (1 h 4 min). A negative span (clocks that disagree) reads as 0 s.
     """
     if seconds is None:
         return ""
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s" if tenths else f"{seconds:.0f} s"
-    minutes, rest = divmod(round(seconds), 60)
+    seconds = max(0.0, float(seconds))
+    if seconds == 0:
+        return "0 s"
+    if round(seconds, 1) < 10:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, rest = divmod(whole, 60)
     if minutes < 60:
         return f"{minutes} min {rest} s"
     hours, minutes = divmod(minutes, 60)
@@ -65,6 +70,31 @@ def human_age(moment: datetime | None, now: datetime | None = None) -> str:
     return f"{int(seconds // 86400)} days ago"
 
 
-def human_count(n: int, noun: str) -> str:
-    """1 target, 3 targets: a count with its noun, plural when it is not one."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def human_number(n: int | float | None) -> str:
+    """A count with thousands separators: 25,000; "" when unknown."""
+    if n is None:
+        return ""
+    return f"{n:,}" if isinstance(n, int) else f"{n:,.0f}"
+
+
+def human_count(n: int, noun: str, plural: str | None = None) -> str:
+    """1 target, 3 targets, 25,000 rows: a count with its noun, plural when it is not one."""
+    return f"{human_number(n)} {noun if n == 1 else plural or noun + 's'}"
+
+
+# Moments: the console shows every date and time in its display zone (DISPLAY_TIMEZONE) in these layouts.
+MOMENT_LAYOUT = "%Y-%m-%d %I:%M:%S %p %Z"  # a moment in full: 2024-03-01 07:30:00 AM IST
+CLOCK_LAYOUT = "%I:%M %p %Z"  # only the time of day, for moments within the hour
+DAY_LAYOUT = "%Y-%m-%d"  # a day, where the time does not matter (the chart's axis)
+TIME_LAYOUT = "%H:%M"  # a time of day on the chart, when all its points are of one day
+
+
+def in_zone(moment: datetime | str | None, zone: tzinfo | None, layout: str = MOMENT_LAYOUT) -> str:
+    """`moment` (aware, naive UTC as the console store keeps it, or ISO text) in `zone`; "" when unknown."""
+    if moment is None or moment == "":
+        return ""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment.astimezone(zone) if zone else moment).strftime(layout)

@@ -23,6 +23,7 @@ from app.accounts.people import (
 )
 from app.config import ROLES, TARGET_ROLES, UnknownTarget
 from app.extensions import db
+from app.formatting import human_size
 from app.services.clients import redis_for, redis_problem
 from app.store import audit
 from app.store.models import utcnow
@@ -189,7 +190,8 @@ def backup_create(target: str | None, wait: bool, as_user: str) -> None:
         status = job_status(redis, job_id)
         if status and status["status"] == "finished":
             result = status["result"]
-            click.echo(f"Backup finished: {result['filename']} ({result['size']} bytes, sha256 {result['sha256']})")
+            size = human_size(result["size"])
+            click.echo(f"Backup finished: {result['filename']} ({size}, sha256 {result['sha256']})")
             return
         if status and status["status"] == "failed":
             fail(f"backup failed: {status['error']}")

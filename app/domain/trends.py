@@ -12,7 +12,7 @@ from statistics import median
 
 from app.domain.catalog import Backup
 from app.domain.naming import Owner
-from app.formatting import human_duration, human_size
+from app.formatting import DAY_LAYOUT, TIME_LAYOUT, human_count, human_duration, human_size, in_zone
 
 # How many earlier backups the drop rule compares with, and how many it needs before it judges.
 DROP_WINDOW = 5
@@ -105,31 +105,42 @@ def manifest_seconds(manifest: dict | None) -> float | None:
 
 # --- the chart -------------------------------------------------------------------------------
 
-_LEFT, _RIGHT, _TOP, _BOTTOM = 64, 56, 16, 24
+# (width, height, left, right, top, bottom, font size) of the wide chart and of the one phones show.
+_WIDE = (640, 160, 64, 56, 16, 24, 11)
+_NARROW = (360, 200, 58, 50, 16, 26, 12)
 
 
-def human_seconds(seconds: float) -> str:
-    return human_duration(seconds, tenths=True)  # short runs stay apart on the chart
+def chart_svg(points: list[Point], *, zone: tzinfo | None = None) -> str:
+    """The chart twice: wide for screens, narrow for phones; the CSS shows one (.trend-wide, .trend-narrow).
+
+    Scaled down, the wide chart's text would be too small to read on a phone; a hidden copy is out of
+    the accessibility tree too (display: none), so each reader meets one chart. "" for fewer than 2 points.
+    """
+    if len(points) < 2:
+        return ""
+    return "\n".join((one_chart_svg(points, zone=zone), one_chart_svg(points, zone=zone, narrow=True)))
 
 
-def chart_svg(points: list[Point], *, width: int = 640, height: int = 160, zone: tzinfo | None = None) -> str:
+def one_chart_svg(points: list[Point], *, zone: tzinfo | None = None, narrow: bool = False) -> str:
     """A small server-rendered SVG: bars for sizes, a line for durations on a second (right) scale.
 
     Accessible: role="img" with a <title> and a <desc> that says the series in words, and a
     <title> on each bar. No inline styles or scripts (the CSP forbids them): presentation
     attributes give sane defaults and the classes "bar", "bar dropped", "duration", "axis" and
     "axis-label" are styled in static/style.css. Dates are shown in `zone` (UTC-aware datetimes
-    as stored when None). "" for fewer than 2 points.
+    as stored when None): the days of the first and last backup, or their times when both are of
+    one day. "" for fewer than 2 points.
     """
     if len(points) < 2:
         return ""
-    chart = _Chart(points, width, height, zone)
+    chart = _Chart(points, _NARROW if narrow else _WIDE, zone)
+    ids = "trend-narrow" if narrow else "trend-wide"
     return "\n".join([
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="trend-chart" role="img" '
-        f'aria-labelledby="trend-title trend-desc" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" font-size="11" font-family="sans-serif">',
-        '<title id="trend-title">Backup sizes (bars) and durations (line)</title>',
-        f'<desc id="trend-desc">{escape(_description(chart))}</desc>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="trend-chart {ids}" role="img" '
+        f'aria-labelledby="{ids}-title {ids}-desc" viewBox="0 0 {chart.width} {chart.height}" '
+        f'width="{chart.width}" height="{chart.height}" font-size="{chart.font}" font-family="sans-serif">',
+        f'<title id="{ids}-title">Backup sizes (bars) and durations (line)</title>',
+        f'<desc id="{ids}-desc">{escape(_description(chart))}</desc>',
         *_axes(chart), *_bars(chart), *_duration_line(chart), "</svg>",
     ])  # fmt: skip
 
@@ -137,30 +148,43 @@ def chart_svg(points: list[Point], *, width: int = 640, height: int = 160, zone:
 class _Chart:
     """The plot's geometry and scales, shared by its parts."""
 
-    def __init__(self, points: list[Point], width: int, height: int, zone: tzinfo | None):
-        self.points, self.width, self.height, self.zone = points, width, height, zone
-        self.plot_h = height - _TOP - _BOTTOM
-        self.bottom = _TOP + self.plot_h
-        self.slot = (width - _LEFT - _RIGHT) / len(points)
+    def __init__(self, points: list[Point], layout: tuple[int, ...], zone: tzinfo | None):
+        self.width, self.height, self.left, self.right_margin, self.top, bottom_margin, self.font = layout
+        self.points, self.zone = points, zone
+        self.plot_h = self.height - self.top - bottom_margin
+        self.bottom = self.top + self.plot_h
+        self.right = self.width - self.right_margin
+        self.slot = (self.right - self.left) / len(points)
         self.bar_w = max(1.0, self.slot * 0.7)
         self.max_size = max(p.size for p in points) or 1
         self.durations = [p.seconds for p in points if p.seconds is not None]
         self.max_seconds = max(self.durations, default=0) or 1.0
+        # One day's backups: the axis says their times, else two identical dates would label it.
+        self.one_day = self.day(points[0].created_at) == self.day(points[-1].created_at)
 
     def day(self, moment: datetime) -> str:
-        return (moment.astimezone(self.zone) if self.zone else moment).strftime("%Y-%m-%d")
+        return in_zone(moment, self.zone, DAY_LAYOUT)
+
+    def moment(self, moment: datetime) -> str:
+        return in_zone(moment, self.zone, f"{DAY_LAYOUT} {TIME_LAYOUT}")
+
+    def axis_label(self, moment: datetime) -> str:
+        return in_zone(moment, self.zone, TIME_LAYOUT if self.one_day else DAY_LAYOUT)
 
     def centre(self, i: int) -> float:
-        return _LEFT + self.slot * i + self.slot / 2
+        return self.left + self.slot * i + self.slot / 2
 
 
 def _description(chart: _Chart) -> str:
     points, first, last = chart.points, chart.points[0], chart.points[-1]
-    latest = human_size(last.size) + (f", {human_seconds(last.seconds)}" if last.seconds is not None else "")
-    desc = f"{len(points)} backups from {chart.day(first.created_at)} to {chart.day(last.created_at)}; latest {latest}."
+    latest = human_size(last.size) + (f", {human_duration(last.seconds)}" if last.seconds is not None else "")
+    span = (f"on {chart.day(first.created_at)}, {chart.axis_label(first.created_at)} to "
+            f"{chart.axis_label(last.created_at)}" if chart.one_day
+            else f"from {chart.day(first.created_at)} to {chart.day(last.created_at)}")  # fmt: skip
+    desc = f"{human_count(len(points), 'backup')} {span}; latest {latest}."
     desc += f" Sizes from {human_size(min(p.size for p in points))} to {human_size(chart.max_size)}."
     if chart.durations:
-        desc += f" Durations from {human_seconds(min(chart.durations))} to {human_seconds(max(chart.durations))}."
+        desc += f" Durations from {human_duration(min(chart.durations))} to {human_duration(max(chart.durations))}."
     flagged = [p for p in points if p.dropped]
     if flagged:
         desc += f" {len(flagged)} flagged as a possible data loss: {', '.join(p.filename for p in flagged)}."
@@ -168,20 +192,22 @@ def _description(chart: _Chart) -> str:
 
 
 def _axes(chart: _Chart) -> list[str]:
-    """Sizes on the left, durations on the right, dates along the bottom."""
-    right, bottom = chart.width - _RIGHT, chart.bottom
+    """Sizes on the left, durations on the right, the first and last backup's day (or time) along the bottom."""
+    left, right, top, bottom = chart.left, chart.right, chart.top, chart.bottom
+    first, last = chart.axis_label(chart.points[0].created_at), chart.axis_label(chart.points[-1].created_at)
     out = [
-        f'<line class="axis" x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT}" y2="{bottom}" stroke="#8c959f"/>',
-        f'<line class="axis" x1="{_LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#8c959f"/>',
-        f'<line class="axis" x1="{right}" y1="{_TOP}" x2="{right}" y2="{bottom}" stroke="#8c959f"/>',
-        _text(_LEFT - 4, _TOP + 4, human_size(chart.max_size), "end"),
-        _text(_LEFT - 4, bottom, human_size(0), "end"),
-        _text(_LEFT, chart.height - 6, chart.day(chart.points[0].created_at), "start"),
-        _text(right, chart.height - 6, chart.day(chart.points[-1].created_at), "end"),
+        f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#8c959f"/>',
+        f'<line class="axis" x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#8c959f"/>',
+        f'<line class="axis" x1="{right}" y1="{top}" x2="{right}" y2="{bottom}" stroke="#8c959f"/>',
+        _text(left - 4, top + 4, human_size(chart.max_size), "end"),
+        _text(left - 4, bottom, human_size(0), "end"),
+        _text(left, chart.height - 6, first, "start"),
     ]
+    if last != first:  # backups within one minute: one label says it
+        out.append(_text(right, chart.height - 6, last, "end"))
     if chart.durations:
-        out.append(_text(right + 4, _TOP + 4, human_seconds(chart.max_seconds), "start"))
-        out.append(_text(right + 4, bottom, human_seconds(0), "start"))
+        out.append(_text(right + 4, top + 4, human_duration(chart.max_seconds), "start"))
+        out.append(_text(right + 4, bottom, human_duration(0), "start"))
     return out
 
 
@@ -192,8 +218,8 @@ def _bars(chart: _Chart) -> list[str]:
         x = chart.centre(i) - chart.bar_w / 2
         label = f"{p.filename}: {human_size(p.size)}"
         if p.seconds is not None:
-            label += f", {human_seconds(p.seconds)}"
-        label += f", {chart.day(p.created_at)}"
+            label += f", {human_duration(p.seconds)}"
+        label += f", {chart.moment(p.created_at)}"
         if p.dropped:
             label += f" (possible data loss: {p.drop_pct} % smaller than the backups before it)"
         css, fill = ("bar dropped", "#b3261e") if p.dropped else ("bar", "#8fb8de")
@@ -203,7 +229,7 @@ def _bars(chart: _Chart) -> list[str]:
         )
         if p.dropped:  # not by colour alone
             out.append(
-                f'<text class="drop-mark" x="{chart.centre(i):.1f}" y="{max(_TOP, chart.bottom - h - 3):.1f}" '
+                f'<text class="drop-mark" x="{chart.centre(i):.1f}" y="{max(chart.top, chart.bottom - h - 3):.1f}" '
                 f'text-anchor="middle" fill="#b3261e" aria-hidden="true">!</text>'
             )
     return out

@@ -1,15 +1,28 @@
-"""The Jinja filters every page uses: sizes, durations, ages and moments in the console's time zone."""
+"""The Jinja filters every page uses: sizes, durations, counts, ages and moments in the console's time zone.
+
+Each is a formatter of app/formatting.py: `{{ n | number }}` 25,000; `{{ n | count("row") }}` 25,000 rows.
+"""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import Flask, url_for
 from markupsafe import Markup, escape
 
 from app import services
-from app.formatting import human_age, human_duration, human_period, human_size
+from app.formatting import (
+    CLOCK_LAYOUT,
+    MOMENT_LAYOUT,
+    human_age,
+    human_count,
+    human_duration,
+    human_number,
+    human_period,
+    human_size,
+    in_zone,
+)
 
 JOB_MENTION = re.compile(r"\bjob ([0-9a-f]{32})\b")  # job ids are uuid4 hex (jobs.queue.start_job)
 
@@ -26,27 +39,21 @@ def age(seconds: int) -> str:
 
 
 def in_display_zone(moment: datetime | str | None, layout: str) -> str:
-    if moment is None:
-        return ""
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    if moment.tzinfo is None:  # the console store keeps naive UTC
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(services.settings().zone).strftime(layout)
+    return in_zone(moment, services.settings().zone, layout)
 
 
 def localtime(moment: datetime | str | None) -> str:
-    return in_display_zone(moment, "%Y-%m-%d %I:%M:%S %p %Z")
+    return in_display_zone(moment, MOMENT_LAYOUT)
 
 
 def clock(moment: datetime | str | None) -> str:
     """Only the time of day ("04:28 PM IST"), for moments within the hour."""
-    return in_display_zone(moment, "%I:%M %p %Z")
+    return in_display_zone(moment, CLOCK_LAYOUT)
 
 
 FILTERS = {
     "filesize": human_size, "duration": human_duration, "link_jobs": link_jobs, "ago": human_age, "age": age,
-    "localtime": localtime, "clock": clock,
+    "localtime": localtime, "clock": clock, "number": human_number, "count": human_count,
 }  # fmt: skip
 
 

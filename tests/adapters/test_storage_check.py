@@ -125,7 +125,7 @@ def test_a_local_folder_passes_and_keeps_nothing(make_app, tmp_path):
     code, lines = storage_check(make_app(BACKUP_STORAGE_URL=folder.as_uri()))
     assert code == 0, lines
     assert list(lines) == FOLDER_CHECKS
-    assert re.fullmatch(r"ok \([\d,]+ bytes free\)", lines["free space"])
+    assert re.fullmatch(r"ok \([\d.]+ [KMGT]?B free\)", lines["free space"])
     assert list(folder.iterdir()) == []
 
 
@@ -167,7 +167,7 @@ def test_a_nearly_full_disk_fails_the_free_space_check(make_app, tmp_path):
     finally:
         subprocess.run(["umount", str(disk)], check=True)
     assert code == 1
-    assert re.fullmatch(r"FAILED: LowSpace, .*: [\d,]+ bytes free; the next backup needs about at least 1 GiB",
+    assert re.fullmatch(r"FAILED: LowSpace, .*: [\d.]+ [KMGT]?B free; the next backup needs about at least 1 GiB",
                         lines["free space"])  # fmt: skip
     assert lines["delete (unlink)"] == "ok"
 

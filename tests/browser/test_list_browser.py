@@ -61,8 +61,8 @@ def test_a_viewer_filters_by_environment_and_sees_who_made_each_backup(page, app
     by_name = {name: page.get_by_role("row", name=name) for name in (manual, scheduled, other)}
     assert cell(by_name[scheduled], "Made by") == "scheduler · scheduled"
     assert cell(by_name[manual], "Made by") == "olga · manual"
-    assert re.fullmatch(r"\d+ s", cell(by_name[manual], "Duration"))
-    assert re.fullmatch(r"\d+ s", cell(by_name[scheduled], "Duration"))
+    assert re.fullmatch(r"\d+(\.\d)? s", cell(by_name[manual], "Duration"))
+    assert re.fullmatch(r"\d+(\.\d)? s", cell(by_name[scheduled], "Duration"))
     assert re.fullmatch(r"\S+ \S+ [AP]M IST (just now|\d+ min ago)", cell(by_name[manual], "Created"))
     assert cell(by_name[other], "Made by") == cell(by_name[other], "Duration") == "— not known"  # nothing here says
     assert by_name[other].locator("td[data-label='Made by'] span[aria-hidden='true']").inner_text() == "—"

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from app.domain.catalog import Backup
 from app.domain.naming import Owner, backup_filename
-from app.domain.trends import Point, backup_trend, chart_svg, drop_percent_of, size_dropped
+from app.domain.trends import Point, backup_trend, chart_svg, drop_percent_of, one_chart_svg, size_dropped
 
 ZONE = ZoneInfo("Asia/Kolkata")
 START = datetime(2024, 3, 1, 2, 0, tzinfo=UTC)
@@ -142,7 +142,7 @@ def test_chart_empty_for_fewer_than_two_points():
 
 def test_chart_is_well_formed_accessible_and_inline_free():
     points = points_for(100 * MB, 100 * MB, 100 * MB, 245 * MB, 40 * MB, seconds=3.2)
-    svg = chart_svg(points)
+    svg = one_chart_svg(points)
     root = parse(svg)
     assert root.tag == f"{SVG}svg"
     assert root.get("role") == "img"
@@ -161,7 +161,7 @@ def test_chart_is_well_formed_accessible_and_inline_free():
 
 
 def test_chart_without_durations_has_no_line():
-    svg = chart_svg(points_for(1000, 2000, 3000, seconds=None))
+    svg = one_chart_svg(points_for(1000, 2000, 3000, seconds=None))
     root = parse(svg)
     assert root.find(f"{SVG}polyline") is None
     assert len(root.findall(f"{SVG}rect")) == 3
@@ -178,8 +178,37 @@ def test_chart_escapes_hostile_filenames():
     svg = chart_svg(points)
     assert "<script" not in svg
     assert "x&lt;script&gt;.dump" in svg
-    root = parse(svg)  # still well-formed
+    root = parse(one_chart_svg(points))  # still well-formed
     titles = [r.find(f"{SVG}title").text for r in root.findall(f"{SVG}rect")]
     assert titles[0].startswith("x<script>.dump")
     assert titles[1].startswith('y"&<b>.dump')
     assert "z</title><script>alert(1)</script>.dump" in root.find(f"{SVG}desc").text
+
+
+def test_chart_twice_wide_and_narrow_each_with_its_own_ids():
+    svg = chart_svg(points_for(100 * MB, 120 * MB, 130 * MB))
+    first, second = svg.split("\n<svg", 1)
+    wide, narrow = parse(first), parse("<svg" + second)
+    assert "trend-wide" in wide.get("class") and "trend-narrow" in narrow.get("class")
+    assert int(narrow.get("width")) <= 360 < int(wide.get("width"))
+    ids = [e.get("id") for root in (wide, narrow) for e in root.iter() if e.get("id")]
+    assert len(ids) == len(set(ids)) == 4
+
+
+def test_axis_labels_are_days_or_the_times_of_one_day():
+    def labels(points: list[Point]) -> list[str]:
+        root = parse(one_chart_svg(points, zone=ZONE))
+        return [t.text for t in root.iter(f"{SVG}text") if t.get("y") == str(160 - 6)]
+
+    days = points_for(100, 200, 300)
+    assert labels(days) == ["2024-03-01", "2024-03-03"]  # 02:00 UTC is 07:30 IST, the same day
+    one_day = [Point(f"{i}.dump", START + timedelta(minutes=40 * i), 100, 0.2, False) for i in range(3)]
+    assert labels(one_day) == ["07:30", "08:50"]
+    assert "on 2024-03-01, 07:30 to 08:50" in parse(one_chart_svg(one_day, zone=ZONE)).find(f"{SVG}desc").text
+    same_minute = [Point(f"{i}.dump", START, 100, 0.2, False) for i in range(2)]
+    assert labels(same_minute) == ["07:30"]  # never two identical labels
+
+
+def test_chart_durations_read_as_everywhere_else():
+    root = parse(one_chart_svg(points_for(100, 200, seconds=0.489)))
+    assert "0.5 s" in " ".join(t.text for t in root.iter(f"{SVG}text"))

@@ -153,7 +153,7 @@ def test_a_finished_backup_links_to_download_and_restore_and_a_verify_shows_its_
     run_jobs()
     report = admin.get(verify.headers["Location"]).get_data(as_text=True)
     assert "Verify finished" in report
-    assert re.search(r"restores: \d+ tables, \d+ rows, in \d+ s\.", text_of(report))
+    assert re.search(r"restores: \d+ tables, [\d,]+ rows, in [\d.]+ s\.", text_of(report))
     assert re.search(r"<tr><td>public\.\w+</td><td class=\"num\">\d+</td></tr>", report), report
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from app.adapters.storage import PRIVATE_FOLDER, LocalStorage
 from app.adapters.storage_check.steps import PROBE_PREFIX, CheckFailed, CheckResult, Steps
+from app.formatting import human_size
 
 GiB = 1024**3
 # A folder with less free space than this, or than its largest backup, fails: the next backup
@@ -95,9 +96,9 @@ class _FolderCheck:
         free = shutil.disk_usage(self.folder).free
         largest = max((o.size for o in self.storage.list_objects()), default=0)
         needed = max(MIN_FREE_BYTES, largest)
-        said = f"{free:,} bytes free"
+        said = f"{human_size(free)} free"
         if free < needed:
-            why = f"the largest backup here is {largest:,} bytes" if largest > MIN_FREE_BYTES else "at least 1 GiB"
+            why = f"the largest backup here is {human_size(largest)}" if largest > MIN_FREE_BYTES else "at least 1 GiB"
             raise CheckFailed("LowSpace", f"{self.folder}: {said}; the next backup needs about {why}")
         return said
 
