@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import re
 import shutil
 
 from app.adapters import encryption, postgres
@@ -81,21 +82,32 @@ def describe_error(value: BaseException | None) -> str | None:
 
 
 # A failure's reason in plain words, for the activity page, the banner and the job page's
-# heading; the full message (often a tool's own words) is shown folded beside it.
-_PLAIN_REASONS = (
-    ("made no progress for", "it made no progress for JOB_TIMEOUT_SECONDS"),
-    ("the longest a job may", "it ran longer than JOB_MAX_SECONDS allows"),
+# heading; the full message (often a tool's own words) is shown folded beside it. The first rule
+# that matches wins, so the narrower causes come first: a missing database's message also says the
+# connection failed, and must not send people to check firewalls. No setting names: viewers read these.
+_PLAIN_REASONS = tuple((re.compile(pattern, re.IGNORECASE), words) for pattern, words in (
+    ("made no progress for", "it made no progress for too long and was stopped"),
+    ("the longest a job may", "it ran longer than a job may run and was stopped"),
     ("worker running this job stopped", "the worker running it stopped before it finished"),
     ("queue no longer knows it", "the job was lost when Redis was restarted or emptied"),
-    ("password authentication failed", "the database server refused the console's credentials"),
-    ("connection refused", "the database refused connections"),
-    ("could not connect", "the database refused connections"),
-    ("connection failed", "the database refused connections"),
     ("does not exist on the server", "the live database does not exist on the server"),
+    (r'database "[^"]*" does not exist', "the database does not exist on the server: check its name"),
+    (r'role "[^"]*" does not exist', "the database server has no user by the console's user name"),
+    ("password authentication failed|no password supplied|password is required",
+     "the database server refused the console's password"),
+    (r"timeout expired|timed out|statement timeout|lock timeout",
+     "the database server did not answer in time"),
+    ("could not extend file", "the database server's disk is full"),
+    ("no space left on device|disk is full", "the worker's disk is full"),
+    ("permission denied (for|to)|must be owner|must be (a )?superuser|insufficient privilege",
+     "the console's database user lacks a permission it needs"),
+    ("permission denied", "the worker may not read or write a file it needs"),
+    ("could not translate host name|name or service not known|nodename nor servname",
+     "the database server's host name is unknown"),
+    ("connection refused|could not connect|connection failed", "the database refused connections"),
     ("the s3 endpoint cannot be reached", "the backup store could not be reached"),
     ("s3 refused the credentials", "the backup store refused the console's keys"),
     ("accessdenied", "the backup store refused access"),
-    ("disk is full", "the worker's disk is full"),
     ("checksum", "the downloaded file does not match its checksum: the backup is damaged"),
     ("archive cannot be read", "the backup file is not a readable pg_dump archive"),
     ("archive is incomplete", "the backup file could not be downloaded completely"),
@@ -109,14 +121,13 @@ _PLAIN_REASONS = (
     ("more than this store takes", "the backup is larger than the store takes in one file"),
     ("outgrew its plan", "the backup grew past the parts planned for it"),
     ("stages up to", "the worker's temp folder has no room for the upload's parts"),
-)
+))  # fmt: skip
 
 
 def plain_reason(error: str) -> str:
     """Why a job failed, in a few plain words; the error's first clause when no rule matches."""
-    lowered = error.lower()
-    for needle, words in _PLAIN_REASONS:
-        if needle in lowered:
+    for pattern, words in _PLAIN_REASONS:
+        if pattern.search(error):
             return words
     first = error.split("; ")[0].strip()
     return first[:200] or "the job failed without saying why"
