@@ -25,8 +25,8 @@ def human_size(size: float | None) -> str:
 def human_duration(seconds: float | None) -> str:
     """How long something took, by one rule for every page, chart and alert; "" when unknown.
 
-    Under 10 s with one decimal (0.5 s, 1.2 s: short runs stay apart), then whole seconds (42 s),
-    then minutes (2 min 5 s) and hours (1 h 4 min). A negative span (clocks that disagree) reads as 0 s.
+    Under 10 s with one decimal (0.5 s, 1.2 s: short runs stay apart; 5 s, not 5.0 s), then whole seconds (42 s),
+    then minutes (2 min 5 s, 1 min) and hours (1 h 4 min, 2 h). A negative span (clocks that disagree) reads as 0 s.
     """
     if seconds is None:
         return ""
@@ -34,15 +34,15 @@ def human_duration(seconds: float | None) -> str:
     if seconds == 0:
         return "0 s"
     if round(seconds, 1) < 10:
-        return f"{seconds:.1f} s"
+        return f"{seconds:.1f}".removesuffix(".0") + " s"  # 0.5 s, 1.2 s; 5 s, not 5.0 s
     whole = round(seconds)
     if whole < 60:
         return f"{whole} s"
     minutes, rest = divmod(whole, 60)
     if minutes < 60:
-        return f"{minutes} min {rest} s"
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 def human_period(delta: timedelta) -> str:

@@ -39,6 +39,7 @@ PASSKEY_FAILURES_ALLOWED = 5  # per admin and address
 # buy fresh guesses.
 PASSKEY_ENVIRONMENT_FAILURES_ALLOWED = 20
 PASSKEY_WINDOW_SECONDS = 15 * 60
+WRONG_PASSKEY = "Wrong passkey"  # the restore page shows it at the passkey field
 
 
 class Refused(Exception):
@@ -52,6 +53,11 @@ class Refused(Exception):
         super().__init__(message)
         self.status = status
         self.job_id = job_id
+
+
+def said_to(actor: Actor, exc: JobRefused) -> str:
+    """A refusal in words for `actor`: the setting behind it only for admins, who can change it."""
+    return f"{exc} ({exc.admin_note})" if exc.admin_note and actor.may("admin") else str(exc)
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,7 @@ def request_backup(actor: Actor, using: Collaborators, *, scheduled: bool = Fals
         own = None if scheduled else own_backup_just_asked(actor, using, running_only=exc.status != 429)
         audit.record("backup", "refused", username=actor.username, detail=str(exc), address=actor.address,
                      job_id=own.id if own else None)  # fmt: skip
-        raise Refused(str(exc), exc.status, job_id=own.id if own else None) from None
+        raise Refused(said_to(actor, exc), exc.status, job_id=own.id if own else None) from None
     audit.record("backup", "requested", username=actor.username, job_id=job_id, address=actor.address,
                  detail=detail)  # fmt: skip
     return job_id
@@ -151,11 +157,11 @@ def backup_for(actor: Actor, using: Collaborators, filename: str, action: str) -
     backup of another target (a store two targets share) the role `action` needs on that target too."""
     backup = using.backups.find(filename)
     if backup is None:
-        raise Refused("no such backup", 404)
+        raise Refused("No such backup", 404)
     require_role_on_owner(actor, using, backup, action)
     if not using.backups.is_ours(backup) and not actor.may("admin"):
         owner = f"{backup.app_name or 'unknown'}/{backup.environment or 'unknown'}"
-        raise Refused(f"{filename} belongs to another environment ({owner}, not {using.backups.owner}); "
+        raise Refused(f"The backup {filename} belongs to another environment ({owner}, not {using.backups.owner}); "
                       f"only an admin may {action} it", 403)  # fmt: skip
     return backup
 
@@ -177,7 +183,7 @@ def require_role_on_owner(actor: Actor, using: Collaborators, backup: Backup, ac
         return
     owner = owning_target(using.settings, backup)
     if owner is not None and not actor.may_on(owner, ROLE_FOR.get(action, "admin")):
-        raise Refused("no such backup", 404)
+        raise Refused("No such backup", 404)
 
 
 # --------------------------------------------------------------------------- restore tests
@@ -190,7 +196,7 @@ def request_verify(actor: Actor, using: Collaborators, filename: str) -> str:
     admin = actor.may("admin")
     try:
         if not origin.trusted and not admin:
-            raise Refused(f"{filename} is not trusted ({origin.reason}); only an admin may verify it", 403)
+            raise Refused(f"The backup {filename} is not trusted ({origin.reason}); only an admin may verify it", 403)
         return _enqueue_verify(actor, using, backup, origin, trusted_only=not admin)
     except Refused as exc:
         audit.record("verify", "refused", username=actor.username, target=filename, detail=str(exc),
@@ -218,7 +224,7 @@ def _enqueue_verify(actor: Actor, using: Collaborators, backup: Backup, origin: 
     try:
         job_id = _start(using, "verify", actor.username, backup=backup, origin=origin, trusted_only=trusted_only)
     except JobRefused as exc:
-        raise Refused(str(exc), exc.status) from None
+        raise Refused(said_to(actor, exc), exc.status) from None
     audit.record("verify", "requested", username=actor.username, target=backup.filename, job_id=job_id,
                  address=actor.address, detail=origin.audit_note)  # fmt: skip
     return job_id
@@ -245,7 +251,7 @@ def restorable(using: Collaborators, filename: str) -> Backup:
     """The listed backup to restore; 404 for a name that is not listed."""
     backup = using.backups.find(filename)
     if backup is None:
-        raise Refused(f"no backup named {filename[:120]!r}", 404)
+        raise Refused(f"No backup is named {filename[:120]!r}", 404)
     return backup
 
 
@@ -261,9 +267,9 @@ def request_restore(actor: Actor, using: Collaborators, filename: str, passkey: 
     admin's choice to swap that database back instead of restoring the file (nothing to download).
     """
     if without_owners and create_roles:
-        raise Refused("choose either to create the missing roles or to restore without owners, not both", 400)
+        raise Refused("Choose either to create the missing roles or to restore without owners, not both", 400)
     if swap_back and (without_owners or create_roles):
-        raise Refused("a swap back puts the kept database back as it is: it takes no other choice", 400)
+        raise Refused("A swap back puts the kept database back as it is: it takes no other choice", 400)
     try:
         job_id, origin = _guarded_restore(actor, using, filename, passkey, without_owners, create_roles=create_roles,
                                           swap_back=swap_back)  # fmt: skip
@@ -285,10 +291,10 @@ def _guarded_restore(
 ) -> tuple[str, provenance.Provenance]:
     settings = using.settings
     if not actor.may("admin"):
-        raise Refused(f"restore needs the admin role; you act as {actor.role}", 403)
+        raise Refused(f"Restoring needs the admin role; you act as {actor.role}", 403)
     if not settings.restore_enabled:
         where = f"target {settings.target_name}" if settings.several_targets else "this console"
-        raise Refused(f"restore is disabled: no RESTORE_PASSKEY is configured for {where}", 503)
+        raise Refused(f"Restore is disabled: no RESTORE_PASSKEY is configured for {where}", 503)
     backup = restorable(using, filename)
     require_role_on_owner(actor, using, backup, "restore")
     limit, everyone = passkey_limit(using), environment_passkey_limit(using)
@@ -299,9 +305,10 @@ def _guarded_restore(
     if not wait and (wait := limit.take(*who)):
         everyone.give_back(passkey_of)
     if wait:
-        raise Refused(f"too many wrong passkeys; try again in {-(-wait // 60)} minute(s)", 429)
+        minutes = -(-wait // 60)
+        raise Refused(f"Too many wrong passkeys; try again in {minutes} minute{'' if minutes == 1 else 's'}", 429)
     if not passkey_matches(passkey, settings.restore_passkey, settings.restore_passkey_hash):
-        raise Refused("wrong passkey", 403)
+        raise Refused(WRONG_PASSKEY, 403)
     everyone.give_back(passkey_of)
     limit.reset(*who)  # not the console's earlier failures: see above
     if swap_back and kept_for_swap_back(using, backup.filename) is None:

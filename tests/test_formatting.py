@@ -31,10 +31,11 @@ def test_sizes(size, words):
 
 
 @pytest.mark.parametrize(("seconds", "words"), [
-    (None, ""), (0, "0 s"), (-3, "0 s"), (0.2, "0.2 s"), (0.489, "0.5 s"), (1.2, "1.2 s"), (9.94, "9.9 s"),
+    (None, ""), (0, "0 s"), (-3, "0 s"), (0.2, "0.2 s"), (0.489, "0.5 s"), (1.2, "1.2 s"), (5, "5 s"), (2.04, "2 s"),
+    (9.94, "9.9 s"),
     (9.96, "10 s"),  # rounds past the boundary: whole seconds, never "10.0 s"
-    (10, "10 s"), (42.4, "42 s"), (59.4, "59 s"), (59.6, "1 min 0 s"), (60, "1 min 0 s"), (125, "2 min 5 s"),
-    (3599, "59 min 59 s"), (3600, "1 h 0 min"), (3840, "1 h 4 min"), (90000, "25 h 0 min"),
+    (10, "10 s"), (42.4, "42 s"), (59.4, "59 s"), (59.6, "1 min"), (60, "1 min"), (125, "2 min 5 s"),
+    (3599, "59 min 59 s"), (3600, "1 h"), (3840, "1 h 4 min"), (90000, "25 h"),
 ])  # fmt: skip
 def test_durations_one_rule_at_the_boundaries(seconds, words):
     assert human_duration(seconds) == words

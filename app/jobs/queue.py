@@ -21,6 +21,7 @@ from rq.serializers import JSONSerializer
 
 from app.config import Settings
 from app.extensions import db
+from app.formatting import human_duration
 from app.jobs import history
 from app.jobs.locks import LOCK_GRACE_SECONDS, DatabaseLock
 from app.jobs.state import JOB_KINDS, JobState
@@ -74,9 +75,10 @@ def worker_options() -> dict:
 class JobRefused(Exception):
     """A job was not started; `status` is the HTTP code to answer with."""
 
-    def __init__(self, message: str, status: int = 409):
+    def __init__(self, message: str, status: int = 409, *, admin_note: str | None = None):
         super().__init__(message)
         self.status = status
+        self.admin_note = admin_note  # the setting behind it, said to admins only (they can change it)
 
 
 def last_backup_key(prefix: str) -> str:
@@ -98,9 +100,9 @@ def check_backup_interval(settings: Settings, redis: Redis) -> None:
     ago = max(0.0, time.time() - float(last))
     wait = max(1, math.ceil(interval - ago))
     raise JobRefused(
-        f"a backup of {settings.app_env} was requested or finished {int(ago)} s ago; wait {wait} s before "
-        f"starting another (BACKUP_MIN_INTERVAL_SECONDS is {interval})",
+        f"Wait {human_duration(wait)}: backups of {settings.app_env} are at least {human_duration(interval)} apart",
         status=429,
+        admin_note=f"BACKUP_MIN_INTERVAL_SECONDS is {interval}",
     )
 
 

@@ -228,12 +228,20 @@ def role_required(role: str) -> Callable[[F], F]:
             if target_hidden():
                 abort(404, "no such target")
             if not has_role(role):
-                abort(403, f"this needs the {role} role; you are signed in as {own_role()}")
+                abort(403, role_refusal(role))
             return view(*args, **kwargs)
 
         return wrapped  # type: ignore[return-value]
 
     return decorator
+
+
+def role_refusal(role: str) -> str:
+    """Why the asker may not: the role they lack, and whether their own role or their token's limit stops them."""
+    acting, own = acting_role(), own_role()
+    if acting != own and own != "none" and ROLES.index(own) >= ROLES.index(role):
+        return f"This needs the {role} role; you are signed in as {own}, but this token is limited to {acting}"
+    return f"This needs the {role} role; you are signed in as {own}"
 
 
 def own_role(target: str | None = None) -> str:

@@ -59,4 +59,4 @@ def test_wrong_passkeys_are_limited_for_the_whole_console_not_only_per_admin(app
             assert restore_api(client, headers, filename, passkey=f"guess-{n}-{i}").status_code == 403
     make_user("fresh", "admin")  # another admin does not reset the count
     refused = restore_api(client, token_for("fresh"), filename, passkey=PASSKEY)
-    assert refused.status_code == 429 and "too many wrong passkeys" in refused.get_json()["error"]
+    assert refused.status_code == 429 and "Too many wrong passkeys" in refused.get_json()["error"]

@@ -144,7 +144,7 @@ def test_an_admin_adds_an_operator_who_can_back_up_but_not_restore(page, live):
     filename = rows.first.locator(".filename").inner_text().split()[0]
     response = page.goto(f"{live}/backups/{filename}/restore")
     assert response.status == 403
-    assert "this needs the admin role" in page.locator("main").inner_text()
+    assert "This needs the admin role" in page.locator("main").inner_text()
 
 
 def test_pin_a_backup_and_prove_it_restorable_from_the_page(page, live):

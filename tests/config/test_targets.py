@@ -75,7 +75,7 @@ def test_a_staging_backup_restored_on_productions_page_goes_into_production_only
 
     assert post(PASSKEYS["production"], databases["production"]).status_code == 400  # the environment is missing
     wrong = post(PASSKEYS["staging"], confirm)  # staging's passkey does not open production
-    assert wrong.status_code == 403 and "wrong passkey" in wrong.get_data(as_text=True)
+    assert wrong.status_code == 403 and "Wrong passkey" in wrong.get_data(as_text=True)
     ok = post(PASSKEYS["production"], confirm)
     assert ok.status_code == 303
     job_page = client.get(ok.headers["Location"]).get_data(as_text=True)

@@ -33,15 +33,15 @@ def test_wrong_passkey_is_refused_audited_limited_and_never_stored(app, client, 
     wrong = "not-the-passkey-7781"
     for _ in range(5):
         refused = restore_api(client, admin, filename, passkey=wrong)
-        assert refused.status_code == 403 and refused.get_json()["error"] == "wrong passkey"
+        assert refused.status_code == 403 and refused.get_json()["error"] == "Wrong passkey"
     limited = restore_api(client, admin, filename)  # even the right one waits now
-    assert limited.status_code == 429 and "too many wrong passkeys" in limited.get_json()["error"]
+    assert limited.status_code == 429 and "Too many wrong passkeys" in limited.get_json()["error"]
 
     from app.store.models import AuditEvent
 
     with app.app_context():
         refusals = AuditEvent.query.filter_by(action="restore", outcome="refused").all()
-        assert len(refusals) == 6 and refusals[0].username == "ada" and refusals[0].detail == "wrong passkey"
+        assert len(refusals) == 6 and refusals[0].username == "ada" and refusals[0].detail == "Wrong passkey"
         text = " ".join(f"{e.detail} {e.target} {e.username}" for e in AuditEvent.query.all())
     namespace = app.config["SETTINGS"].redis_namespace
     stored = b" ".join(

@@ -279,7 +279,7 @@ def test_parallel_wrong_passkeys_are_compared_no_more_than_the_limit(app, make_u
     with ThreadPoolExecutor(10) as pool:
         answers = list(pool.map(guess, range(30)))
     assert answers.count(403) <= 5 and answers.count(429) >= 25
-    assert [r.detail for r in audit_rows(app, "restore")].count("wrong passkey") == answers.count(403)
+    assert [r.detail for r in audit_rows(app, "restore")].count("Wrong passkey") == answers.count(403)
 
 
 def test_a_choice_written_into_a_queued_jobs_arguments_is_ignored(app, client, admin):
