@@ -8,11 +8,12 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from app.adapters import postgres
 from app.adapters.postgres import TargetDatabase
+from app.adapters.tool_process import end_tool
 
 READ_SIZE = 1024 * 1024
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -22,26 +23,28 @@ GATHER_PAUSE = 0.005
 
 class RunningDump:
     """pg_dump, running: started by `stream_backup`, or before the plan is made so that its
-    catalog reads (tens of ms) overlap the planning. `stop` ends it and its server session."""
+    catalog reads (tens of ms) overlap the planning. `stop` ends it and its server session.
 
-    def __init__(self, dump: postgres.ClientTool, compression: list[str], target: TargetDatabase):
+    It runs with --verbose: `on_line` gets each line of its log as it comes (the job page shows the last ones)."""
+
+    def __init__(self, dump: postgres.ClientTool, compression: list[str], target: TargetDatabase,
+                 on_line: Callable[[str], None] | None = None):  # fmt: skip
         self.target = target
         self.started = datetime.now(UTC)
         self.clock = time.monotonic()
         self.session = f"pgconsole-backup-{uuid.uuid4().hex[:12]}"
         self.proc = subprocess.Popen(
-            [dump.path, "--format=custom", "--no-password", *compression],
+            [dump.path, "--format=custom", "--no-password", "--verbose", *compression],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=postgres.child_env(target, application_name=self.session),
             bufsize=0,
         )
-        self.errors = postgres.StderrTail(self.proc.stderr)
+        self.errors = postgres.StderrTail(self.proc.stderr, on_line=on_line)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            end_tool(self.proc)
             with contextlib.suppress(Exception):
                 postgres.terminate_sessions(self.target, self.session)
         if self.proc.stdout:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from app.adapters import postgres
 from app.adapters.postgres import TargetDatabase
+from app.adapters.tool_process import end_tool
 
 # pg_restore --verbose says one of these for each entry it handles: what the progress bar counts.
 _ENTRY_LINES = ("pg_restore: creating", "pg_restore: processing", "pg_restore: finished item")
@@ -57,12 +58,14 @@ class _Stopped(Exception):
 
 def restore_archive(target: TargetDatabase, pg_restore: str, archive: Path | Feed, dbname: str, *, folder: Path,
                     options: list[str], jobs: int, use_list: list[str] | None = None,
-                    on_entry: Callable[[int], None] = lambda done: None) -> tuple[int, list[str]]:  # fmt: skip
+                    on_entry: Callable[[int], None] = lambda done: None,
+                    on_line: Callable[[str], None] = lambda line: None) -> tuple[int, list[str]]:  # fmt: skip
     """Run pg_restore into `dbname` with `options`, restricted to `use_list` (lines of a `--list`, a leading
-    ";" skips one) when given, written into `folder`; `on_entry` gets the number of entries handled so far.
+    ";" skips one) when given, written into `folder`; `on_entry` gets the number of entries handled so far,
+    `on_line` each line of its --verbose log.
     `archive`: a file, or a `Feed` that streams it into pg_restore's stdin (one job: pg_restore cannot seek
     there, so entries are restored in the archive's order). Returns its exit code and its last error lines.
-    A failure of ours kills it and ends its server sessions."""
+    A failure of ours (or a stop) ends it (SIGTERM, then SIGKILL) and its server sessions."""
     with tempfile.NamedTemporaryFile("w", suffix=".list", dir=folder) as chosen:
         if use_list is not None:
             chosen.write("".join(line + "\n" for line in use_list))
@@ -70,15 +73,16 @@ def restore_archive(target: TargetDatabase, pg_restore: str, archive: Path | Fee
             options = [*options, f"--use-list={chosen.name}"]
         source = [str(archive)] if isinstance(archive, Path) else []  # none: stdin
         argv = [pg_restore, "--exit-on-error", *options, "--verbose", f"--jobs={jobs}", "--dbname", dbname, *source]
-        return _run_counting(target, argv, dbname, on_entry, None if isinstance(archive, Path) else archive)
+        return _run_counting(target, argv, dbname, on_entry, None if isinstance(archive, Path) else archive, on_line)
 
 
 def _run_counting(target: TargetDatabase, argv: list[str], dbname: str, on_entry: Callable[[int], None],
-                  feed: Feed | None) -> tuple[int, list[str]]:  # fmt: skip
+                  feed: Feed | None, on_line: Callable[[str], None]) -> tuple[int, list[str]]:  # fmt: skip
     done = 0
 
     def count(line: str) -> None:
         nonlocal done
+        on_line(line)
         if line.startswith(_ENTRY_LINES):
             done += 1
             on_entry(done)
@@ -95,9 +99,7 @@ def _run_counting(target: TargetDatabase, argv: list[str], dbname: str, on_entry
     except _Stopped:
         code = proc.wait()
     except BaseException:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        end_tool(proc)
         with contextlib.suppress(Exception):
             postgres.terminate_sessions(target, session)
         raise

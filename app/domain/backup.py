@@ -169,15 +169,17 @@ def stream_backup(
     running: RunningDump | None = None,
     on_upload_started: Callable[[str], None] = lambda upload_id: None,
     on_progress: Callable[[int], None] = lambda done: None,
+    on_log: Callable[[str], None] | None = None,
 ) -> BackupResult:
-    """Run pg_dump (or take over `running`, started from this plan's tool) into the store.
+    """Run pg_dump (or take over `running`, started from this plan's tool) into the store; `on_log` gets each
+    line of pg_dump's log (of one started here).
 
-    On any failure (timeout included) pg_dump is stopped and the upload is aborted."""
+    On any failure (a timeout or a stop included) pg_dump is stopped and the upload is aborted."""
     if running is not None and plan.named_at is not None and running.started < plan.named_at:
         running.stop()  # the name waited for a free second: no snapshot may precede the name's time
         running = None
     # pg_dump first: it reads the catalog while the store creates the upload.
-    running = running or RunningDump(plan.dump, plan.compression, target)
+    running = running or RunningDump(plan.dump, plan.compression, target, on_line=on_log)
     stored = encryption.Digest()
     upload: Upload | None = None
 

@@ -472,8 +472,10 @@ def restore_into(
     with_owners: bool = True,
     bin_dirs: tuple[str, ...] = (),
     on_progress: Callable[[int, int], None] = lambda done, total: None,
+    on_log: Callable[[str], None] = lambda line: None,
 ) -> int:
-    """pg_restore into the scratch database; returns the number of tables restored.
+    """pg_restore into the scratch database; returns the number of tables restored. `on_log` gets each line of
+    pg_restore's log.
 
     With owners (`preflight` has checked that every role exists and that the console may act as each
     owner and grantor), objects keep their owners and grants; without (an admin's choice for a backup
@@ -500,7 +502,7 @@ def restore_into(
         code, errors = pg_restore.restore_archive(
             target, tool.path, archive.feed if streamed else archive.path, scratch, folder=archive.path.parent,
             options=[] if with_owners else ["--no-owner", "--no-privileges"], jobs=1 if streamed else jobs,
-            use_list=chosen, on_entry=counted)  # fmt: skip
+            use_list=chosen, on_entry=counted, on_line=on_log)  # fmt: skip
     if code != 0:
         raise RestoreError(f"pg_restore failed (exit {code}): {' '.join(errors) or 'no message'}")
     if by_hand:

@@ -65,13 +65,14 @@ def claim(job_id: str, *, kind: str, target: str | None, filename: str | None) -
 
 def ended(
     job_id: str, *, ok: bool, outcome: str | None = None, error: str | None = None,
-    size: int | None = None, filename: str | None = None,
+    size: int | None = None, filename: str | None = None, stopped: bool = False,
 ) -> None:  # fmt: skip
-    """The job finished (`ok`) or failed; `outcome` says what it did, `error` why it failed."""
+    """The job finished (`ok`), failed, or was `stopped` by someone; `outcome` says what it did (or, stopped,
+    by whom and what was left as it was), `error` why it failed."""
     run = db.session.get(JobRun, job_id)
     if run is None:
         return  # enqueued by a release without job records
-    run.status = "finished" if ok else "failed"
+    run.status = "stopped" if stopped else "finished" if ok else "failed"
     run.ended_at = utcnow()
     run.started_at = run.started_at or run.ended_at
     run.outcome = outcome and outcome[:500]
@@ -79,6 +80,25 @@ def ended(
     run.size = size if size is not None else run.size
     run.filename = filename or run.filename
     db.session.commit()
+
+
+def cancel_queued(job_id: str, outcome: str) -> bool:
+    """A job that has not started, stopped before it did: True when it was still queued (one UPDATE, so a
+    worker claiming it at the same moment either wins, and the job runs, or finds nothing to claim)."""
+    now = utcnow()
+    cancelled = db.session.execute(
+        db.update(JobRun).where(JobRun.id == job_id, JobRun.status == "queued")
+        .values(status="stopped", started_at=None, ended_at=now, outcome=outcome[:500])
+    ).rowcount  # fmt: skip
+    db.session.commit()
+    return cancelled == 1
+
+
+def stopper(run: JobRun) -> str | None:
+    """Who stopped the job `run` records (as its outcome says it: "stopped by <name>; …"), or None."""
+    if run.status != "stopped" or not (run.outcome or "").startswith("stopped by "):
+        return None
+    return run.outcome.removeprefix("stopped by ").split(";")[0].removesuffix(" before it started") or None
 
 
 def naive_utc(iso: str) -> datetime:

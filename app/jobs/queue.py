@@ -9,9 +9,11 @@ ours and no webhook. A job also finds its request in the console store before it
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
+from collections.abc import Callable
 
 from redis import Redis
 from rq import Callback, Queue
@@ -25,6 +27,7 @@ from app.formatting import human_duration
 from app.jobs import history
 from app.jobs.locks import LOCK_GRACE_SECONDS, DatabaseLock
 from app.jobs.state import JOB_KINDS, JobState
+from app.jobs.stopping import StopRequest, may_stop, why_not_stoppable
 from app.store.models import JobRun, utcnow
 
 TASKS = "app.jobs.tasks"  # job functions are enqueued by dotted path: this module never imports them
@@ -209,6 +212,37 @@ def _enqueue(settings: Settings, redis: Redis, job_id: str, state: JobState, opt
     )  # fmt: skip
 
 
+def stop_job(settings: Settings, redis: Redis, run: JobRun, by: str, *,
+             on_accepted: Callable[[], object] = lambda: None) -> str:  # fmt: skip
+    """Ask the job `run` records to stop (who may, the caller has decided): "cancelled" for a job still
+    in the queue (it never runs: its record is ended, its lock freed), "stopping" for a running one
+    (its watch stops it within a second, app/jobs/stopping.py). JobRefused (409) when it can no longer be
+    stopped: it has ended, or has passed the point where stopping would undo its work (a restore's swap).
+    `on_accepted` runs once, just before the job is cancelled or asked (the audit row its stopper is read from)."""
+    job, was_queued = fetch_job(redis, run.id), run.status == "queued"
+    if was_queued:
+        on_accepted()
+        if history.cancel_queued(run.id, f"stopped by {by} before it started; nothing was done"):
+            if job is not None:
+                with contextlib.suppress(Exception):  # a worker that took it finds no request to claim: nothing runs
+                    job.cancel()
+                job.meta["stopped_by"] = by
+                job.save_meta()
+            DatabaseLock(redis, settings.redis_namespace, settings.lock_name).release(run.id)
+            count_job(settings, redis, run.kind, "stopped")
+            return "cancelled"
+        db.session.refresh(run)  # a worker claimed it meanwhile: it is running, ask it
+    state = JobState.from_meta(job.get_meta(refresh=False)) if job is not None else None
+    if run.status != "started" or state is None:
+        raise JobRefused(f"the {run.kind} has already ended ({run.status}); there is nothing to stop")
+    if not may_stop(run.kind, state.progress.phase) or state.set_aside_database or state.replaced_database:
+        raise JobRefused(why_not_stoppable(run.kind, state.progress.phase))
+    if not was_queued:
+        on_accepted()
+    StopRequest(redis, settings.redis_namespace, run.id).ring(by, settings.job_max_seconds + LOCK_GRACE_SECONDS)
+    return "stopping"
+
+
 def drop_previous_database_later(settings: Settings, redis: Redis, database: str) -> None:
     """Have a worker drop the database a restore set aside, first in line, once the restore has finished.
 
@@ -251,6 +285,8 @@ def job_status(redis: Redis, job_id: str) -> dict | None:
         JobStatus.FINISHED: "finished",
     }.get(status, "failed")
     state = JobState.from_meta(job.get_meta(refresh=False))
+    if state.stopped_by and status in (JobStatus.FAILED, JobStatus.CANCELED):
+        state_name = "stopped"  # someone asked; the record in the console store says who (`stopped_by`)
     finished = state_name == "finished"
     return {
         "id": job.id,
@@ -263,6 +299,8 @@ def job_status(redis: Redis, job_id: str) -> dict | None:
         "target": state.target,
         "filename": state.filename,
         "warning": state.warning,
+        "stopped_by": state.stopped_by if state_name == "stopped" else None,
+        "log": state.log,  # the tool's last lines: the web shows them to operators and admins only
         "enqueued_at": job.enqueued_at.isoformat() if job.enqueued_at else None,
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "ended_at": job.ended_at.isoformat() if job.ended_at else None,

@@ -5,21 +5,40 @@ callback needs to clean up after it (an upload to abort, a scratch database to d
 set-aside database to put back). Everything else reads them through `JobState`, never as
 bare `job.meta[...]` keys.
 
-Every write of progress is also the job's sign of life for its no-progress watch (app/jobs/watch.py).
+Every write of progress is also the job's sign of life for its no-progress watch (app/jobs/watch.py),
+which also stops the job when someone asks (app/jobs/stopping.py), while `JobRecord.may_stop` allows.
+
+The tool's log (`log`: the last lines pg_dump or pg_restore wrote to stderr) is kept bounded and
+scrubbed of anything that looks like a secret: the page shows it to operators and admins.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from rq.job import Job
 
+from app.jobs.stopping import may_stop
 from app.jobs.watch import watch_job
 
 JOB_KINDS = ("backup", "restore", "verify")
 SAVE_EVERY_SECONDS = 0.5  # progress is throttled; phases and cleanup facts are saved at once
+LOG_LINES = 50  # the tool's last lines kept in the job's meta ...
+LOG_LINE_CHARS = 300  # ... each cut to this length
+# pg_dump never logs a password, but a connection string in a message might: `password=...` and a
+# URL's user:password@ are taken out before a line is kept.
+_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
+
+
+def scrub_log_line(line: str) -> str:
+    """One line of a tool's log as it may be shown: no password, no URL user info, at most LOG_LINE_CHARS."""
+    line = _USERINFO.sub(r"\1", line)
+    line = _PASSWORD.sub(r"\1[hidden]", line)
+    return line if len(line) <= LOG_LINE_CHARS else line[: LOG_LINE_CHARS - 1] + "…"
 
 
 @dataclass
@@ -56,6 +75,8 @@ class JobState:
     progress: Progress = field(default_factory=Progress)
     warning: str | None = None
     error: str | None = None
+    log: list[str] = field(default_factory=list)  # the tool's last lines, scrubbed (`JobRecord.log_line`)
+    stopped_by: str | None = None  # who asked the console to stop it (from the audit log), once it stopped
     # What the failure callback cleans up (see app.domain.cleanup).
     upload_id: str | None = None
     upload_filename: str | None = None  # the upload's name when it is not `filename` (a restore's safety backup)
@@ -89,7 +110,23 @@ class JobRecord:
         self.job = job
         self.state = JobState.from_meta({**initial, **(job.meta if job else {})})
         self._last_save = 0.0
-        self.watch = watch_job(job) if job is not None else None
+        self._final = False  # past the point where stopping would undo nothing (see `no_more_stops`)
+        self.watch = watch_job(job, self.may_stop) if job is not None else None
+
+    def may_stop(self) -> bool:
+        """Whether the job may stop now: by its phase, and never once a swap has begun or the result is written."""
+        state = self.state
+        return (not self._final and state.set_aside_database is None and state.replaced_database is None
+                and may_stop(state.kind, state.progress.phase))  # fmt: skip
+
+    def no_more_stops(self) -> None:
+        """From here on the job writes its result: a stop request is no longer honoured."""
+        self._final = True
+
+    def log_line(self, line: str) -> None:
+        """One line of the tool's log (any thread): kept, scrubbed, with the LOG_LINES before it."""
+        self.state.log = [*self.state.log[-(LOG_LINES - 1) :], scrub_log_line(line)]
+        self.save()
 
     def phase(self, name: str, bytes_total: int | None = None, bytes_done: int = 0) -> None:
         self.state.progress = Progress(name, bytes_done, bytes_total)

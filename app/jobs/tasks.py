@@ -27,13 +27,14 @@ from app.domain import backup as backups
 from app.domain.console import ConsoleBackups
 from app.domain.provenance import UNTRUSTED_WARNING
 from app.formatting import human_count, human_duration
-from app.jobs import kept_databases
+from app.jobs import history, kept_databases
 from app.jobs.lifecycle import NotRequested, begin, clean_up_failed, finish
 from app.jobs.locks import DatabaseLock
 from app.jobs.notify import job_alert, notify
 from app.jobs.queue import JOB_KINDS, drop_previous_database_later, mark_backup
 from app.jobs.runtime import console, console_job
 from app.jobs.state import JobRecord, JobState
+from app.jobs.stopping import stopped_by
 from app.services.listing_cache import listing_changed
 from app.store import audit
 from app.store.models import JobRun
@@ -88,6 +89,7 @@ def _dump_into_store(
         ours.storage,
         on_upload_started=lambda upload_id: record.remember(upload_id=upload_id),
         on_progress=lambda done: record.advance(done, plan.estimate(done) or None),
+        on_log=record.log_line,
     )
     if not phase:
         record.phase("recording")
@@ -291,6 +293,7 @@ def verify_job(filename: str, requested_by: str, **choices: bool) -> dict:
         copy = _restore_into_scratch(backup, folder, record, confirmed, trusted_only)
         record.phase("counting")
         rows = restore.row_counts(ours.target, copy.database)
+        record.no_more_stops()  # from here on the report is written: a stop would undo nothing
         restore.drop_scratch(ours.target, copy.database)
         record.remember(scratch_database=None)
     report = {
@@ -395,7 +398,8 @@ def _restore_into_scratch(
     record.phase("restoring", bytes_total=backup.size if streamed else None)
     tables = restore.restore_into(ours.target, archive, scratch, contents, jobs=settings.restore_jobs,
                                   with_owners=with_owners, bin_dirs=settings.pg_bin_dirs,
-                                  on_progress=(lambda done, total: record.save()) if streamed else record.items)
+                                  on_progress=(lambda done, total: record.save()) if streamed else record.items,
+                                  on_log=record.log_line)  # fmt: skip
     restore.apply_database_properties(ours.target, scratch, contents.database, with_owners=with_owners,
                                       connection_limit=True)  # fmt: skip
     if not with_owners:
@@ -448,6 +452,10 @@ def on_failure(job: Job, connection, exc_type=None, value=None, traceback=None) 
     state = JobState.from_meta(job.meta)
     if exc_type is not None and issubclass(exc_type, NotRequested):
         # Nothing ran, and the job's meta is whatever was written to Redis: clean nothing up on its word.
+        if (run := history.find(job.id)) is not None and run.status == "stopped":
+            job.meta["stopped_by"] = stopped_by(job.id)  # stopped while it waited: the page says so, not "refused"
+            job.save_meta()
+            return
         job.meta["error"] = str(value)
         job.save_meta()
         # Only a lock this very job id holds (a request whose record this worker's console store lacks).

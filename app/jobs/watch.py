@@ -1,4 +1,5 @@
-"""Stopping a job that makes no progress: JOB_TIMEOUT_SECONDS is a limit on silence, not on length.
+"""Stopping a job that makes no progress (JOB_TIMEOUT_SECONDS is a limit on silence, not on length),
+or that someone asked to stop (app/jobs/stopping.py).
 
 A job that keeps reporting progress (each write of its `JobRecord`) runs until it is done, or until
 JOB_MAX_SECONDS, RQ's own timeout; one that reports nothing for JOB_TIMEOUT_SECONDS is stopped as RQ
@@ -21,11 +22,13 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from app.jobs.locks import LOCK_GRACE_SECONDS, DatabaseLock
+from app.jobs.stopping import Stopped, StopRequest
 
 TOOL_SESSIONS = "pgconsole-"  # PGAPPNAME of every pg_dump / pg_restore a job starts (app/domain)
 # A server session waiting on one of these is not working for the job: it waits on someone
 # else's lock (a stuck job) or on the job's own side (whose progress, if any, is counted there).
 _NOT_WORKING = ("Lock", "BufferPin", "Client", "Extension", "Timeout")
+STOP_LOOK_SECONDS = 0.5  # how often the watch looks for a stop request: the Stop button answers within a second
 
 
 class NoProgressTimeout(JobTimeoutException):
@@ -49,13 +52,22 @@ class ProgressWatch:
 
     A step that is busy but silent (pg_restore loading one huge table, CREATE INDEX) is seen by
     `working`, asked from a thread of the watch whenever the job has been quiet for a while.
+
+    The same thread asks `stop_requested` twice a second; once someone has asked, it fires the alarm at
+    once, and the handler raises `Stopped` in the main thread, if `may_stop()` says so there and then (a
+    restore whose swap has begun is never stopped). It raises it once: what follows is the job's clean-up.
     """
 
     def __init__(self, limit: int, *, on_progress: Callable[[], None] = lambda: None,
-                 working: Callable[[], bool] = lambda: False, renew_every: float = 5.0):  # fmt: skip
+                 working: Callable[[], bool] = lambda: False, renew_every: float = 5.0,
+                 stop_requested: Callable[[], str | None] = lambda: None,
+                 may_stop: Callable[[], bool] = lambda: False):  # fmt: skip
         self.limit = limit
         self.last = time.monotonic()
         self._on_progress, self._working, self._renew_every = on_progress, working, renew_every
+        self._stop_requested, self._may_stop = stop_requested, may_stop
+        self._stop_by: str | None = None
+        self._stopped = False
         self._renewed = 0.0
         self._handler = self._fire  # one bound method, so the installed handler can be recognised
         self._rq_handler: Callable | None = None
@@ -93,6 +105,9 @@ class ProgressWatch:
         now = time.monotonic()
         if now >= self._ceiling - 0.01:
             self._rq_handler(signum, frame)  # type: ignore[misc] - JOB_MAX_SECONDS: RQ's own timeout
+        if self._stop_by is not None and not self._stopped and self._may_stop():
+            self._stopped = True
+            raise Stopped(self._stop_by)
         idle = now - self.last
         if idle >= self.limit:
             raise NoProgressTimeout(self.limit)
@@ -100,10 +115,25 @@ class ProgressWatch:
 
     def _look_for_work(self) -> None:
         every = max(1.0, min(30.0, self.limit / 3))
+        looked = time.monotonic()
         while self.active():
-            time.sleep(every)
-            if time.monotonic() - self.last >= every and self.active() and self._is_working():
+            time.sleep(STOP_LOOK_SECONDS)
+            if self._stop_by is None and not self._stopped and self.active():
+                self._look_for_stop()
+            if time.monotonic() - looked < every:
+                continue
+            looked = time.monotonic()
+            if looked - self.last >= every and self.active() and self._is_working():
                 self.progressed()
+
+    def _look_for_stop(self) -> None:
+        try:
+            by = self._stop_requested()
+        except Exception:  # noqa: BLE001 - Redis away for a moment: ask again next time
+            return
+        if by is not None and self.active():
+            self._stop_by = by
+            self._arm(0.01)  # the handler decides, in the main thread, whether the job may stop now
 
     def _is_working(self) -> bool:
         try:
@@ -168,9 +198,10 @@ def _tool_processes(root: int) -> dict[int, tuple[int, str]]:
     return found
 
 
-def watch_job(job: Job) -> ProgressWatch | None:
+def watch_job(job: Job, may_stop: Callable[[], bool] = lambda: False) -> ProgressWatch | None:
     """Start the no-progress watch for `job`, running in this process under RQ's alarm, with the
-    settings of the target it acts on; None outside a worker's job (or outside a console job)."""
+    settings of the target it acts on; None outside a worker's job (or outside a console job).
+    `may_stop`: whether the job may be stopped now, if someone asks (app/jobs/stopping.py)."""
     from app import services  # the web side imports this module too; settings are the job's own
 
     try:
@@ -187,5 +218,7 @@ def watch_job(job: Job) -> ProgressWatch | None:
     limit = settings.job_timeout_seconds
     # Renewed a few times per window (at most every 30 s): a progressing job's lock never nears expiry.
     watch = ProgressWatch(limit, on_progress=renew_lock, working=ToolActivity(settings.target.conninfo()).working,
-                          renew_every=max(1.0, min(30.0, limit / 4)))  # fmt: skip
+                          renew_every=max(1.0, min(30.0, limit / 4)),
+                          stop_requested=StopRequest(job.connection, settings.redis_namespace, job.id).who,
+                          may_stop=may_stop)  # fmt: skip
     return watch if watch.start() else None
