@@ -5,9 +5,9 @@ each database a restore kept for RESTORE_KEEP_PREVIOUS once its time is up (app/
 RQ's `CronScheduler` has no lock: two schedulers would both enqueue every run. Here each
 slot (the cron time a run is for) is claimed in Redis with SET NX before enqueueing, so one
 run is enqueued per slot however many schedulers are started. The cron expression is read in
-`DISPLAY_TIMEZONE` (so "0 2 * * *" is 2 AM IST by default) and comes from the settings page,
-or from `BACKUP_SCHEDULE` when nobody has set one there; schedulers pick up a change within a
-minute.
+`DISPLAY_TIMEZONE` (so "0 2 * * *" is 2 AM IST by default) and comes from `BACKUP_SCHEDULE` (or
+`VERIFY_SCHEDULE`) when the server sets it, else from the settings page; schedulers pick up a change
+of either schedule within a minute.
 
 Each target has its own schedule and verify schedule; one scheduler serves them all, firing
 each target's job with the target's name. The job a slot enqueues (`scheduled_backup`,
@@ -33,8 +33,7 @@ from app.jobs import history, kept_databases, runtime
 from app.jobs.notify import notify
 from app.jobs.queue import worker_options
 from app.jobs.runtime import console_job
-from app.store import audit
-from app.store.schedule import effective_schedule
+from app.store import audit, console_settings
 
 HEARTBEAT_SECONDS = 120
 
@@ -127,23 +126,25 @@ class ConsoleScheduler(CronScheduler):
         super().__init__(connection, name=f"{settings.redis_namespace}:{datetime.now(UTC):%H%M%S%f}")
         self.settings = settings
         self.queue_name = queue_name
-        self.function = function
-        self.expressions: dict[str, str | None] = {}
-        self.backup_jobs: dict[str, SlotCronJob] = {}
+        # What each kind of slot runs: backups, and restore tests (VERIFY_SCHEDULE or the page's).
+        self.functions = {"scheduled-backup": function, "scheduled-verify": verify_function}
+        self.expressions: dict[tuple[str, str], str | None] = {}
+        self.jobs: dict[tuple[str, str], SlotCronJob] = {}
         self.reload()
-        # VERIFY_SCHEDULE (or a target's verify_schedule): restore tests
-        self.verify_jobs = [
-            self._slot_job(verify_function, target, target.verify_schedule, "scheduled-verify")
-            for target in self.targets() if target.verify_schedule and verify_function is not None
-        ]  # fmt: skip
+
+    @property
+    def verify_jobs(self) -> list[SlotCronJob]:
+        return [job for (kind, _), job in self.jobs.items() if kind == "scheduled-verify"]
 
     @property
     def verify_job(self) -> SlotCronJob | None:
         return self.verify_jobs[0] if self.verify_jobs else None
 
     def targets(self) -> list[Settings]:
-        """Each target's settings (settings made by hand, without targets, are their own one target)."""
-        return [self.settings.for_target(t.name) for t in self.settings.targets] or [self.settings]
+        """Each target's settings, the settings page's values applied (settings made by hand, without targets,
+        are their own one target)."""
+        current = console_settings.effective(self.settings)
+        return [current.for_target(t.name) for t in current.targets] or [current]
 
     def _slot_job(self, function, target: Settings, expression: str, name: str) -> SlotCronJob:
         if target.several_targets:
@@ -153,24 +154,27 @@ class ConsoleScheduler(CronScheduler):
                            zone=self.settings.zone, namespace=target.key_prefix, job_timeout=60)  # fmt: skip
 
     def get_jobs(self) -> list[CronJob]:
-        return [*self._cron_jobs, *self.verify_jobs]
+        return list(self._cron_jobs)
 
     def reload(self) -> None:
+        """Each target's backup and verify schedules as they are now; a job whose schedule is unchanged is kept."""
         db.session.expire_all()
+        console_settings.forget_cached()  # every loop reads the store itself
         for target in self.targets():
-            expression = effective_schedule(target)
-            if self.expressions.get(target.target_name, "unset") == expression:
-                continue
-            self.expressions[target.target_name] = expression
-            self.backup_jobs.pop(target.target_name, None)
-            if expression:
-                self.backup_jobs[target.target_name] = self._slot_job(self.function, target, expression,
-                                                                      "scheduled-backup")  # fmt: skip
-                self.log.info("backup schedule of %s: %s (%s)", target.target_name, expression,
+            for kind, expression in (("scheduled-backup", target.backup_schedule),
+                                     ("scheduled-verify", target.verify_schedule)):  # fmt: skip
+                if self.functions[kind] is None:
+                    continue
+                slot = (kind, target.target_name)
+                if self.expressions.get(slot, "unset") == expression:
+                    continue
+                self.expressions[slot] = expression
+                self.jobs.pop(slot, None)
+                if expression:
+                    self.jobs[slot] = self._slot_job(self.functions[kind], target, expression, kind)
+                self.log.info("%s of %s: %s (%s)", kind, target.target_name, expression or "none",
                               self.settings.display_timezone)  # fmt: skip
-            else:
-                self.log.info("no backup schedule for %s", target.target_name)
-        self._cron_jobs = list(self.backup_jobs.values())  # what RQ's own sleep and registry read
+        self._cron_jobs = list(self.jobs.values())  # what RQ's own sleep and registry read
 
     def enqueue_jobs(self):
         self.reload()

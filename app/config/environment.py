@@ -11,6 +11,7 @@ import re
 import secrets
 import tempfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -33,6 +34,8 @@ from app.config.validators import (
     read_size,
 )
 from app.config.values import (
+    EDITABLE_FOR_ALL,
+    EDITABLE_PER_TARGET,
     ENVIRONMENT_COLOR_NAMES,
     JOB_MAX_DEFAULT,
     NOTIFY_EVENTS,
@@ -54,6 +57,8 @@ def settings_values(env: Mapping[str, str] | None = None, instance_path: str | N
     app_env = _app_env(env)
     secret_key = _secret_key(env, app_env)
     targets, default = _targets(env, app_env, instance)
+    for_all = frozenset(name for name, variable in EDITABLE_FOR_ALL.items() if env.get(variable, "").strip())
+    targets = tuple(replace(t, server_set=t.server_set | for_all) for t in targets)
     first = next(t for t in targets if t.name == default)
     return dict(
         secret_key=secret_key or _generated_secret_key(targets),
@@ -119,6 +124,7 @@ def _per_target_defaults(env: Mapping[str, str]) -> dict:
         "alert_webhook_url": read_http_url(env, "ALERT_WEBHOOK_URL"),
         "alert_email_to": tuple(a.strip() for a in env.get("ALERT_EMAIL_TO", "").split(",") if a.strip()),
         "encryption_recipients": _recipients(env),
+        "server_set": frozenset(name for name, var in EDITABLE_PER_TARGET.items() if env.get(var, "").strip()),
     }
 
 

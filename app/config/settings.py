@@ -113,6 +113,9 @@ class Settings:
     session_max_hours: int = 12
     # Environment -> colour of its bar and badges (ENVIRONMENT_COLORS), over the defaults.
     environment_colors: tuple[tuple[str, str], ...] = ()
+    # The editable settings (EDITABLE_VARIABLES) the server sets explicitly for this target: an admin sees
+    # them locked on the settings page, and a value stored there does not override them.
+    server_set: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, instance_path: str | None = None) -> Settings:
@@ -155,6 +158,11 @@ class Settings:
     def second_factor_key(self) -> bytes:
         """32 bytes derived from SECRET_KEY that encrypt the two-factor secrets in the console store."""
         return hmac.new(self.secret_key.encode(), b"pgconsole second factor key v1", hashlib.sha256).digest()
+
+    @property
+    def stored_secrets_key(self) -> bytes:
+        """32 bytes derived from SECRET_KEY that encrypt the secrets an admin stores on the settings page."""
+        return hmac.new(self.secret_key.encode(), b"pgconsole stored settings key v1", hashlib.sha256).digest()
 
     def color_of(self, environment: str | None) -> str:
         """The colour an environment is shown in: ENVIRONMENT_COLORS, else production red, staging amber."""

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from app.adapters.encryption import parse_recipients
 from app.adapters.postgres import TargetDatabase
 from app.config.validators import APP_NAME, ENV_NAME, PASSKEY_HASH, check_storage_url, database_from_url
-from app.config.values import ConfigError, Target
+from app.config.values import EDITABLE_PER_TARGET, ConfigError, Target
 from app.domain.cron import cron_problem
 
 _TARGET_NAME = re.compile(r"^[a-z0-9_-]{1,40}$")
@@ -104,7 +104,8 @@ def _file_target(name: str, table: object, env: Mapping[str, str], defaults: dic
         restore_passkey=values.get("restore_passkey_env"),
         restore_passkey_hash=passkey_hash.lower() if passkey_hash else None,
         **{**defaults, **{k: v for k, v in values.items() if k in defaults},
-           "alert_webhook_url": values.get("alert_webhook_url_env", defaults["alert_webhook_url"])},
+           "alert_webhook_url": values.get("alert_webhook_url_env", defaults["alert_webhook_url"]),
+           "server_set": defaults["server_set"] | {k for k in values if k in EDITABLE_PER_TARGET}},
     )  # fmt: skip
 
 

@@ -15,6 +15,15 @@ TARGET_ROLES = ("none", *ROLES)  # a per-target role; "none" hides the target fr
 # What can be notified (NOTIFY_EVENTS narrows it); app/domain/alerts.py sends them.
 NOTIFY_EVENTS = ("backup-failed", "restore-failed", "verify-failed", "restore-finished", "stale-backup", "size-drop")
 JOB_MAX_DEFAULT = 7 * 24 * 3600  # a week: far past any backup or restore that is still moving
+# The settings an admin may change on the settings page, and the variable that sets each on the server (and
+# locks it there). Those of a target may also be keys of its TARGETS_FILE table, which lock them too.
+EDITABLE_PER_TARGET = {
+    "backup_schedule": "BACKUP_SCHEDULE", "verify_schedule": "VERIFY_SCHEDULE",
+    "max_backup_files": "MAX_BACKUP_FILES", "retention_daily": "RETENTION_DAILY",
+    "retention_weekly": "RETENTION_WEEKLY", "retention_monthly": "RETENTION_MONTHLY",
+}  # fmt: skip
+EDITABLE_FOR_ALL = {"notify_urls": "NOTIFY_URLS", "notify_events": "NOTIFY_EVENTS"}
+EDITABLE_VARIABLES = {**EDITABLE_PER_TARGET, **EDITABLE_FOR_ALL}
 
 
 class ConfigError(Exception):
@@ -51,6 +60,9 @@ class Target:
     alert_webhook_url: str | None = field(default=None, repr=False)
     alert_email_to: tuple[str, ...] = ()
     encryption_recipients: tuple[str, ...] = ()  # age public keys; empty: this target's backups stay plain
+    # The editable settings (EDITABLE_VARIABLES' names) the server sets explicitly for this target, in the
+    # environment or its TARGETS_FILE table: the settings page shows them locked.
+    server_set: frozenset[str] = frozenset()
 
 
 # The fields of a target that `Settings.for_target` copies into the settings.

@@ -22,6 +22,7 @@ from app.domain.console import ConsoleBackups, ListingCache
 from app.domain.naming import Owner
 from app.domain.retention import RetentionPolicy
 from app.services.clients import redis_for, storage_for
+from app.store import console_settings as stored_settings
 
 _acting_on: ContextVar[str | None] = ContextVar("pgconsole_target", default=None)
 
@@ -57,8 +58,10 @@ def scoped_target() -> str | None:
 
 
 def console_settings() -> Settings:
-    """The app's settings as the default target sees them (what is the same for every target lives here too)."""
-    return current_app.config["SETTINGS"]
+    """The app's settings as the default target sees them (what is the same for every target lives here too),
+    with what an admin stored on the settings page applied where the server does not set it (read from the
+    console store at most every few seconds: app/store/console_settings.py)."""
+    return stored_settings.effective(current_app.config["SETTINGS"])
 
 
 def settings() -> Settings:
@@ -90,7 +93,8 @@ def console_backups(settings: Settings, storage: Storage, cache: ListingCache | 
 
 
 def retention_policy(settings: Settings) -> RetentionPolicy:
-    """The retention policy the settings give: MAX_BACKUP_FILES and the daily/weekly/monthly counts."""
+    """The retention policy the settings give: MAX_BACKUP_FILES and the daily/weekly/monthly counts (or the
+    settings page's, when `settings` come from `settings()`)."""
     return RetentionPolicy(settings.max_backup_files, settings.retention_daily, settings.retention_weekly,
                            settings.retention_monthly)  # fmt: skip
 

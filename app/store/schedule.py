@@ -1,42 +1,28 @@
-"""Each target's backup schedule as an admin set it on the settings page, stored in the console store.
-
-A stored schedule wins over the target's BACKUP_SCHEDULE; a stored "" means switched off.
+"""Each target's backup schedule: the page's (app/store/console_settings.py holds every editable setting),
+unless the server sets BACKUP_SCHEDULE (or the target's backup_schedule); a stored "" means switched off.
 """
 
 from __future__ import annotations
 
 from app import services
 from app.config import Settings
-from app.extensions import db
-from app.store.models import ConsoleSetting, utcnow
-
-SCHEDULE_SETTING = "backup_schedule"
-
-
-def schedule_setting(settings: Settings) -> str:
-    """The console setting holding a target's schedule: the default target keeps the name it had alone."""
-    if settings.target_name == settings.default_target:
-        return SCHEDULE_SETTING
-    return f"{SCHEDULE_SETTING}:{settings.target_name}"
+from app.store import audit
+from app.store.console_settings import current, save, stored_row
+from app.store.models import ConsoleSetting
 
 
 def stored_schedule(settings: Settings | None = None) -> ConsoleSetting | None:
     """The schedule saved for `settings`' target (default: the one this request acts on), or None."""
-    return db.session.get(ConsoleSetting, schedule_setting(settings or services.settings()))
+    return stored_row("backup_schedule", settings or services.settings())
 
 
 def effective_schedule(settings: Settings) -> str | None:
-    """The page's schedule when an admin set one ("" means switched off), else the target's BACKUP_SCHEDULE."""
-    stored = stored_schedule(settings)
-    if stored is not None:
-        return stored.value or None
-    return settings.backup_schedule
+    """The schedule backups run on: the server's when it sets one, else the page's, else none."""
+    return current("backup_schedule", settings) or None  # type: ignore[return-value]
 
 
 def save_schedule(expression: str, by: str, settings: Settings | None = None) -> None:
-    """Save the schedule of `settings`' target (default: the one this request acts on)."""
-    settings = settings or services.settings()
-    row = stored_schedule(settings) or ConsoleSetting(key=schedule_setting(settings))
-    row.value, row.updated_by, row.updated_at = expression, by, utcnow()
-    db.session.add(row)
-    db.session.commit()
+    """Save the schedule of `settings`' target (default: the one this request acts on), audited."""
+    change = save("backup_schedule", expression, settings or services.settings(), by)
+    if change:
+        audit.record("settings", "ok", username=by, target="backup schedule", detail=change)
