@@ -100,7 +100,8 @@ def test_the_empty_string_is_all_and_an_empty_store_has_no_tabs(app, make_user):
     assert 'id="environment-tabs"' not in page and "No backups yet." in page
 
 
-def test_rows_say_who_made_a_backup_manual_or_scheduled_and_how_long_it_took(app, make_user, run_jobs):
+def olga_and_the_scheduler_back_up(app, make_user):
+    """A backup olga makes from the page, then one the scheduler makes, both run to their end; olga's client."""
     from app.jobs import runtime
     from app.scheduler import scheduled_backup
 
@@ -111,6 +112,11 @@ def test_rows_say_who_made_a_backup_manual_or_scheduled_and_how_long_it_took(app
         runtime.configure(app)
         assert scheduled_backup() is not None
     run_jobs_for(app)
+    return operator
+
+
+def test_rows_say_who_made_a_backup_manual_or_scheduled_and_how_long_it_took(app, make_user, run_jobs):
+    olga_and_the_scheduler_back_up(app, make_user)
     foreign = names(1, "production", start_days=2)[0]
     storage_of(app).put_bytes(foreign, b"dump")
 
@@ -184,3 +190,65 @@ def test_a_manifest_with_nonsense_times_gives_no_duration():
     for bad in ({}, {"started_at": 5, "finished_at": "x"}, {"started_at": "2026-01-02T00:00:00+00:00",
                                                              "finished_at": "2026-01-01T00:00:00+00:00"}):  # fmt: skip
         assert manifest_seconds(bad) is None
+
+
+# --------------------------------------------------------------------------- search, filters, kinds, storage used
+
+
+def test_safety_backups_are_labelled_and_the_list_filters_by_kind_and_person(app, make_user, token_for, run_jobs):
+    """Real backups: olga's by hand, the scheduler's, and the safety backup ada's restore made before its swap."""
+    from tests.helpers import restore_through_api
+
+    operator = olga_and_the_scheduler_back_up(app, make_user)
+    scheduled, manual = listed_rows(operator.get("/").text)
+    make_user("ada", "admin")
+    restored = restore_through_api(app, app.test_client(), token_for("ada"), manual)
+    safety = restored["result"]["safety_backup"]
+    foreign = names(1, "production", start_days=2)[0]
+    storage_of(app).put_bytes(foreign, b"dump")
+
+    viewer, _ = signed_in(app, make_user, "viewer", "vera")
+    page = viewer.get("/").text
+    assert listed_rows(page) == [safety, scheduled, manual, foreign]
+    assert cell(page, safety, "Made by") == "ada · safety"
+    assert cell(page, manual, "Made by") == "olga · manual"
+    assert re.search(r'<span class="mark kind kind-safety">safety</span>', page)
+    assert re.search(r'<option value="olga">olga</option>', page) and '<option value="scheduler">' in page
+
+    def rows(**query) -> list[str]:
+        answer = viewer.get("/", query_string=query)
+        assert answer.status_code == 200
+        return listed_rows(answer.text)
+
+    assert rows(kind="safety") == [safety]
+    assert rows(kind="scheduled") == [scheduled]
+    assert rows(kind="manual") == [manual]
+    assert rows(by="olga") == [manual] and rows(by="ada") == [safety]
+    assert rows(q="PRODUCTION") == [foreign] and rows(q="scheduler") == [scheduled]
+    assert rows(q="olga", kind="scheduled") == []
+    assert rows(kind="nonsense") == [safety, scheduled, manual, foreign]  # an unknown kind is no filter
+    assert rows(environment="production", q="pharma") == [foreign]
+    nothing = viewer.get("/?by=nobody").text
+    assert "No backup matches this search and these filters." in nothing and 'id="clear-filters"' in nothing
+    safety_page = viewer.get(f"/backups/{safety}").text
+    assert "a safety backup a restore made of the database it replaced, before the swap" in safety_page
+    assert re.search(r'href="/jobs/[0-9a-f]{32}">the restore</a>', safety_page)
+
+
+@pytest.mark.web_only
+def test_filters_survive_paging_and_the_storage_used_is_summed_per_environment(app, make_user):
+    staging, production = names(53), names(2, "production", start_days=5)
+    storage = storage_of(app)
+    for name in staging:
+        storage.put_bytes(name, b"d" * 1000)
+    for name in production:
+        storage.put_bytes(name, b"p" * 3000)
+    viewer, _ = signed_in(app, make_user, "viewer", "vera")
+    first = viewer.get("/?q=staging").text
+    assert listed_rows(first) == staging[:50]
+    assert '<a rel="next" href="/?page=2&amp;q=staging">' in first
+    second = viewer.get("/?page=2&q=staging").text
+    assert listed_rows(second) == staging[50:] and '<a rel="prev" href="/?q=staging">' in second
+    assert 'value="staging"' in second  # the search box keeps what was asked
+    used = " ".join(re.sub(r"<[^>]+>", " ", re.search(r'id="storage-used">(.*?)</p>', first, re.S)[1]).split())
+    assert used == "Storage used: staging 51.8 KB (53 backups) · production 5.9 KB (2 backups) · in all 57.6 KB"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -10,6 +12,7 @@ from markupsafe import Markup
 from app import operations, services
 from app.adapters.storage import StorageError
 from app.domain import catalog, trends
+from app.domain.console import ConsoleBackups
 from app.domain.cron import next_run
 from app.jobs import history
 from app.services import listing_cache
@@ -17,8 +20,9 @@ from app.store import audit
 from app.store.schedule import effective_schedule
 from app.web.access import client_address, current_actor, role_required
 from app.web.backups.activity import home_activity
+from app.web.backups.facts import facts_of
 from app.web.backups.forms import PinForm
-from app.web.backups.made import made_of
+from app.web.backups.made import KINDS, Made, made_of, makers, safety_backups
 from app.web.backups.overview import overview
 from app.web.forms import ActionForm, CreateBackupForm, require_submitted, safe_next
 from app.web.manifest_cache import manifests
@@ -53,6 +57,12 @@ def target_backups():
     # `?environment=` filters the rows; a name no backup has gives an empty list that says so.
     environment = request.args.get("environment", "")
     backups = [b for b in listed if b.environment == environment] if environment else listed
+    wanted = Wanted.asked()
+    safety, peek = safety_backups(), (lambda b: manifests.peek(storage, b))  # noqa: E731 - read no manifest
+    # Filters need every row's maker (one query); an unfiltered page only its own rows'.
+    made_all = made_of(backups, peek, safety) if wanted else None
+    if made_all is not None:
+        backups = [b for b in backups if wanted.matches(b, made_all.get(b.filename))]
     page, pages = page_asked(len(backups))
     shown = backups[(page - 1) * PAGE_ROWS : page * PAGE_ROWS]
     # Only the backups the trend draws need their manifest (read once per process, see app/web/manifest_cache.py).
@@ -72,7 +82,12 @@ def target_backups():
         environments=environments,
         environment=environment,
         unknown_environment=bool(environment) and environment not in environments,
-        made=made_of(shown, lambda b: manifests.peek(storage, b)),
+        made=made_all if made_all is not None else made_of(shown, peek, safety),
+        wanted=wanted,
+        kept={k: v for k, v in (("environment", environment), *wanted.params()) if v},
+        kinds=KINDS,
+        makers=sorted({*makers(), *([wanted.by] if wanted.by else [])}),
+        storage_used=storage_used(listed),
         notes=listing_cache.pin_notes(storage, services.redis(), settings.redis_namespace, shown),
         dropped={p.filename for p in points if p.dropped},
         foreign={b.filename for b in shown if not ours.is_ours(b)},
@@ -86,6 +101,44 @@ def target_backups():
         zone=settings.zone,
         **home_activity(settings, schedule),
     )
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """The list's search and filters (`?q=`, `?kind=`, `?by=`), as GET parameters that survive paging."""
+
+    q: str = ""
+    kind: str = ""  # one of made.KINDS
+    by: str = ""  # who made it
+
+    @classmethod
+    def asked(cls) -> Wanted:
+        kind = request.args.get("kind", "")
+        return cls(request.args.get("q", "").strip()[:200], kind if kind in KINDS else "",
+                   request.args.get("by", "").strip()[:64])  # fmt: skip
+
+    def __bool__(self) -> bool:
+        return bool(self.q or self.kind or self.by)
+
+    def params(self) -> tuple[tuple[str, str], ...]:
+        return ("q", self.q), ("kind", self.kind), ("by", self.by)
+
+    def matches(self, backup: catalog.Backup, made: Made | None) -> bool:
+        """The search looks in the file name and the maker's name, ignoring case."""
+        q = self.q.casefold()
+        found = not q or q in backup.filename.casefold() or bool(made and made.by and q in made.by.casefold())
+        return (found and (not self.kind or (made is not None and made.kind == self.kind))
+                and (not self.by or (made is not None and made.by == self.by)))  # fmt: skip
+
+
+def storage_used(listed: list[catalog.Backup]) -> list[tuple[str | None, int, int]]:
+    """(environment, bytes, backups) for each environment in the store, the largest first; None: names of no form."""
+    used: dict[str | None, list[int]] = {}
+    for backup in listed:
+        total = used.setdefault(backup.environment, [0, 0])
+        total[0] += backup.size
+        total[1] += 1
+    return sorted(((env, size, count) for env, (size, count) in used.items()), key=lambda u: (-u[1], u[0] or ""))
 
 
 def page_asked(rows: int) -> tuple[int, int]:
@@ -120,6 +173,45 @@ def create():
             return index(), 429
         return redirect(url_for("backups.index")), 303
     return redirect(url_for("jobs.show", job_id=job_id, next=safe_next(form.next.data)), 303)
+
+
+@bp.route("/backups/<path:filename>")
+@bp.route("/targets/<target>/backups/<path:filename>")
+@role_required("viewer")
+def show(filename: str):
+    """One backup's page: everything the manifest and the console know, with the actions the role allows."""
+    ours = operations.collaborators().backups
+    backup = visible_backup_or_404(ours, filename)
+    return render_template("backups/show.html", facts=facts_of(ours, backup), action_form=ActionForm(),
+                           pin_form=PinForm(), zone=services.settings().zone)  # fmt: skip
+
+
+def visible_backup_or_404(ours: ConsoleBackups, filename: str) -> catalog.Backup:
+    """The listed backup of that exact name (naming.py's rules: a dump, no path) whose target the user may see."""
+    backup = ours.find(filename) if catalog.may_be_backup(filename) else None
+    if backup is not None and not ours.is_ours(backup):
+        owner = operations.owning_target(services.console_settings(), backup)
+        if owner is not None and not current_actor().may_on(owner, "viewer"):
+            backup = None  # a hidden target's backup answers as an unknown name does
+    if backup is None:
+        abort(404, f"There is no backup called “{filename[:120]}” in this store. It may have been deleted "
+                   "by retention, or the address is mistyped: the list shows every backup there is.")  # fmt: skip
+    return backup
+
+
+@bp.route("/backups/<path:filename>/manifest")
+@bp.route("/targets/<target>/backups/<path:filename>/manifest")
+@role_required("operator")
+def manifest(filename: str):
+    """The manifest as stored (as for the backup itself, an operator of its environment or an admin)."""
+    backup = listed_or_404(filename, "download")
+    found = manifests.get(services.storage(), backup)
+    if found is None:
+        abort(404, f"{filename[:120]} has no readable manifest")
+    audit.record("download", "ok", username=current_user.username, target=filename, address=client_address(),
+                 detail="its manifest")  # fmt: skip
+    return Response(json.dumps(found, indent=2, sort_keys=True), mimetype="application/json",
+                    headers={"Content-Disposition": attachment(f"{filename}.json")})  # fmt: skip
 
 
 @bp.route("/backups/<path:filename>/download")
@@ -169,7 +261,7 @@ def pin(filename: str):
     listing_cache.listing_changed(services.settings(), services.redis())
     audit.record("pin", "ok", username=current_user.username, target=filename, detail=note or None)
     flash(f"Pinned {filename}: retention will keep it.", "ok")
-    return redirect(url_for("backups.index"), 303)
+    return redirect(back_to(), 303)
 
 
 @bp.route("/backups/<path:filename>/unpin", methods=["POST"])
@@ -184,7 +276,7 @@ def unpin(filename: str):
     listing_cache.forget_pin_note(redis, settings.redis_namespace, backup)
     audit.record("unpin", "ok", username=current_user.username, target=filename)
     flash(f"Unpinned {filename}.", "ok")
-    return redirect(url_for("backups.index"), 303)
+    return redirect(back_to(), 303)
 
 
 @bp.route("/backups/<path:filename>/verify", methods=["POST"])
@@ -198,5 +290,10 @@ def verify(filename: str):
         if exc.status != 409:  # not found, not allowed: the error page; busy: back to the list
             raise
         flash(str(exc), "error")
-        return redirect(url_for("backups.index"), 303)
+        return redirect(back_to(), 303)
     return redirect(url_for("jobs.show", job_id=job_id), 303)
+
+
+def back_to() -> str:
+    """Where a backup's action returns: the page it was posted from (the list or the backup's page)."""
+    return safe_next(request.form.get("next")) or url_for("backups.index")

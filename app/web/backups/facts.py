@@ -1,0 +1,142 @@
+"""Everything the console knows of one backup, for its page (`/backups/<filename>`) and its JSON twin:
+the listing, the manifest (read once per process, app/web/manifest_cache.py), who made it and how
+(app/web/backups/made.py), its trust, its pin, its restore test and the jobs that used it.
+
+A page reads at most three small objects from the store: the manifest (once per process), the pin
+and the restore-test report, each only when the listing shows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.domain import catalog, provenance
+from app.domain.catalog import Backup
+from app.domain.console import ConsoleBackups
+from app.domain.trends import manifest_seconds
+from app.store.models import JobRun
+from app.web.backups.made import Made, jobs_on, made_of
+from app.web.manifest_cache import manifests
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The restore test's report beside the backup, and whether it proves the backup restorable."""
+
+    proven: bool  # signed with our key, naming this file and its trusted sha256 (provenance.proves)
+    at: datetime | None  # when the report was written (the listing's time)
+    by: str | None
+    seconds: float | None
+    rows: dict[str, int]  # table → rows restored
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+
+@dataclass(frozen=True)
+class BackupFacts:
+    backup: Backup
+    ours: bool  # of this target's app and environment
+    manifest: dict | None
+    made: Made | None
+    origin: provenance.Provenance
+    started_at: datetime | None
+    finished_at: datetime | None
+    seconds: float | None
+    pin: dict | None
+    verification: Verification | None
+    jobs: list[JobRun]  # restores and restore tests of this file
+
+    @property
+    def restores(self) -> list[JobRun]:
+        return [j for j in self.jobs if j.kind == "restore"]
+
+    @property
+    def verifies(self) -> list[JobRun]:
+        return [j for j in self.jobs if j.kind == "verify"]
+
+    def text(self, key: str) -> str | None:
+        """A text field of the manifest, or None (anyone who can write to the store writes manifests)."""
+        value = (self.manifest or {}).get(key)
+        return value if isinstance(value, str | int | float) and not isinstance(value, bool) and value != "" else None
+
+    @property
+    def recipients(self) -> list[str]:
+        encryption = (self.manifest or {}).get("encryption")
+        recipients = encryption.get("recipients") if isinstance(encryption, dict) else None
+        return [r for r in recipients if isinstance(r, str)] if isinstance(recipients, list) else []
+
+    def to_json(self) -> dict:
+        """The JSON API's view of the page; never the manifest's role definitions."""
+        m = self.made
+        return {
+            **self.backup.to_json(),
+            "madeBy": m.by if m else None, "kind": m.kind if m else None, "madeByJob": m.job_id if m else None,
+            "startedAt": _iso(self.started_at), "finishedAt": _iso(self.finished_at), "seconds": self.seconds,
+            "compression": self.text("compression_method") or self.text("compression"),
+            "pgDumpVersion": self.text("pg_dump_version"), "serverVersion": self.text("server_version"),
+            "database": self.text("database"), "sha256": self.text("sha256"),
+            "trusted": self.origin.trusted, "untrustedReason": self.origin.reason or None,
+            "encryptedFor": self.recipients,
+            "pinNote": (self.pin or {}).get("note") if self.backup.pinned else None,
+            "verification": None if self.verification is None else {
+                "proven": self.verification.proven, "at": _iso(self.verification.at),
+                "seconds": self.verification.seconds, "rows": self.verification.rows,
+            },
+            "restores": [{"jobId": j.id, "status": j.status, "requestedBy": j.requested_by,
+                          "at": _iso(j.enqueued_at)} for j in self.restores],
+        }  # fmt: skip
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def facts_of(ours: ConsoleBackups, backup: Backup) -> BackupFacts:
+    """What the page of `backup` shows; the caller has checked that the user may see it."""
+    storage = ours.storage
+    manifest = manifests.get(storage, backup)
+    made = made_of([backup], lambda b: manifest).get(backup.filename)
+    origin = provenance.provenance_of(backup, manifest, ours.signing_key)
+    return BackupFacts(
+        backup=backup,
+        ours=ours.is_ours(backup),
+        manifest=manifest,
+        made=made,
+        origin=origin,
+        started_at=_moment((manifest or {}).get("started_at")),
+        finished_at=_moment((manifest or {}).get("finished_at")),
+        seconds=made.seconds if made and made.seconds is not None else manifest_seconds(manifest),
+        pin=catalog.read_pin(storage, backup.filename) if backup.pinned else None,
+        verification=_verification(ours, backup, origin) if backup.verified_at else None,
+        jobs=jobs_on(backup.filename),
+    )
+
+
+def _verification(ours: ConsoleBackups, backup: Backup, origin: provenance.Provenance) -> Verification | None:
+    report = catalog.read_verification(ours.storage, backup.filename)
+    if report is None:
+        return None
+    rows = report.get("rows")
+    rows = {str(t)[:200]: n for t, n in rows.items() if isinstance(n, int)} if isinstance(rows, dict) else {}
+    seconds = report.get("seconds")
+    by = report.get("requested_by")
+    return Verification(
+        proven=provenance.proves(report, backup, origin, ours.signing_key),
+        at=backup.verified_at,
+        by=by[:64] if isinstance(by, str) else None,
+        seconds=float(seconds) if isinstance(seconds, int | float) and not isinstance(seconds, bool) else None,
+        rows=rows,
+    )
+
+
+def _moment(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None
