@@ -111,6 +111,11 @@ def sign_out_everywhere(user: User, address: str | None) -> None:
                  detail=f"{ended} open session(s) ended, {revoked} API token(s) revoked", address=address)  # fmt: skip
 
 
+def lockout(user: User) -> str | None:
+    """Why `user` may not be disabled or lose the admin role (the last active admin), or None."""
+    return _lockout(user)
+
+
 def _lockout(user: User) -> str | None:
     """Why `user` may not stop being an active admin: the last one, or the last local one."""
     if user.role != "admin" or not user.active:

@@ -1,4 +1,5 @@
-// "Copy" beside a secret shown once (a new API token): copies the text of the element it names.
+// "Copy" beside a secret shown once (a new API token, a set-password link, recovery codes): copies the text
+// of the element it names.
 (function () {
   "use strict";
   document.querySelectorAll("button[data-copy]").forEach(function (button) {
@@ -18,7 +19,7 @@
           if (document.execCommand("copy")) { resolve(); } else { reject(); }
         });
       copied.then(function () { if (done) { done.textContent = "Copied."; } },
-                  function () { if (done) { done.textContent = "Select the token and copy it."; } });
+                  function () { if (done) { done.textContent = "Copying failed: select the text and copy it."; } });
     });
   });
 })();

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, PasswordField, SelectField, StringField, SubmitField
-from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional, ValidationError
+from wtforms import PasswordField, SelectField, StringField, SubmitField
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
 from app.accounts.people import GLOBAL, password_problem, username_problem
 from app.config import ROLES, TARGET_ROLES
 
 ROLE_CHOICES = list(ROLES)
+MAX_TOKEN_DAYS = 3650
+# What each role may do, in one line each: shown on the users page beside the role pickers.
+ROLE_DUTIES = {
+    "viewer": "Sees backups, jobs and the activity log; changes nothing.",
+    "operator": "Also makes, verifies, pins and downloads backups, and stops backups and verifies.",
+    "admin": "Also restores databases, reads the audit log, manages users and changes settings.",
+}
 
 
 def strong_password(form, field) -> None:
@@ -75,11 +82,23 @@ class TokenForm(FlaskForm):
     # alone must not make a token that outlives the session.
     proof = PasswordField("Your password (or a code from your authenticator app)",
                           validators=[Optional(strip_whitespace=False), Length(max=256)])  # fmt: skip
-    # 90 days unless the owner clears it: a forgotten token should not work for ever.
-    expires_days = IntegerField(
-        "Expires after (days, empty for never)", default=90, validators=[Optional(), NumberRange(1, 3650)]
-    )
+    # 90 days unless the owner clears it: a forgotten token should not work for ever. Text, not type=number:
+    # a browser sends an empty value for "abc" in a number field, which would read as "never".
+    expires_days = StringField("Expires after (days, empty for never)", default="90",
+                               validators=[Length(max=12)], render_kw={"inputmode": "numeric"})  # fmt: skip
     submit = SubmitField("Create token")
+
+    def validate_expires_days(self, field) -> None:
+        text = (field.data or "").strip()
+        if text and not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_TOKEN_DAYS):
+            raise ValidationError(f"Give a whole number of days from 1 to {MAX_TOKEN_DAYS:,}, or leave it empty "
+                                  "for a token that never expires.")  # fmt: skip
+
+    @property
+    def days(self) -> int | None:
+        """The validated expiry in days; None: never."""
+        text = (self.expires_days.data or "").strip()
+        return int(text) if text else None
 
     def __init__(self, up_to: str, *args, **kwargs):
         """`up_to`: the highest role the asker acts as now (a session's, or a token's cap)."""

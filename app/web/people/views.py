@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from app import services
@@ -25,6 +26,7 @@ from app.web.forms import ActionForm, require_submitted
 from app.web.identity import prove_identity
 from app.web.people.forms import (
     ROLE_CHOICES,
+    ROLE_DUTIES,
     AddUserForm,
     ChangePasswordForm,
     CodeConfirmForm,
@@ -60,6 +62,7 @@ def users():
             return redirect(url_for("people.users"), 303)
         link = set_password_url(people.issue_set_password_link(user, current_user.username))
         flash(f"Added {user.role} {user.username}. Send them the set-password link below (shown once).", "ok")
+        form = AddUserForm(formdata=None)  # empty again, for the next person
     elif request.method == "POST":
         status = 400
     return users_page(form, link), status
@@ -71,7 +74,16 @@ def users_page(form: AddUserForm, link: str | None) -> str:
     return render_template(
         "people/users.html", users=everyone, form=form, link=link, role_choices=ROLE_CHOICES, action_form=ActionForm(),
         target_names=target_names(), target_role_form=TargetRoleForm(target_names(), formdata=None),
+        role_duties=ROLE_DUTIES, kept_on={u.id: why for u in everyone if (why := not_disableable(u))},
     )  # fmt: skip
+
+
+def not_disableable(user: User) -> str | None:
+    """Why "Disable" is not offered for `user`: your own account, or the last active admin; None otherwise."""
+    if user.id == current_user.id and user.active:
+        return "This is your own account: another admin can disable it."
+    lockout = people.lockout(user)
+    return f"{lockout[0].upper()}{lockout[1:]}: make someone else admin first." if lockout else None
 
 
 def target_names() -> list[str]:
@@ -101,8 +113,14 @@ def toggle_active(user_id: int):
     user = user_or_404(user_id)
     require_submitted(ActionForm())
     active = not user.active
+    if not active and user.id == current_user.id:
+        return _apply(lambda: _refuse("you cannot disable your own account; another admin can"), "")
     return _apply(lambda: people.set_active(user, active, current_user.username),
                   f"{user.username} is {'enabled' if active else 'disabled'}.")  # fmt: skip
+
+
+def _refuse(why: str) -> None:
+    raise people.PeopleError(why)
 
 
 def _apply(change, message: str):
@@ -182,10 +200,11 @@ def account():
     elif request.method == "POST" and "token-submit" in request.form:
         if token_form.validate_on_submit() and token_proof_given(me, token_form, needs_proof):
             needs_proof = False
-            days = token_form.expires_days.data
+            days = token_form.days
             expires = token_expiry(me, utcnow() + timedelta(days=days) if days else None)
             new_token = people.create_token(me, token_form.name.data, token_form.role.data, expires, me.username,
                                             cap=up_to)  # fmt: skip
+            token_form = TokenForm(up_to, prefix="token", formdata=None)  # empty again: the token is made
         else:
             status = 400
     tokens = (
@@ -244,7 +263,7 @@ def second_factor_page():
     if form.validate_on_submit():
         codes = second_factor.confirm_enrolment(me, form.code.data, settings, client_address())
         if codes is not None:
-            return render_template("people/recovery_codes.html", codes=codes)
+            return render_template("people/recovery_codes.html", codes=codes, action_form=ActionForm())
         form.code.errors.append("That code does not match; check the time on your phone and try the next one.")
         status = 400
     elif request.method == "POST":
@@ -254,6 +273,28 @@ def second_factor_page():
         "people/two_factor.html", form=form, secret=secret, qr=second_factor.qr_code_data_uri(me, secret, settings),
         required=second_factor.required_for(me, settings),
     ), status  # fmt: skip
+
+
+RECOVERY_CODE = re.compile(r"[a-z2-9]{4}(-[a-z2-9]{4}){3}")
+
+
+@bp.route("/account/recovery-codes.txt", methods=["POST"])
+@role_required("viewer")
+def recovery_codes_file():
+    """The recovery codes just shown, as a text file to keep: the page posts them back (they are stored only
+    as digests, so the server cannot make them again), and only well-formed codes are written."""
+    require_submitted(ActionForm())
+    codes = [c for c in request.form.getlist("code")[: second_factor.RECOVERY_CODES] if RECOVERY_CODE.fullmatch(c)]
+    if not codes:
+        abort(400, "No recovery codes were sent; they are shown only once, after setting up two-factor codes")
+    text = (
+        f"pgconsole recovery codes for {current_user.username} ({request.host})\n"
+        "Each works once, in place of a code from your authenticator app.\n\n" + "\n".join(codes) + "\n"
+    )
+    return Response(text, mimetype="text/plain", headers={
+        "Content-Disposition": 'attachment; filename="pgconsole-recovery-codes.txt"',
+        "Cache-Control": "no-store", "Pragma": "no-cache",
+    })  # fmt: skip
 
 
 @bp.route("/account/sign-out-everywhere", methods=["POST"])
