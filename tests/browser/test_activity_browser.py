@@ -125,7 +125,7 @@ def test_restore_pages_conclude_failed_unchanged_then_finished_with_undo(page, a
     button.click()
     summary = page.locator("#error-summary")
     summary.wait_for()
-    assert "wrong passkey" in summary.inner_text()
+    assert "Wrong passkey" in summary.inner_text() and page.locator("#passkey-error").inner_text() == "Wrong passkey"
     assert page.evaluate("document.activeElement.id") == "error-summary"  # read without scrolling
     assert page.locator("#tries-left").inner_text() == "4 tries left"
 

@@ -78,3 +78,34 @@ def test_a_new_token_defaults_to_the_lowest_role_and_90_days(app, make_user):
     page = client.get("/account").get_data(as_text=True)
     assert re.search(r'<option selected value="viewer">viewer</option>', page), page
     assert re.search(r'<input [^>]*id="token-expires_days"[^>]*value="90"', page)
+
+
+@pytest.mark.web_only
+def test_a_wrong_passkey_is_said_at_the_passkey_field_and_linked_from_the_summary(app, make_user, target_db):
+    (own,) = old_backups(app, [1])
+    client, auth = signed_in(app, make_user, "admin", "ada")
+    refused = post(client, auth, f"/backups/{own}/restore", {"passkey": "wrong", "confirm": target_db},
+                   page=f"/backups/{own}/restore")  # fmt: skip
+    assert refused.status_code == 403
+    page = refused.get_data(as_text=True)
+    field = re.search(r'<input [^>]*id="passkey"[^>]*>\s*<p class="field-error" id="passkey-error">([^<]*)</p>', page)
+    assert field and field[1] == "Wrong passkey", page
+    assert 'aria-invalid="true"' in field[0] and 'aria-describedby="passkey-error passkey-help"' in field[0]
+    summary = re.search(r'<div class="error-summary".*?</div>', page, re.S)[0]
+    assert '<a href="#passkey">Wrong passkey</a>' in summary
+
+
+@pytest.mark.web_only
+def test_the_danger_is_named_at_the_top_and_the_confirm_card_comes_next(app, make_user, target_db):
+    (own,) = old_backups(app, [1])
+    client, _ = signed_in(app, make_user, "admin", "ada")
+    page = client.get(f"/backups/{own}/restore").get_data(as_text=True)
+    danger = re.search(r'<div class="callout callout-danger restore-danger" id="restore-danger"[^>]*>(.*?)</div>',
+                       page, re.S)  # fmt: skip
+    assert danger, page
+    words = text_of(danger[1])
+    assert "This replaces a live database." in words and own in words
+    assert f"the database {target_db} in the staging environment" in words
+    order = [page.index(marker) for marker in ('id="restore-danger"', 'id="confirm-card"', 'id="what"')]
+    assert order == sorted(order)
+    assert '<fieldset class="plain"' in page

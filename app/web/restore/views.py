@@ -35,7 +35,11 @@ def confirm(filename: str):
                                                     swap_back=form.swap_back.data)  # fmt: skip
                 return redirect(url_for("jobs.show", job_id=job_id), 303)
             except operations.Refused as exc:
-                error, status = str(exc), exc.status
+                status = exc.status
+                if passkey_refusal(exc):  # said at the field it is about (and linked from the summary)
+                    form.passkey.errors = [str(exc)]
+                else:
+                    error = str(exc)
         else:
             status = 400
     storage = using.backups.storage
@@ -69,6 +73,11 @@ def confirm(filename: str):
         ),
         status,
     )
+
+
+def passkey_refusal(exc: operations.Refused) -> bool:
+    """A wrong passkey, or too many of them: the passkey field's error."""
+    return str(exc) == operations.WRONG_PASSKEY or (exc.status == 429 and "passkey" in str(exc))
 
 
 def preflight_found(settings: Settings, signed_manifest: dict | None, form: RestoreForm) -> dict:
