@@ -1,11 +1,14 @@
 """`bin/console`: the console on this machine's PostgreSQL and Redis, with a demo database.
 
-Defaults (each overridable by the environment): target database `pgconsole_demo` on
-127.0.0.1:5432 (created with sample rows if missing), Redis on 127.0.0.1:6379, backups in
-`instance/backups`, and a secret key and restore passkey generated once into
-`instance/quickstart.env` (mode 0600). The console store is created or upgraded first
-(`flask --app wsgi db upgrade`). When it has no users yet, an admin is created and its
-password printed once. The web server and one worker start together and stop together on Ctrl-C.
+Defaults (each overridable by the environment): target database `pgconsole_demo` (or
+DEMO_DATABASE) on 127.0.0.1:5432 (created with sample rows if missing), Redis on 127.0.0.1:6379,
+backups in `instance/backups`, and a secret key and restore passkey generated once into
+`instance/quickstart.env` (mode 0600). Two-factor codes are not required (REQUIRE_2FA=none), so
+the demo admin signs in straight away; a deployment keeps the default (admins enrol first). The
+console store is created or upgraded first (`flask --app wsgi db upgrade`). When it has no users
+yet, an admin is created and its password printed once. A port already in use (PORT, default
+5000) stops it before anything starts. The web server, one worker and the scheduler start
+together and stop together on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,16 +16,18 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: wsgi.py, instance/
-DEMO_DATABASE = "pgconsole_demo"
+DEMO_DATABASE = "pgconsole_demo"  # DEMO_DATABASE changes it: two checkouts on one server, two demos
 
 
 def load_or_create_secrets(path: Path) -> dict[str, str]:
@@ -102,16 +107,39 @@ def ensure_admin() -> None:
     print("  It is shown only this once. Sign in and keep it safe.\n")
 
 
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Something already listens on `host`:`port` (another console, another app)."""
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host, port)) == 0
+
+
+def chosen_port() -> int:
+    """PORT (default 5000), checked before anything starts: one line and exit 1, never gunicorn's traceback."""
+    raw = os.environ.get("PORT", "5000").strip()
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        sys.exit(f"pgconsole: PORT must be a port number from 1 to 65535 (got {raw!r})")
+    if port_in_use(int(raw)):
+        sys.exit(f"pgconsole: port {raw} is already in use; start on another with e.g. PORT=5001 bin/console")
+    return int(raw)
+
+
+def demo_defaults(instance: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """What the quick start sets unless the environment says otherwise."""
+    demo_database = environ.get("DEMO_DATABASE", "").strip() or DEMO_DATABASE
+    return {
+        "INSTANCE_PATH": str(instance),
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{demo_database}",
+        "APP_ENV": "development",
+        "REQUIRE_2FA": "none",  # a demo on this machine; the default (admins enrol first) is for deployments
+    }
+
+
 def main() -> int:
+    port = chosen_port()
     instance = Path(os.environ.get("INSTANCE_PATH", ROOT / "instance"))
     generated = load_or_create_secrets(instance / "quickstart.env")
-    defaults = {
-        "INSTANCE_PATH": str(instance),
-        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{DEMO_DATABASE}",
-        "APP_ENV": "development",
-        **generated,
-    }
-    for key, value in defaults.items():
+    for key, value in {**demo_defaults(instance, os.environ), **generated}.items():
         os.environ.setdefault(key, value)
     from app.config import ConfigError
 
@@ -124,7 +152,6 @@ def main() -> int:
     except psycopg.OperationalError as exc:
         sys.exit(f"pgconsole: cannot reach PostgreSQL ({str(exc).strip().splitlines()[0]}); is it running?")
 
-    port = os.environ.get("PORT", "5000")
     python = sys.executable
     procs = [
         subprocess.Popen(
@@ -134,6 +161,8 @@ def main() -> int:
         subprocess.Popen([python, "-m", "flask", "--app", "wsgi", "scheduler"], cwd=ROOT),
     ]
     print(f"pgconsole is starting on http://127.0.0.1:{port}/  (restore passkey: in {instance / 'quickstart.env'})")
+    if os.environ["REQUIRE_2FA"] == "none":
+        print("Two-factor codes are not required in this demo (REQUIRE_2FA=none); a deployment asks admins for them.")
     print("Press Ctrl-C to stop the web server, the worker and the scheduler.")
 
     stopping = False
