@@ -35,9 +35,11 @@ def test_one_scheduler_fires_each_targets_schedule_with_its_name(console, redis_
 
     settings = console.config["SETTINGS"]
     client, auth = make_person(console, "ada", "admin")
-    saved = client.post("/targets/reports/settings", data={"schedule": "0 3 * * *",
-                                                            "csrf_token": auth.csrf_token("/targets/reports/settings")})
-    assert saved.status_code == 303 and saved.headers["Location"] == "/targets/reports/settings"
+    token = auth.csrf_token("/targets/reports/settings")
+    saved = client.post("/targets/reports/settings/backup_schedule",
+                        data={"backup-kind": "cron", "backup-cron": "0 3 * * *", "backup-csrf_token": token})
+    assert saved.status_code == 303
+    assert saved.headers["Location"] == "/targets/reports/settings?saved=backup-schedule#backup-schedule"
     assert "<code>0 3 * * *</code>" in client.get("/targets/reports/").get_data(as_text=True)
     assert "<code>0 3 * * *</code>" not in client.get("/targets/staging/").get_data(as_text=True)
     with console.app_context():

@@ -292,8 +292,8 @@ def test_the_settings_button_reports_each_url_by_scheme_and_host(app_env, make_a
 
     page = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert f"<code>json://127.0.0.1:{receiver.port}</code></td>\n            <td>delivered" in page
-    assert f'<code>json://127.0.0.1:{dead}</code></td>\n            <td><span class="mark danger-mark">FAILED' in page
+    assert f"<code>json://127.0.0.1:{receiver.port}</code></td>\n            <td>Delivered" in page
+    assert f'<code>json://127.0.0.1:{dead}</code></td>\n            <td><span class="mark danger-mark">Failed' in page
     assert "s3cr3t" not in page
     [(_, payload)] = receiver.requests
     assert payload["title"] == "[pgconsole staging] Test notification from pgconsole"

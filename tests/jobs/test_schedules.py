@@ -44,9 +44,12 @@ def test_two_schedulers_enqueue_one_run_per_slot(make_app, redis_server, make_us
 
 def test_the_schedule_is_set_on_the_settings_page_and_shown_with_its_next_run(app, make_user):
     client, auth = signed_in(app, make_user, "admin", "ada")
-    bad = client.post("/settings", data={"schedule": "every day", "csrf_token": auth.csrf_token("/settings")})
+    token = auth.csrf_token("/settings")
+    bad = client.post("/settings/backup_schedule", data={"backup-kind": "cron", "backup-cron": "every day",
+                                                         "backup-csrf_token": token})  # fmt: skip
     assert bad.status_code == 400 and "cron expression of five fields" in bad.get_data(as_text=True)
-    ok = client.post("/settings", data={"schedule": "30 2 * * *", "csrf_token": auth.csrf_token("/settings")})
+    ok = client.post("/settings/backup_schedule", data={"backup-kind": "daily", "backup-time": "02:30",
+                                                        "backup-csrf_token": token})  # fmt: skip
     assert ok.status_code == 303
     home = client.get("/").get_data(as_text=True)
     assert "<code>30 2 * * *</code>" in home

@@ -43,12 +43,13 @@ def test_schedule_form_answers_303_or_400_and_every_page_still_renders(console, 
     from app.config import cron_problem
     from app.store.schedule import stored_schedule
 
-    response = post_form(console.client, "/settings", {"schedule": schedule, "csrf_token": console.csrf}, {303, 400})
+    form = {"backup-kind": "cron", "backup-cron": schedule, "backup-csrf_token": console.csrf}
+    response = post_form(console.client, "/settings/backup_schedule", form, {303, 400})
     event(f"status {response.status_code}")
     if response.status_code == 303:
         with console.app.app_context():
             saved = stored_schedule().value
-        assert saved == " ".join(schedule.split()) and (not saved or cron_problem(saved) is None)
+        assert saved == " ".join(schedule.split()) and saved and cron_problem(saved) is None
     else:
         assert "schedule" in response.get_data(as_text=True).lower()
     for page in ("/settings", "/"):
@@ -56,7 +57,8 @@ def test_schedule_form_answers_303_or_400_and_every_page_still_renders(console, 
 
 
 def test_bug_a_schedule_that_never_fires_is_refused_not_saved(console):
-    response = console.client.post("/settings", data={"schedule": "0 0 30 2 *", "csrf_token": console.csrf})
+    form = {"backup-kind": "cron", "backup-cron": "0 0 30 2 *", "backup-csrf_token": console.csrf}
+    response = console.client.post("/settings/backup_schedule", data=form)
     # Once it was saved, and every page that shows the next run (/settings, /) answered 500.
     assert response.status_code == 400
     assert "never fires" in response.get_data(as_text=True)
