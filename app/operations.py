@@ -29,7 +29,7 @@ from app.domain.naming import Owner
 from app.domain.restore import passkey_matches
 from app.jobs import history, kept_databases
 from app.jobs.notify import deliver
-from app.jobs.queue import JobRefused, start_job
+from app.jobs.queue import JobRefused, start_job, stop_job
 from app.services.listing_cache import listing_cache
 from app.store import audit
 from app.store.models import JobRun, utcnow
@@ -325,6 +325,35 @@ def _guarded_restore(
         return _start(using, "restore", actor.username, backup=backup, origin=origin, **options), origin
     except JobRefused as exc:
         raise Refused(str(exc), 409) from None
+
+
+STOP_ROLE = {"backup": "operator", "verify": "operator", "restore": "admin"}  # the role each kind's Stop needs
+
+
+def request_stop(actor: Actor, using: Collaborators, job_id: str) -> str:
+    """Stop a job of `using`'s target (the caller has checked that `actor` may see it): "cancelled" for one
+    still queued, "stopping" for a running one, which stops within a second (app/jobs/stopping.py). Operators
+    may stop backups and verifies, admins restores too; a restore whose swap has begun cannot be (409).
+    The job's kind and target come from its record in the console store, never from Redis; audited."""
+    run = history.find(job_id)
+    if run is None or (run.target or None) != (using.settings.target_name or None):
+        raise Refused("no such job", 404)
+    role = STOP_ROLE.get(run.kind, "admin")
+    try:
+        if not (actor.may_on(run.target, role) if run.target else actor.may(role)):
+            raise Refused(f"stopping a {run.kind} needs the {role} role; you act as {actor.role}", 403)
+        # Audited before the doorbell rings: the job reads who stopped it from this row.
+        accepted = lambda: audit.record("stop", "requested", username=actor.username, target=run.filename,  # noqa: E731
+                                        job_id=job_id, address=actor.address,
+                                        detail=f"stop the {run.kind} asked for by {run.requested_by}")  # fmt: skip
+        try:
+            return stop_job(using.settings, using.redis, run, actor.username, on_accepted=accepted)
+        except JobRefused as exc:
+            raise Refused(str(exc), exc.status) from None
+    except Refused as exc:
+        audit.record("stop", "refused", username=actor.username, target=run.filename, job_id=job_id,
+                     address=actor.address, detail=str(exc))  # fmt: skip
+        raise
 
 
 def kept_for_swap_back(using: Collaborators, filename: str) -> kept_databases.KeptDatabase | None:

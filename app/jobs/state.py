@@ -14,7 +14,9 @@ scrubbed of anything that looks like a secret: the page shows it to operators an
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -110,6 +112,7 @@ class JobRecord:
         self.job = job
         self.state = JobState.from_meta({**initial, **(job.meta if job else {})})
         self._last_save = 0.0
+        self._flush_pending = False
         self._final = False  # past the point where stopping would undo nothing (see `no_more_stops`)
         self.watch = watch_job(job, self.may_stop) if job is not None else None
 
@@ -126,7 +129,10 @@ class JobRecord:
     def log_line(self, line: str) -> None:
         """One line of the tool's log (any thread): kept, scrubbed, with the LOG_LINES before it."""
         self.state.log = [*self.state.log[-(LOG_LINES - 1) :], scrub_log_line(line)]
+        if self.job is not None:
+            self.job.meta["log"] = self.state.log  # kept in memory at once: a failure's clean-up saves the meta
         self.save()
+        self._save_soon()
 
     def phase(self, name: str, bytes_total: int | None = None, bytes_done: int = 0) -> None:
         self.state.progress = Progress(name, bytes_done, bytes_total)
@@ -162,3 +168,19 @@ class JobRecord:
             self.job.meta.update(self.state.to_meta())
             self.job.save_meta()
             self._last_save = now
+
+    def _save_soon(self) -> None:
+        """Save within SAVE_EVERY_SECONDS even if nothing else happens: a tool that writes a few lines and then
+        works in silence (or is stopped) still has them on the page, and in the meta its clean-up rewrites."""
+        if self.job is None or self._flush_pending:
+            return
+        self._flush_pending = True
+
+        def flush() -> None:
+            self._flush_pending = False
+            with contextlib.suppress(Exception):  # Redis away for a moment: the next line or phase saves it
+                self.save()
+
+        timer = threading.Timer(SAVE_EVERY_SECONDS, flush)
+        timer.daemon = True
+        timer.start()

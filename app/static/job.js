@@ -1,56 +1,51 @@
-// Follows a running job: polls its JSON status and updates the status line, steps, bar and bytes.
-// When the job ends the page reloads (or goes back to where it came from), so the server can
-// render its conclusion: what changed, the failure's cause, the next steps.
+// Follows a running job: polls its JSON and shows the server's own view of it (`view`, from
+// app/web/job_steps.py: the status words, the step, the bar, bytes and time), so the status line,
+// the bar and the steps always agree. Also the tool's last log lines (for those who may read them)
+// and whether Stop is still offered. When the job ends the page reloads (or goes back to where it
+// came from), so the server can render its conclusion: what changed, the cause, the next steps.
 (function () {
   "use strict";
   var box = document.getElementById("job");
   if (!box) { return; }
   var url = box.dataset.statusUrl;
+  var LOG_LINES = 20;
   var $ = function (id) { return document.getElementById(id); };
-  var BYTE_PHASES = ["dumping", "downloading"];
+  var text = function (id, value) { var el = $(id); if (el) { el.textContent = value; } };
 
-  function size(n) {
-    if (n == null) { return ""; }
-    var units = ["B", "KB", "MB", "GB", "TB"], i = 0;
-    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
-    return (i === 0 ? n.toFixed(0) : n.toFixed(1)) + " " + units[i];
-  }
-
-  function seconds(job) {
-    if (!job.started_at) { return null; }
-    var end = job.ended_at ? new Date(job.ended_at) : new Date();
-    return Math.max(0, (end - new Date(job.started_at)) / 1000);
-  }
-
-  function steps(phase, status) {
-    var items = document.querySelectorAll("#job-steps li"), current = -1;
-    items.forEach(function (li, i) { if (li.dataset.phase === phase) { current = i; } });
-    if (status === "finished") { current = items.length; }
-    items.forEach(function (li, i) {
-      var state = i < current ? "done" : i === current ? (status === "failed" ? "failed" : "current") : "todo";
+  function steps(list) {
+    document.querySelectorAll("#job-steps li").forEach(function (li, i) {
+      var state = list[i] ? list[i].state : "todo";
       li.className = "step step-" + state;
-      if (i === current) { li.setAttribute("aria-current", "step"); } else { li.removeAttribute("aria-current"); }
+      if (state === "current" || state === "failed" || state === "stopped") { li.setAttribute("aria-current", "step"); }
+      else { li.removeAttribute("aria-current"); }
     });
   }
 
   function render(job) {
-    var p = job.progress;
-    $("job-status").textContent = job.status;
-    $("job-phase").textContent = p.phase;
-    steps(p.phase, job.status);
-    var bar = $("job-bar");
-    if (bar) {
-      if (job.status === "failed") { bar.hidden = true; }
-      else if (p.percent == null) { bar.removeAttribute("value"); } else { bar.value = p.percent; }
+    var v = job.view;
+    if (job.status === "started" && box.dataset.status === "queued") {
+      text("job-heading", job.kind.charAt(0).toUpperCase() + job.kind.slice(1) + " running");
+      box.dataset.status = "started";
     }
-    $("job-percent").textContent = p.percent == null ? "" : p.percent + "%";
-    var bytes = BYTE_PHASES.indexOf(p.phase) >= 0;
-    $("job-bytes").textContent = bytes ? size(p.bytes_done) : "";
-    var s = seconds(job);
-    $("job-elapsed").textContent = s == null ? "" : s.toFixed(0) + " s";
-    $("job-rate").textContent = bytes && s ? "· " + size(p.bytes_done / s) + "/s" : "";
-    if (job.filename) { $("job-file").textContent = "File: " + job.filename; }
-    if (job.warning) { $("job-warning").textContent = job.warning; $("job-warning").hidden = false; }
+    text("job-status", v.status_text);
+    text("job-step", v.step_text ? " · " + v.step_text : "");
+    text("job-phase", job.progress.phase);
+    steps(v.steps);
+    var measure = $("job-measure"), bar = $("job-bar");
+    if (measure) { measure.hidden = !v.bar; }
+    if (bar) { if (v.percent == null) { bar.removeAttribute("value"); } else { bar.value = v.percent; } }
+    text("job-percent", v.percent == null ? "" : v.percent + "%");
+    text("job-bytes", v.bytes_text);
+    text("job-rate", v.rate_text ? "· " + v.rate_text : "");
+    text("job-elapsed", v.elapsed_text ? "· running for " + v.elapsed_text : "");
+    if (job.filename && $("job-file")) {
+      var code = document.createElement("code");
+      code.textContent = job.filename;
+      $("job-file").replaceChildren("File: ", code);
+    }
+    if (job.warning) { text("job-warning", job.warning); $("job-warning").hidden = false; }
+    if ($("job-log") && job.log) { text("job-log", job.log.slice(-LOG_LINES).join("\n")); }
+    if ($("job-stop-form") && !job.may_stop) { $("job-stop-form").hidden = true; }
   }
 
   function poll() {

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, jsonify, request, url_for
 
-from app import operations
+from app import operations, services
 from app.adapters.storage import StorageError
 from app.extensions import csrf
 from app.health import targets
 from app.web.access import current_actor, load_user_from_token, role_required, visible_targets
-from app.web.job_access import visible_job
+from app.web.job_access import may_stop_now, shown, visible_job
+from app.web.job_steps import job_view
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)
@@ -77,10 +78,22 @@ def backups():
 @bp.route("/jobs/<job_id>")
 @role_required("viewer")
 def job(job_id: str):
-    status, _ = visible_job(job_id)  # whose it is: from the job's record when there is one
+    status, run = visible_job(job_id)  # whose it is: from the job's record when there is one
     if status is None:
         abort(404, "no such job")
-    return jsonify(status)
+    # `view`: what the job page shows (status words, step, bar), so its script and the page agree.
+    return jsonify({**shown(status, run), "view": job_view(status), "may_stop": may_stop_now(status, run)})
+
+
+@bp.route("/jobs/<job_id>/stop", methods=["POST"])
+@role_required("viewer")  # operators stop backups and verifies, admins restores: request_stop decides (403)
+def stop_job(job_id: str):
+    _, run = visible_job(job_id)
+    if run is None:
+        abort(404, "no such job")
+    with services.acting_on(run.target):
+        answer = operations.request_stop(current_actor(), operations.collaborators(), job_id)
+    return jsonify(job_id=job_id, status=answer, status_url=url_for("api.job", job_id=job_id)), 202
 
 
 @bp.route("/setting/restore", methods=["POST"])
