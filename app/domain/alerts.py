@@ -55,7 +55,7 @@ def job_alert(
 ) -> Alert:
     """The alert for a job that finished or failed: what happened, who asked, how long, why, and where to look."""
     failed = reason is not None
-    what = f"{action} of {source.dbname} {'failed' if failed else 'finished'}"
+    what = f"{action.capitalize()} of {source.dbname} {'failed' if failed else 'finished'}"
     details = {"requested by": requested_by or "?"}
     if seconds is not None:
         details["took"] = human_duration(seconds)

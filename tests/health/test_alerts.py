@@ -51,7 +51,7 @@ def test_a_json_url_gets_target_environment_what_who_how_long_why_and_the_job_li
     assert (delivery.where, delivery.outcome) == (f"json://127.0.0.1:{receiver.port}", "ok")
     [(path, payload)] = receiver.requests
     assert path == SECRET_PATH
-    assert payload["title"] == "[pgconsole staging] backup of x failed"
+    assert payload["title"] == "[pgconsole staging] Backup of x failed"
     lines = payload["message"].splitlines()
     for line in ("target: staging (pharmatracker)", "environment: staging", "database: x", "event: backup-failed",
                  "requested by: olga", "took: 1 min 15 s", "reason: database error: connection refused",
@@ -67,7 +67,7 @@ def test_a_mailto_url_sends_the_same_message_by_email(tmp_path, mailbox):
     assert delivery.ok, delivery.outcome
     [(sender, rcpts, data)] = mailbox.messages
     assert sender == "pgconsole@example.com" and rcpts == ["ops@example.com"]
-    assert "Subject: [pgconsole staging] backup of x failed" in data
+    assert "Subject: [pgconsole staging] Backup of x failed" in data
     text = mail_text(data)
     assert "reason: database error: connection refused" in text and "requested by: olga" in text
     assert "job: j-42" in text  # no PUBLIC_URL: the job id alone
@@ -81,7 +81,7 @@ def test_the_old_webhook_variable_still_posts_slack_compatible_text(tmp_path, re
     assert delivery.ok and delivery.where == f"json://127.0.0.1:{receiver.port}"
     [(path, payload)] = receiver.requests
     assert path == SECRET_PATH
-    assert "backup of x failed" in payload["text"] and "reason: database error" in payload["text"]
+    assert "Backup of x failed" in payload["text"] and "reason: database error" in payload["text"]
 
 
 def test_the_old_smtp_variables_still_send_mail_and_log_in(tmp_path, mailbox):
@@ -223,7 +223,7 @@ def test_a_failed_backup_is_delivered_within_seconds_to_json_and_mailto(app_env,
 
     assert time.monotonic() - failed_at < 10
     [(_, payload)] = receiver.requests
-    assert payload["title"] == f"[pgconsole staging] backup of {dbname} failed"
+    assert payload["title"] == f"[pgconsole staging] Backup of {dbname} failed"
     assert f"reason: {final['error']}" in payload["message"]
     assert f"job: https://console.example/jobs/{job_id}" in payload["message"]
     assert "requested by: olga" in payload["message"] and "took: " in payload["message"]
@@ -256,7 +256,7 @@ def test_a_failing_channel_leaves_the_jobs_outcome_as_it_was(make_app, receiver)
         [outcome] = delivery.return_value()
         assert outcome["where"] == f"json://127.0.0.1:{receiver.port}" and outcome["outcome"].startswith("failed")
     assert len(receiver.requests) == 3  # tried, with backoff, and given up
-    assert "restore of" in receiver.requests[0][1]["title"] and "finished" in receiver.requests[0][1]["title"]
+    assert "Restore of" in receiver.requests[0][1]["title"] and "finished" in receiver.requests[0][1]["title"]
 
 
 @pytest.mark.web_only  # the target database is never reached
