@@ -154,3 +154,17 @@ def test_a_backup_of_a_target_the_user_may_not_see_is_a_404(console):
         assert answer.status_code == 404, url
         assert theirs not in answer.text.replace(f"“{theirs}”", "") and "sha256" not in answer.text
     assert unknown.status_code == 404
+
+
+def test_the_api_gives_the_page_as_json_to_a_viewer(app, make_user, token_for, made_backup):
+    make_user("vera", "viewer")
+    api, headers = app.test_client(), token_for("vera")
+    answer = api.get(f"/api/setting/backups/{made_backup}", headers=headers)
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert body["filename"] == made_backup and body["madeBy"] == "olga" and body["kind"] == "manual"
+    assert body["trusted"] is True and len(body["sha256"]) == 64 and body["pinNote"] == "before the migration"
+    assert body["verification"]["proven"] is True and sum(body["verification"]["rows"].values()) > 0
+    assert "role_definitions" not in answer.text
+    missing = api.get("/api/setting/backups/../../etc/passwd.dump", headers=headers)
+    assert missing.status_code == 404 and "There is no backup called" in missing.get_json()["error"]

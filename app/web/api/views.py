@@ -9,6 +9,7 @@ from app.adapters.storage import StorageError
 from app.extensions import csrf
 from app.health import targets
 from app.web.access import current_actor, load_user_from_token, role_required, visible_targets
+from app.web.backup_facts import facts_of, no_such_backup, visible_backup
 from app.web.job_access import may_stop_now, shown, visible_job
 from app.web.job_steps import job_view
 
@@ -73,6 +74,18 @@ def backups():
     except StorageError as exc:
         return jsonify(error=str(exc)), 503
     return jsonify([b.to_json() for b in found])
+
+
+@bp.route("/setting/backups/<path:filename>")
+@bp.route("/targets/<target>/backups/<path:filename>")
+@role_required("viewer")
+def backup(filename: str):
+    """One backup, as its page shows it (the JSON twin of /backups/<filename>)."""
+    ours = operations.collaborators().backups
+    found = visible_backup(ours, current_actor(), filename)
+    if found is None:
+        abort(404, no_such_backup(filename))
+    return jsonify(facts_of(ours, found).to_json())
 
 
 @bp.route("/jobs/<job_id>")

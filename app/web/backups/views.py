@@ -19,10 +19,10 @@ from app.services import listing_cache
 from app.store import audit
 from app.store.schedule import effective_schedule
 from app.web.access import client_address, current_actor, role_required
+from app.web.backup_facts import facts_of, no_such_backup, visible_backup
+from app.web.backup_made import KINDS, Made, made_of, makers, safety_backups
 from app.web.backups.activity import home_activity
-from app.web.backups.facts import facts_of
 from app.web.backups.forms import PinForm
-from app.web.backups.made import KINDS, Made, made_of, makers, safety_backups
 from app.web.backups.overview import overview
 from app.web.forms import ActionForm, CreateBackupForm, require_submitted, safe_next
 from app.web.manifest_cache import manifests
@@ -187,15 +187,10 @@ def show(filename: str):
 
 
 def visible_backup_or_404(ours: ConsoleBackups, filename: str) -> catalog.Backup:
-    """The listed backup of that exact name (naming.py's rules: a dump, no path) whose target the user may see."""
-    backup = ours.find(filename) if catalog.may_be_backup(filename) else None
-    if backup is not None and not ours.is_ours(backup):
-        owner = operations.owning_target(services.console_settings(), backup)
-        if owner is not None and not current_actor().may_on(owner, "viewer"):
-            backup = None  # a hidden target's backup answers as an unknown name does
+    """The listed backup of that exact name whose target the user may see; else 404, said plainly."""
+    backup = visible_backup(ours, current_actor(), filename)
     if backup is None:
-        abort(404, f"There is no backup called “{filename[:120]}” in this store. It may have been deleted "
-                   "by retention, or the address is mistyped: the list shows every backup there is.")  # fmt: skip
+        abort(404, no_such_backup(filename))
     return backup
 
 

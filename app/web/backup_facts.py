@@ -1,6 +1,6 @@
 """Everything the console knows of one backup, for its page (`/backups/<filename>`) and its JSON twin:
 the listing, the manifest (read once per process, app/web/manifest_cache.py), who made it and how
-(app/web/backups/made.py), its trust, its pin, its restore test and the jobs that used it.
+(app/web/backup_made.py), its trust, its pin, its restore test and the jobs that used it.
 
 A page reads at most three small objects from the store: the manifest (once per process), the pin
 and the restore-test report, each only when the listing shows it.
@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from app import services
 from app.domain import catalog, provenance
 from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
 from app.domain.trends import manifest_seconds
+from app.operations import Actor, owning_target
 from app.store.models import JobRun
-from app.web.backups.made import Made, jobs_on, made_of
+from app.web.backup_made import Made, jobs_on, made_of
 from app.web.manifest_cache import manifests
 
 
@@ -92,6 +94,22 @@ class BackupFacts:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
+
+
+def visible_backup(ours: ConsoleBackups, actor: Actor, filename: str) -> Backup | None:
+    """The listed backup of that exact name (naming.py's rules: a dump, no path, no sidecar) whose target
+    `actor` may see; None otherwise, so a hidden target's backup answers as an unknown name does."""
+    backup = ours.find(filename) if catalog.may_be_backup(filename) else None
+    if backup is not None and not ours.is_ours(backup):
+        owner = owning_target(services.console_settings(), backup)
+        if owner is not None and not actor.may_on(owner, "viewer"):
+            return None
+    return backup
+
+
+def no_such_backup(filename: str) -> str:
+    return (f"There is no backup called “{filename[:120]}” in this store. It may have been deleted by retention, "
+            "or the address is mistyped: the list shows every backup there is.")  # fmt: skip
 
 
 def facts_of(ours: ConsoleBackups, backup: Backup) -> BackupFacts:
