@@ -26,7 +26,7 @@ from app.domain import alerts, catalog, cleanup, preflight, provenance, restore,
 from app.domain import backup as backups
 from app.domain.console import ConsoleBackups
 from app.domain.provenance import UNTRUSTED_WARNING
-from app.formatting import human_count, human_duration
+from app.formatting import human_count, human_duration, human_size
 from app.jobs import history, kept_databases
 from app.jobs.lifecycle import NotRequested, begin, clean_up_failed, finish
 from app.jobs.locks import DatabaseLock
@@ -50,7 +50,7 @@ def backup_job(requested_by: str) -> dict:
     record.phase("done", bytes_total=result.size, bytes_done=result.size)
     mark_backup(settings, services.redis())  # BACKUP_MIN_INTERVAL_SECONDS counts from the finish too
     _warn_if_size_dropped([b for b in listed if b.filename not in result.deleted], result.filename, record)
-    detail = f"{result.size} bytes, sha256 {result.sha256}"
+    detail = f"{human_size(result.size)} ({human_count(result.size, 'byte')}), sha256 {result.sha256}"
     if plan.recipients:
         detail += f"; encrypted with age to {len(plan.recipients)} recipient(s)"
     if result.delete_failures:
@@ -254,8 +254,9 @@ def _restore_detail(database: str, filename: str, seconds: float, ended: int, co
                     set_aside: str, safety_backup: str | None, safety_error: str | None, *, without_owners: bool,
                     kept_until: datetime | None = None, swapped_back: str | None = None) -> str:  # fmt: skip
     """The audit log's line for a finished restore: what was restored, and everything it had to say."""
-    detail = (f"swapped {database} back to {swapped_back}, the database set aside with {filename}, in {seconds} s; "
-              if swapped_back else f"restored {database} from {filename} in {seconds} s; ")  # fmt: skip
+    took = human_duration(seconds)
+    detail = (f"swapped {database} back to {swapped_back}, the database set aside with {filename}, in {took}; "
+              if swapped_back else f"restored {database} from {filename} in {took}; ")  # fmt: skip
     detail += f"{ended} session(s) ended; "
     detail += (f"the replaced database is backed up as {safety_backup}" if safety_backup
                else f"its safety backup failed ({safety_error}), it is kept as {set_aside}")  # fmt: skip

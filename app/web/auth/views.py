@@ -12,6 +12,7 @@ from app import services
 from app.accounts import second_factor
 from app.adapters.ratelimit import FailureLimit
 from app.extensions import db
+from app.formatting import human_count
 from app.store import audit
 from app.store.models import User, utcnow
 from app.web.access import client_address, end_session, failure_limit, proven_now, start_session
@@ -67,7 +68,7 @@ def login_page(form: LoginForm, status: int = 200):
 def refuse_for_a_while(wait: int, username: str, address: str) -> None:
     """A sign-in step refused by a failure limit: audited, and the page says for how long."""
     audit.record("login", "rate-limited", username=username, address=address)
-    flash(f"Too many failed sign-ins. Try again in {-(-wait // 60)} minute(s).", "error")
+    flash(f"Too many failed sign-ins. Try again in {human_count(-(-wait // 60), 'minute')}.", "error")
 
 
 @bp.route("/login", methods=["GET", "POST"])
