@@ -176,7 +176,7 @@ def describe(expression: str | None, zone: ZoneInfo) -> str:
         return "Off"
     preset = preset_of(expression)
     words = {
-        "hourly": "Every hour, on the hour", "every-6-hours": "Every 6 hours (00:00, 06:00, 12:00, 18:00)",
+        "hourly": "Every hour, on the hour", "every-6-hours": "Every 6 hours, at 00:00, 06:00, 12:00 and 18:00",
         "daily": f"Every day at {preset.time}", "weekly": f"Every {DAY_NAMES[preset.weekday]} at {preset.time}",
     }.get(preset.kind) or _described_by_library(expand(expression))  # fmt: skip
     return f"{words} ({zone.key})"

@@ -59,7 +59,7 @@ class ScheduleForm(FlaskForm):
     """A schedule as a preset (hourly, every 6 hours, daily at…, weekly on…) or a cron expression."""
 
     kind = SelectField("How often", choices=list(PRESETS.items()))
-    time = StringField("Time of day (24-hour, HH:MM)", default="02:00", render_kw={"type": "time"})
+    time = StringField("Time of day", default="02:00", render_kw={"type": "time"})
     weekday = SelectField("Day of the week", choices=[(str(n), day) for n, day in enumerate(DAY_NAMES)], default="0")
     cron = StringField("Cron expression (minute hour day-of-month month day-of-week, or @daily)",
                        validators=[Length(max=100)], render_kw={"spellcheck": "false"})  # fmt: skip
