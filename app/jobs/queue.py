@@ -176,7 +176,7 @@ def start_job(
     # JOB_TIMEOUT_SECONDS + grace at a time, so a job whose worker died frees it soon after.
     if not lock.acquire(job_id, settings.job_max_seconds + LOCK_GRACE_SECONDS):
         raise JobRefused(
-            f"another backup or restore of {settings.target.dbname} is running (job {lock.holder()}); "
+            f"Another backup or restore of {settings.target.dbname} is running (job {lock.holder()}); "
             "wait for it to finish"
         )
     target = settings.target_name or None

@@ -25,7 +25,7 @@ storage_url = "{(tmp_path / name).as_uri()}"
     headers = token(app, "ada")
     assert client.post("/api/targets/one/backup", headers=headers).status_code == 202
     busy = client.post("/api/targets/two/backup", headers=headers)
-    assert busy.status_code == 409 and "another backup or restore" in busy.get_json()["error"]
+    assert busy.status_code == 409 and "Another backup or restore" in busy.get_json()["error"]
 
 
 def test_one_scheduler_fires_each_targets_schedule_with_its_name(console, redis_server):

@@ -117,14 +117,14 @@ def test_a_second_backup_is_refused_while_one_runs(client, auth, make_user, oper
     first = start_backup(client, operator)
     refused = client.post("/api/setting/backup", headers=operator)
     assert refused.status_code == 409
-    assert "another backup or restore" in refused.get_json()["error"] and first in refused.get_json()["error"]
+    assert "Another backup or restore" in refused.get_json()["error"] and first in refused.get_json()["error"]
 
     make_user("page-op", "operator")
     browser = client.application.test_client()
     page_auth = AuthActions(browser)
     page_auth.login("page-op")
     page = browser.post("/backups", data={"csrf_token": page_auth.csrf_token("/")}, follow_redirects=True)
-    assert "another backup or restore" in page.get_data(as_text=True)
+    assert "Another backup or restore" in page.get_data(as_text=True)
 
     run_jobs()  # the first finishes and frees the lock
     assert job(client, operator, first)["status"] == "finished"
