@@ -62,20 +62,23 @@ def test_a_double_click_makes_one_backup_whose_page_a_viewer_opens_and_the_audit
                      detail=f"the archive's sha256 is {digest}, its signed manifest says {'0' * 64}")  # fmt: skip
 
     # A viewer opens the backup's page from the list: what is known, and no action.
-    sign_in(page, base, "vera")
-    row = page.get_by_role("row", name=filename)
+    setup = browser.new_context()  # each person's own browser, left signed in for the pages below
+    tab = setup.new_page()
+    sign_in(tab, base, "vera")
+    row = tab.get_by_role("row", name=filename)
     row.get_by_role("link").first.click()
-    page.wait_for_url(f"**/backups/{filename}")
-    assert page.locator("#backup-filename").inner_text() == filename
-    assert len(page.locator("#fact-sha256").inner_text()) == 64
-    assert page.locator("#fact-made-by").inner_text().startswith("olga (by hand)")
-    assert page.get_by_role("link", name="Download").count() == 0
-    assert page.get_by_role("button").count() == 1  # Sign out: no action for a viewer
-    viewer = page.context.storage_state()
-
-    page.get_by_role("button", name="Sign out").click()
-    sign_in(page, base, "ada")
-    admin = page.context.storage_state()
+    tab.wait_for_url(f"**/backups/{filename}")
+    assert tab.locator("#backup-filename").inner_text() == filename
+    assert len(tab.locator("#fact-sha256").inner_text()) == 64
+    assert tab.locator("#fact-made-by").inner_text().startswith("olga (by hand)")
+    assert tab.get_by_role("link", name="Download").count() == 0
+    assert tab.get_by_role("button").count() == 1  # Sign out: no action for a viewer
+    viewer = setup.storage_state()
+    setup.close()
+    setup = browser.new_context()
+    sign_in(setup.new_page(), base, "ada")
+    admin = setup.storage_state()
+    setup.close()
 
     found, widths = {}, {}
     for (size, viewport), scheme in itertools.product(SIZES.items(), ("light", "dark")):
@@ -87,6 +90,7 @@ def test_a_double_click_makes_one_backup_whose_page_a_viewer_opens_and_the_audit
             tab = context.new_page()
             for name, path in paths.items():
                 tab.goto(base + path)
+                assert "/login" not in tab.url, (who, path)  # signed in: the page itself is checked
                 found[f"{name} as {who} {size} {scheme}"] = violations(tab, axe_source)
                 widths[f"{name} as {who} {size} {scheme}"] = (tab.evaluate(WIDEST), viewport["width"])
             if who == "admin":
