@@ -175,11 +175,15 @@ def create():
     return redirect(url_for("jobs.show", job_id=job_id, next=safe_next(form.next.data)), 303)
 
 
-@bp.route("/backups/<path:filename>")
-@bp.route("/targets/<target>/backups/<path:filename>")
+# POST too, answered 404: the router merges "//", so a POST to "/backups//pin" reaches this address and
+# must be refused as an unknown address is, not as a known one with the wrong method (405).
+@bp.route("/backups/<path:filename>", methods=["GET", "POST"])
+@bp.route("/targets/<target>/backups/<path:filename>", methods=["GET", "POST"])
 @role_required("viewer")
 def show(filename: str):
     """One backup's page: everything the manifest and the console know, with the actions the role allows."""
+    if request.method == "POST":
+        abort(404, "There is nothing to post to here.")
     ours = operations.collaborators().backups
     backup = visible_backup_or_404(ours, filename)
     return render_template("backups/show.html", facts=facts_of(ours, backup), action_form=ActionForm(),
