@@ -5,9 +5,6 @@ no object or upload in the bucket, the live database as it was, no scratch datab
 
 from __future__ import annotations
 
-import os
-import signal
-
 import psycopg
 import pytest
 
@@ -15,7 +12,7 @@ from tests.browser.test_accessibility import SIZES, axe_source, violations  # no
 from tests.browser.test_activity_browser import console, sign_in
 from tests.helpers import PASSKEY, wait_for, wait_for_job
 from tests.jobs.test_faults import FlakyS3
-from tests.jobs.test_stop_job import _token, _tool, _uploads
+from tests.jobs.test_stop_job import _hold_once_logged, _token, _tool, _uploads
 from tests.support.databases import PG, database_names, table_fingerprint
 
 pytestmark = pytest.mark.browser
@@ -36,6 +33,8 @@ def test_stop_a_running_backup_and_a_running_restore_in_the_browser(
     with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:  # seconds for pg_restore to load
         conn.execute("CREATE TABLE filler AS SELECT g AS id, repeat(md5(g::text), 32) AS body "
                      "FROM generate_series(1, 150000) g")  # fmt: skip
+    from app.jobs.queue import job_status
+
     proxy, s3 = slow_s3
     env = {**app_env, **s3, "RESTORE_JOBS": "1"}
     base = console(env, processes, ("olga", "operator"), ("ada", "admin"))
@@ -74,9 +73,11 @@ def test_stop_a_running_backup_and_a_running_restore_in_the_browser(
     page = context.new_page()
     sign_in(page, base, "ada")
     job_id = _post(base, "/api/setting/restore", admin, {"filename": filename, "passkey": PASSKEY})["job_id"]
-    pid = wait_for(lambda: _tool("pgconsole-restore-", f"{target_db}_pgc_restore_"), timeout=60, interval=0.01,
+    pid = wait_for(lambda: _tool(processes, "pgconsole-restore-", f"{target_db}_pgc_restore_"), timeout=60,
+                   interval=0.005,
                    message="pg_restore into the scratch database")  # fmt: skip
-    os.kill(pid, signal.SIGSTOP)  # ended by SIGKILL after the grace: a stopped process does not answer SIGTERM
+    # Held (ended by SIGKILL after the grace then: a stopped process does not answer SIGTERM), once it has logged.
+    _hold_once_logged(pid, lambda: any(line.startswith("pg_restore: ") for line in job_status(redis, job_id)["log"]))
     page.goto(f"{base}/jobs/{job_id}")
     page.locator("#job-log", has_text="pg_restore: ").wait_for(timeout=30000)
     assert page.locator("#job-step").inner_text().strip() == "· step 4 of 6: Restore into a scratch database"
