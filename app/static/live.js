@@ -11,7 +11,7 @@
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (job) {
         if (!job) { setTimeout(function () { poll(row); }, 3000); return; }
-        if (job.status === "finished" || job.status === "failed") {
+        if (job.status === "finished" || job.status === "failed" || job.status === "stopped") {
           if (!reloading) { reloading = true; setTimeout(function () { window.location.reload(); }, 500); }
           return;
         }

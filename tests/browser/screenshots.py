@@ -67,6 +67,7 @@ def test_take_screenshots(browser, app_env, processes, make_app, redis_server):
         "list": base + "/", "list-filtered": base + "/?environment=staging", "activity": base + "/activity",
         "restore": f"{base}/backups/{filename}/restore",
         "users": base + "/users", "account": base + "/account", "audit": base + "/audit",
+        "backup": f"{base}/backups/{filename}", "settings": base + "/settings", "retention": base + "/retention",
     })  # fmt: skip
     state = setup.storage_state()
     setup.close()

@@ -25,7 +25,7 @@ class ActivityFilterForm(FlaskForm):
                        validators=[Optional()])  # fmt: skip
     status = SelectField(
         "Status",
-        choices=[SelectChoice("", "any"), *map(SelectChoice, ("running", "finished", "failed"))],
+        choices=[SelectChoice("", "any"), *map(SelectChoice, ("running", "finished", "failed", "stopped"))],
         validators=[Optional()],
     )
     page = IntegerField("Page", default=1, validators=[Optional(), NumberRange(min=1, max=10_000)])
