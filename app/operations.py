@@ -20,8 +20,8 @@ from redis import Redis
 from app import services
 from app.adapters.apprise import Delivery
 from app.adapters.ratelimit import FailureLimit
-from app.config import ROLES, Settings
-from app.domain import catalog, provenance
+from app.config import ROLES, Settings, UnknownTarget
+from app.domain import catalog, provenance, restore
 from app.domain.alerts import notification_test_alert
 from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
@@ -297,20 +297,7 @@ def _guarded_restore(
         raise Refused(f"Restore is disabled: no RESTORE_PASSKEY is configured for {where}", 503)
     backup = restorable(using, filename)
     require_role_on_owner(actor, using, backup, "restore")
-    limit, everyone = passkey_limit(using), environment_passkey_limit(using)
-    passkey_of, who = settings.target_name or settings.app_env, (actor.username, actor.address or "unknown")
-    # Each attempt is counted before the passkey is compared (one Redis script per count), so parallel
-    # guesses get no more compares than the limits allow; a right passkey gives its counts back.
-    wait = everyone.take(passkey_of)
-    if not wait and (wait := limit.take(*who)):
-        everyone.give_back(passkey_of)
-    if wait:
-        minutes = -(-wait // 60)
-        raise Refused(f"Too many wrong passkeys; try again in {minutes} minute{'' if minutes == 1 else 's'}", 429)
-    if not passkey_matches(passkey, settings.restore_passkey, settings.restore_passkey_hash):
-        raise Refused(WRONG_PASSKEY, 403)
-    everyone.give_back(passkey_of)
-    limit.reset(*who)  # not the console's earlier failures: see above
+    _check_passkey(actor, using, settings, passkey)
     if swap_back and kept_for_swap_back(using, backup.filename) is None:
         raise Refused(kept_databases.no_longer_kept(filename), 409)
     try:
@@ -325,6 +312,85 @@ def _guarded_restore(
         return _start(using, "restore", actor.username, backup=backup, origin=origin, **options), origin
     except JobRefused as exc:
         raise Refused(str(exc), 409) from None
+
+
+def _check_passkey(actor: Actor, using: Collaborators, settings: Settings, passkey: str) -> None:
+    """`settings`' target's restore passkey, under the limits (per admin and address, and per target)."""
+    limit, everyone = passkey_limit(using), environment_passkey_limit(using)
+    passkey_of, who = settings.target_name or settings.app_env, (actor.username, actor.address or "unknown")
+    # Each attempt is counted before the passkey is compared (one Redis script per count), so parallel
+    # guesses get no more compares than the limits allow; a right passkey gives its counts back.
+    wait = everyone.take(passkey_of)
+    if not wait and (wait := limit.take(*who)):
+        everyone.give_back(passkey_of)
+    if wait:
+        minutes = -(-wait // 60)
+        raise Refused(f"Too many wrong passkeys; try again in {minutes} minute{'' if minutes == 1 else 's'}", 429)
+    if not passkey_matches(passkey, settings.restore_passkey, settings.restore_passkey_hash):
+        raise Refused(WRONG_PASSKEY, 403)
+    everyone.give_back(passkey_of)
+    limit.reset(*who)  # not the console's earlier failures: see above
+
+
+class NewDatabaseRefused(Refused):
+    """The new database's name is refused (not valid, or taken on the destination server): said at its field."""
+
+
+def destination_settings(using: Collaborators, target: str | None) -> Settings:
+    """The settings of the target whose server a new database goes to (None: the backup's own target)."""
+    if not target or target == using.settings.target_name:
+        return using.settings
+    try:
+        return using.settings.for_target(target)
+    except UnknownTarget:
+        raise Refused(f"No target is named {target[:120]!r}", 404) from None
+
+
+def request_restore_into_new(actor: Actor, using: Collaborators, filename: str, passkey: str, database: str, *,
+                             target: str | None = None, without_owners: bool = False,
+                             create_roles: bool = False) -> str:  # fmt: skip
+    """Restore `filename` into a new database `database` on the server of `target` (None: the backup's own
+    target's). Nothing is replaced, so there is no swap and no safety backup; the destination target's passkey
+    is still asked where it has one. Admins of the destination target only; audited, never the passkey."""
+    where = f"{database} on {target or using.settings.target_name or 'this server'}"
+    try:
+        if without_owners and create_roles:
+            raise Refused("Choose either to create the missing roles or to restore without owners, not both", 400)
+        if not actor.may("admin"):
+            raise Refused(f"Restoring needs the admin role; you act as {actor.role}", 403)
+        into = destination_settings(using, target)
+        if into is not using.settings and not actor.may_on(into.target_name, "admin"):
+            raise Refused(f"Restoring into the server of {into.target_name} needs the admin role there", 403)
+        if problem := restore.new_database_name_problem(database):
+            raise NewDatabaseRefused(problem, 400)
+        backup = restorable(using, filename)
+        require_role_on_owner(actor, using, backup, "restore")
+        if into.restore_enabled:  # nothing is replaced, but whoever holds the destination's passkey still agrees
+            _check_passkey(actor, using, into, passkey)
+        if restore.database_exists(into.target, database):  # the job's rename refuses a name taken later
+            raise NewDatabaseRefused(restore.already_exists(into.target, database), 409)
+        origin = using.backups.provenance(backup)
+        options: dict = {"into_database": database}
+        if into is not using.settings:
+            options["into_target"] = into.target_name
+        if without_owners:
+            options["without_owners"] = True
+        if create_roles:
+            options["create_roles"] = True
+        try:
+            job_id = _start(using, "restore", actor.username, backup=backup, origin=origin, **options)
+        except JobRefused as exc:
+            raise Refused(str(exc), 409) from None
+    except Refused as exc:
+        audit.record("restore", "refused", username=actor.username, target=filename[:255],
+                     detail=f"into a new database {where[:200]}: {exc}", address=actor.address)  # fmt: skip
+        raise
+    notes = [f"into a new database {where} ({restore.connection_string(into.target, database)})", origin.audit_note,
+             "without owners and grants (the admin's choice)" if without_owners else None,
+             "creating the missing roles from the backup (the admin's choice)" if create_roles else None]  # fmt: skip
+    audit.record("restore", "requested", username=actor.username, target=filename, job_id=job_id,
+                 address=actor.address, detail="; ".join(n for n in notes if n))  # fmt: skip
+    return job_id
 
 
 STOP_ROLE = {"backup": "operator", "verify": "operator", "restore": "admin"}  # the role each kind's Stop needs

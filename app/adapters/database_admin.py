@@ -144,6 +144,15 @@ def rename_when_idle(conn: psycopg.Connection, name: str, new_name: str, attempt
             time.sleep(0.2)
 
 
+def rename_unless_taken(conn: psycopg.Connection, name: str, new_name: str) -> bool:
+    """Rename `name` to `new_name` (ending its sessions); False, with nothing renamed, when `new_name` exists."""
+    try:
+        rename_when_idle(conn, name, new_name)
+    except psycopg.errors.DuplicateDatabase:
+        return False
+    return True
+
+
 def accepts_connections(conn: psycopg.Connection, dbname: str) -> bool:
     """Whether `dbname` exists and is open to connections (ALLOW_CONNECTIONS)."""
     found = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (dbname,)).fetchone()

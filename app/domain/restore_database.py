@@ -9,6 +9,7 @@ app/adapters/database_admin.py; here is what may run, in which order, and what a
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 
@@ -242,3 +243,46 @@ def row_counts(target: TargetDatabase, dbname: str) -> dict[str, int]:
 def drop_scratch(target: TargetDatabase, name: str) -> None:
     with postgres.admin_connect(target) as conn:
         postgres.drop_database(conn, name)
+
+
+# --------------------------------------------------------------------------- restore into a new database
+
+NEW_DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NAME_MAX_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: a longer name would be cut, not refused
+
+
+def new_database_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a new database, in words for the field; None when it can.
+
+    Only letters, digits and underscores, not starting with a digit: the name then reads the same in psql
+    unquoted (in lower case) and in a connection string, and never needs escaping."""
+    if not name:
+        return "Enter a name for the new database"
+    if len(name.encode()) > NAME_MAX_BYTES:
+        return f"A database name has at most {NAME_MAX_BYTES} characters; this one has {len(name.encode())}"
+    if not NEW_DATABASE_NAME.fullmatch(name):
+        return "Use only letters, digits and underscores, starting with a letter or an underscore"
+    return None
+
+
+def database_exists(target: TargetDatabase, name: str) -> bool:
+    """Whether `target`'s server has a database `name`."""
+    with postgres.admin_connect(target) as conn:
+        return postgres.database_exists(conn, name)
+
+
+def already_exists(target: TargetDatabase, name: str) -> str:
+    return f"A database named {name} already exists on {target.host}:{target.port}; choose another name"
+
+
+def rename_into_new(target: TargetDatabase, scratch: str, name: str) -> None:
+    """The restored scratch takes the new database's name. Refused, the scratch left for the caller to drop,
+    when a database of that name appeared meanwhile: the rename fails rather than touch it."""
+    with postgres.admin_connect(target) as conn:
+        if not database_admin.rename_unless_taken(conn, scratch, name):
+            raise RestoreRefused(f"{already_exists(target, name)}; it was left as it is")
+
+
+def connection_string(target: TargetDatabase, name: str) -> str:
+    """How to reach the new database, without the password."""
+    return f"postgresql://{target.user}@{target.host}:{target.port}/{name}"

@@ -11,6 +11,7 @@ never marks a failure as done itself.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import time
 from dataclasses import replace
@@ -155,6 +156,10 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
     backup = ours.find(filename)
     if backup is None:
         raise restore.RestoreRefused(f"{filename} is no longer in the store; nothing was changed")
+    if into_database := _chosen_name(confirmed, "into_database"):
+        return _restore_into_new_database(job, record, confirmed, backup, into_database,
+                                          _chosen_name(confirmed, "into_target"), without_owners=without_owners,
+                                          create_roles=create_roles)  # fmt: skip
     set_aside = restore.scratch_name(ours.target.dbname, "previous")
     if swap_back:
         copy, ended = _swap_back(backup, record, confirmed, set_aside)
@@ -201,6 +206,61 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
             "created_roles": list(copy.created_roles), "streamed": copy.streamed,
             "kept_until": kept_until.isoformat() if kept_until else None,
             "swapped_back": copy.database if swap_back else None}
+
+
+def _chosen_name(confirmed: JobRun, name: str) -> str | None:
+    """A name chosen with the request (the new database's, its target's), from the console store."""
+    value = json.loads(confirmed.options or "{}").get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def _restore_into_new_database(job: Job | None, record: JobRecord, confirmed: JobRun, backup: catalog.Backup,
+                               name: str, into_target: str | None, *, without_owners: bool,
+                               create_roles: bool) -> dict:  # fmt: skip
+    """Restore into a new database `name` on the server of `into_target` (None: this target's): the same steps
+    as a restore into the scratch database, which then takes the new name instead of being swapped in. The
+    live database is never touched and nothing is replaced, so there is no safety backup. A name taken by the
+    time of the rename is refused, and that database left as it is; on any failure the scratch is dropped."""
+    settings, ours = services.settings(), console()
+    requested_by, filename = confirmed.requested_by, backup.filename
+    destination = settings.for_target(into_target).target if into_target else ours.target
+    if problem := restore.new_database_name_problem(name):
+        raise restore.RestoreRefused(f"{problem}; nothing was changed")
+    if restore.database_exists(destination, name):  # before the download; the rename checks again
+        raise restore.RestoreRefused(f"{restore.already_exists(destination, name)}; nothing was changed")
+    started = time.monotonic()
+    with restore.temp_folder(settings.restore_tmp_dir) as folder:
+        try:
+            copy = _restore_into_scratch(backup, folder, record, confirmed, trusted_only=False,
+                                         with_owners=not without_owners, create_roles=create_roles,
+                                         destination=destination)  # fmt: skip
+            record.phase("swapping")
+            restore.rename_into_new(destination, copy.database, name)
+        except BaseException:
+            # Dropped here, on the destination's server (the clean-up after a failure knows only this target's).
+            if scratch := record.state.scratch_database:
+                with contextlib.suppress(Exception):
+                    restore.drop_scratch(destination, scratch)
+                    record.remember(scratch_database=None)
+            raise
+        record.remember(scratch_database=None)
+    seconds = round(time.monotonic() - started, 3)
+    connection = restore.connection_string(destination, name)
+    server = f"{destination.host}:{destination.port}" + (f" (target {into_target})" if into_target else "")
+    record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
+    detail = (f"restored {filename} into a new database {name} on {server} in {human_duration(seconds)} "
+              f"({connection}); the live database was not touched{_copy_notes(copy, without_owners)}")  # fmt: skip
+    finish(job, "restore", "ok", requested_by, filename, detail, size=backup.size,
+           summary=f"restored into new database {name}")  # fmt: skip
+    notify(settings, services.redis(), job_alert(
+        "restore-finished", settings, action="restore", job_id=job.id if job else None, requested_by=requested_by,
+        seconds=seconds, filename=filename))  # fmt: skip
+    return {"filename": filename, "new_database": name, "into_target": into_target, "server": server,
+            "connection": connection, "sha256": copy.sha256, "verified": copy.checksum_verified,
+            "trusted": copy.trusted, "tables": copy.tables, "seconds": seconds,
+            "backup_taken_at": backup.created_at.isoformat(), "without_owners": without_owners,
+            "notes": list(copy.notes), "created_roles": list(copy.created_roles),
+            "streamed": copy.streamed}  # fmt: skip
 
 
 def _swap_back(backup: catalog.Backup, record: JobRecord, confirmed: JobRun,
@@ -262,6 +322,13 @@ def _restore_detail(database: str, filename: str, seconds: float, ended: int, co
                else f"its safety backup failed ({safety_error}), it is kept as {set_aside}")  # fmt: skip
     if kept_until:
         detail += f", and kept as {set_aside} until {kept_until.isoformat(timespec='seconds')} for a swap back"
+    return detail + _copy_notes(copy, without_owners)
+
+
+def _copy_notes(copy: restore.ScratchCopy, without_owners: bool) -> str:
+    """What a restore had to say of its copy, each after "; ": the choices made, streaming, what was not carried
+    over, provenance."""
+    detail = ""
     if without_owners:
         detail += "; without owners and grants (an admin's choice)"
     if copy.streamed:
@@ -346,7 +413,7 @@ def _back_up_replaced(ours: ConsoleBackups, record: JobRecord, requested_by: str
 
 def _restore_into_scratch(
     backup: catalog.Backup, folder: Path, record: JobRecord, confirmed: JobRun, trusted_only: bool,
-    with_owners: bool = False, create_roles: bool = False,
+    with_owners: bool = False, create_roles: bool = False, destination: TargetDatabase | None = None,
 ) -> restore.ScratchCopy:
     """Check provenance, download, check the checksum, preflight, restore into a new scratch database.
 
@@ -359,8 +426,12 @@ def _restore_into_scratch(
     Without room for a copy in `folder` (RESTORE_TMP_DIR), the archive streams from the store into
     pg_restore: it is read whole first ("downloading", into no file) and its checksum checked before anything
     is touched, then read again, the same version (`Storage.version_of`), for the preflight's head and pg_restore.
+
+    `destination`: the server the scratch is made on (a restore into a new database on another target's);
+    default this target's.
     """
     settings, ours = services.settings(), console()
+    server = destination or ours.target
     manifest = catalog.read_manifest(ours.storage, backup.filename) if backup.has_manifest else None
     origin = provenance.provenance_of(backup, manifest, settings.signing_key)
     restore.require_confirmed_file(backup, origin, sha256=confirmed.archive_sha256, size=confirmed.size)
@@ -378,7 +449,7 @@ def _restore_into_scratch(
     # anything is touched; streamed, it is read again into pg_restore, so the job page's steps are the same.
     record.phase("downloading", bytes_total=backup.size)
     if streamed:
-        archive = restore.stream_archive(ours.storage, backup, folder, manifest, target=ours.target, free=free,
+        archive = restore.stream_archive(ours.storage, backup, folder, manifest, target=server, free=free,
                                          identity_file=settings.encryption_identity_file,
                                          bin_dirs=settings.pg_bin_dirs, on_progress=record.advance)  # fmt: skip
     else:
@@ -387,30 +458,30 @@ def _restore_into_scratch(
     record.phase("verifying", bytes_total=backup.size, bytes_done=backup.size)
     if not origin.trusted:
         record.warn(f"this backup is not trusted: {origin.reason}; {UNTRUSTED_WARNING}")
-    created = _create_roles(backup, manifest, origin, record, confirmed) if create_roles else []
-    contents = restore.preflight(ours.target, archive.path, with_owners=with_owners,
+    created = _create_roles(backup, manifest, origin, record, confirmed, server) if create_roles else []
+    contents = restore.preflight(server, archive.path, with_owners=with_owners,
                                  extensions=(manifest or {}).get("extensions"), bin_dirs=settings.pg_bin_dirs)
     record.remember(scratch_database=scratch)
-    restore.create_scratch_like(ours.target, scratch, contents.database)
-    notes = restore.apply_database_properties(ours.target, scratch, contents.database, with_owners=with_owners)
-    notes += restore.create_extensions_like(ours.target, scratch, (manifest or {}).get("extensions"), contents,
+    restore.create_scratch_like(server, scratch, contents.database)
+    notes = restore.apply_database_properties(server, scratch, contents.database, with_owners=with_owners)
+    notes += restore.create_extensions_like(server, scratch, (manifest or {}).get("extensions"), contents,
                                             with_owners=with_owners)  # fmt: skip
     # Streamed, the bar follows the bytes (one table may take hours); each entry pg_restore handles is progress too.
     record.phase("restoring", bytes_total=backup.size if streamed else None)
-    tables = restore.restore_into(ours.target, archive, scratch, contents, jobs=settings.restore_jobs,
+    tables = restore.restore_into(server, archive, scratch, contents, jobs=settings.restore_jobs,
                                   with_owners=with_owners, bin_dirs=settings.pg_bin_dirs,
                                   on_progress=(lambda done, total: record.save()) if streamed else record.items,
                                   on_log=record.log_line)  # fmt: skip
-    restore.apply_database_properties(ours.target, scratch, contents.database, with_owners=with_owners,
+    restore.apply_database_properties(server, scratch, contents.database, with_owners=with_owners,
                                       connection_limit=True)  # fmt: skip
     if not with_owners:
-        notes += restore.close_public_access(ours.target, scratch)
+        notes += restore.close_public_access(server, scratch)
     return restore.ScratchCopy(scratch, archive.sha256, archive.checksum_verified, origin.trusted, origin.reason,
                                tables, tuple(notes), tuple(created), streamed)  # fmt: skip
 
 
 def _create_roles(backup: catalog.Backup, manifest: dict | None, origin: provenance.Provenance, record: JobRecord,
-                  confirmed: JobRun) -> list[str]:  # fmt: skip
+                  confirmed: JobRun, server: TargetDatabase) -> list[str]:  # fmt: skip
     """The admin's choice "create the missing roles from the backup", after the download was checked and before
     the preflight: only from a signed manifest (a forged one could make any role), audited at once (the roles
     stay if the restore fails later)."""
@@ -422,7 +493,7 @@ def _create_roles(backup: catalog.Backup, manifest: dict | None, origin: provena
     needs = preflight.needs_in(manifest)
     wanted = set(needs.roles if needs else definitions) - {"pg_database_owner"}
     try:
-        created = roles.create_missing(console().target, definitions, wanted)
+        created = roles.create_missing(server, definitions, wanted)
     except roles.RolesError as exc:
         raise restore.RestoreRefused(f"{exc}; nothing was changed") from None
     if created:

@@ -122,7 +122,10 @@ def restore():
     filename, passkey = body.get("filename"), body.get("passkey")
     if not is_text(filename, 255):
         return jsonify(error="filename must be the name of a listed backup"), 400
-    if not is_text(passkey, 256):
+    into = body.get("into")
+    if into is not None:  # a new database: its target's passkey only where that target has one
+        passkey = body.get("passkey", "")
+    if not (is_text(passkey, 256) or (into is not None and passkey == "")):
         return jsonify(error="passkey must be a non-empty string"), 400
     without_owners = body.get("without_owners", False)
     if not isinstance(without_owners, bool):
@@ -130,5 +133,22 @@ def restore():
     create_roles = body.get("create_roles", False)
     if not isinstance(create_roles, bool):
         return jsonify(error="create_roles must be true or false"), 400
+    if into is not None:
+        return restore_into_new(into, filename, passkey, without_owners=without_owners, create_roles=create_roles)
     return accepted(operations.request_restore(current_actor(), operations.collaborators(), filename, passkey,
                                                without_owners=without_owners, create_roles=create_roles))  # fmt: skip
+
+
+def restore_into_new(into: object, filename: str, passkey: str, *, without_owners: bool, create_roles: bool):
+    """`"into": {"database": "name", "target": "other-target"}`: a restore into a new database (the target's
+    server by default), which replaces nothing."""
+    if not isinstance(into, dict) or set(into) - {"database", "target"}:
+        return jsonify(error='into must be {"database": "name"} with an optional "target"'), 400
+    database, target = into.get("database"), into.get("target")
+    if not is_text(database, 255):
+        return jsonify(error="into.database must be the new database's name"), 400
+    if target is not None and not is_text(target, 255):
+        return jsonify(error="into.target must be the name of a target"), 400
+    return accepted(operations.request_restore_into_new(current_actor(), operations.collaborators(), filename, passkey,
+                                                        database, target=target, without_owners=without_owners,
+                                                        create_roles=create_roles))  # fmt: skip

@@ -10,7 +10,7 @@ from app.domain import preflight, restore, roles
 from app.domain.provenance import UNTRUSTED_WARNING, provenance_in
 from app.web.access import current_actor, role_required
 from app.web.manifest_cache import manifests
-from app.web.restore.forms import RestoreForm
+from app.web.restore.forms import NEW, REPLACE, RestoreForm
 
 bp = Blueprint("restore", __name__)
 
@@ -23,17 +23,19 @@ def confirm(filename: str):
     settings = using.settings
     backup = operations.restorable(using, filename)  # 404 through the Refused handler
     foreign = not using.backups.is_ours(backup)
+    destinations = restorable_into(settings)
     form = RestoreForm(f"{backup.environment or 'unknown'}/{settings.target.dbname}" if foreign
-                       else settings.target.dbname)  # fmt: skip
+                       else settings.target.dbname, targets=[(t.target_name, label) for t, label in destinations],
+                       passkey_on=frozenset(t.target_name for t, _ in destinations if t.restore_enabled),
+                       here=settings.target_name)  # fmt: skip
     error, status = None, 200
     if request.method == "POST":
         if form.validate_on_submit():
             try:
-                job_id = operations.request_restore(current_actor(), using, filename, form.passkey.data,
-                                                    without_owners=form.without_owners.data,
-                                                    create_roles=form.create_roles.data,
-                                                    swap_back=form.swap_back.data)  # fmt: skip
+                job_id = ask_for_restore(using, filename, form)
                 return redirect(url_for("jobs.show", job_id=job_id), 303)
+            except operations.NewDatabaseRefused as exc:  # said at the name's field
+                status, form.new_database.errors = exc.status, [str(exc)]
             except operations.Refused as exc:
                 status = exc.status
                 if passkey_refusal(exc):  # said at the field it is about (and linked from the summary)
@@ -48,10 +50,14 @@ def confirm(filename: str):
     origin = provenance_in(storage, backup, settings.signing_key)
     kept = operations.kept_for_swap_back(using, backup.filename)  # what "Swap back" would put back
     if request.method == "GET":  # a choice, offered as a link: the page needs no script
+        form.where.data = NEW if request.args.get("into") == NEW else REPLACE
+        form.label_confirm()
         form.without_owners.data = request.args.get("without_owners") == "1"
         form.create_roles.data = request.args.get("create_roles") == "1" and not form.without_owners.data
         form.swap_back.data = request.args.get("swap_back") == "1" and kept is not None and not form.without_owners.data
-    found = preflight_found(settings, manifest if origin.trusted else None, form)
+    # A new database on another target's server: what that server lacks.
+    checked_on = settings.for_target(form.destination) if form.into_new and form.destination else settings
+    found = preflight_found(checked_on, manifest if origin.trusted else None, form)
     if form.swap_back.data:  # nothing of the archive is restored: what it would need does not stop a swap back
         found["blocked"] = []
     return (
@@ -67,12 +73,35 @@ def confirm(filename: str):
             foreign=foreign,
             tries_left=operations.passkey_tries_left(current_actor(), using),
             form=form,
+            destinations=destinations,
             sessions=sessions,
             error=error,
             settings=settings,
         ),
         status,
     )
+
+
+def restorable_into(settings: Settings) -> list[tuple[Settings, str]]:
+    """The targets whose server the current admin may restore a new database on (this one first), as settings,
+    each with its label for the select."""
+    actor = current_actor()
+    others = [settings.for_target(t.name) for t in settings.targets
+              if t.name != settings.target_name and actor.may_on(t.name, "admin")]  # fmt: skip
+    return [(t, f"{t.target_name or t.target.dbname} ({t.target.host}:{t.target.port})") for t in [settings, *others]]
+
+
+def ask_for_restore(using: operations.Collaborators, filename: str, form: RestoreForm) -> str:
+    """The restore the form asks for: in place of the live database, or into a new one."""
+    if form.into_new:
+        into = form.destination if form.destination != using.settings.target_name else None
+        return operations.request_restore_into_new(current_actor(), using, filename, form.passkey.data or "",
+                                                   form.new_database.data, target=into,
+                                                   without_owners=form.without_owners.data,
+                                                   create_roles=form.create_roles.data)  # fmt: skip
+    return operations.request_restore(current_actor(), using, filename, form.passkey.data,
+                                      without_owners=form.without_owners.data, create_roles=form.create_roles.data,
+                                      swap_back=form.swap_back.data)  # fmt: skip
 
 
 def passkey_refusal(exc: operations.Refused) -> bool:
