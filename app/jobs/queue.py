@@ -298,6 +298,7 @@ def job_status(redis: Redis, job_id: str) -> dict | None:
         "requested_by": state.requested_by,
         "target": state.target,
         "filename": state.filename,
+        "new_database": state.new_database,
         "warning": state.warning,
         "stopped_by": state.stopped_by if state_name == "stopped" else None,
         "log": state.log,  # the tool's last lines: the web shows them to operators and admins only

@@ -87,6 +87,7 @@ class JobState:
     scratch_database: str | None = None
     set_aside_database: str | None = None
     replaced_database: str | None = None  # after the swap: the previous database, until its safety backup is made
+    new_database: str | None = None  # a restore into a new database: its name (the job page's steps differ)
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> JobState:

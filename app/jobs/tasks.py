@@ -223,6 +223,7 @@ def _restore_into_new_database(job: Job | None, record: JobRecord, confirmed: Jo
     time of the rename is refused, and that database left as it is; on any failure the scratch is dropped."""
     settings, ours = services.settings(), console()
     requested_by, filename = confirmed.requested_by, backup.filename
+    record.remember(new_database=name)  # the job page's steps
     destination = settings.for_target(into_target).target if into_target else ours.target
     if problem := restore.new_database_name_problem(name):
         raise restore.RestoreRefused(f"{problem}; nothing was changed")
@@ -234,7 +235,7 @@ def _restore_into_new_database(job: Job | None, record: JobRecord, confirmed: Jo
             copy = _restore_into_scratch(backup, folder, record, confirmed, trusted_only=False,
                                          with_owners=not without_owners, create_roles=create_roles,
                                          destination=destination)  # fmt: skip
-            record.phase("swapping")
+            record.phase("renaming")  # not a phase a job may be stopped in (app/jobs/stopping.py)
             restore.rename_into_new(destination, copy.database, name)
         except BaseException:
             # Dropped here, on the destination's server (the clean-up after a failure knows only this target's).

@@ -19,6 +19,10 @@ STEPS = {
     "restore": (("checking", "Check"), ("downloading", "Read the archive from the store"),
                 ("verifying", "Checksum"), ("restoring", "Restore into a scratch database"), ("swapping", "Swap in"),
                 ("safety", "Back up the replaced database")),
+    # A restore into a new database: the scratch takes the new name; nothing is swapped or backed up.
+    "restore into new": (("checking", "Check"), ("downloading", "Read the archive from the store"),
+                         ("verifying", "Checksum"), ("restoring", "Restore into a scratch database"),
+                         ("renaming", "Give it the new name")),
     "verify": (("checking", "Check"), ("downloading", "Read the archive from the store"),
                ("verifying", "Checksum"), ("restoring", "Restore into a scratch database"), ("counting", "Count rows")),
 }  # fmt: skip
@@ -52,7 +56,8 @@ def job_view(job: dict, now: datetime | None = None) -> dict:
     of 4: Dump and upload"), whether a bar shows and its percent, bytes and rate, and how long it has run
     (only once it started)."""
     status, progress = job["status"], job["progress"]
-    steps = steps_of(job["kind"], progress["phase"], status)
+    kind = "restore into new" if job["kind"] == "restore" and job.get("new_database") else job["kind"]
+    steps = steps_of(kind, progress["phase"], status)
     at = next((i for i, s in enumerate(steps) if s["state"] not in ("done", "todo")), None)
     step = f"step {at + 1} of {len(steps)}: {steps[at]['label']}" if at is not None else ""
     seconds = _seconds(job, now)

@@ -73,6 +73,7 @@ def test_into_a_new_database_on_the_same_server_equals_the_backup_and_leaves_the
         page = text_of(viewer.get(f"/jobs/{status['id']}").get_data(as_text=True))
         assert f"Restored into new database {new}" in page
         assert f"postgresql://postgres@127.0.0.1:5432/{new}" in page
+        assert "Give it the new name" in page and "Swap in" not in page and "Back up the replaced" not in page
 
 
 def two_targets(tmp_path, production_db: str, staging: PgServer, staging_db: str) -> dict[str, str]:
