@@ -25,6 +25,7 @@ from app.config.values import (
     JOB_MAX_DEFAULT,
     NOTIFY_EVENTS,
     PER_TARGET_FIELDS,
+    CopyStore,
     OidcSettings,
     Target,
     UnknownTarget,
@@ -101,6 +102,8 @@ class Settings:
     default_target: str = ""
     # age recipients (public keys) every new backup is encrypted to; empty: backups stay plain.
     encryption_recipients: tuple[str, ...] = ()
+    # The stores this target's backups are copied to (TARGETS_FILE's `copies`), in order.
+    copies: tuple[CopyStore, ...] = ()
     # The workers' age identity file (private keys), read only when a restore or verify decrypts.
     encryption_identity_file: str | None = None
     # Sign-in: single sign-on through an OpenID Connect provider, and who may use the password form.

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from app.adapters.encryption import parse_recipients
 from app.adapters.postgres import TargetDatabase
 from app.config.validators import APP_NAME, ENV_NAME, PASSKEY_HASH, check_storage_url, database_from_url
-from app.config.values import EDITABLE_PER_TARGET, ConfigError, Target
+from app.config.values import EDITABLE_PER_TARGET, ConfigError, CopyStore, Target
 from app.domain.cron import cron_problem
 
 _TARGET_NAME = re.compile(r"^[a-z0-9_-]{1,40}$")
@@ -26,21 +26,27 @@ _TARGET_KEYS = {
     "backup_schedule": "cron", "verify_schedule": "cron", "max_backup_files": "count",
     "retention_daily": "count", "retention_weekly": "count", "retention_monthly": "count",
     "backup_max_age_hours": "count", "alert_webhook_url_env": "env", "alert_email_to": "list",
-    "encryption_recipients": "list",
+    "encryption_recipients": "list", "copies": "names",
 }  # fmt: skip
+# What each key of a [stores.NAME] table (a store backups are copied to) holds; what it leaves out is the console's.
+_STORE_KEYS = {"storage_url": "text", "endpoint_url": "text", "region": "text", "addressing_style": "text",
+               "access_key_id_env": "env", "secret_access_key_env": "env"}  # fmt: skip
 _SECRET_KEYS = ("password", "restore_passkey", "restore_passkey_hash", "alert_webhook_url")
 
 
 def targets_from_file(path: str, env: Mapping[str, str], defaults: dict) -> tuple[tuple[Target, ...], str]:
     """The targets of TARGETS_FILE and the default one's name; `defaults` fills the keys a table leaves out."""
     data = _read(path)
-    unknown = sorted(set(data) - {"default", "targets"})
+    unknown = sorted(set(data) - {"default", "targets", "stores"})
     if unknown:
-        raise ConfigError("TARGETS_FILE", f"unknown key {unknown[0]!r} (use default and [targets.NAME] tables)")
+        raise ConfigError("TARGETS_FILE", f"unknown key {unknown[0]!r} (use default, [targets.NAME] and "
+                                          "[stores.NAME] tables)")  # fmt: skip
     tables = data.get("targets")
     if not isinstance(tables, dict) or not tables:
         raise ConfigError("TARGETS_FILE", "names no target: add a [targets.NAME] table")
-    targets = tuple(_file_target(name, table, env, defaults) for name, table in tables.items())
+    stores = _copy_stores(data.get("stores", {}), env)
+    targets = tuple(_with_copies(_file_target(name, table, env, defaults), table, stores)
+                    for name, table in tables.items())  # fmt: skip
     _check_distinct_names(targets)
     default = data.get("default", targets[0].name)
     if not isinstance(default, str) or default not in tables:
@@ -109,6 +115,65 @@ def _file_target(name: str, table: object, env: Mapping[str, str], defaults: dic
     )  # fmt: skip
 
 
+def _copy_stores(tables: object, env: Mapping[str, str]) -> dict[str, CopyStore]:
+    """The `[stores.NAME]` tables: the stores targets may copy their backups to (`copies = ["NAME"]`)."""
+    if not isinstance(tables, dict):
+        raise ConfigError("TARGETS_FILE", "stores must be tables ([stores.NAME])")
+    return {name: _copy_store(name, table, env) for name, table in tables.items()}
+
+
+def _copy_store(name: str, table: object, env: Mapping[str, str]) -> CopyStore:
+    def problem(key: str, text: str) -> ConfigError:
+        return ConfigError("TARGETS_FILE", f"store {name!r}, key {key!r}: {text}")
+
+    if not _TARGET_NAME.match(name):
+        raise ConfigError("TARGETS_FILE", f"store {name!r}: a name is 1 to 40 of a-z, 0-9, '_' and '-'")
+    if not isinstance(table, dict):
+        raise ConfigError("TARGETS_FILE", f"store {name!r}: must be a table ([stores.{name}])")
+    values = {}
+    for key, value in table.items():
+        if key in ("access_key_id", "secret_access_key"):
+            raise problem(key, f"a secret is never written in the file; set {key}_env to the name of an "
+                               "environment variable that holds it")  # fmt: skip
+        if key not in _STORE_KEYS:
+            raise problem(key, f"unknown key (known: {', '.join(_STORE_KEYS)})")
+        if not isinstance(value, str) or not value.strip():
+            raise problem(key, f"must be a non-empty string (got {value!r})")
+        if _STORE_KEYS[key] == "env":
+            if not env.get(value):
+                raise problem(key, f"names the environment variable {value}, which is not set")
+            value = env[value]
+        values[key] = value
+    if "storage_url" not in values:
+        raise problem("storage_url", "is required")
+    try:
+        check_storage_url(values["storage_url"])
+    except ConfigError as exc:
+        raise problem("storage_url", str(exc).split(": ", 1)[1]) from None
+    if urlsplit(values.get("endpoint_url", "http://x")).scheme not in ("http", "https"):
+        raise problem("endpoint_url", "must be an http:// or https:// URL")
+    if values.get("addressing_style", "auto") not in ("auto", "path", "virtual"):
+        raise problem("addressing_style", "must be auto, path or virtual")
+    return CopyStore(name, values["storage_url"], values.get("endpoint_url"), values.get("region"),
+                     values.get("addressing_style"), values.get("access_key_id_env"),
+                     values.get("secret_access_key_env"))  # fmt: skip
+
+
+def _with_copies(target: Target, table: dict, stores: dict[str, CopyStore]) -> Target:
+    """`target` with the stores its `copies` key names, each checked to be a [stores.NAME] table and not its own."""
+    copies = []
+    for store in table.get("copies", ()):
+        if store not in stores:
+            known = ", ".join(stores) or "none: add a [stores.NAME] table"
+            raise _problem(target.name, "copies", f"names the store {store!r}, which is not a [stores.NAME] table "
+                                                  f"(stores: {known})")  # fmt: skip
+        if stores[store].storage_url.rstrip("/") == target.storage_url.rstrip("/") and not stores[store].endpoint_url:
+            raise _problem(target.name, "copies", f"store {store!r} is the target's own storage_url: a copy must "
+                                                  "be in another store")  # fmt: skip
+        copies.append(stores[store])
+    return replace(target, copies=tuple(copies))
+
+
 def _value(name: str, key: str, value: object, env: Mapping[str, str]) -> object:
     """One key's value, checked for its kind; an `*_env` key gives the value of the variable it names."""
     if key in _SECRET_KEYS:
@@ -121,6 +186,10 @@ def _value(name: str, key: str, value: object, env: Mapping[str, str]) -> object
         least = 0 if key.startswith("retention_") else 1
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise _problem(name, key, f"must be a whole number of at least {least} (got {value!r})")
+    elif kind == "names":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or len(set(value)) < len(value):
+            raise _problem(name, key, f"must be a list of distinct store names (got {value!r})")
+        value = tuple(value)
     elif kind == "list":
         value = (value,) if isinstance(value, str) else value
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):

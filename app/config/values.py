@@ -13,7 +13,8 @@ ENVIRONMENT_COLOR_NAMES = ("red", "amber", "green", "blue", "purple", "neutral")
 DEFAULT_ENVIRONMENT_COLORS = {"production": "red", "staging": "amber"}
 TARGET_ROLES = ("none", *ROLES)  # a per-target role; "none" hides the target from the user
 # What can be notified (NOTIFY_EVENTS narrows it); app/domain/alerts.py sends them.
-NOTIFY_EVENTS = ("backup-failed", "restore-failed", "verify-failed", "restore-finished", "stale-backup", "size-drop")
+NOTIFY_EVENTS = ("backup-failed", "restore-failed", "verify-failed", "restore-finished", "stale-backup", "size-drop",
+                 "copy-failed")  # fmt: skip
 JOB_MAX_DEFAULT = 7 * 24 * 3600  # a week: far past any backup or restore that is still moving
 # The settings an admin may change on the settings page, and the variable that sets each on the server (and
 # locks it there). Those of a target may also be keys of its TARGETS_FILE table, which lock them too.
@@ -32,6 +33,21 @@ class ConfigError(Exception):
     def __init__(self, variable: str, problem: str):
         super().__init__(f"{variable}: {problem}")
         self.variable = variable
+
+
+@dataclass(frozen=True)
+class CopyStore:
+    """A second store a target's backups are copied to (a `[stores.NAME]` table of TARGETS_FILE, named by a
+    target's `copies`). What it leaves out of the S3 settings is the console's (AWS_REGION, S3_ENDPOINT_URL,
+    AWS_ACCESS_KEY_ID...); its keys are only ever named in the file (`*_env`)."""
+
+    name: str
+    storage_url: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    addressing_style: str | None = None
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,7 @@ class Target:
     alert_webhook_url: str | None = field(default=None, repr=False)
     alert_email_to: tuple[str, ...] = ()
     encryption_recipients: tuple[str, ...] = ()  # age public keys; empty: this target's backups stay plain
+    copies: tuple[CopyStore, ...] = ()  # where each backup is copied after it is written (3-2-1), in order
     # The editable settings (EDITABLE_VARIABLES' names) the server sets explicitly for this target, in the
     # environment or its TARGETS_FILE table: the settings page shows them locked.
     server_set: frozenset[str] = frozenset()

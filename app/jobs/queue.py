@@ -31,12 +31,13 @@ from app.jobs.stopping import StopRequest, may_stop, why_not_stoppable
 from app.store.models import JobRun, utcnow
 
 TASKS = "app.jobs.tasks"  # job functions are enqueued by dotted path: this module never imports them
+COPY_JOB = "app.jobs.copies.copy_job"
 SERIALIZER = JSONSerializer  # a pickled job runs code when it is read: Redis holds JSON only
 # Every function a worker of this console runs, and the one callback; anything else is refused.
 RUNNABLE = frozenset({
     *(f"{TASKS}.{kind}_job" for kind in JOB_KINDS),
     f"{TASKS}.drop_previous_database", "app.scheduler.scheduled_backup", "app.scheduler.scheduled_verify",
-    "app.jobs.notify.deliver_job",
+    "app.jobs.notify.deliver_job", COPY_JOB,
 })  # fmt: skip
 FAILURE_CALLBACK = f"{TASKS}.on_failure"
 
@@ -261,6 +262,20 @@ def drop_previous_database_later(settings: Settings, redis: Redis, database: str
         at_front=True,
         description=f"drop {database}, set aside by a restore of {settings.target.dbname}",
     )
+
+
+def copy_backup_later(settings: Settings, redis: Redis, filename: str) -> list[str]:
+    """After a backup's manifest is written: one job per copy store of the target (TARGETS_FILE's `copies`)
+    copies it there and checks it. Plain names only; the backup has succeeded whatever becomes of them."""
+    target = settings.target_name or None
+    return [queue_for(settings, redis).enqueue(
+        COPY_JOB,
+        kwargs={"filename": filename, "store": store.name, **({"target": target} if target else {})},
+        job_timeout=settings.job_max_seconds,
+        result_ttl=7 * 24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+        description=f"copy {filename} to store {store.name}",
+    ).id for store in settings.copies]  # fmt: skip
 
 
 def fetch_job(redis: Redis, job_id: str) -> ConsoleJob | None:

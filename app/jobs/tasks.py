@@ -28,11 +28,11 @@ from app.domain import backup as backups
 from app.domain.console import ConsoleBackups
 from app.domain.provenance import UNTRUSTED_WARNING
 from app.formatting import human_count, human_duration, human_size
-from app.jobs import history, kept_databases
+from app.jobs import copies, history, kept_databases
 from app.jobs.lifecycle import NotRequested, begin, clean_up_failed, finish
 from app.jobs.locks import DatabaseLock
 from app.jobs.notify import job_alert, notify
-from app.jobs.queue import JOB_KINDS, drop_previous_database_later, mark_backup
+from app.jobs.queue import JOB_KINDS, copy_backup_later, drop_previous_database_later, mark_backup
 from app.jobs.runtime import console, console_job
 from app.jobs.state import JobRecord, JobState
 from app.jobs.stopping import stopped_by
@@ -50,6 +50,7 @@ def backup_job(requested_by: str) -> dict:
     _audit_retention(result, requested_by, job.id if job else None)
     record.phase("done", bytes_total=result.size, bytes_done=result.size)
     mark_backup(settings, services.redis())  # BACKUP_MIN_INTERVAL_SECONDS counts from the finish too
+    copy_backup_later(settings, services.redis(), result.filename)  # copies: one job per copy store
     _warn_if_size_dropped([b for b in listed if b.filename not in result.deleted], result.filename, record)
     detail = f"{human_size(result.size)} ({human_count(result.size, 'byte')}), sha256 {result.sha256}"
     if plan.recipients:
@@ -153,7 +154,7 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
     swap_back = confirmed.chosen("swap_back")
     started = time.monotonic()
     record.phase("checking")
-    backup = ours.find(filename)
+    backup = copies.readable_console(ours, filename, record).find(filename)  # copies: or a verified copy
     if backup is None:
         raise restore.RestoreRefused(f"{filename} is no longer in the store; nothing was changed")
     if into_database := _chosen_name(confirmed, "into_database"):
@@ -431,7 +432,7 @@ def _restore_into_scratch(
     `destination`: the server the scratch is made on (a restore into a new database on another target's);
     default this target's.
     """
-    settings, ours = services.settings(), console()
+    settings, ours = services.settings(), copies.readable_console(console(), backup.filename, record)  # copies
     server = destination or ours.target
     manifest = catalog.read_manifest(ours.storage, backup.filename) if backup.has_manifest else None
     origin = provenance.provenance_of(backup, manifest, settings.signing_key)

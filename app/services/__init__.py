@@ -21,7 +21,7 @@ from app.config import Settings
 from app.domain.console import ConsoleBackups, ListingCache
 from app.domain.naming import Owner
 from app.domain.retention import RetentionPolicy
-from app.services.clients import redis_for, storage_for
+from app.services.clients import copy_storage_for, redis_for, storage_for
 from app.store import console_settings as stored_settings
 
 _acting_on: ContextVar[str | None] = ContextVar("pgconsole_target", default=None)
@@ -34,6 +34,10 @@ def init_app(app: Flask) -> None:
     # The other targets' stores, built once too (the default target's is the one above).
     app.extensions["pgconsole.storages"] = {
         t.name: storage_for(settings.for_target(t.name)) for t in settings.targets if t.name != settings.target_name
+    }
+    # The stores backups are copied to (TARGETS_FILE's [stores.NAME]), by name, built once too.
+    app.extensions["pgconsole.copy_stores"] = {
+        store.name: copy_storage_for(settings, store) for t in settings.targets for store in t.copies
     }
 
 
@@ -84,6 +88,11 @@ def storage_of(app: Flask, target: str | None) -> Storage:
     if target is None or target == settings.target_name:
         return app.extensions["pgconsole.storage"]
     return app.extensions["pgconsole.storages"][settings.find_target(target).name]
+
+
+def copy_store_of(app: Flask, name: str) -> Storage:
+    """`app`'s copy store of this name (a [stores.NAME] table); KeyError for a name no target copies to."""
+    return app.extensions["pgconsole.copy_stores"][name]
 
 
 def console_backups(settings: Settings, storage: Storage, cache: ListingCache | None = None) -> ConsoleBackups:

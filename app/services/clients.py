@@ -10,6 +10,7 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from app.adapters.storage import PartLimits, Storage, open_storage
 from app.config import ConfigError, Settings
+from app.config.values import CopyStore
 
 _MALFORMED = "is not a valid Redis URL (percent-encode / ? # @ : % in the user name or password)"
 # redis-py's TLS options that name a file (or, for ssl_ca_path, a folder) every process must read.
@@ -90,5 +91,19 @@ def storage_for(settings: Settings) -> Storage:
         addressing_style=settings.s3_addressing_style,
         access_key=settings.aws_access_key_id,
         secret_key=settings.aws_secret_access_key,
+        part_limits=PartLimits(settings.s3_max_parts, settings.s3_max_part_size),
+    )
+
+
+def copy_storage_for(settings: Settings, store: CopyStore) -> Storage:
+    """A store backups are copied to: its own S3 settings where its table gives them, else the console's."""
+    own_keys = store.access_key is not None or store.secret_key is not None
+    return open_storage(
+        store.storage_url,
+        region=store.region or settings.aws_region,
+        endpoint_url=store.endpoint_url or settings.s3_endpoint_url,
+        addressing_style=store.addressing_style or settings.s3_addressing_style,
+        access_key=store.access_key if own_keys else settings.aws_access_key_id,
+        secret_key=store.secret_key if own_keys else settings.aws_secret_access_key,
         part_limits=PartLimits(settings.s3_max_parts, settings.s3_max_part_size),
     )

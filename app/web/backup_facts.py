@@ -8,7 +8,7 @@ and the restore-test report, each only when the listing shows it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from app import services
@@ -17,6 +17,7 @@ from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
 from app.domain.trends import manifest_seconds
 from app.operations import Actor, owning_target
+from app.store import copies as store_copies
 from app.store.models import JobRun
 from app.web.backup_made import Made, jobs_on, made_of
 from app.web.manifest_cache import manifests
@@ -38,6 +39,31 @@ class Verification:
 
 
 @dataclass(frozen=True)
+class StoreCopy:
+    """The backup in one copy store, as the copy job recorded it in the console store (never Redis)."""
+
+    store: str
+    state: str  # "verified" (read back, its sha256 matched), "failed" or "not copied"
+    at: datetime | None = None  # when it was verified
+    error: str | None = None
+
+
+def copies_in_stores(filenames: list[str]) -> dict[str, list[StoreCopy]]:
+    """For each file, its copy in each copy store of the target, in the target's `copies` order."""
+    settings = services.settings()
+    if not settings.copies or not filenames:
+        return {}
+    recorded = store_copies.copies_of(settings.target_name, filenames)
+    shown = {}
+    for filename in filenames:
+        found = {c.store: c for c in recorded.get(filename, [])}
+        shown[filename] = [StoreCopy(s.name, "not copied") if (c := found.get(s.name)) is None else
+                           StoreCopy(s.name, "verified" if c.verified else "failed", c.verified_at, c.error)
+                           for s in settings.copies]  # fmt: skip
+    return shown
+
+
+@dataclass(frozen=True)
 class BackupFacts:
     backup: Backup
     ours: bool  # of this target's app and environment
@@ -50,6 +76,7 @@ class BackupFacts:
     pin: dict | None
     verification: Verification | None
     jobs: list[JobRun]  # restores and restore tests of this file
+    copies: list[StoreCopy] = field(default_factory=list)  # one per copy store of the target (TARGETS_FILE)
 
     @property
     def restores(self) -> list[JobRun]:
@@ -89,6 +116,7 @@ class BackupFacts:
             },
             "restores": [{"jobId": j.id, "status": j.status, "requestedBy": j.requested_by,
                           "at": _iso(j.enqueued_at)} for j in self.restores],
+            "copies": [{"store": c.store, "state": c.state, "verifiedAt": _iso(c.at)} for c in self.copies],
         }  # fmt: skip
 
 
@@ -130,6 +158,7 @@ def facts_of(ours: ConsoleBackups, backup: Backup) -> BackupFacts:
         pin=catalog.read_pin(storage, backup.filename) if backup.pinned else None,
         verification=_verification(ours, backup, origin) if backup.verified_at else None,
         jobs=jobs_on(backup.filename),
+        copies=copies_in_stores([backup.filename]).get(backup.filename, []) if ours.is_ours(backup) else [],
     )
 
 

@@ -19,7 +19,7 @@ from app.services import listing_cache
 from app.store import audit
 from app.store.schedule import effective_schedule
 from app.web.access import client_address, current_actor, role_required
-from app.web.backup_facts import facts_of, no_such_backup, visible_backup
+from app.web.backup_facts import copies_in_stores, facts_of, no_such_backup, visible_backup
 from app.web.backup_made import KINDS, Made, made_of, makers, safety_backups
 from app.web.backups.activity import home_activity
 from app.web.backups.forms import PinForm
@@ -91,6 +91,7 @@ def target_backups():
         notes=listing_cache.pin_notes(storage, services.redis(), settings.redis_namespace, shown),
         dropped={p.filename for p in points if p.dropped},
         foreign={b.filename for b in shown if not ours.is_ours(b)},
+        copies=copies_in_stores([b.filename for b in shown if ours.is_ours(b)]),
         trend_points=points,
         trend_svg=Markup(trends.chart_svg(points, zone=settings.zone)),  # noqa: S704 - chart_svg escapes all text
         schedule=schedule,
