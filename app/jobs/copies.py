@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from datetime import timedelta
 
 from rq import get_current_job
 
@@ -45,6 +46,8 @@ def copy_job(filename: str, store: str) -> dict:
     job_id = job.id if job else None
     started = time.monotonic()
     try:
+        # Uploads left by killed copy jobs cost money, as a backup's do in the first store (backup_job sweeps those).
+        theirs.storage.abort_stale_uploads(older_than=timedelta(seconds=max(6 * 3600, settings.job_max_seconds + 3600)))
         copied = copying.copy_backup(ours.storage, theirs.storage, filename)
     except BaseException as exc:  # a timeout too: whatever stops the copy, it is not verified and people hear
         error = cleanup.describe_error(exc) if isinstance(exc, Exception) else None

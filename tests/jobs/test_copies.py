@@ -4,14 +4,25 @@ the copy job fails and alerts). Real servers: SeaweedFS and folders."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import PASSKEY, backup_run_in_process, job_of, restore_api, run_jobs_for, signed_in, wait_for
+from tests.helpers import (
+    PASSKEY,
+    backup_run_in_process,
+    job_of,
+    restore_api,
+    run_jobs_for,
+    signed_in,
+    tiny_disk,
+    wait_for,
+)
 from tests.support.databases import table_fingerprint
 
 
@@ -129,12 +140,26 @@ def test_a_restore_reads_from_the_copy_when_the_object_is_gone(bucket_and_folder
     assert "missing from it" in status["warning"] and "store offsite" in status["warning"]
 
 
+@pytest.fixture(params=["s3-at-a-closed-port", "folder-on-a-full-disk"])
+def unreachable_store(request, tmp_path) -> Iterator[str]:
+    """A [stores.offsite] body for a copy store that takes nothing: nobody listening, or a full tmpfs."""
+    if request.param == "s3-at-a-closed-port":
+        yield f'storage_url = "s3://nowhere"\nendpoint_url = "http://127.0.0.1:{closed_port()}"'
+        return
+    with tiny_disk(tmp_path / "full", "1m") as folder:
+        with contextlib.suppress(OSError), open(folder / "filler", "wb") as filler:  # noqa: PTH123
+            while True:
+                filler.write(b"x" * 65536)
+        yield f'storage_url = "{(folder / "copies").as_uri()}"'
+
+
 def test_a_copy_store_that_is_down_fails_the_copy_and_alerts_never_the_backup(make_app, target_db, tmp_path,
-                                                                              webhook, make_user):  # fmt: skip
+                                                                              webhook, make_user,
+                                                                              unreachable_store):  # fmt: skip
     url, bodies = webhook
-    store = f'storage_url = "s3://nowhere"\nendpoint_url = "http://127.0.0.1:{closed_port()}"'
     keys = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
-    app = make_app(TARGETS_FILE=targets_file(tmp_path, target_db, (tmp_path / "first").as_uri(), store),
+    first = (tmp_path / "first").as_uri()
+    app = make_app(TARGETS_FILE=targets_file(tmp_path, target_db, first, unreachable_store),
                    APP_PASSKEY=PASSKEY, ALERT_WEBHOOK_URL=url, **keys)  # fmt: skip
     status = backup_run_in_process(app)
     assert status["status"] == "finished", status["error"]
