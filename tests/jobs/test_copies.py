@@ -75,7 +75,8 @@ def copies_of(app) -> dict:
         return copies.copies_of("app")
 
 
-def test_every_backup_is_copied_verified_and_retained_per_store(bucket_and_folder, seaweedfs_bucket, make_user):
+def test_every_backup_is_copied_verified_and_retained_per_store(bucket_and_folder, seaweedfs_bucket, make_user,
+                                                                token_for):  # fmt: skip
     app, _, folder = bucket_and_folder
     made = []
     for _ in range(3):
@@ -100,6 +101,8 @@ def test_every_backup_is_copied_verified_and_retained_per_store(bucket_and_folde
     assert listed.count("also in offsite") == 2
     page = client.get(f"/backups/{made[-1]}").get_data(as_text=True)
     assert "Store offsite: present and verified" in page
+    facts = client.get(f"/api/targets/app/backups/{made[-1]}", headers=token_for("olga")).get_json()
+    assert [(c["store"], c["state"]) for c in facts["copies"]] == [("offsite", "verified")]
 
 
 def test_a_restore_reads_from_the_copy_when_the_first_store_is_down(bucket_and_folder, make_user, token_for,
