@@ -204,3 +204,14 @@ def test_the_page_restores_into_a_new_database(app, make_user, pg_admin, target_
         job_page = text_of(client.get(asked.headers["Location"]).get_data(as_text=True))
         assert f"Restored into new database {new}" in job_page, job_page
         assert table_fingerprint(new) == live and table_fingerprint(target_db) == live
+
+
+def test_a_target_that_is_not_offered_is_refused_at_its_field(app, make_user, target_db):
+    filename = backup_run_in_process(app)["result"]["filename"]
+    client, auth = signed_in(app, make_user, "admin", "ada")
+    url = f"/backups/{filename}/restore"
+    form = {"where": "new", "new_database": "copy_1", "into_target": "nosuch", "passkey": PASSKEY,
+            "confirm": "new:copy_1"}  # fmt: skip
+    refused = post(client, auth, url, form, page=url)
+    assert refused.status_code == 400
+    assert "Choose a target you may restore into" in refused.get_data(as_text=True)

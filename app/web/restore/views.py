@@ -56,7 +56,8 @@ def confirm(filename: str):
         form.create_roles.data = request.args.get("create_roles") == "1" and not form.without_owners.data
         form.swap_back.data = request.args.get("swap_back") == "1" and kept is not None and not form.without_owners.data
     # A new database on another target's server: what that server lacks.
-    checked_on = settings.for_target(form.destination) if form.into_new and form.destination else settings
+    chosen = [t for t, _ in destinations if form.into_new and t.target_name == form.destination]
+    checked_on = chosen[0] if chosen else settings  # only a target the admin may restore into
     found = preflight_found(checked_on, manifest if origin.trusted else None, form)
     if form.swap_back.data:  # nothing of the archive is restored: what it would need does not stop a swap back
         found["blocked"] = []
