@@ -116,6 +116,9 @@ def test_into_a_new_database_on_another_targets_server_with_the_backups_roles(ma
         run_jobs_for(app)
         filename = job_of(app, answer.get_json()["job_id"])["result"]["filename"]
 
+        page = client.get(f"/targets/production/backups/{filename}/restore?into=new").get_data(as_text=True)
+        assert re.search(rf'<option value="staging">staging \(127\.0\.0\.1:{other.port}\)</option>', page), page
+
         # Staging's passkey (the destination's), not production's.
         url = "/api/targets/production/restore"
         wrong = into_new(app, headers, filename, new, url, target="staging", passkey="production-passkey")
