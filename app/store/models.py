@@ -222,7 +222,8 @@ class JobRun(db.Model):
     filename: Mapped[str | None] = mapped_column(String(255))
     requested_by: Mapped[str] = mapped_column(String(64))
     scheduled: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)  # queued, started, finished, failed, stopped
+    # queued, started, finished, failed, stopped
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     enqueued_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
