@@ -13,30 +13,13 @@ import time
 from datetime import datetime
 
 import psycopg
-import pytest
 
 from tests.helpers import backup_sessions, wait_for, wait_for_job
-from tests.jobs.test_faults import FlakyS3
 from tests.support.databases import PG
 
 LIMIT = 5  # JOB_TIMEOUT_SECONDS: its minimum
-PART_SECONDS = 1.5  # each 8 MiB part is held this long: the upload moves, never stalls for LIMIT
 
 
-@pytest.fixture
-def slow_s3(s3_server):
-    proxy = FlakyS3(s3_server["S3_ENDPOINT_URL"])
-    yield proxy, {**s3_server, "S3_ENDPOINT_URL": proxy.url}
-    proxy.close()
-
-
-@pytest.fixture
-def big_table(target_db):
-    """About 64 MB of dump (8 parts) with compression off."""
-    with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
-        conn.execute("CREATE TABLE filler AS SELECT g AS id, repeat(md5(g::text), 32) AS body "
-                     "FROM generate_series(1, 64000) g")  # fmt: skip
-    return target_db
 
 
 def _seconds(status: dict) -> float:
@@ -47,13 +30,12 @@ def _uploads(storage) -> list:
     return storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", [])
 
 
-def test_a_backup_that_keeps_streaming_runs_past_the_timeout(app_env, slow_s3, big_table, processes, console_of):
+def test_a_backup_that_keeps_streaming_runs_past_the_timeout(app_env, slow_parts, big_table, processes, console_of):
     from app.jobs.queue import start_job
 
-    proxy, s3 = slow_s3
+    _, s3 = slow_parts
     env = {**app_env, **s3, "JOB_TIMEOUT_SECONDS": str(LIMIT), "BACKUP_COMPRESSION": "none"}
     settings, redis, storage = console_of(env)
-    proxy.hold = lambda method, path: PART_SECONDS if method == "PUT" and "partNumber=" in path else 0.0
     processes.worker(env)
     final = wait_for_job(redis, start_job(settings, redis, "backup", "olga"), timeout=120)
     assert _seconds(final) > LIMIT + 1  # RQ would have killed it at LIMIT before
@@ -86,14 +68,13 @@ def test_a_pg_dump_waiting_on_a_lock_is_stopped_and_leaves_nothing(
     assert backup_sessions(pg_admin, target_db) == 0
 
 
-def test_the_lock_is_renewed_while_a_long_backup_progresses(app_env, slow_s3, big_table, processes, console_of):
+def test_the_lock_is_renewed_while_a_long_backup_progresses(app_env, slow_parts, big_table, processes, console_of):
     from app.jobs.locks import LOCK_GRACE_SECONDS, DatabaseLock
     from app.jobs.queue import JobRefused, job_status, start_job
 
-    proxy, s3 = slow_s3
+    _, s3 = slow_parts
     env = {**app_env, **s3, "JOB_TIMEOUT_SECONDS": str(LIMIT), "BACKUP_COMPRESSION": "none"}
     settings, redis, storage = console_of(env)
-    proxy.hold = lambda method, path: PART_SECONDS if method == "PUT" and "partNumber=" in path else 0.0
     lock = DatabaseLock(redis, settings.redis_namespace, settings.lock_name)
     job_id = start_job(settings, redis, "backup", "olga")
     assert redis.ttl(lock.key) > settings.job_timeout_seconds + LOCK_GRACE_SECONDS  # queued: held past the limit

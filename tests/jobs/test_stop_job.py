@@ -17,27 +17,8 @@ import psycopg
 import pytest
 
 from tests.helpers import PASSKEY, backup_sessions, wait_for, wait_for_job
-from tests.jobs.test_faults import FlakyS3
 from tests.support.databases import PG, database_names, table_fingerprint
 from tests.support.processes import descendants
-
-PART_SECONDS = 1.5  # each 8 MiB part is held this long: a 64 MB backup takes over 10 s
-
-
-@pytest.fixture
-def slow_s3(s3_server):
-    proxy = FlakyS3(s3_server["S3_ENDPOINT_URL"])
-    yield proxy, {**s3_server, "S3_ENDPOINT_URL": proxy.url}
-    proxy.close()
-
-
-@pytest.fixture
-def big_table(target_db):
-    """About 64 MB of dump (8 parts) with compression off."""
-    with psycopg.connect(**{**PG, "dbname": target_db}, autocommit=True) as conn:
-        conn.execute("CREATE TABLE filler AS SELECT g AS id, repeat(md5(g::text), 32) AS body "
-                     "FROM generate_series(1, 64000) g")  # fmt: skip
-    return target_db
 
 
 @pytest.fixture
@@ -120,13 +101,12 @@ def _hold_once_logged(pid: int, logged) -> None:
         time.sleep(0.6)  # the job saves a line within 0.5 s
 
 
-def test_a_running_backup_stops_and_leaves_nothing(app_env, slow_s3, big_table, pg_admin, stop_console):
+def test_a_running_backup_stops_and_leaves_nothing(app_env, slow_parts, big_table, pg_admin, stop_console):
     from app.jobs.locks import DatabaseLock
 
-    proxy, s3 = slow_s3
+    _, s3 = slow_parts
     env = {**app_env, **s3, "BACKUP_COMPRESSION": "none"}
     settings, redis, storage, client, headers = stop_console(env)
-    proxy.hold = lambda method, path: PART_SECONDS if method == "PUT" and "partNumber=" in path else 0.0
     started = client.post("/api/setting/backup", headers=headers["operator"])
     assert started.status_code == 202
     job_id = started.get_json()["job_id"]
