@@ -31,6 +31,7 @@ class DatabaseFacts:
     # Each named role's attributes and memberships among them (app/adapters/roles_sql.py), for a restore that
     # creates the missing ones; a password hash only when BACKUP_ROLE_PASSWORDS asks for it.
     role_definitions: tuple[dict, ...] = ()
+    tables: tuple[str, ...] = ()  # "schema.table", as pg_restore --list names them: the restore page offers them
 
     def restore_needs(self) -> dict[str, list[str]]:
         """The manifest's `restore_needs`: what the restore page checks before the passkey is asked."""
@@ -81,6 +82,15 @@ WITH acls AS (
 SELECT DISTINCT pg_get_userbyid(a.grantor) FROM acls, aclexplode(acls.acl) a WHERE a.grantor <> acls.owner ORDER BY 1
 """
 
+# The tables a dump holds (not the system's, nor an extension's), for a partial restore's choice.
+_TABLE_NAMES = """
+SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                              AND d.deptype = 'e')
+ ORDER BY 1
+"""
+
 _EXTENSIONS = """
 SELECT e.extname, e.extversion, n.nspname, pg_get_userbyid(e.extowner),
        coalesce(v.superuser AND NOT v.trusted, false)
@@ -102,6 +112,7 @@ def database_facts(target: TargetDatabase, *, role_passwords: bool = False) -> D
         named = conn.execute(_NAMED_ROLES).fetchall()
         grantors = [r[0] for r in conn.execute(_GRANTORS)]
         triggers = [r[0] for r in conn.execute("SELECT evtname FROM pg_event_trigger ORDER BY 1")]
+        tables = [r[0] for r in conn.execute(_TABLE_NAMES)]
         definitions = roles_sql.read_definitions(conn, [name for name, _ in named], passwords=role_passwords)
     return DatabaseFacts(
         size=size,
@@ -112,6 +123,7 @@ def database_facts(target: TargetDatabase, *, role_passwords: bool = False) -> D
         event_triggers=tuple(triggers),
         superuser_extensions=tuple(n for n, _, _, _, superuser in extensions if superuser),
         role_definitions=tuple(d.to_manifest() for d in definitions),
+        tables=tuple(tables),
     )
 
 

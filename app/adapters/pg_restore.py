@@ -25,8 +25,9 @@ class ArchiveError(Exception):
 
 
 def table_of_contents(pg_restore: str, archive: Path, env: dict[str, str]) -> str:
-    """`pg_restore --create --list`: one line per entry, the database's own entries included."""
-    return _run([pg_restore, "--create", "--list", str(archive)], env)
+    """`pg_restore --create --list --verbose`: one line per entry, the database's own entries included, each
+    followed by a comment naming the entries it depends on (what a partial restore follows)."""
+    return _run([pg_restore, "--create", "--list", "--verbose", str(archive)], env)
 
 
 def sql_of(pg_restore: str, archive: Path, env: dict[str, str], lines: list[str], *, create: bool = True) -> str:

@@ -13,7 +13,7 @@ grantee, so a restore that would fail on a missing role is refused before anythi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.adapters import pg_restore
@@ -26,6 +26,7 @@ _ROLES_AFTER = re.compile(
 GRANTOR = re.compile(rf"^SET SESSION AUTHORIZATION ({_IDENT})")
 # Lines of `pg_restore --list`: "ID; TABLEOID OID TYPE SCHEMA NAME OWNER" (TYPE and NAME may hold spaces).
 _LIST_LINE = re.compile(r"^\d+; \d+ \d+ (?P<rest>.*)$")
+_DEPENDS_LINE = re.compile(r"^;\s+depends on:(?P<ids>[\d ]*)$")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,11 @@ class Entry:
     line: str  # the line of `pg_restore --list`, as given
     owner: str  # the role that owns the object ("" for entries without one)
     described: str  # the line after its ids: "COMMENT - DATABASE shop owner", "TABLE public orders owner"
+    depends: tuple[int, ...] = ()  # the dump ids of the entries it depends on (`--list --verbose`)
+
+    @property
+    def dump_id(self) -> int:
+        return int(self.line.split(";", 1)[0])
 
     @property
     def tag(self) -> str:
@@ -100,12 +106,8 @@ class ArchiveContents:
 def read_contents(tool: str, archive: Path, env: dict[str, str]) -> ArchiveContents:
     """The archive's entries, its database's definition and the roles it names (three quick reads of its TOC
     by the pg_restore at `tool`; pg_restore.ArchiveError when it cannot read them)."""
-    listing = pg_restore.table_of_contents(tool, archive, env)
-    entries = tuple(entry for line in listing.splitlines() if (entry := _entry(line)) is not None)
+    entries = _entries(pg_restore.table_of_contents(tool, archive, env))
     database_sql = pg_restore.sql_of(tool, archive, env, [e.line for e in entries if e.of_the_database])
-    acl_sql = pg_restore.sql_of(tool, archive, env,
-                                [e.line for e in ArchiveContents(entries, None, frozenset()).grant_entries],
-                                create=False)  # fmt: skip
     statements = _statements(database_sql)
     database = None
     created = [s for s in statements if s.upper().startswith("CREATE DATABASE ")]
@@ -113,13 +115,30 @@ def read_contents(tool: str, archive: Path, env: dict[str, str]) -> ArchiveConte
     if created and name is not None:
         database = DatabaseDefinition(name, created[0], tuple(s for s in statements if s is not created[0]))
     roles = {e.owner for e in entries if e.owner}
-    grants = tuple(_statements(acl_sql, keep_session_authorization=True))
+    grants = grants_of(tool, archive, env, ArchiveContents(entries, None, frozenset()).grant_entries)
     for statement in (*grants, *(database.properties if database else ())):
         for match in _ROLES_AFTER.finditer(statement):
             roles.update(_unquote(r.strip()) for r in match.group(1).split(","))
     roles.discard("PUBLIC")
     roles.discard("public")
     return ArchiveContents(entries, database, frozenset(roles), grants)
+
+
+def grants_of(tool: str, archive: Path, env: dict[str, str], grant_entries: list[Entry]) -> tuple[str, ...]:
+    """The SQL of these ACL entries, with pg_dump's SET SESSION AUTHORIZATION (who granted)."""
+    acl_sql = pg_restore.sql_of(tool, archive, env, [e.line for e in grant_entries], create=False)
+    return tuple(_statements(acl_sql, keep_session_authorization=True))
+
+
+def _entries(listing: str) -> tuple[Entry, ...]:
+    """The entries of a `--list --verbose`, each with the dump ids of the comment line after it."""
+    entries: list[Entry] = []
+    for line in listing.splitlines():
+        if (entry := _entry(line)) is not None:
+            entries.append(entry)
+        elif entries and (found := _DEPENDS_LINE.match(line)):
+            entries[-1] = replace(entries[-1], depends=tuple(int(i) for i in found["ids"].split()))
+    return tuple(entries)
 
 
 def rename_database_in(statement: str, old: str, new: str) -> str:
@@ -162,9 +181,9 @@ def _entry(line: str) -> Entry | None:
 
 
 # Types whose names hold a space (longest first where one begins another).
-_KINDS = ("TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY", "MATERIALIZED VIEW DATA", "MATERIALIZED VIEW",
-          "DEFAULT ACL", "DATABASE PROPERTIES", "EVENT TRIGGER", "FK CONSTRAINT", "LARGE OBJECT", "BLOB",
-          "BLOBS", "ROW SECURITY", "PROCEDURAL LANGUAGE", "TEXT SEARCH CONFIGURATION", "TEXT SEARCH DICTIONARY",
+_KINDS = ("TABLE DATA", "TABLE ATTACH", "SEQUENCE SET", "SEQUENCE OWNED BY", "MATERIALIZED VIEW DATA",
+          "MATERIALIZED VIEW", "DEFAULT ACL", "DATABASE PROPERTIES", "EVENT TRIGGER", "FK CONSTRAINT", "LARGE OBJECT",
+          "BLOB", "BLOBS", "ROW SECURITY", "PROCEDURAL LANGUAGE", "TEXT SEARCH CONFIGURATION", "TEXT SEARCH DICTIONARY",
           "FOREIGN TABLE", "FOREIGN DATA WRAPPER", "SERVER", "USER MAPPING", "PUBLICATION TABLE",
           "PUBLICATION", "SUBSCRIPTION", "ACL", "COMMENT", "SECURITY LABEL", "DATABASE")  # fmt: skip
 

@@ -45,6 +45,7 @@ class BackupPlan:
     # against its server before the passkey is asked (app/domain/preflight.py). Empty: not read.
     restore_needs: dict[str, list[str]] = field(default_factory=dict)
     role_definitions: tuple[dict, ...] = ()  # the named roles' attributes and memberships (app/domain/roles.py)
+    tables: tuple[str, ...] = ()  # "schema.table": what the restore page offers for a partial restore
 
     def estimate(self, done: int) -> int:
         """The dump's expected size for the progress bar, `done` bytes in: the estimate, or the database's
@@ -146,6 +147,7 @@ def plan_backup(
         extensions=facts.extensions,
         restore_needs=facts.restore_needs(),
         role_definitions=facts.role_definitions,
+        tables=facts.tables,
     )
 
 
@@ -280,6 +282,7 @@ def manifest_for(
         "extensions": list(plan.extensions),
         **({"restore_needs": plan.restore_needs} if plan.restore_needs else {}),
         **({"role_definitions": list(plan.role_definitions)} if plan.restore_needs else {}),
+        **({"tables": list(plan.tables)} if plan.restore_needs else {}),  # read with the rest, at backup time
         **encrypted,
     }, signing_key)  # fmt: skip
 

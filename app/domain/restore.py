@@ -30,7 +30,7 @@ from app.adapters import database_admin, encryption, pg_restore, postgres
 from app.adapters.postgres import TargetDatabase
 from app.adapters.storage import MiB, ObjectChanged, Storage
 from app.domain import preflight as preflight_rules
-from app.domain.archive import GRANTOR, ArchiveContents, read_contents
+from app.domain.archive import GRANTOR, ArchiveContents, grants_of, read_contents
 from app.domain.catalog import Backup
 from app.domain.provenance import Provenance
 
@@ -478,9 +478,10 @@ def restore_into(
     bin_dirs: tuple[str, ...] = (),
     on_progress: Callable[[int, int], None] = lambda done, total: None,
     on_log: Callable[[str], None] = lambda line: None,
+    left_out: frozenset[str] = frozenset(),
 ) -> int:
     """pg_restore into the scratch database; returns the number of tables restored. `on_log` gets each line of
-    pg_restore's log.
+    pg_restore's log; `left_out`, lines of the list not to restore (a partial restore: app/domain/partial_restore.py).
 
     With owners (`preflight` has checked that every role exists and that the console may act as each
     owner and grantor), objects keep their owners and grants; without (an admin's choice for a backup
@@ -495,8 +496,8 @@ def restore_into(
     tool = _pg_restore_tool(target, bin_dirs)
     by_hand = with_owners and bool(contents.grant_entries) and not _console_is_superuser(target)
     entries = [e for e in contents.entries if not e.of_the_database]
-    skipped = {e.line for e in contents.grant_entries} if by_hand else set()
-    chosen = [(";" if e.line in skipped else "") + e.line for e in entries] if by_hand else None
+    skipped = ({e.line for e in contents.grant_entries} if by_hand else set()) | left_out
+    chosen = [(";" if e.line in skipped else "") + e.line for e in entries] if skipped else None
 
     def counted(done: int) -> None:
         if entries:
@@ -511,9 +512,13 @@ def restore_into(
     if code != 0:
         raise RestoreError(f"pg_restore failed (exit {code}): {' '.join(errors) or 'no message'}")
     if by_hand:
-        apply_grants(target, scratch, contents.grants)
+        grants = contents.grants
+        if left_out:  # only the grants of what was restored
+            kept = [e for e in contents.grant_entries if e.line not in left_out]
+            grants = grants_of(tool.path, archive.path, postgres.child_env(target), kept) if kept else ()
+        apply_grants(target, scratch, grants)
     on_progress(len(entries), len(entries))
-    return contents.tables
+    return sum(1 for e in entries if e.kind == "TABLE DATA" and e.line not in left_out)
 
 
 def _pg_restore_tool(target: TargetDatabase, bin_dirs: tuple[str, ...]) -> postgres.ClientTool:

@@ -23,7 +23,7 @@ from rq.job import Job
 
 from app import services
 from app.config import TargetDatabase
-from app.domain import alerts, catalog, cleanup, preflight, provenance, restore, roles, safety, trends
+from app.domain import alerts, catalog, cleanup, partial_restore, preflight, provenance, restore, roles, safety, trends
 from app.domain import backup as backups
 from app.domain.console import ConsoleBackups
 from app.domain.provenance import UNTRUSTED_WARNING
@@ -161,6 +161,8 @@ def restore_job(filename: str, requested_by: str, **choices: bool) -> dict:
         return _restore_into_new_database(job, record, confirmed, backup, into_database,
                                           _chosen_name(confirmed, "into_target"), without_owners=without_owners,
                                           create_roles=create_roles)  # fmt: skip
+    if _chosen_tables(confirmed):  # the request refuses it too: see docs/restore.md, "Part of a backup"
+        raise restore.RestoreRefused(f"{partial_restore.INTO_LIVE_REFUSED}; nothing was changed")
     set_aside = restore.scratch_name(ours.target.dbname, "previous")
     if swap_back:
         copy, ended = _swap_back(backup, record, confirmed, set_aside)
@@ -215,6 +217,16 @@ def _chosen_name(confirmed: JobRun, name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _chosen_tables(confirmed: JobRun) -> tuple[str, ...]:
+    """The tables of a partial restore, as the request stored them (the archive's list decides which exist)."""
+    value = json.loads(confirmed.options or "{}").get("tables")
+    if value is None:
+        return ()
+    if problem := partial_restore.selection_problem(value):
+        raise restore.RestoreRefused(f"{problem}; nothing was changed")
+    return tuple(sorted(set(value)))
+
+
 def _restore_into_new_database(job: Job | None, record: JobRecord, confirmed: JobRun, backup: catalog.Backup,
                                name: str, into_target: str | None, *, without_owners: bool,
                                create_roles: bool) -> dict:  # fmt: skip
@@ -225,6 +237,7 @@ def _restore_into_new_database(job: Job | None, record: JobRecord, confirmed: Jo
     settings, ours = services.settings(), console()
     requested_by, filename = confirmed.requested_by, backup.filename
     record.remember(new_database=name)  # the job page's steps
+    tables = _chosen_tables(confirmed)
     destination = settings.for_target(into_target).target if into_target else ours.target
     if problem := restore.new_database_name_problem(name):
         raise restore.RestoreRefused(f"{problem}; nothing was changed")
@@ -235,7 +248,7 @@ def _restore_into_new_database(job: Job | None, record: JobRecord, confirmed: Jo
         try:
             copy = _restore_into_scratch(backup, folder, record, confirmed, trusted_only=False,
                                          with_owners=not without_owners, create_roles=create_roles,
-                                         destination=destination)  # fmt: skip
+                                         destination=destination, tables=tables)  # fmt: skip
             record.phase("renaming")  # not a phase a job may be stopped in (app/jobs/stopping.py)
             restore.rename_into_new(destination, copy.database, name)
         except BaseException:
@@ -250,7 +263,8 @@ def _restore_into_new_database(job: Job | None, record: JobRecord, confirmed: Jo
     connection = restore.connection_string(destination, name)
     server = f"{destination.host}:{destination.port}" + (f" (target {into_target})" if into_target else "")
     record.phase("done", bytes_total=backup.size, bytes_done=backup.size)
-    detail = (f"restored {filename} into a new database {name} on {server} in {human_duration(seconds)} "
+    only = f" (only the tables {', '.join(tables)})" if tables else ""
+    detail = (f"restored {filename}{only} into a new database {name} on {server} in {human_duration(seconds)} "
               f"({connection}); the live database was not touched{_copy_notes(copy, without_owners)}")  # fmt: skip
     finish(job, "restore", "ok", requested_by, filename, detail, size=backup.size,
            summary=f"restored into new database {name}")  # fmt: skip
@@ -262,7 +276,7 @@ def _restore_into_new_database(job: Job | None, record: JobRecord, confirmed: Jo
             "trusted": copy.trusted, "tables": copy.tables, "seconds": seconds,
             "backup_taken_at": backup.created_at.isoformat(), "without_owners": without_owners,
             "notes": list(copy.notes), "created_roles": list(copy.created_roles),
-            "streamed": copy.streamed}  # fmt: skip
+            "streamed": copy.streamed, "only_tables": list(tables)}  # fmt: skip
 
 
 def _swap_back(backup: catalog.Backup, record: JobRecord, confirmed: JobRun,
@@ -416,6 +430,7 @@ def _back_up_replaced(ours: ConsoleBackups, record: JobRecord, requested_by: str
 def _restore_into_scratch(
     backup: catalog.Backup, folder: Path, record: JobRecord, confirmed: JobRun, trusted_only: bool,
     with_owners: bool = False, create_roles: bool = False, destination: TargetDatabase | None = None,
+    tables: tuple[str, ...] = (),
 ) -> restore.ScratchCopy:
     """Check provenance, download, check the checksum, preflight, restore into a new scratch database.
 
@@ -430,7 +445,7 @@ def _restore_into_scratch(
     is touched, then read again, the same version (`Storage.version_of`), for the preflight's head and pg_restore.
 
     `destination`: the server the scratch is made on (a restore into a new database on another target's);
-    default this target's.
+    default this target's. `tables`: only these (a partial restore), checked against the archive's own list.
     """
     settings, ours = services.settings(), copies.readable_console(console(), backup.filename, record)  # copies
     server = destination or ours.target
@@ -463,6 +478,7 @@ def _restore_into_scratch(
     created = _create_roles(backup, manifest, origin, record, confirmed, server) if create_roles else []
     contents = restore.preflight(server, archive.path, with_owners=with_owners,
                                  extensions=(manifest or {}).get("extensions"), bin_dirs=settings.pg_bin_dirs)
+    partial = partial_restore.plan(contents, tables) if tables else None  # refuses a name the archive lacks
     record.remember(scratch_database=scratch)
     restore.create_scratch_like(server, scratch, contents.database)
     notes = restore.apply_database_properties(server, scratch, contents.database, with_owners=with_owners)
@@ -470,16 +486,19 @@ def _restore_into_scratch(
                                             with_owners=with_owners)  # fmt: skip
     # Streamed, the bar follows the bytes (one table may take hours); each entry pg_restore handles is progress too.
     record.phase("restoring", bytes_total=backup.size if streamed else None)
-    tables = restore.restore_into(server, archive, scratch, contents, jobs=settings.restore_jobs,
-                                  with_owners=with_owners, bin_dirs=settings.pg_bin_dirs,
-                                  on_progress=(lambda done, total: record.save()) if streamed else record.items,
-                                  on_log=record.log_line)  # fmt: skip
+    restored = restore.restore_into(server, archive, scratch, contents, jobs=settings.restore_jobs,
+                                    with_owners=with_owners, bin_dirs=settings.pg_bin_dirs,
+                                    on_progress=(lambda done, total: record.save()) if streamed else record.items,
+                                    on_log=record.log_line,
+                                    left_out=partial.left_out if partial else frozenset())  # fmt: skip
+    if partial and partial.note:
+        notes.append(partial.note)
     restore.apply_database_properties(server, scratch, contents.database, with_owners=with_owners,
                                       connection_limit=True)  # fmt: skip
     if not with_owners:
         notes += restore.close_public_access(server, scratch)
     return restore.ScratchCopy(scratch, archive.sha256, archive.checksum_verified, origin.trusted, origin.reason,
-                               tables, tuple(notes), tuple(created), streamed)  # fmt: skip
+                               restored, tuple(notes), tuple(created), streamed)  # fmt: skip
 
 
 def _create_roles(backup: catalog.Backup, manifest: dict | None, origin: provenance.Provenance, record: JobRecord,

@@ -6,6 +6,7 @@ from flask import Blueprint, abort, jsonify, request, url_for
 
 from app import operations, services
 from app.adapters.storage import StorageError
+from app.domain import partial_restore
 from app.extensions import csrf
 from app.health import targets
 from app.web.access import current_actor, load_user_from_token, role_required, visible_targets
@@ -133,15 +134,22 @@ def restore():
     create_roles = body.get("create_roles", False)
     if not isinstance(create_roles, bool):
         return jsonify(error="create_roles must be true or false"), 400
+    tables = body.get("tables")
+    if tables is not None and into is None:  # see docs/restore.md, "Part of a backup"
+        return jsonify(error=partial_restore.INTO_LIVE_REFUSED), 400
     if into is not None:
-        return restore_into_new(into, filename, passkey, without_owners=without_owners, create_roles=create_roles)
+        return restore_into_new(into, filename, passkey, without_owners=without_owners, create_roles=create_roles,
+                                tables=tables)  # fmt: skip
     return accepted(operations.request_restore(current_actor(), operations.collaborators(), filename, passkey,
                                                without_owners=without_owners, create_roles=create_roles))  # fmt: skip
 
 
-def restore_into_new(into: object, filename: str, passkey: str, *, without_owners: bool, create_roles: bool):
+def restore_into_new(into: object, filename: str, passkey: str, *, without_owners: bool, create_roles: bool,
+                     tables: object = None):  # fmt: skip
     """`"into": {"database": "name", "target": "other-target"}`: a restore into a new database (the target's
-    server by default), which replaces nothing."""
+    server by default), which replaces nothing; `"tables": ["schema.table", …]`: only those."""
+    if tables is not None and (problem := partial_restore.selection_problem(tables)):
+        return jsonify(error=problem), 400
     if not isinstance(into, dict) or set(into) - {"database", "target"}:
         return jsonify(error='into must be {"database": "name"} with an optional "target"'), 400
     database, target = into.get("database"), into.get("target")
@@ -151,4 +159,4 @@ def restore_into_new(into: object, filename: str, passkey: str, *, without_owner
         return jsonify(error="into.target must be the name of a target"), 400
     return accepted(operations.request_restore_into_new(current_actor(), operations.collaborators(), filename, passkey,
                                                         database, target=target, without_owners=without_owners,
-                                                        create_roles=create_roles))  # fmt: skip
+                                                        create_roles=create_roles, tables=tables))  # fmt: skip

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, RadioField, SelectField, StringField, SubmitField
+from wtforms import BooleanField, PasswordField, RadioField, SelectField, SelectMultipleField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, ValidationError
 
+from app.domain.partial_restore import INTO_LIVE_REFUSED, selection_problem
 from app.domain.restore import new_database_name_problem
 
 REPLACE, NEW = "replace", "new"
@@ -18,6 +19,8 @@ class RestoreForm(FlaskForm):
     ])  # fmt: skip
     new_database = StringField("Name of the new database", validators=[Length(max=128)])
     into_target = SelectField("On the server of the target", choices=[], validate_choice=False)
+    # Checked against the archive's own list by the job; the page offers the signed manifest's.
+    tables = SelectMultipleField("Only these tables", choices=[], validate_choice=False)
     confirm = StringField("Type the database name to confirm", validators=[Length(max=128)])
     without_owners = BooleanField("Restore without owners and grants (every object owned by the console's role)")
     create_roles = BooleanField("Create the missing roles from the backup, then restore with owners and grants")
@@ -74,6 +77,12 @@ class RestoreForm(FlaskForm):
     def validate_into_target(self, field) -> None:
         if self.into_new and field.data and field.data not in {choice.value for choice in field.choices}:
             raise ValidationError("Choose a target you may restore into")
+
+    def validate_tables(self, field) -> None:
+        if field.data and not self.into_new:
+            raise ValidationError(INTO_LIVE_REFUSED)
+        if field.data and (problem := selection_problem(field.data)):
+            raise ValidationError(problem[0].upper() + problem[1:])
 
     def validate_create_roles(self, field) -> None:
         if field.data and self.without_owners.data:

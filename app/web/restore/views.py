@@ -75,6 +75,7 @@ def confirm(filename: str):
             tries_left=operations.passkey_tries_left(current_actor(), using),
             form=form,
             destinations=destinations,
+            table_groups=tables_by_schema(manifest if origin.trusted else None),
             sessions=sessions,
             error=error,
             settings=settings,
@@ -98,11 +99,24 @@ def ask_for_restore(using: operations.Collaborators, filename: str, form: Restor
         into = form.destination if form.destination != using.settings.target_name else None
         return operations.request_restore_into_new(current_actor(), using, filename, form.passkey.data or "",
                                                    form.new_database.data, target=into,
+                                                   tables=form.tables.data or None,
                                                    without_owners=form.without_owners.data,
                                                    create_roles=form.create_roles.data)  # fmt: skip
     return operations.request_restore(current_actor(), using, filename, form.passkey.data,
                                       without_owners=form.without_owners.data, create_roles=form.create_roles.data,
                                       swap_back=form.swap_back.data)  # fmt: skip
+
+
+def tables_by_schema(signed_manifest: dict | None) -> dict[str, list[str]] | None:
+    """The backup's tables as its signed manifest records them, by schema ("shop" → ["shop.orders", …]); None
+    for a backup whose manifest does not (made before it did, or not signed by this team)."""
+    recorded = (signed_manifest or {}).get("tables")
+    if not isinstance(recorded, list):
+        return None
+    groups: dict[str, list[str]] = {}
+    for name in sorted(n for n in recorded if isinstance(n, str) and "." in n):
+        groups.setdefault(name.split(".", 1)[0], []).append(name)
+    return groups
 
 
 def passkey_refusal(exc: operations.Refused) -> bool:
