@@ -11,7 +11,7 @@ whose `status` the web layer answers with (400/403/404/409/429/503) in one place
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -20,8 +20,9 @@ from redis import Redis
 from app import services
 from app.adapters.apprise import Delivery
 from app.adapters.ratelimit import FailureLimit
+from app.adapters.storage import StorageError, WontFit
 from app.config import ROLES, Settings, UnknownTarget
-from app.domain import catalog, partial_restore, provenance, restore
+from app.domain import catalog, provenance, restore, upload
 from app.domain.alerts import notification_test_alert
 from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
@@ -29,8 +30,8 @@ from app.domain.naming import Owner
 from app.domain.restore import passkey_matches
 from app.jobs import history, kept_databases
 from app.jobs.notify import deliver
-from app.jobs.queue import JobRefused, start_job, stop_job
-from app.services.listing_cache import listing_cache
+from app.jobs.queue import JobRefused, check_upload_later, start_job, stop_job
+from app.services.listing_cache import listing_cache, listing_changed
 from app.store import audit
 from app.store.models import JobRun, utcnow
 
@@ -256,7 +257,7 @@ def restorable(using: Collaborators, filename: str) -> Backup:
 
 
 def request_restore(actor: Actor, using: Collaborators, filename: str, passkey: str, *, without_owners: bool = False,
-                    create_roles: bool = False, swap_back: bool = False) -> str:  # fmt: skip
+                    create_roles: bool = False, swap_back: bool = False, outside_data: str = "") -> str:  # fmt: skip
     """Check every guard in order, then enqueue; audits each attempt, never the passkey.
 
     `without_owners`: the admin's explicit choice to restore a backup whose roles this server lacks
@@ -265,6 +266,7 @@ def request_restore(actor: Actor, using: Collaborators, filename: str, passkey: 
     signed definitions before the job's preflight (the two choices exclude each other).
     `swap_back`: on a restore's safety backup whose database is still kept (RESTORE_KEEP_PREVIOUS), the
     admin's choice to swap that database back instead of restoring the file (nothing to download).
+    `outside_data`: for an uploaded file, the typed words `outside data into <database>` (`outside_data_words`).
     """
     if without_owners and create_roles:
         raise Refused("Choose either to create the missing roles or to restore without owners, not both", 400)
@@ -272,7 +274,7 @@ def request_restore(actor: Actor, using: Collaborators, filename: str, passkey: 
         raise Refused("A swap back puts the kept database back as it is: it takes no other choice", 400)
     try:
         job_id, origin = _guarded_restore(actor, using, filename, passkey, without_owners, create_roles=create_roles,
-                                          swap_back=swap_back)  # fmt: skip
+                                          swap_back=swap_back, outside_data=outside_data)  # fmt: skip
     except Refused as exc:
         audit.record("restore", "refused", username=actor.username, target=filename[:255], detail=str(exc),
                      address=actor.address)  # fmt: skip
@@ -287,7 +289,7 @@ def request_restore(actor: Actor, using: Collaborators, filename: str, passkey: 
 
 def _guarded_restore(
     actor: Actor, using: Collaborators, filename: str, passkey: str, without_owners: bool, *,
-    create_roles: bool = False, swap_back: bool = False,
+    create_roles: bool = False, swap_back: bool = False, outside_data: str = "",
 ) -> tuple[str, provenance.Provenance]:
     settings = using.settings
     if not actor.may("admin"):
@@ -297,6 +299,7 @@ def _guarded_restore(
         raise Refused(f"Restore is disabled: no RESTORE_PASSKEY is configured for {where}", 503)
     backup = restorable(using, filename)
     require_role_on_owner(actor, using, backup, "restore")
+    _check_uploaded(using, backup, into_live=settings.target.dbname, outside_data=outside_data)
     _check_passkey(actor, using, settings, passkey)
     if swap_back and kept_for_swap_back(using, backup.filename) is None:
         raise Refused(kept_databases.no_longer_kept(filename), 409)
@@ -332,6 +335,26 @@ def _check_passkey(actor: Actor, using: Collaborators, settings: Settings, passk
     limit.reset(*who)  # not the console's earlier failures: see above
 
 
+def outside_data_words(database: str) -> str:
+    """What an admin types to restore an uploaded file (data made outside the console) over a live database."""
+    return f"outside data into {database}"
+
+
+def _check_uploaded(using: Collaborators, backup: Backup, *, into_live: str | None = None,
+                    outside_data: str = "") -> None:  # fmt: skip
+    """An uploaded file is restorable once the worker has read it, into a new database; over the live database
+    `into_live` only with the typed words naming it as outside data. Enforced here, whatever page or API asks."""
+    manifest = catalog.read_manifest(using.backups.storage, backup.filename) if backup.has_manifest else None
+    if not upload.is_uploaded(manifest) or not using.backups.provenance(backup).trusted:
+        return
+    if upload.upload_state(manifest):
+        raise Refused(f"{backup.filename} was uploaded and is still being checked; restore it once that is done", 409)
+    if into_live is not None and outside_data.strip() != outside_data_words(into_live):
+        raise Refused(f"{backup.filename} was uploaded by {manifest.get('uploaded_by')}, not made by this console: "
+                      f"restore it into a new database, or type “{outside_data_words(into_live)}” to replace the "
+                      "live database with outside data", 400)  # fmt: skip
+
+
 class NewDatabaseRefused(Refused):
     """The new database's name is refused (not valid, or taken on the destination server): said at its field."""
 
@@ -348,11 +371,10 @@ def destination_settings(using: Collaborators, target: str | None) -> Settings:
 
 def request_restore_into_new(actor: Actor, using: Collaborators, filename: str, passkey: str, database: str, *,
                              target: str | None = None, without_owners: bool = False,
-                             create_roles: bool = False, tables: list[str] | None = None) -> str:  # fmt: skip
+                             create_roles: bool = False) -> str:  # fmt: skip
     """Restore `filename` into a new database `database` on the server of `target` (None: the backup's own
     target's). Nothing is replaced, so there is no swap and no safety backup; the destination target's passkey
-    is still asked where it has one. Admins of the destination target only; audited, never the passkey.
-    `tables`: only these ("schema.table"; the job checks them against the archive's own list)."""
+    is still asked where it has one. Admins of the destination target only; audited, never the passkey."""
     where = f"{database} on {target or using.settings.target_name or 'this server'}"
     try:
         if without_owners and create_roles:
@@ -364,10 +386,9 @@ def request_restore_into_new(actor: Actor, using: Collaborators, filename: str, 
             raise Refused(f"Restoring into the server of {into.target_name} needs the admin role there", 403)
         if problem := restore.new_database_name_problem(database):
             raise NewDatabaseRefused(problem, 400)
-        if tables is not None and (problem := partial_restore.selection_problem(tables)):
-            raise Refused(problem[0].upper() + problem[1:], 400)
         backup = restorable(using, filename)
         require_role_on_owner(actor, using, backup, "restore")
+        _check_uploaded(using, backup)
         if into.restore_enabled:  # nothing is replaced, but whoever holds the destination's passkey still agrees
             _check_passkey(actor, using, into, passkey)
         if restore.database_exists(into.target, database):  # the job's rename refuses a name taken later
@@ -380,8 +401,6 @@ def request_restore_into_new(actor: Actor, using: Collaborators, filename: str, 
             options["without_owners"] = True
         if create_roles:
             options["create_roles"] = True
-        if tables:
-            options["tables"] = sorted(set(tables))
         try:
             job_id = _start(using, "restore", actor.username, backup=backup, origin=origin, **options)
         except JobRefused as exc:
@@ -392,11 +411,44 @@ def request_restore_into_new(actor: Actor, using: Collaborators, filename: str, 
         raise
     notes = [f"into a new database {where} ({restore.connection_string(into.target, database)})", origin.audit_note,
              "without owners and grants (the admin's choice)" if without_owners else None,
-             "creating the missing roles from the backup (the admin's choice)" if create_roles else None,
-             f"only the tables {', '.join(sorted(set(tables)))[:1000]}" if tables else None]  # fmt: skip
+             "creating the missing roles from the backup (the admin's choice)" if create_roles else None]  # fmt: skip
     audit.record("restore", "requested", username=actor.username, target=filename, job_id=job_id,
                  address=actor.address, detail="; ".join(n for n in notes if n))  # fmt: skip
     return job_id
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+def request_upload(actor: Actor, using: Collaborators, original_name: str, chunks: Iterable[bytes], *,
+                   expected_bytes: int = 0) -> tuple[upload.Uploaded, str]:  # fmt: skip
+    """Stream an uploaded dump into the target's store (admins only) and enqueue its check on the worker; the
+    stored file and the check's job id. Refused (400) at once, nothing stored, when it is not an archive."""
+    settings = using.settings
+    try:
+        if not actor.may("admin"):
+            raise Refused(f"Uploading a dump needs the admin role; you act as {actor.role}", 403)
+        try:
+            stored = upload.store_upload(using.backups.storage, upload.uploaded_owner(settings.app_name),
+                                         using.backups.zone, chunks, original_name=original_name,
+                                         uploaded_by=actor.username, signing_key=settings.signing_key,
+                                         expected_bytes=expected_bytes)  # fmt: skip
+        except upload.UploadRefused as exc:
+            raise Refused(str(exc), 400) from None
+        except WontFit as exc:
+            raise Refused(f"The upload was not stored: {exc}", 413) from None
+        except StorageError as exc:  # the part upload was aborted: nothing is left
+            raise Refused(f"The upload was not stored: {exc}", 503) from None
+    except Refused as exc:
+        audit.record("upload", "refused", username=actor.username, target=original_name[:255], detail=str(exc),
+                     address=actor.address)  # fmt: skip
+        raise
+    job_id = check_upload_later(settings, using.redis, stored.filename, actor.username)
+    audit.record("upload", "requested", username=actor.username, target=stored.filename, job_id=job_id,
+                 address=actor.address, detail=f"uploaded {original_name[:200]} ({stored.size} bytes, "
+                                               f"sha256 {stored.sha256})")  # fmt: skip
+    listing_changed(settings, using.redis)
+    return stored, job_id
 
 
 STOP_ROLE = {"backup": "operator", "verify": "operator", "restore": "admin"}  # the role each kind's Stop needs

@@ -32,12 +32,13 @@ from app.store.models import JobRun, utcnow
 
 TASKS = "app.jobs.tasks"  # job functions are enqueued by dotted path: this module never imports them
 COPY_JOB = "app.jobs.copies.copy_job"
+UPLOAD_CHECK_JOB = "app.jobs.uploads.check_upload_job"
 SERIALIZER = JSONSerializer  # a pickled job runs code when it is read: Redis holds JSON only
 # Every function a worker of this console runs, and the one callback; anything else is refused.
 RUNNABLE = frozenset({
     *(f"{TASKS}.{kind}_job" for kind in JOB_KINDS),
     f"{TASKS}.drop_previous_database", "app.scheduler.scheduled_backup", "app.scheduler.scheduled_verify",
-    "app.jobs.notify.deliver_job", COPY_JOB,
+    "app.jobs.notify.deliver_job", COPY_JOB, UPLOAD_CHECK_JOB,
 })  # fmt: skip
 FAILURE_CALLBACK = f"{TASKS}.on_failure"
 
@@ -276,6 +277,22 @@ def copy_backup_later(settings: Settings, redis: Redis, filename: str) -> list[s
         failure_ttl=7 * 24 * 3600,
         description=f"copy {filename} to store {store.name}",
     ).id for store in settings.copies]  # fmt: skip
+
+
+def check_upload_later(settings: Settings, redis: Redis, filename: str, uploaded_by: str) -> str:
+    """After an upload: a short job reads the archive's table of contents on the worker (never in the web
+    process) and records its summary, or refuses and deletes the file. Plain names only."""
+    target = settings.target_name or None
+    job = queue_for(settings, redis).enqueue(
+        UPLOAD_CHECK_JOB,
+        kwargs={"filename": filename, "uploaded_by": uploaded_by, **({"target": target} if target else {})},
+        job_timeout=settings.job_max_seconds,
+        result_ttl=7 * 24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+        at_front=True,
+        description=f"check the uploaded file {filename}",
+    )
+    return job.id
 
 
 def fetch_job(redis: Redis, job_id: str) -> ConsoleJob | None:

@@ -27,10 +27,11 @@ def register_blueprints(app: Flask) -> None:
     from app.web.metrics.views import bp as metrics_bp
     from app.web.people.views import bp as people_bp
     from app.web.restore.views import bp as restore_bp
+    from app.web.uploads.views import bp as uploads_bp
 
     access.init_app(app)
     sso.init_app(app, app.config["SETTINGS"].oidc)
-    pages = (auth_bp, sso.bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, maintenance_bp)
+    pages = (auth_bp, sso.bp, backups_bp, restore_bp, jobs_bp, people_bp, audit_bp, maintenance_bp, uploads_bp)
     for blueprint in (*pages, api_bp, health_bp, metrics_bp, activity_bp):
         app.register_blueprint(blueprint)
     register_hooks(app)

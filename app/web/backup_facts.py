@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from app import services
-from app.domain import catalog, provenance
+from app.domain import catalog, provenance, upload
 from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
 from app.domain.trends import manifest_seconds
@@ -97,6 +97,18 @@ class BackupFacts:
         recipients = encryption.get("recipients") if isinstance(encryption, dict) else None
         return [r for r in recipients if isinstance(r, str)] if isinstance(recipients, list) else []
 
+    @property
+    def uploaded(self) -> dict | None:
+        """What the console recorded of an uploaded file (not made by the console): who, its original name and,
+        once the worker has read it, its summary; None for anything else."""
+        manifest = self.manifest or {}
+        if not upload.is_uploaded(manifest) or not self.origin.trusted:
+            return None
+        contents = manifest.get("contents") if isinstance(manifest.get("contents"), dict) else {}
+        return {"by": self.text("uploaded_by"), "originalName": self.text("original_name"),
+                "state": upload.upload_state(manifest) or "checked",
+                "tables": contents.get("tables"), "schemas": contents.get("schemas")}  # fmt: skip
+
     def to_json(self) -> dict:
         """The JSON API's view of the page; never the manifest's role definitions."""
         m = self.made
@@ -117,6 +129,7 @@ class BackupFacts:
             "restores": [{"jobId": j.id, "status": j.status, "requestedBy": j.requested_by,
                           "at": _iso(j.enqueued_at)} for j in self.restores],
             "copies": [{"store": c.store, "state": c.state, "verifiedAt": _iso(c.at)} for c in self.copies],
+            "uploaded": self.uploaded,
         }  # fmt: skip
 
 
@@ -144,6 +157,8 @@ def facts_of(ours: ConsoleBackups, backup: Backup) -> BackupFacts:
     """What the page of `backup` shows; the caller has checked that the user may see it."""
     storage = ours.storage
     manifest = manifests.get(storage, backup)
+    if upload.upload_state(manifest):  # the one manifest rewritten after it was written: once the worker read it
+        manifest = catalog.read_manifest(storage, backup.filename)
     made = made_of([backup], lambda b: manifest).get(backup.filename)
     origin = provenance.provenance_of(backup, manifest, ours.signing_key)
     return BackupFacts(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from app import services
 from app.domain.catalog import Backup
 from app.domain.trends import manifest_seconds
+from app.domain.upload import UPLOADED_ENVIRONMENT
 from app.extensions import db
 from app.jobs import history
 from app.operations import Actor, owning_target
@@ -27,7 +28,7 @@ from app.store.models import AuditEvent, JobRun
 from app.web.job_access import seen
 
 SCHEDULER = Actor.scheduler().username
-KINDS = ("manual", "scheduled", "safety")
+KINDS = ("manual", "scheduled", "safety", "uploaded")
 # A finished restore's audit row names the safety backup it made of the database it replaced
 # (app/jobs/tasks.py `_restore_detail`): its manifest reads like any other backup's.
 SAFETY_NAMED = re.compile(r"backed up as (\S+?\.dump(?:\.age)?)(?=[,;]|$)")
@@ -41,10 +42,11 @@ class Made:
     seconds: float | None
     safety: bool = False  # made by a restore, of the database it replaced, before the swap
     job_id: str | None = None  # the job that made it: a backup's, or a safety backup's restore
+    uploaded: bool = False  # not made by the console: a dump made elsewhere, uploaded by `by` (app/domain/upload.py)
 
     @property
     def kind(self) -> str:
-        return "safety" if self.safety else "scheduled" if self.scheduled else "manual"
+        return "uploaded" if self.uploaded else "safety" if self.safety else "scheduled" if self.scheduled else "manual"
 
 
 def safety_backups() -> dict[str, str | None]:
@@ -82,6 +84,9 @@ def made_of(
             continue  # a hidden target's backup: its manifest names its maker too
         elif (manifest := manifest_of(backup)) and (by := manifest.get("requested_by")) and isinstance(by, str):
             made[name] = Made(by[:64], by == SCHEDULER, manifest_seconds(manifest))
+        if backup.environment == UPLOADED_ENVIRONMENT:  # its name says so; who uploaded it, the manifest
+            made[name] = Made(made[name].by if name in made else None, False, None, uploaded=True)
+            continue
         if name in safety:
             known = made.get(name, Made(None, False, None))
             made[name] = Made(known.by, False, known.seconds, safety=True, job_id=safety[name])

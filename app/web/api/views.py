@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 from flask import Blueprint, abort, jsonify, request, url_for
 
 from app import operations, services
 from app.adapters.storage import StorageError
-from app.domain import partial_restore
+from app.domain import upload
 from app.extensions import csrf
 from app.health import targets
 from app.web.access import current_actor, load_user_from_token, role_required, visible_targets
@@ -20,6 +22,8 @@ csrf.exempt(bp)
 
 @bp.before_request
 def csrf_for_sessions():
+    if request.endpoint == "api.upload_dump":  # a whole database, streamed (see upload_dump), never held; None
+        request.max_content_length = sys.maxsize  # would mean MAX_CONTENT_LENGTH: the store's limits apply instead
     # A request that carries Authorization is judged by its token alone, never by a cookie: a
     # browser cannot add that header across sites, so CSRF only matters for cookie sessions.
     if "Authorization" in request.headers:
@@ -134,22 +138,19 @@ def restore():
     create_roles = body.get("create_roles", False)
     if not isinstance(create_roles, bool):
         return jsonify(error="create_roles must be true or false"), 400
-    tables = body.get("tables")
-    if tables is not None and into is None:  # see docs/restore.md, "Part of a backup"
-        return jsonify(error=partial_restore.INTO_LIVE_REFUSED), 400
+    outside_data = body.get("outside_data", "")
+    if not is_text(outside_data, 300) and outside_data != "":
+        return jsonify(error='outside_data must be the words "outside data into <database>"'), 400
     if into is not None:
-        return restore_into_new(into, filename, passkey, without_owners=without_owners, create_roles=create_roles,
-                                tables=tables)  # fmt: skip
+        return restore_into_new(into, filename, passkey, without_owners=without_owners, create_roles=create_roles)
     return accepted(operations.request_restore(current_actor(), operations.collaborators(), filename, passkey,
-                                               without_owners=without_owners, create_roles=create_roles))  # fmt: skip
+                                               without_owners=without_owners, create_roles=create_roles,
+                                               outside_data=outside_data))  # fmt: skip
 
 
-def restore_into_new(into: object, filename: str, passkey: str, *, without_owners: bool, create_roles: bool,
-                     tables: object = None):  # fmt: skip
+def restore_into_new(into: object, filename: str, passkey: str, *, without_owners: bool, create_roles: bool):
     """`"into": {"database": "name", "target": "other-target"}`: a restore into a new database (the target's
-    server by default), which replaces nothing; `"tables": ["schema.table", …]`: only those."""
-    if tables is not None and (problem := partial_restore.selection_problem(tables)):
-        return jsonify(error=problem), 400
+    server by default), which replaces nothing."""
     if not isinstance(into, dict) or set(into) - {"database", "target"}:
         return jsonify(error='into must be {"database": "name"} with an optional "target"'), 400
     database, target = into.get("database"), into.get("target")
@@ -159,4 +160,20 @@ def restore_into_new(into: object, filename: str, passkey: str, *, without_owner
         return jsonify(error="into.target must be the name of a target"), 400
     return accepted(operations.request_restore_into_new(current_actor(), operations.collaborators(), filename, passkey,
                                                         database, target=target, without_owners=without_owners,
-                                                        create_roles=create_roles, tables=tables))  # fmt: skip
+                                                        create_roles=create_roles))  # fmt: skip
+
+UPLOAD_READ = 1024 * 1024  # the body is read and passed on in blocks of this size, never whole
+
+
+@bp.route("/setting/uploads/<name>", methods=["PUT"])
+@bp.route("/targets/<target>/uploads/<name>", methods=["PUT"])
+@role_required("admin")
+def upload_dump(name: str):
+    """The raw body is a `pg_dump -Fc` archive made elsewhere (`curl --upload-file`): streamed into the store."""
+    length = request.content_length or 0
+    stream = request.stream
+    chunks = iter(lambda: stream.read(UPLOAD_READ), b"")
+    stored, job_id = operations.request_upload(current_actor(), operations.collaborators(), name[:255], chunks,
+                                               expected_bytes=length)  # fmt: skip
+    return jsonify(filename=stored.filename, size=stored.size, sha256=stored.sha256, original_name=name[:255],
+                   state=upload.CHECKING, job_id=job_id), 201  # fmt: skip
