@@ -22,7 +22,7 @@ from app.adapters.apprise import Delivery
 from app.adapters.ratelimit import FailureLimit
 from app.adapters.storage import StorageError, WontFit
 from app.config import ROLES, Settings, UnknownTarget
-from app.domain import catalog, provenance, restore, upload
+from app.domain import catalog, partial_restore, provenance, restore, upload
 from app.domain.alerts import notification_test_alert
 from app.domain.catalog import Backup
 from app.domain.console import ConsoleBackups
@@ -371,10 +371,11 @@ def destination_settings(using: Collaborators, target: str | None) -> Settings:
 
 def request_restore_into_new(actor: Actor, using: Collaborators, filename: str, passkey: str, database: str, *,
                              target: str | None = None, without_owners: bool = False,
-                             create_roles: bool = False) -> str:  # fmt: skip
+                             create_roles: bool = False, tables: list[str] | None = None) -> str:  # fmt: skip
     """Restore `filename` into a new database `database` on the server of `target` (None: the backup's own
     target's). Nothing is replaced, so there is no swap and no safety backup; the destination target's passkey
-    is still asked where it has one. Admins of the destination target only; audited, never the passkey."""
+    is still asked where it has one. Admins of the destination target only; audited, never the passkey.
+    `tables`: only these ("schema.table"; the job checks them against the archive's own list)."""
     where = f"{database} on {target or using.settings.target_name or 'this server'}"
     try:
         if without_owners and create_roles:
@@ -386,6 +387,8 @@ def request_restore_into_new(actor: Actor, using: Collaborators, filename: str, 
             raise Refused(f"Restoring into the server of {into.target_name} needs the admin role there", 403)
         if problem := restore.new_database_name_problem(database):
             raise NewDatabaseRefused(problem, 400)
+        if tables is not None and (problem := partial_restore.selection_problem(tables)):
+            raise Refused(problem[0].upper() + problem[1:], 400)
         backup = restorable(using, filename)
         require_role_on_owner(actor, using, backup, "restore")
         _check_uploaded(using, backup)
@@ -401,6 +404,8 @@ def request_restore_into_new(actor: Actor, using: Collaborators, filename: str, 
             options["without_owners"] = True
         if create_roles:
             options["create_roles"] = True
+        if tables:
+            options["tables"] = sorted(set(tables))
         try:
             job_id = _start(using, "restore", actor.username, backup=backup, origin=origin, **options)
         except JobRefused as exc:
@@ -411,7 +416,8 @@ def request_restore_into_new(actor: Actor, using: Collaborators, filename: str, 
         raise
     notes = [f"into a new database {where} ({restore.connection_string(into.target, database)})", origin.audit_note,
              "without owners and grants (the admin's choice)" if without_owners else None,
-             "creating the missing roles from the backup (the admin's choice)" if create_roles else None]  # fmt: skip
+             "creating the missing roles from the backup (the admin's choice)" if create_roles else None,
+             f"only the tables {', '.join(sorted(set(tables)))[:1000]}" if tables else None]  # fmt: skip
     audit.record("restore", "requested", username=actor.username, target=filename, job_id=job_id,
                  address=actor.address, detail="; ".join(n for n in notes if n))  # fmt: skip
     return job_id

@@ -8,7 +8,7 @@ from flask import Blueprint, abort, jsonify, request, url_for
 
 from app import operations, services
 from app.adapters.storage import StorageError
-from app.domain import upload
+from app.domain import partial_restore, upload
 from app.extensions import csrf
 from app.health import targets
 from app.web.access import current_actor, load_user_from_token, role_required, visible_targets
@@ -141,16 +141,23 @@ def restore():
     outside_data = body.get("outside_data", "")
     if not is_text(outside_data, 300) and outside_data != "":
         return jsonify(error='outside_data must be the words "outside data into <database>"'), 400
+    tables = body.get("tables")
+    if tables is not None and into is None:  # see docs/restore.md, "Part of a backup"
+        return jsonify(error=partial_restore.INTO_LIVE_REFUSED), 400
     if into is not None:
-        return restore_into_new(into, filename, passkey, without_owners=without_owners, create_roles=create_roles)
+        return restore_into_new(into, filename, passkey, without_owners=without_owners, create_roles=create_roles,
+                                tables=tables)  # fmt: skip
     return accepted(operations.request_restore(current_actor(), operations.collaborators(), filename, passkey,
                                                without_owners=without_owners, create_roles=create_roles,
                                                outside_data=outside_data))  # fmt: skip
 
 
-def restore_into_new(into: object, filename: str, passkey: str, *, without_owners: bool, create_roles: bool):
+def restore_into_new(into: object, filename: str, passkey: str, *, without_owners: bool, create_roles: bool,
+                     tables: object = None):  # fmt: skip
     """`"into": {"database": "name", "target": "other-target"}`: a restore into a new database (the target's
-    server by default), which replaces nothing."""
+    server by default), which replaces nothing; `"tables": ["schema.table", …]`: only those."""
+    if tables is not None and (problem := partial_restore.selection_problem(tables)):
+        return jsonify(error=problem), 400
     if not isinstance(into, dict) or set(into) - {"database", "target"}:
         return jsonify(error='into must be {"database": "name"} with an optional "target"'), 400
     database, target = into.get("database"), into.get("target")
@@ -160,7 +167,8 @@ def restore_into_new(into: object, filename: str, passkey: str, *, without_owner
         return jsonify(error="into.target must be the name of a target"), 400
     return accepted(operations.request_restore_into_new(current_actor(), operations.collaborators(), filename, passkey,
                                                         database, target=target, without_owners=without_owners,
-                                                        create_roles=create_roles))  # fmt: skip
+                                                        create_roles=create_roles, tables=tables))  # fmt: skip
+
 
 UPLOAD_READ = 1024 * 1024  # the body is read and passed on in blocks of this size, never whole
 
