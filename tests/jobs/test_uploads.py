@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PASSKEY, audit_rows, job_of, log_in, run_jobs_for
+from tests.helpers import PASSKEY, audit_rows, job_of, log_in, post, run_jobs_for, signed_in
 from tests.support.databases import PG, create_database, drop_database, new_name, table_fingerprint
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 4000
@@ -166,3 +166,24 @@ def test_only_an_admin_may_upload(make_app, make_user, token_for, role):
     answer = put(app, token_for("olga"), "nightly.dump", b"PGDMP" + b"\0" * 100)
     assert answer.status_code == 403
     assert stored_names(app) == []
+
+
+def test_the_restore_page_asks_for_the_outside_data_words(make_app, make_user, token_for, pg_admin, tmp_path,
+                                                          target_db):  # fmt: skip
+    source, archive = dump_made_elsewhere(pg_admin, tmp_path)
+    try:
+        app = make_app()
+        make_user("ada", "admin")
+        filename = put(app, token_for("ada"), "nightly.dump", archive.read_bytes()).get_json()["filename"]
+        run_jobs_for(app)
+        client, auth = signed_in(app, make_user, "admin", "root")
+        url = f"/backups/{filename}/restore"
+        assert f"Type outside data into {target_db} to confirm" in client.get(url).get_data(as_text=True)
+        refused = post(client, auth, url, {"passkey": PASSKEY, "confirm": target_db}, page=url)
+        assert refused.status_code == 400 and f"outside data into {target_db}" in refused.get_data(as_text=True)
+        asked = post(client, auth, url, {"passkey": PASSKEY, "confirm": f"outside data into {target_db}"}, page=url)
+        assert asked.status_code == 303 and "/jobs/" in asked.headers["Location"]
+        run_jobs_for(app)
+        assert table_fingerprint(target_db) == table_fingerprint(source)  # the live database holds the outside data
+    finally:
+        drop_database(pg_admin, source)

@@ -8,6 +8,7 @@ from app import operations
 from app.config import Settings
 from app.domain import preflight, restore, roles
 from app.domain.provenance import UNTRUSTED_WARNING, provenance_in
+from app.domain.upload import UPLOADED_ENVIRONMENT
 from app.web.access import current_actor, role_required
 from app.web.manifest_cache import manifests
 from app.web.restore.forms import NEW, REPLACE, RestoreForm
@@ -24,8 +25,12 @@ def confirm(filename: str):
     backup = operations.restorable(using, filename)  # 404 through the Refused handler
     foreign = not using.backups.is_ours(backup)
     destinations = restorable_into(settings)
-    form = RestoreForm(f"{backup.environment or 'unknown'}/{settings.target.dbname}" if foreign
-                       else settings.target.dbname, targets=[(t.target_name, label) for t, label in destinations],
+    # Over the live database, an uploaded file's confirmation names it as outside data (operations checks it).
+    uploaded = backup.environment == UPLOADED_ENVIRONMENT
+    expected = (operations.outside_data_words(settings.target.dbname) if uploaded
+                else f"{backup.environment or 'unknown'}/{settings.target.dbname}" if foreign
+                else settings.target.dbname)  # fmt: skip
+    form = RestoreForm(expected, targets=[(t.target_name, label) for t, label in destinations],
                        passkey_on=frozenset(t.target_name for t, _ in destinations if t.restore_enabled),
                        here=settings.target_name)  # fmt: skip
     error, status = None, 200
@@ -104,7 +109,7 @@ def ask_for_restore(using: operations.Collaborators, filename: str, form: Restor
                                                    create_roles=form.create_roles.data)  # fmt: skip
     return operations.request_restore(current_actor(), using, filename, form.passkey.data,
                                       without_owners=form.without_owners.data, create_roles=form.create_roles.data,
-                                      swap_back=form.swap_back.data)  # fmt: skip
+                                      swap_back=form.swap_back.data, outside_data=form.expected)  # fmt: skip
 
 
 def tables_by_schema(signed_manifest: dict | None) -> dict[str, list[str]] | None:
