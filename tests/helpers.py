@@ -176,6 +176,11 @@ def log_in(app, client, username: str) -> None:
         browser_session.update(values)
 
 
+def open_uploads(storage) -> list:
+    """The multipart uploads begun and neither completed nor aborted in `storage`'s bucket."""
+    return storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", [])
+
+
 def post(client, auth, url, data=None, page="/"):
     return client.post(url, data={**(data or {}), "csrf_token": auth.csrf_token(page)})
 

@@ -17,6 +17,17 @@ from tests.support.s3_servers import SERVERS, S3Bucket, S3Endpoint, create_bucke
 # --------------------------------------------------------------------------- S3
 
 
+@pytest.fixture
+def slow_s3(s3_server) -> Iterator[tuple]:
+    """(proxy, env): a proxy in front of the S3 server that holds or fails what a test tells it to
+    (tests/jobs/test_faults.py FlakyS3), and the env that points the console at it."""
+    from tests.jobs.test_faults import FlakyS3
+
+    proxy = FlakyS3(s3_server["S3_ENDPOINT_URL"])
+    yield proxy, {**s3_server, "S3_ENDPOINT_URL": proxy.url}
+    proxy.close()
+
+
 @pytest.fixture(scope="session")
 def s3_endpoints() -> Iterator[dict[str, S3Endpoint]]:
     """Each server is started the first time a test asks for it, and stopped at the session's end."""

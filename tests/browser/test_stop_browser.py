@@ -10,20 +10,13 @@ import pytest
 
 from tests.browser.test_accessibility import SIZES, axe_source, violations  # noqa: F401 - axe_source: a fixture
 from tests.browser.test_activity_browser import console, sign_in
-from tests.helpers import PASSKEY, wait_for, wait_for_job
-from tests.jobs.test_faults import FlakyS3
-from tests.jobs.test_stop_job import _hold_once_logged, _token, _tool, _uploads
+from tests.helpers import PASSKEY, open_uploads, wait_for, wait_for_job
+from tests.jobs.test_stop_job import _hold_once_logged, _token, _tool
 from tests.support.databases import PG, database_names, table_fingerprint
 
 pytestmark = pytest.mark.browser
 HOLD_SECONDS = 6.0  # each write to the store, once held: the backup stays in "Dump and upload" for long enough
 
-
-@pytest.fixture
-def slow_s3(s3_server):
-    proxy = FlakyS3(s3_server["S3_ENDPOINT_URL"])
-    yield proxy, {**s3_server, "S3_ENDPOINT_URL": proxy.url}
-    proxy.close()
 
 
 def test_stop_a_running_backup_and_a_running_restore_in_the_browser(
@@ -65,7 +58,7 @@ def test_stop_a_running_backup_and_a_running_restore_in_the_browser(
     found["backup stopped"] = violations(page, axe)
     context.close()
     proxy.hold = lambda method, path: 0.0
-    assert sorted(o.name for o in storage.list_objects()) == kept and _uploads(storage) == []
+    assert sorted(o.name for o in storage.list_objects()) == kept and open_uploads(storage) == []
 
     # An admin stops a running restore before its swap (pg_restore held), at 390×844 in dark mode.
     before = table_fingerprint(target_db)

@@ -1,8 +1,6 @@
-"""Fixtures the job tests share: a slow S3 in front of the real one, and a table big enough to watch a job run."""
+"""Fixtures the job tests share: a slow S3 upload (slow_s3 is in tests/server_fixtures.py), a big table."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -11,14 +9,6 @@ from tests.jobs.test_faults import FlakyS3
 from tests.support.databases import PG
 
 PART_SECONDS = 1.5  # each 8 MiB part is held this long: a 64 MB backup takes over 10 s, and never stalls for 5 s
-
-
-@pytest.fixture
-def slow_s3(s3_server) -> Iterator[tuple[FlakyS3, dict[str, str]]]:
-    """A proxy in front of the S3 server (it holds or fails what a test tells it to), and the env that points at it."""
-    proxy = FlakyS3(s3_server["S3_ENDPOINT_URL"])
-    yield proxy, {**s3_server, "S3_ENDPOINT_URL": proxy.url}
-    proxy.close()
 
 
 @pytest.fixture

@@ -81,17 +81,11 @@ class FlakyS3:
         self.server.server_close()
 
 
-@pytest.fixture
-def flaky(s3_server):
-    proxy = FlakyS3(s3_server["S3_ENDPOINT_URL"])
-    yield proxy, {**s3_server, "S3_ENDPOINT_URL": proxy.url}
-    proxy.close()
 
-
-def test_s3_answering_503_for_a_while_is_retried_and_the_backup_completes(app_env, flaky, processes, console_of):
+def test_s3_answering_503_for_a_while_is_retried_and_the_backup_completes(app_env, slow_s3, processes, console_of):
     from app.jobs.queue import start_job
 
-    proxy, s3 = flaky
+    proxy, s3 = slow_s3
     env = {**app_env, **s3}
     settings, redis, storage = console_of(env)
     processes.worker(env)
@@ -104,11 +98,11 @@ def test_s3_answering_503_for_a_while_is_retried_and_the_backup_completes(app_en
     ]
 
 
-def test_s3_answering_503_for_good_fails_clearly_and_leaves_nothing(app_env, flaky, processes, target_db, console_of):
+def test_s3_answering_503_for_good_fails_clearly_and_leaves_nothing(app_env, slow_s3, processes, target_db, console_of):
     from app.jobs.locks import DatabaseLock
     from app.jobs.queue import start_job
 
-    proxy, s3 = flaky
+    proxy, s3 = slow_s3
     env = {**app_env, **s3}
     settings, redis, storage = console_of(env)
     processes.worker(env)
@@ -121,11 +115,11 @@ def test_s3_answering_503_for_good_fails_clearly_and_leaves_nothing(app_env, fla
 
 
 def test_a_worker_killed_mid_download_leaves_the_live_database_and_no_temp_file(
-    app_env, flaky, processes, target_db, pg_admin, console_of, tmp_path
+    app_env, slow_s3, processes, target_db, pg_admin, console_of, tmp_path
 ):
     from app.jobs.queue import job_status, start_job
 
-    proxy, s3 = flaky
+    proxy, s3 = slow_s3
     restore_tmp = tmp_path / "restore-tmp"
     env = {**app_env, **s3, "RESTORE_TMP_DIR": str(restore_tmp)}
     settings, redis, _ = console_of(env)
@@ -266,12 +260,12 @@ PHASE_HOLDS = {
 
 @pytest.mark.parametrize(("kind", "phase"), list(PHASE_HOLDS))
 def test_a_worker_killed_in_each_phase_loses_nothing(
-    kind, phase, app_env, flaky, processes, target_db, pg_admin, console_of
+    kind, phase, app_env, slow_s3, processes, target_db, pg_admin, console_of
 ):
     from app.jobs.locks import DatabaseLock
     from app.jobs.queue import job_status, start_job
 
-    proxy, s3 = flaky
+    proxy, s3 = slow_s3
     env = {**app_env, **s3}
     settings, redis, storage = console_of(env)
     first = processes.worker(env, name="worker-1")
@@ -298,11 +292,11 @@ def test_a_worker_killed_in_each_phase_loses_nothing(
 
 
 def test_s3_failing_mid_download_fails_the_restore_and_changes_nothing(
-    app_env, flaky, processes, target_db, pg_admin, console_of
+    app_env, slow_s3, processes, target_db, pg_admin, console_of
 ):
     from app.jobs.queue import job_status, start_job
 
-    proxy, s3 = flaky
+    proxy, s3 = slow_s3
     env = {**app_env, **s3}
     settings, redis, _ = console_of(env)
     processes.worker(env)

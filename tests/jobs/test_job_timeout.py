@@ -14,7 +14,7 @@ from datetime import datetime
 
 import psycopg
 
-from tests.helpers import backup_sessions, wait_for, wait_for_job
+from tests.helpers import backup_sessions, open_uploads, wait_for, wait_for_job
 from tests.support.databases import PG
 
 LIMIT = 5  # JOB_TIMEOUT_SECONDS: its minimum
@@ -25,9 +25,6 @@ LIMIT = 5  # JOB_TIMEOUT_SECONDS: its minimum
 def _seconds(status: dict) -> float:
     return (datetime.fromisoformat(status["ended_at"]) - datetime.fromisoformat(status["started_at"])).total_seconds()
 
-
-def _uploads(storage) -> list:
-    return storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", [])
 
 
 def test_a_backup_that_keeps_streaming_runs_past_the_timeout(app_env, slow_parts, big_table, processes, console_of):
@@ -57,13 +54,13 @@ def test_a_pg_dump_waiting_on_a_lock_is_stopped_and_leaves_nothing(
     try:
         processes.worker(env)
         job_id = start_job(settings, redis, "backup", "olga")
-        wait_for(lambda: _uploads(storage), timeout=60, message="the upload to start")
+        wait_for(lambda: open_uploads(storage), timeout=60, message="the upload to start")
         final = wait_for_job(redis, job_id, "failed", timeout=60)
     finally:
         blocker.close()
     assert final["error"] == f"made no progress for {LIMIT} s (JOB_TIMEOUT_SECONDS); nothing was kept"
     assert LIMIT <= _seconds(final) < LIMIT + 10  # the dump's first seconds, the limit, one look for work
-    assert storage.list_objects() == [] and _uploads(storage) == []
+    assert storage.list_objects() == [] and open_uploads(storage) == []
     assert DatabaseLock(redis, settings.redis_namespace, settings.lock_name).holder() is None
     assert backup_sessions(pg_admin, target_db) == 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import PASSKEY, backup_sessions, wait_for, wait_for_job
+from tests.helpers import PASSKEY, backup_sessions, open_uploads, wait_for, wait_for_job
 from tests.support.databases import PG, database_names, table_fingerprint
 from tests.support.processes import descendants
 
@@ -48,9 +48,6 @@ def _token(app, username: str, role: str) -> dict[str, str]:
         db.session.commit()
     return {"Authorization": f"Bearer {plain}"}
 
-
-def _uploads(storage) -> list:
-    return storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", [])
 
 
 def _job(client, headers, job_id) -> dict:
@@ -110,7 +107,7 @@ def test_a_running_backup_stops_and_leaves_nothing(app_env, slow_parts, big_tabl
     started = client.post("/api/setting/backup", headers=headers["operator"])
     assert started.status_code == 202
     job_id = started.get_json()["job_id"]
-    wait_for(lambda: _uploads(storage) and _job(client, headers["operator"], job_id)["progress"]["bytes_done"],
+    wait_for(lambda: open_uploads(storage) and _job(client, headers["operator"], job_id)["progress"]["bytes_done"],
              timeout=60, message="the upload to be under way")  # fmt: skip
 
     running = _job(client, headers["operator"], job_id)
@@ -128,7 +125,7 @@ def test_a_running_backup_stops_and_leaves_nothing(app_env, slow_parts, big_tabl
     assert time.monotonic() - asked < 15  # within a second or two, unless the machine is busy
     assert final["stopped_by"] == "olga" and final["error"] is None
 
-    assert storage.list_objects() == [] and _uploads(storage) == []  # no object, no part left
+    assert storage.list_objects() == [] and open_uploads(storage) == []  # no object, no part left
     assert DatabaseLock(redis, settings.redis_namespace, settings.lock_name).holder() is None
     assert backup_sessions(pg_admin, big_table) == 0
     run = _record(job_id)
