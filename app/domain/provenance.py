@@ -99,7 +99,7 @@ def provenance_of(backup: Backup, manifest: dict | None, key: bytes) -> Provenan
     sha256 = manifest.get("sha256")
     if not isinstance(sha256, str) or len(sha256) != 64:
         return Provenance(False, "its signed manifest gives no sha256")
-    return Provenance(True, "", _parse_time(manifest.get("finished_at")), sha256)
+    return Provenance(True, "", manifest_time(manifest.get("finished_at")), sha256)
 
 
 def provenance_in(storage: Storage, backup: Backup, key: bytes) -> Provenance:
@@ -129,7 +129,8 @@ def newest_trusted(
     return best[1] if best else None
 
 
-def _parse_time(value: object) -> datetime | None:
+def manifest_time(value: object) -> datetime | None:
+    """A manifest's time field as a moment, or None when it is missing, malformed or has no zone."""
     if not isinstance(value, str):
         return None
     try:

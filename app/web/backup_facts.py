@@ -167,8 +167,8 @@ def facts_of(ours: ConsoleBackups, backup: Backup) -> BackupFacts:
         manifest=manifest,
         made=made,
         origin=origin,
-        started_at=_moment((manifest or {}).get("started_at")),
-        finished_at=_moment((manifest or {}).get("finished_at")),
+        started_at=provenance.manifest_time((manifest or {}).get("started_at")),
+        finished_at=provenance.manifest_time((manifest or {}).get("finished_at")),
         seconds=made.seconds if made and made.seconds is not None else manifest_seconds(manifest),
         pin=catalog.read_pin(storage, backup.filename) if backup.pinned else None,
         verification=_verification(ours, backup, origin) if backup.verified_at else None,
@@ -192,13 +192,3 @@ def _verification(ours: ConsoleBackups, backup: Backup, origin: provenance.Prove
         seconds=float(seconds) if isinstance(seconds, int | float) and not isinstance(seconds, bool) else None,
         rows=rows,
     )
-
-
-def _moment(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else None
